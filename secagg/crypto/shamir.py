@@ -1,0 +1,187 @@
+"""Shamir t-of-n secret sharing over GF(p), p = 2^31 - 1, on top of galois.
+
+A 32-byte secret is split into nine 30-bit limbs (little-endian base 2^30 digits of the secret
+read as a little-endian integer); each limb is shared with its own random polynomial of degree
+t - 1, so any t shares reveal the secret and any t - 1 reveal nothing. The prime is the largest
+one for which galois computes natively in 64-bit integers (products stay below 2^63), which keeps
+sharing and reconstruction vectorised.
+
+Share holders are identified by nonzero x-coordinates. Reconstruction is batched: Lagrange
+coefficients are computed once per distinct set of responding holders and applied to every
+secret reconstructed from that set.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+
+from secagg.crypto.randomness import RandomSource
+from secagg.errors import CryptoError, ParameterError
+
+__all__ = [
+    "FIELD_PRIME",
+    "LIMB_BITS",
+    "SECRET_BYTES",
+    "LIMBS_PER_SECRET",
+    "field",
+    "secrets_to_limbs",
+    "limbs_to_secrets",
+    "random_field_elements",
+    "share",
+    "lagrange_at_zero",
+    "reconstruct",
+]
+
+FIELD_PRIME = 2**31 - 1
+LIMB_BITS = 30
+SECRET_BYTES = 32
+LIMBS_PER_SECRET = -(-8 * SECRET_BYTES // LIMB_BITS)  # 9
+_LIMB_MASK = (1 << LIMB_BITS) - 1
+_TOP_LIMB_BITS = 8 * SECRET_BYTES - LIMB_BITS * (LIMBS_PER_SECRET - 1)  # 16
+# Bound on the elements of one vectorised sharing / reconstruction step (memory cap).
+_BLOCK_ELEMENTS = 1 << 22
+
+
+@functools.cache
+def field():
+    """The galois field class GF(2^31 - 1) (built once per process; galois is imported lazily)."""
+    import galois
+
+    return galois.GF(FIELD_PRIME)
+
+
+def secrets_to_limbs(secrets: Sequence[bytes]) -> np.ndarray:
+    """Split 32-byte secrets into a ``(len(secrets), 9)`` uint32 array of 30-bit limbs."""
+    out = np.empty((len(secrets), LIMBS_PER_SECRET), dtype=np.uint32)
+    for row, secret in enumerate(secrets):
+        if len(secret) != SECRET_BYTES:
+            raise ParameterError(f"a secret has {SECRET_BYTES} bytes, got {len(secret)}")
+        value = int.from_bytes(secret, "little")
+        for i in range(LIMBS_PER_SECRET):
+            out[row, i] = (value >> (LIMB_BITS * i)) & _LIMB_MASK
+    return out
+
+
+def limbs_to_secrets(limbs: np.ndarray) -> list[bytes]:
+    """Inverse of :func:`secrets_to_limbs`.
+
+    Raises :class:`CryptoError` when a limb is out of range, which happens when reconstruction
+    combined inconsistent shares.
+    """
+    limbs = np.asarray(limbs)
+    if limbs.ndim != 2 or limbs.shape[1] != LIMBS_PER_SECRET:
+        raise ParameterError(f"limbs must have shape (count, {LIMBS_PER_SECRET}), got {limbs.shape}")
+    if limbs.size and (int(limbs[:, :-1].max(initial=0)) > _LIMB_MASK
+                       or int(limbs[:, -1].max()) >> _TOP_LIMB_BITS):
+        raise CryptoError("reconstructed value is not a valid secret (inconsistent shares)")
+    out = []
+    for row in limbs.tolist():
+        value = 0
+        for i, limb in enumerate(row):
+            value |= limb << (LIMB_BITS * i)
+        out.append(value.to_bytes(SECRET_BYTES, "little"))
+    return out
+
+
+def random_field_elements(rng: RandomSource, shape: tuple[int, ...]) -> np.ndarray:
+    """Uniform elements of GF(p) as uint32, by rejection sampling of 31-bit words."""
+    count = int(np.prod(shape, dtype=np.int64))
+    values = np.frombuffer(rng.random_bytes(4 * count), dtype="<u4") & np.uint32(0x7FFFFFFF)
+    rejected = np.flatnonzero(values == FIELD_PRIME)
+    while rejected.size:  # probability 2^-31 per element
+        fresh = np.frombuffer(rng.random_bytes(4 * rejected.size), dtype="<u4") & np.uint32(0x7FFFFFFF)
+        values[rejected] = fresh
+        rejected = rejected[fresh == FIELD_PRIME]
+    return values.astype(np.uint32).reshape(shape)
+
+
+def _check_x(x_coords: np.ndarray, what: str) -> np.ndarray:
+    x = np.asarray(x_coords, dtype=np.int64)
+    if x.size and (x.min() <= 0 or x.max() >= FIELD_PRIME):
+        raise ParameterError(f"{what} x-coordinates must be in 1..p-1")
+    return x
+
+
+def share(secret_limbs: np.ndarray, threshold: int, x_coords: Sequence[int] | np.ndarray,
+          rng: RandomSource) -> np.ndarray:
+    """Shares of every limb for every holder: a ``(len(x_coords), len(secret_limbs))`` uint32 array.
+
+    Row ``i`` is holder ``x_coords[i]``'s share of each limb. ``threshold`` shares reconstruct;
+    fewer reveal nothing.
+    """
+    GF = field()
+    limbs = np.asarray(secret_limbs, dtype=np.int64).ravel()
+    x = _check_x(x_coords, "holder")
+    if np.unique(x).size != x.size:
+        raise ParameterError("holder x-coordinates must be distinct")
+    if not 1 <= threshold <= max(1, x.size):
+        raise ParameterError(f"threshold must be in 1..{x.size} holders, got {threshold}")
+    if limbs.size and (limbs.min() < 0 or limbs.max() >= FIELD_PRIME):
+        raise ParameterError("secret limbs must be field elements")
+    # coefficients[0] is the secret; shares = V @ coefficients with V[i, j] = x_i^j, evaluated as
+    # one broadcast product and sum (few galois calls instead of a Horner loop of t steps).
+    coefficients = np.empty((threshold, limbs.size), dtype=np.int64)
+    coefficients[0] = limbs
+    coefficients[1:] = random_field_elements(rng, (threshold - 1, limbs.size))
+    C = GF(coefficients)
+    out = np.empty((x.size, limbs.size), dtype=np.uint32)
+    block = max(1, _BLOCK_ELEMENTS // max(1, threshold * limbs.size))
+    powers = np.arange(threshold)
+    for start in range(0, x.size, block):
+        V = GF(x[start:start + block])[:, None] ** powers
+        out[start:start + block] = np.add.reduce(V[:, :, None] * C[None, :, :], axis=1).view(np.ndarray)
+    return out
+
+
+def lagrange_at_zero(x_sets: np.ndarray) -> np.ndarray:
+    """Lagrange coefficients for interpolation at 0, one row per set of x-coordinates.
+
+    ``x_sets`` has shape ``(sets, t)``; returns an int64 array of the same shape with values in GF(p).
+    """
+    GF = field()
+    x = _check_x(x_sets, "share")
+    if x.ndim != 2:
+        raise ParameterError("x_sets must have shape (sets, t)")
+    sets, t = x.shape
+    if t > 1:
+        ordered = np.sort(x, axis=1)
+        if np.any(ordered[:, 1:] == ordered[:, :-1]):
+            raise ParameterError("share x-coordinates within a set must be distinct")
+    X = GF(x)
+    numerators = np.multiply.reduce(X, axis=1)[:, None] / X
+    differences = X[:, None, :] - X[:, :, None]  # [s, i, j] = x_j - x_i
+    idx = np.arange(t)
+    differences[:, idx, idx] = 1
+    denominators = np.multiply.reduce(differences, axis=2)
+    return (numerators / denominators).view(np.ndarray).astype(np.int64)
+
+
+def reconstruct(x_sets: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Batch reconstruction at 0.
+
+    ``x_sets`` is ``(owners, t)``: the holders whose shares are used for each owner's secret;
+    ``shares`` is ``(owners, t, limbs)``. Lagrange coefficients are computed once per distinct
+    holder set. Returns ``(owners, limbs)`` uint32.
+    """
+    GF = field()
+    x = np.asarray(x_sets, dtype=np.int64)
+    values = np.asarray(shares)
+    if x.ndim != 2 or values.ndim != 3 or values.shape[:2] != x.shape:
+        raise ParameterError(f"shares shape {values.shape} does not match x_sets shape {x.shape}")
+    if values.size and int(values.max()) >= FIELD_PRIME:
+        raise ParameterError("shares must be field elements")
+    owners, t, limbs = values.shape
+    if owners == 0:
+        return np.zeros((0, limbs), dtype=np.uint32)
+    unique_sets, which = np.unique(x, axis=0, return_inverse=True)
+    coefficients = lagrange_at_zero(unique_sets)[np.asarray(which).ravel()]  # (owners, t)
+    out = np.empty((owners, limbs), dtype=np.uint32)
+    block = max(1, _BLOCK_ELEMENTS // max(1, t * limbs))
+    for start in range(0, owners, block):
+        stop = min(owners, start + block)
+        weighted = GF(coefficients[start:stop])[:, :, None] * GF(values[start:stop].astype(np.int64))
+        out[start:stop] = np.add.reduce(weighted, axis=1).view(np.ndarray)
+    return out

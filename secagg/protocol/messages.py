@@ -1,0 +1,660 @@
+"""Every protocol message, defined once, with its canonical binary encoding.
+
+Layout (all integers little-endian; see protocols/secagg-v1.md for the byte-level spec)::
+
+    header  = magic "SAGG" | version u8 (=1) | type u8 | session_id 16 bytes | party u32
+    message = header | body (type-specific, fixed field order, no padding, no trailing bytes)
+
+``party`` is the sender of a client-to-server message and the recipient of a server-to-client
+message. Lists of ids are strictly increasing, so every message has exactly one encoding.
+
+Constructors validate their fields (raising :class:`ParameterError` for a locally built bad
+message); :func:`decode_message` turns every way bytes can be invalid into
+:class:`MalformedMessage`, and nothing else.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar
+
+import numpy as np
+
+from secagg.crypto.aead import TAG_BYTES
+from secagg.crypto.keys import KEY_BYTES
+from secagg.crypto.shamir import FIELD_PRIME, LIMBS_PER_SECRET
+from secagg.crypto.signatures import SIGNATURE_BYTES
+from secagg.errors import MalformedMessage, ParameterError
+from secagg.ring import MAX_BITS, MIN_BITS, Ring
+
+__all__ = [
+    "MAGIC",
+    "VERSION",
+    "SESSION_ID_BYTES",
+    "SHARE_PLAINTEXT_BYTES",
+    "SEALED_SHARES_BYTES",
+    "MAX_ABORT_REASON_BYTES",
+    "MessageType",
+    "Message",
+    "KeyEntry",
+    "SealedShares",
+    "AdvertiseKeys",
+    "KeyDirectory",
+    "ShareKeys",
+    "ShareBundles",
+    "MaskedInput",
+    "ConsistencyRequest",
+    "ConsistencySignature",
+    "UnmaskRequest",
+    "UnmaskingShares",
+    "AbortNotice",
+    "decode_message",
+    "encode_broadcast",
+]
+
+MAGIC = b"SAGG"
+VERSION = 1
+SESSION_ID_BYTES = 16
+MAX_ID = (1 << 32) - 1
+# Plaintext of one share bundle: sender u32 | recipient u32 | 9 self-mask limbs | 9 mask-key limbs.
+SHARE_PLAINTEXT_BYTES = 8 + 2 * LIMBS_PER_SECRET * 4
+SEALED_SHARES_BYTES = SHARE_PLAINTEXT_BYTES + TAG_BYTES
+MAX_ABORT_REASON_BYTES = 1024
+
+_HEADER = struct.Struct("<4sBB16sI")
+_U8 = struct.Struct("<B")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_KEY_ENTRY = struct.Struct(f"<I{KEY_BYTES}s{KEY_BYTES}s")
+_SEALED_ENTRY = struct.Struct(f"<I{SEALED_SHARES_BYTES}s")
+_SIGNED_ID = struct.Struct(f"<I{SIGNATURE_BYTES}s")
+_SHARE_ROW = 1 + LIMBS_PER_SECRET  # owner id + limbs, as u32 words
+
+
+class MessageType(IntEnum):
+    ADVERTISE_KEYS = 1
+    KEY_DIRECTORY = 2
+    SHARE_KEYS = 3
+    SHARE_BUNDLES = 4
+    MASKED_INPUT = 5
+    CONSISTENCY_REQUEST = 6
+    CONSISTENCY_SIGNATURE = 7
+    UNMASK_REQUEST = 8
+    UNMASKING_SHARES = 9
+    ABORT = 10
+
+
+# ----------------------------------------------------------------------------- field checks
+
+def _bytes(name: str, value: object, length: int) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise ParameterError(f"{name} must be bytes, got {type(value).__name__}")
+    value = bytes(value)
+    if len(value) != length:
+        raise ParameterError(f"{name} must have {length} bytes, got {len(value)}")
+    return value
+
+
+def _id(name: str, value: object) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise ParameterError(f"{name} must be an integer id, got {value!r}")
+    value = int(value)  # type: ignore[call-overload]
+    if not 0 <= value <= MAX_ID:
+        raise ParameterError(f"{name} must be in 0..{MAX_ID}, got {value}")
+    return value
+
+
+def _increasing(name: str, ids: list[int]) -> None:
+    for a, b in zip(ids, ids[1:]):
+        if b <= a:
+            raise ParameterError(f"{name} must be strictly increasing (no duplicates), got {a} then {b}")
+
+
+def _id_array(name: str, values: object) -> np.ndarray:
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError, OverflowError):
+        raise ParameterError(f"{name} must be a sequence of ids") from None
+    if array.size == 0:
+        array = array.reshape(0).astype(np.int64)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise ParameterError(f"{name} must be a 1-D sequence of integer ids")
+    if array.size and (int(array.min()) < 0 or int(array.max()) > MAX_ID):
+        raise ParameterError(f"{name} ids must be in 0..{MAX_ID}")
+    array = array.astype("<u4")
+    if array.size > 1 and np.any(array[1:] <= array[:-1]):
+        raise ParameterError(f"{name} must be strictly increasing (no duplicates)")
+    array.flags.writeable = False
+    return array
+
+
+def _raw(array: np.ndarray) -> memoryview | bytes:
+    """The bytes of a little-endian contiguous array, without copying."""
+    return memoryview(array).cast("B") if array.size else b""
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """A read-only view (no copy: a masked vector can be large). Callers hand over ownership."""
+    if array.flags.writeable:
+        array = array.view()
+        array.flags.writeable = False
+    return array
+
+
+# ----------------------------------------------------------------------------- base class
+
+@dataclass(frozen=True, eq=False)
+class Message:
+    """Base of all messages: equality is equality of canonical encodings."""
+
+    TYPE: ClassVar[MessageType]
+    FROM_CLIENT: ClassVar[bool]
+
+    session_id: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "session_id", _bytes("session_id", self.session_id, SESSION_ID_BYTES))
+
+    @property
+    def party(self) -> int:
+        """The sender (client-to-server messages) or recipient (server-to-client messages)."""
+        raise NotImplementedError
+
+    def _body(self) -> list[bytes | memoryview]:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        """The canonical bytes of this message."""
+        header = _HEADER.pack(MAGIC, VERSION, int(self.TYPE), self.session_id, self.party)
+        return b"".join([header, *self._body()])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return type(self) is type(other) and self.encode() == other.encode()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, eq=False)
+class _FromClient(Message):
+    FROM_CLIENT: ClassVar[bool] = True
+    sender: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "sender", _id("sender", self.sender))
+
+    @property
+    def party(self) -> int:
+        return self.sender
+
+
+@dataclass(frozen=True, eq=False)
+class _ToClient(Message):
+    FROM_CLIENT: ClassVar[bool] = False
+    recipient: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "recipient", _id("recipient", self.recipient))
+
+    @property
+    def party(self) -> int:
+        return self.recipient
+
+
+# ----------------------------------------------------------------------------- entries
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """One client's advertised public keys (and, in malicious mode, its signature over them)."""
+
+    client_id: int
+    cipher_public_key: bytes
+    mask_public_key: bytes
+    signature: bytes | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "client_id", _id("client_id", self.client_id))
+        object.__setattr__(self, "cipher_public_key", _bytes("cipher_public_key", self.cipher_public_key, KEY_BYTES))
+        object.__setattr__(self, "mask_public_key", _bytes("mask_public_key", self.mask_public_key, KEY_BYTES))
+        if self.signature is not None:
+            object.__setattr__(self, "signature", _bytes("signature", self.signature, SIGNATURE_BYTES))
+
+
+@dataclass(frozen=True)
+class SealedShares:
+    """An AES-GCM ciphertext of one client's shares for one other client.
+
+    ``peer`` is the recipient in :class:`ShareKeys` and the sender in :class:`ShareBundles`.
+    """
+
+    peer: int
+    ciphertext: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "peer", _id("peer", self.peer))
+        object.__setattr__(self, "ciphertext", _bytes("ciphertext", self.ciphertext, SEALED_SHARES_BYTES))
+
+
+def _sealed_list(name: str, entries: object) -> tuple[SealedShares, ...]:
+    entries = tuple(entries)  # type: ignore[arg-type]
+    for entry in entries:
+        if not isinstance(entry, SealedShares):
+            raise ParameterError(f"{name} must contain SealedShares")
+    _increasing(f"{name} peers", [e.peer for e in entries])
+    return entries
+
+
+# ----------------------------------------------------------------------------- round 0
+
+@dataclass(frozen=True, eq=False)
+class AdvertiseKeys(_FromClient):
+    """Round 0, client -> server: two fresh X25519 public keys (c: share encryption, s: masks)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.ADVERTISE_KEYS
+    cipher_public_key: bytes
+    mask_public_key: bytes
+    signature: bytes | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        entry = KeyEntry(self.sender, self.cipher_public_key, self.mask_public_key, self.signature)
+        object.__setattr__(self, "cipher_public_key", entry.cipher_public_key)
+        object.__setattr__(self, "mask_public_key", entry.mask_public_key)
+        object.__setattr__(self, "signature", entry.signature)
+
+    @property
+    def entry(self) -> KeyEntry:
+        return KeyEntry(self.sender, self.cipher_public_key, self.mask_public_key, self.signature)
+
+    def _body(self):
+        signed = self.signature is not None
+        return [self.cipher_public_key, self.mask_public_key, _U8.pack(signed),
+                self.signature if signed else b""]
+
+
+@dataclass(frozen=True, eq=False)
+class KeyDirectory(_ToClient):
+    """Round 1 start, server -> client: the advertised keys of the recipient's share holders
+    (its own entry included), sorted by client id."""
+
+    TYPE: ClassVar[MessageType] = MessageType.KEY_DIRECTORY
+    entries: tuple[KeyEntry, ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        entries = tuple(self.entries)
+        for entry in entries:
+            if not isinstance(entry, KeyEntry):
+                raise ParameterError("entries must contain KeyEntry objects")
+        if len({e.signature is None for e in entries}) > 1:
+            raise ParameterError("either every entry of a key directory is signed or none is")
+        _increasing("entries", [e.client_id for e in entries])
+        object.__setattr__(self, "entries", entries)
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.entries) and self.entries[0].signature is not None
+
+    def _body(self):
+        signed = self.signed
+        parts: list[bytes] = [_U8.pack(signed), _U32.pack(len(self.entries))]
+        for e in self.entries:
+            parts.append(_KEY_ENTRY.pack(e.client_id, e.cipher_public_key, e.mask_public_key))
+            if signed:
+                parts.append(e.signature)  # type: ignore[arg-type]
+        return parts
+
+
+# ----------------------------------------------------------------------------- round 1
+
+@dataclass(frozen=True, eq=False)
+class ShareKeys(_FromClient):
+    """Round 1, client -> server: the sender's shares, sealed to each holder, and a hash
+    commitment to its self-mask seed (lets the server detect a wrong reconstruction)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SHARE_KEYS
+    self_mask_commitment: bytes
+    sealed: tuple[SealedShares, ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "self_mask_commitment",
+                           _bytes("self_mask_commitment", self.self_mask_commitment, 32))
+        object.__setattr__(self, "sealed", _sealed_list("sealed", self.sealed))
+
+    def _body(self):
+        parts = [self.self_mask_commitment, _U32.pack(len(self.sealed))]
+        parts += [_SEALED_ENTRY.pack(e.peer, e.ciphertext) for e in self.sealed]
+        return parts
+
+
+@dataclass(frozen=True, eq=False)
+class ShareBundles(_ToClient):
+    """Round 2 start, server -> client: every sealed share addressed to the recipient."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SHARE_BUNDLES
+    sealed: tuple[SealedShares, ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "sealed", _sealed_list("sealed", self.sealed))
+
+    def _body(self):
+        return [_U32.pack(len(self.sealed))] + [_SEALED_ENTRY.pack(e.peer, e.ciphertext) for e in self.sealed]
+
+
+# ----------------------------------------------------------------------------- round 2
+
+@dataclass(frozen=True, eq=False)
+class MaskedInput(_FromClient):
+    """Round 2, client -> server: the masked input vector y_u in Z_(2^bits)^m."""
+
+    TYPE: ClassVar[MessageType] = MessageType.MASKED_INPUT
+    modulus_bits: int
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bits = self.modulus_bits
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not MIN_BITS <= bits <= MAX_BITS:
+            raise ParameterError(f"modulus_bits must be in {MIN_BITS}..{MAX_BITS}, got {bits!r}")
+        ring = Ring(int(bits))
+        values = self.values
+        if not isinstance(values, np.ndarray) or values.ndim != 1 or values.dtype.kind != "u":
+            raise ParameterError("values must be a 1-D unsigned integer array")
+        if values.dtype.itemsize > ring.element_bytes:
+            raise ParameterError(f"values dtype {values.dtype} is wider than the ring's {ring.dtype}")
+        if values.size > MAX_ID:
+            raise ParameterError("too many values")
+        if not ring.in_range(values.astype(ring.dtype, copy=False)):
+            raise ParameterError(f"values must be below 2**{bits}")
+        object.__setattr__(self, "modulus_bits", int(bits))
+        object.__setattr__(self, "values", _frozen(values.astype(ring.dtype, copy=False)))
+
+    def _body(self):
+        return [_U8.pack(self.modulus_bits), _U32.pack(self.values.size), _raw(self.values)]
+
+
+# ----------------------------------------------------------------------------- round 3 (malicious)
+
+@dataclass(frozen=True, eq=False)
+class ConsistencyRequest(_ToClient):
+    """Round 3 start (malicious mode), server -> client: the survivors of the masked-input round."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CONSISTENCY_REQUEST
+    survivors: np.ndarray
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "survivors", _id_array("survivors", self.survivors))
+
+    def _body(self):
+        return [_U32.pack(self.survivors.size), _raw(self.survivors)]
+
+
+@dataclass(frozen=True, eq=False)
+class ConsistencySignature(_FromClient):
+    """Round 3, client -> server: the sender's signature over (session, survivor list)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CONSISTENCY_SIGNATURE
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "signature", _bytes("signature", self.signature, SIGNATURE_BYTES))
+
+    def _body(self):
+        return [self.signature]
+
+
+# ----------------------------------------------------------------------------- round 4
+
+@dataclass(frozen=True, eq=False)
+class UnmaskRequest(_ToClient):
+    """Round 4 start, server -> client: the survivor list and, in malicious mode, the survivors'
+    signatures over it (each client checks them before revealing anything)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.UNMASK_REQUEST
+    survivors: np.ndarray
+    signatures: tuple[tuple[int, bytes], ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "survivors", _id_array("survivors", self.survivors))
+        signatures = tuple((_id("signer", i), _bytes("signature", s, SIGNATURE_BYTES)) for i, s in self.signatures)
+        _increasing("signers", [i for i, _ in signatures])
+        object.__setattr__(self, "signatures", signatures)
+
+    def _body(self):
+        parts = [_U32.pack(self.survivors.size), _raw(self.survivors),
+                 _U32.pack(len(self.signatures))]
+        parts += [_SIGNED_ID.pack(i, s) for i, s in self.signatures]
+        return parts
+
+
+def _share_table(name: str, owners: object, shares: object) -> tuple[np.ndarray, np.ndarray]:
+    owner_ids = _id_array(f"{name} owners", owners)
+    try:
+        table = np.asarray(shares)
+    except (TypeError, ValueError, OverflowError):
+        raise ParameterError(f"{name} shares must be an integer array") from None
+    if table.size == 0:
+        table = table.reshape(0, LIMBS_PER_SECRET).astype(np.uint32)
+    if table.shape != (owner_ids.size, LIMBS_PER_SECRET) or table.dtype.kind not in "iu":
+        raise ParameterError(f"{name} shares must be a ({owner_ids.size}, {LIMBS_PER_SECRET}) integer array")
+    if table.size and (int(table.min()) < 0 or int(table.max()) >= FIELD_PRIME):
+        raise ParameterError(f"{name} shares must be field elements below {FIELD_PRIME}")
+    return owner_ids, _frozen(np.ascontiguousarray(table, dtype="<u4"))
+
+
+@dataclass(frozen=True, eq=False)
+class UnmaskingShares(_FromClient):
+    """Round 4, client -> server: self-mask shares of survivors and mask-key shares of dropped
+    clients; never both kinds for the same owner."""
+
+    TYPE: ClassVar[MessageType] = MessageType.UNMASKING_SHARES
+    self_mask_owners: np.ndarray
+    self_mask_shares: np.ndarray
+    mask_key_owners: np.ndarray
+    mask_key_shares: np.ndarray
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        b_owners, b_shares = _share_table("self_mask", self.self_mask_owners, self.self_mask_shares)
+        s_owners, s_shares = _share_table("mask_key", self.mask_key_owners, self.mask_key_shares)
+        if np.intersect1d(b_owners, s_owners).size:
+            raise ParameterError("an owner appears among both self-mask and mask-key shares")
+        object.__setattr__(self, "self_mask_owners", b_owners)
+        object.__setattr__(self, "self_mask_shares", b_shares)
+        object.__setattr__(self, "mask_key_owners", s_owners)
+        object.__setattr__(self, "mask_key_shares", s_shares)
+
+    def _body(self):
+        parts = []
+        for owners, shares in ((self.self_mask_owners, self.self_mask_shares),
+                               (self.mask_key_owners, self.mask_key_shares)):
+            rows = np.empty((owners.size, _SHARE_ROW), dtype="<u4")
+            rows[:, 0] = owners
+            rows[:, 1:] = shares
+            parts += [_U32.pack(owners.size), _raw(rows)]
+        return parts
+
+
+# ----------------------------------------------------------------------------- abort
+
+@dataclass(frozen=True, eq=False)
+class AbortNotice(_ToClient):
+    """Server -> client, any time: the session is aborted; ``reason`` is human-readable."""
+
+    TYPE: ClassVar[MessageType] = MessageType.ABORT
+    reason: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.reason, str):
+            raise ParameterError("reason must be a string")
+        if len(self.reason.encode("utf-8")) > MAX_ABORT_REASON_BYTES:
+            raise ParameterError(f"reason longer than {MAX_ABORT_REASON_BYTES} bytes")
+
+    def _body(self):
+        raw = self.reason.encode("utf-8")
+        return [_U16.pack(len(raw)), raw]
+
+
+def encode_broadcast(message: Message, recipients: list[int]) -> dict[int, bytes]:
+    """Encode one server-to-client message for many recipients, its body only once.
+
+    ``message.recipient`` is ignored: each copy carries its own recipient in the header.
+    """
+    if message.FROM_CLIENT:
+        raise ParameterError("only server-to-client messages are broadcast")
+    body = b"".join(message._body())
+    return {r: _HEADER.pack(MAGIC, VERSION, int(message.TYPE), message.session_id, _id("recipient", r)) + body
+            for r in recipients}
+
+
+# ----------------------------------------------------------------------------- decoding
+
+class _Reader:
+    """Bounds-checked cursor over a message's bytes; every overrun is a MalformedMessage."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes, pos: int) -> None:
+        self.data = data
+        self.pos = pos
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise MalformedMessage(f"message truncated: needed {n} bytes at offset {self.pos}, "
+                                   f"{len(self.data) - self.pos} left")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return _U16.unpack(self.take(2))[0]
+
+    def u32(self) -> int:
+        return _U32.unpack(self.take(4))[0]
+
+    def flag(self, name: str) -> bool:
+        value = self.u8()
+        if value > 1:
+            raise MalformedMessage(f"{name} flag must be 0 or 1, got {value}")
+        return bool(value)
+
+    def count(self, entry_bytes: int, name: str) -> int:
+        count = self.u32()
+        if count * entry_bytes > len(self.data) - self.pos:
+            raise MalformedMessage(f"{name} count {count} exceeds the message length")
+        return count
+
+    def words(self, count: int, dtype: str) -> np.ndarray:
+        itemsize = np.dtype(dtype).itemsize
+        array = np.frombuffer(self.data, dtype=dtype, count=count, offset=self.pos) if count else \
+            np.zeros(0, dtype=dtype)
+        self.take(count * itemsize)
+        return array
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise MalformedMessage(f"{len(self.data) - self.pos} trailing bytes after the message")
+
+
+def _read_share_table(r: _Reader, name: str) -> tuple[np.ndarray, np.ndarray]:
+    count = r.count(4 * _SHARE_ROW, name)
+    rows = r.words(count * _SHARE_ROW, "<u4").reshape(count, _SHARE_ROW)
+    return rows[:, 0], rows[:, 1:]
+
+
+def _decode_body(kind: MessageType, session_id: bytes, party: int, r: _Reader) -> Message:
+    if kind is MessageType.ADVERTISE_KEYS:
+        c_pk, s_pk = r.take(KEY_BYTES), r.take(KEY_BYTES)
+        signature = r.take(SIGNATURE_BYTES) if r.flag("signature") else None
+        return AdvertiseKeys(session_id, party, c_pk, s_pk, signature)
+    if kind is MessageType.KEY_DIRECTORY:
+        signed = r.flag("signed")
+        entry_bytes = _KEY_ENTRY.size + (SIGNATURE_BYTES if signed else 0)
+        entries = []
+        for _ in range(r.count(entry_bytes, "entry")):
+            client_id, c_pk, s_pk = _KEY_ENTRY.unpack(r.take(_KEY_ENTRY.size))
+            entries.append(KeyEntry(client_id, c_pk, s_pk, r.take(SIGNATURE_BYTES) if signed else None))
+        return KeyDirectory(session_id, party, tuple(entries))
+    if kind in (MessageType.SHARE_KEYS, MessageType.SHARE_BUNDLES):
+        commitment = r.take(32) if kind is MessageType.SHARE_KEYS else None
+        sealed = tuple(SealedShares(*_SEALED_ENTRY.unpack(r.take(_SEALED_ENTRY.size)))
+                       for _ in range(r.count(_SEALED_ENTRY.size, "sealed share")))
+        if commitment is not None:
+            return ShareKeys(session_id, party, commitment, sealed)
+        return ShareBundles(session_id, party, sealed)
+    if kind is MessageType.MASKED_INPUT:
+        bits = r.u8()
+        if not MIN_BITS <= bits <= MAX_BITS:
+            raise MalformedMessage(f"modulus_bits must be in {MIN_BITS}..{MAX_BITS}, got {bits}")
+        ring = Ring(bits)
+        values = r.words(r.count(ring.element_bytes, "value"), ring.dtype.str)
+        if not ring.in_range(values):
+            raise MalformedMessage(f"masked input has values >= 2**{bits}")
+        return MaskedInput(session_id, party, bits, values)
+    if kind is MessageType.CONSISTENCY_REQUEST:
+        return ConsistencyRequest(session_id, party, r.words(r.count(4, "survivor"), "<u4"))
+    if kind is MessageType.CONSISTENCY_SIGNATURE:
+        return ConsistencySignature(session_id, party, r.take(SIGNATURE_BYTES))
+    if kind is MessageType.UNMASK_REQUEST:
+        survivors = r.words(r.count(4, "survivor"), "<u4")
+        signatures = tuple(_SIGNED_ID.unpack(r.take(_SIGNED_ID.size))
+                           for _ in range(r.count(_SIGNED_ID.size, "signature")))
+        return UnmaskRequest(session_id, party, survivors, signatures)
+    if kind is MessageType.UNMASKING_SHARES:
+        b_owners, b_shares = _read_share_table(r, "self-mask share")
+        s_owners, s_shares = _read_share_table(r, "mask-key share")
+        return UnmaskingShares(session_id, party, b_owners, b_shares, s_owners, s_shares)
+    if kind is MessageType.ABORT:
+        raw = r.take(r.u16())
+        if len(raw) > MAX_ABORT_REASON_BYTES:
+            raise MalformedMessage("abort reason too long")
+        try:
+            reason = raw.decode("utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise MalformedMessage("abort reason is not valid UTF-8") from None
+        return AbortNotice(session_id, party, reason)
+    raise MalformedMessage(f"unknown message type {int(kind)}")  # pragma: no cover - enum is closed
+
+
+def decode_message(data: bytes | bytearray | memoryview) -> Message:
+    """Parse canonical message bytes; :class:`MalformedMessage` for anything else.
+
+    Arrays in the returned message (e.g. masked input values) are read-only views of ``data``
+    when it is ``bytes``, so decoding a large vector copies nothing.
+    """
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    if not isinstance(data, bytes):
+        raise MalformedMessage(f"a message is bytes, got {type(data).__name__}")
+    if len(data) < _HEADER.size:
+        raise MalformedMessage(f"message shorter than its {_HEADER.size}-byte header")
+    magic, version, kind, session_id, party = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise MalformedMessage("not a secagg message (bad magic)")
+    if version != VERSION:
+        raise MalformedMessage(f"unsupported protocol version {version} (this is version {VERSION})")
+    try:
+        kind = MessageType(kind)
+    except ValueError:
+        raise MalformedMessage(f"unknown message type {kind}") from None
+    reader = _Reader(data, _HEADER.size)
+    try:
+        message = _decode_body(kind, session_id, party, reader)
+    except ParameterError as exc:  # a field decoded fine but violates the message's rules
+        raise MalformedMessage(str(exc)) from None
+    reader.end()
+    return message
