@@ -85,7 +85,8 @@ class Ring:
         data must be quantised first, the ring does not guess how.
         """
         try:
-            array = np.asarray(values)
+            # Python sequences go through object arrays so ints above 2**63 are not turned into floats.
+            array = values if isinstance(values, np.ndarray) else np.array(values, dtype=object)
         except (OverflowError, ValueError, TypeError) as exc:
             raise ParameterError(f"{name} is not an integer vector: {exc}") from None
         if array.dtype == object:
@@ -106,9 +107,11 @@ class Ring:
     def _from_python_ints(self, array: np.ndarray, name: str) -> np.ndarray:
         # Only reached for object arrays (e.g. Python ints >= 2**63); these are Python objects
         # already, so checking their type one by one costs no more than NumPy's own conversion.
-        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in array.ravel()):
+        if array.ndim != 1:
+            raise ParameterError(f"{name} must be a 1-D vector, got shape {array.shape}")
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in array):
             raise ParameterError(f"{name} must hold integers in [0, 2**{self.bits})")
         try:
-            return np.array(array.tolist(), dtype=np.uint64)
+            return np.array([int(v) for v in array], dtype=np.uint64)
         except OverflowError:
             raise ParameterError(f"{name} must hold integers in [0, 2**{self.bits})") from None

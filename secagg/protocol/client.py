@@ -211,8 +211,9 @@ class ClientSession:
     def _on_key_directory(self, message: KeyDirectory) -> bytes:
         n, me = self.config.num_clients, self.client_id
         entries = {e.client_id: e for e in message.entries}
-        own = entries.get(me)
-        if own is None or own != self._advertised.entry:  # type: ignore[union-attr]
+        own, sent = entries.get(me), self._advertised
+        if own is None or (own.cipher_public_key, own.mask_public_key) != \
+                (sent.cipher_public_key, sent.mask_public_key):  # type: ignore[union-attr]
             raise _violation("key directory misstates this client's own keys (substituted or missing)")
         for client_id in entries:
             if client_id >= n:

@@ -1,0 +1,191 @@
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from secagg.errors import MalformedMessage, ParameterError
+from secagg.protocol.messages import (
+    SEALED_SHARES_BYTES,
+    AbortNotice,
+    AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencySignature,
+    KeyDirectory,
+    KeyEntry,
+    MaskedInput,
+    SealedShares,
+    ShareBundles,
+    ShareKeys,
+    UnmaskingShares,
+    UnmaskRequest,
+    decode_message,
+    encode_broadcast,
+)
+
+SID = bytes(range(16))
+ids = st.integers(0, 2**32 - 1)
+key = st.binary(min_size=32, max_size=32)
+sig = st.binary(min_size=64, max_size=64)
+sorted_ids = st.lists(ids, max_size=12, unique=True).map(sorted)
+
+
+@st.composite
+def key_directories(draw):
+    signed = draw(st.booleans())
+    entries = tuple(KeyEntry(i, draw(key), draw(key), draw(sig) if signed else None) for i in draw(sorted_ids))
+    return KeyDirectory(SID, draw(ids), entries)
+
+
+def sealed_lists(draw):
+    return tuple(SealedShares(i, draw(st.binary(min_size=SEALED_SHARES_BYTES, max_size=SEALED_SHARES_BYTES)))
+                 for i in draw(sorted_ids))
+
+
+@st.composite
+def masked_inputs(draw):
+    bits = draw(st.integers(1, 64))
+    values = draw(st.lists(st.integers(0, 2**bits - 1), max_size=20))
+    return MaskedInput(SID, draw(ids), bits, np.array(values, dtype=np.uint32 if bits <= 32 else np.uint64))
+
+
+@st.composite
+def unmasking_shares(draw):
+    owners = draw(sorted_ids)
+    split = draw(st.integers(0, len(owners)))
+    first, second = owners[:split], owners[split:]
+    limbs = st.integers(0, 2**31 - 2)
+    table = lambda n: np.array(draw(st.lists(st.lists(limbs, min_size=9, max_size=9), min_size=n, max_size=n)),
+                               dtype=np.uint32).reshape(n, 9)
+    return UnmaskingShares(SID, draw(ids), first, table(len(first)), second, table(len(second)))
+
+
+messages = st.one_of(
+    st.builds(AdvertiseKeys, st.just(SID), ids, key, key, st.one_of(st.none(), sig)),
+    key_directories(),
+    st.composite(lambda draw: ShareKeys(SID, draw(ids), draw(key), sealed_lists(draw)))(),
+    st.composite(lambda draw: ShareBundles(SID, draw(ids), sealed_lists(draw)))(),
+    masked_inputs(),
+    st.builds(ConsistencyRequest, st.just(SID), ids, sorted_ids),
+    st.builds(ConsistencySignature, st.just(SID), ids, sig),
+    st.builds(UnmaskRequest, st.just(SID), ids, sorted_ids,
+              st.lists(st.tuples(ids, sig), max_size=4, unique_by=lambda p: p[0]).map(sorted).map(tuple)),
+    unmasking_shares(),
+    st.builds(AbortNotice, st.just(SID), ids, st.text(max_size=50)),
+)
+
+
+@given(messages)
+def test_round_trip_is_canonical(message):
+    data = message.encode()
+    decoded = decode_message(data)
+    assert type(decoded) is type(message)
+    assert decoded == message
+    assert decoded.encode() == data
+
+
+@given(st.binary(max_size=300))
+def test_random_bytes_raise_only_malformed_message(data):
+    try:
+        message = decode_message(data)
+    except MalformedMessage:
+        return
+    assert message.encode() == data  # anything accepted must be canonical
+
+
+@given(messages, st.data())
+def test_mutated_messages_raise_only_malformed_message(message, data):
+    raw = bytearray(message.encode())
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "truncate", "extend", "set"]))
+        if op == "flip" and raw:
+            i = data.draw(st.integers(0, len(raw) - 1))
+            raw[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "truncate" and raw:
+            del raw[data.draw(st.integers(0, len(raw) - 1)):]
+        elif op == "extend":
+            raw += data.draw(st.binary(min_size=1, max_size=8))
+        elif op == "set" and raw:
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        decoded = decode_message(bytes(raw))
+    except MalformedMessage:
+        return
+    assert decoded.encode() == bytes(raw)
+
+
+def header(kind, party=0, version=1, magic=b"SAGG"):
+    return struct.pack("<4sBB16sI", magic, version, kind, SID, party)
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"", "shorter"),
+    (header(1)[:-1], "shorter"),
+    (header(1, magic=b"XXXX") + bytes(65), "magic"),
+    (header(1, version=2) + bytes(65), "version"),
+    (header(99), "unknown message type"),
+    (header(1) + bytes(64) + b"\x02", "flag"),
+    (header(1) + bytes(64) + b"\x00\x00", "trailing"),
+    (header(6) + struct.pack("<III", 2, 5, 5), "increasing"),
+    (header(6) + struct.pack("<III", 2, 5, 4), "increasing"),
+    (header(6) + struct.pack("<I", 1_000_000), "exceeds"),
+    (header(5) + struct.pack("<BI", 0, 0), "modulus_bits"),
+    (header(5) + struct.pack("<BI", 65, 0), "modulus_bits"),
+    (header(5) + struct.pack("<BII", 3, 1, 8), "values >= 2\\*\\*3"),
+    (header(9) + struct.pack("<I", 1) + struct.pack("<I", 0) + struct.pack("<9I", *[2**31 - 1] * 9)
+     + struct.pack("<I", 0), "field elements"),
+    (header(9) + struct.pack("<I", 1) + struct.pack("<10I", 4, *[0] * 9) + struct.pack("<I", 1)
+     + struct.pack("<10I", 4, *[0] * 9), "both"),
+    (header(10) + struct.pack("<H", 2) + b"\xff\xfe", "UTF-8"),
+    (header(2) + b"\x01" + struct.pack("<I", 1) + struct.pack("<I", 0) + bytes(64), "exceeds"),
+    (header(7) + bytes(63), "truncated"),
+])
+def test_specific_malformations(data, reason):
+    with pytest.raises(MalformedMessage, match=reason):
+        decode_message(data)
+
+
+@pytest.mark.parametrize("value", [None, 5, "text", [1, 2]])
+def test_non_bytes_are_malformed(value):
+    with pytest.raises(MalformedMessage):
+        decode_message(value)
+
+
+def test_masked_input_decoding_does_not_copy_the_vector():
+    values = np.arange(1000, dtype=np.uint32)
+    data = MaskedInput(SID, 1, 32, values).encode()
+    decoded = decode_message(data)
+    assert np.shares_memory(decoded.values, np.frombuffer(data, dtype=np.uint8))
+    assert not decoded.values.flags.writeable
+
+
+def test_broadcast_encodes_each_recipient_like_a_single_message():
+    message = ConsistencyRequest(SID, 0, [1, 4, 7])
+    copies = encode_broadcast(message, [1, 4, 7])
+    for recipient, data in copies.items():
+        assert data == ConsistencyRequest(SID, recipient, [1, 4, 7]).encode()
+    with pytest.raises(ParameterError):
+        encode_broadcast(ConsistencySignature(SID, 0, bytes(64)), [1])
+
+
+@pytest.mark.parametrize("build", [
+    lambda: AdvertiseKeys(bytes(15), 0, bytes(32), bytes(32)),
+    lambda: AdvertiseKeys(SID, -1, bytes(32), bytes(32)),
+    lambda: AdvertiseKeys(SID, 2**32, bytes(32), bytes(32)),
+    lambda: AdvertiseKeys(SID, 0, bytes(31), bytes(32)),
+    lambda: AdvertiseKeys(SID, 0, bytes(32), bytes(32), bytes(63)),
+    lambda: KeyDirectory(SID, 0, (KeyEntry(2, bytes(32), bytes(32)), KeyEntry(1, bytes(32), bytes(32)))),
+    lambda: KeyDirectory(SID, 0, (KeyEntry(1, bytes(32), bytes(32)), KeyEntry(2, bytes(32), bytes(32), bytes(64)))),
+    lambda: ShareKeys(SID, 0, bytes(32), (SealedShares(1, bytes(10)),)),
+    lambda: MaskedInput(SID, 0, 8, np.array([256], dtype=np.uint32)),
+    lambda: MaskedInput(SID, 0, 8, np.array([1.0])),
+    lambda: MaskedInput(SID, 0, 8, np.array([1], dtype=np.uint64)),
+    lambda: UnmaskRequest(SID, 0, [3, 3]),
+    lambda: UnmaskingShares(SID, 0, [1], np.zeros((1, 9)), [1], np.zeros((1, 9))),
+    lambda: UnmaskingShares(SID, 0, [1], np.zeros((1, 8), np.uint32), [], np.zeros((0, 9), np.uint32)),
+    lambda: AbortNotice(SID, 0, "x" * 2000),
+])
+def test_constructors_refuse_invalid_fields(build):
+    with pytest.raises(ParameterError):
+        build()

@@ -1,0 +1,35 @@
+import subprocess
+import sys
+
+from secagg.cli import main
+
+
+def test_simulate_prints_the_table_and_checks_the_sum(capsys):
+    assert main(["simulate", "-n", "12", "-m", "50", "--dropout", "0.25"]) == 0
+    out = capsys.readouterr().out
+    for round_name in ("advertise_keys", "share_keys", "masked_input", "unmasking"):
+        assert round_name in out
+    assert "plaintext sum of the survivors' inputs: yes" in out
+
+
+def test_simulate_sparse_malicious(capsys):
+    assert main(["simulate", "-n", "30", "-m", "10", "--neighbors", "8", "-t", "3", "--malicious",
+                 "--dropout", "0.1", "--bits", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "consistency_check" in out and "8 neighbours" in out and ": yes" in out
+
+
+def test_simulate_reports_an_abort(capsys):
+    assert main(["simulate", "-n", "6", "-t", "6", "-m", "4", "--dropout", "0.2", "--drop-round", "masked_input"]) == 2
+    assert "ABORTED in round masked_input" in capsys.readouterr().out
+
+
+def test_bad_parameters_give_a_clear_error(capsys):
+    assert main(["simulate", "-n", "6", "-t", "9"]) == 2
+    assert "threshold must be in 1..6" in capsys.readouterr().err
+
+
+def test_console_script_entry_point():
+    out = subprocess.run([sys.executable, "-m", "secagg.cli", "simulate", "-n", "5", "-m", "3", "--dropout", "0"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "inputs in the aggregate: 5 of 5 clients" in out
