@@ -31,6 +31,8 @@ __all__ = [
     "limbs_to_secrets",
     "random_field_elements",
     "share",
+    "vandermonde",
+    "mod_matmul",
     "lagrange_at_zero",
     "reconstruct",
 ]
@@ -112,7 +114,6 @@ def share(secret_limbs: np.ndarray, threshold: int, x_coords: Sequence[int] | np
     Row ``i`` is holder ``x_coords[i]``'s share of each limb. ``threshold`` shares reconstruct;
     fewer reveal nothing.
     """
-    GF = field()
     limbs = np.asarray(secret_limbs, dtype=np.int64).ravel()
     x = _check_x(x_coords, "holder")
     if np.unique(x).size != x.size:
@@ -121,19 +122,53 @@ def share(secret_limbs: np.ndarray, threshold: int, x_coords: Sequence[int] | np
         raise ParameterError(f"threshold must be in 1..{x.size} holders, got {threshold}")
     if limbs.size and (limbs.min() < 0 or limbs.max() >= FIELD_PRIME):
         raise ParameterError("secret limbs must be field elements")
-    # coefficients[0] is the secret; shares = V @ coefficients with V[i, j] = x_i^j, evaluated as
-    # one broadcast product and sum (few galois calls instead of a Horner loop of t steps).
+    # coefficients[0] is the secret; shares = V @ coefficients with V[i, j] = x_i^j (mod p).
     coefficients = np.empty((threshold, limbs.size), dtype=np.int64)
     coefficients[0] = limbs
     coefficients[1:] = random_field_elements(rng, (threshold - 1, limbs.size))
-    C = GF(coefficients)
     out = np.empty((x.size, limbs.size), dtype=np.uint32)
-    block = max(1, _BLOCK_ELEMENTS // max(1, threshold * limbs.size))
-    powers = np.arange(threshold)
+    block = max(1, _BLOCK_ELEMENTS // max(1, threshold))
     for start in range(0, x.size, block):
-        V = GF(x[start:start + block])[:, None] ** powers
-        out[start:start + block] = np.add.reduce(V[:, :, None] * C[None, :, :], axis=1).view(np.ndarray)
+        out[start:start + block] = mod_matmul(vandermonde(x[start:start + block], threshold), coefficients)
     return out
+
+
+def vandermonde(x: np.ndarray, columns: int) -> np.ndarray:
+    """``V[i, j] = x_i^j mod p`` for j < columns, as int64, by doubling (log2(columns) steps)."""
+    x = np.asarray(x, dtype=np.int64)
+    V = np.empty((x.size, columns), dtype=np.int64)
+    if columns == 0:
+        return V
+    V[:, 0] = 1
+    filled = 1
+    while filled < columns:
+        step = min(filled, columns - filled)
+        x_to_filled = V[:, filled - 1] * x % FIELD_PRIME  # x^filled
+        np.multiply(V[:, :step], x_to_filled[:, None], out=V[:, filled:filled + step])
+        V[:, filled:filled + step] %= FIELD_PRIME
+        filled += step
+    return V
+
+
+def mod_matmul(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Exact ``A @ B mod p`` for field elements, on float64 BLAS.
+
+    Both operands are split into 16-bit halves, so every product is below 2^32 and every dot
+    product of up to 2^20 terms stays below 2^52: float64 holds each partial sum exactly, in any
+    summation order. Three products recombine as lo + mid * 2^16 + hi * 2^32 (mod p). Tested
+    against galois' own field arithmetic (tests/crypto/test_shamir.py).
+    """
+    A = np.asarray(A, dtype=np.int64)
+    B = np.asarray(B, dtype=np.int64)
+    if A.shape[-1] > 1 << 20:
+        raise ParameterError("mod_matmul supports inner dimensions up to 2^20")
+    a_lo, a_hi = (A & 0xFFFF).astype(np.float64), (A >> 16).astype(np.float64)
+    b_lo, b_hi = (B & 0xFFFF).astype(np.float64), (B >> 16).astype(np.float64)
+    lo = (a_lo @ b_lo).astype(np.int64) % FIELD_PRIME
+    mid = (a_lo @ b_hi + a_hi @ b_lo).astype(np.int64) % FIELD_PRIME
+    hi = (a_hi @ b_hi).astype(np.int64) % FIELD_PRIME
+    hi = hi * 65536 % FIELD_PRIME
+    return ((hi + mid) * 65536 + lo) % FIELD_PRIME
 
 
 def lagrange_at_zero(x_sets: np.ndarray) -> np.ndarray:

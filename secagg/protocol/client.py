@@ -29,6 +29,7 @@ from secagg.protocol import derivation as d
 from secagg.protocol.config import SecAggConfig
 from secagg.protocol.graph import NeighbourGraph
 from secagg.protocol.messages import (
+    SEALED_SHARES_BYTES,
     SESSION_ID_BYTES,
     AbortNotice,
     AdvertiseKeys,
@@ -37,7 +38,6 @@ from secagg.protocol.messages import (
     KeyDirectory,
     MaskedInput,
     Message,
-    SealedShares,
     ShareBundles,
     ShareKeys,
     UnmaskingShares,
@@ -246,7 +246,7 @@ class ClientSession:
         limbs = secrets_to_limbs([self_mask_seed, self._mask_key.private_bytes()]).ravel()  # type: ignore[union-attr]
         shares = share(limbs, self.config.threshold, holders + 1, self._rng)
         incoming_keys: dict[int, bytes] = {}  # key of the bundle each holder will seal to us
-        sealed = []
+        recipients, sealed = [], []
         own_shares = None
         for holder, holder_shares in zip(holders.tolist(), shares):
             if holder == me:
@@ -258,10 +258,12 @@ class ClientSession:
                 raise _violation(f"unusable cipher key of client {holder}: {exc}") from None
             outgoing, incoming = d.share_bundle_keys(secret, self.session_id, me, holder)
             ad = d.share_bundle_associated_data(self.session_id, me, holder)
-            sealed.append(SealedShares(holder, seal(outgoing, d.share_plaintext(me, holder, holder_shares), ad)))
+            recipients.append(holder)
+            sealed.append(seal(outgoing, d.share_plaintext(me, holder, holder_shares), ad))
             incoming_keys[holder] = incoming
+        ciphertexts = np.frombuffer(b"".join(sealed), dtype=np.uint8).reshape(len(sealed), SEALED_SHARES_BYTES)
         reply = ShareKeys(self.session_id, me, d.self_mask_commitment(self.session_id, me, self_mask_seed),
-                          tuple(sealed))
+                          np.array(recipients, dtype=np.int64), ciphertexts)
         # commit
         self._peer_keys = {i: (e.cipher_public_key, e.mask_public_key) for i, e in entries.items() if i != me}
         self._incoming_keys = incoming_keys
@@ -275,13 +277,12 @@ class ClientSession:
     def _on_share_bundles(self, message: ShareBundles) -> bytes:
         session_id, client_id = self.session_id, self.client_id
         received = []
-        for entry in message.sealed:
-            sender = entry.peer
+        for sender, ciphertext in zip(message.peers.tolist(), message.ciphertexts):
             key = self._incoming_keys.get(sender)
             if key is None:
                 raise _violation(f"share bundle from client {sender}, to whom this client sent no shares")
             try:
-                plaintext = open_sealed(key, entry.ciphertext,
+                plaintext = open_sealed(key, ciphertext.tobytes(),
                                         d.share_bundle_associated_data(session_id, sender, client_id))
                 claimed_sender, claimed_recipient, limbs = d.parse_share_plaintext(plaintext)
             except (CryptoError, ParameterError) as exc:

@@ -39,7 +39,6 @@ __all__ = [
     "MessageType",
     "Message",
     "KeyEntry",
-    "SealedShares",
     "AdvertiseKeys",
     "KeyDirectory",
     "ShareKeys",
@@ -68,7 +67,7 @@ _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _KEY_ENTRY = struct.Struct(f"<I{KEY_BYTES}s{KEY_BYTES}s")
-_SEALED_ENTRY = struct.Struct(f"<I{SEALED_SHARES_BYTES}s")
+_SEALED_ROW = np.dtype([("peer", "<u4"), ("ciphertext", "u1", (SEALED_SHARES_BYTES,))])
 _SIGNED_ID = struct.Struct(f"<I{SIGNATURE_BYTES}s")
 _SHARE_ROW = 1 + LIMBS_PER_SECRET  # owner id + limbs, as u32 words
 
@@ -225,28 +224,26 @@ class KeyEntry:
             object.__setattr__(self, "signature", _bytes("signature", self.signature, SIGNATURE_BYTES))
 
 
-@dataclass(frozen=True)
-class SealedShares:
-    """An AES-GCM ciphertext of one client's shares for one other client.
+def _sealed_table(peers: object, ciphertexts: object) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a table of sealed share bundles: strictly increasing peer ids, one fixed-size
+    AES-GCM ciphertext per peer (rows of a ``(count, SEALED_SHARES_BYTES)`` uint8 array)."""
+    peer_ids = _id_array("peers", peers)
+    try:
+        table = np.asarray(ciphertexts)
+    except (TypeError, ValueError):
+        raise ParameterError("ciphertexts must be a uint8 array") from None
+    if table.size == 0:
+        table = np.zeros((0, SEALED_SHARES_BYTES), dtype=np.uint8)
+    if table.dtype != np.uint8 or table.shape != (peer_ids.size, SEALED_SHARES_BYTES):
+        raise ParameterError(f"ciphertexts must be a ({peer_ids.size}, {SEALED_SHARES_BYTES}) uint8 array")
+    return peer_ids, _frozen(table)
 
-    ``peer`` is the recipient in :class:`ShareKeys` and the sender in :class:`ShareBundles`.
-    """
 
-    peer: int
-    ciphertext: bytes
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "peer", _id("peer", self.peer))
-        object.__setattr__(self, "ciphertext", _bytes("ciphertext", self.ciphertext, SEALED_SHARES_BYTES))
-
-
-def _sealed_list(name: str, entries: object) -> tuple[SealedShares, ...]:
-    entries = tuple(entries)  # type: ignore[arg-type]
-    for entry in entries:
-        if not isinstance(entry, SealedShares):
-            raise ParameterError(f"{name} must contain SealedShares")
-    _increasing(f"{name} peers", [e.peer for e in entries])
-    return entries
+def _sealed_rows(peers: np.ndarray, ciphertexts: np.ndarray) -> list[bytes]:
+    rows = np.empty(peers.size, dtype=_SEALED_ROW)
+    rows["peer"] = peers
+    rows["ciphertext"] = ciphertexts
+    return [_U32.pack(peers.size), rows.tobytes()]
 
 
 # ----------------------------------------------------------------------------- round 0
@@ -314,38 +311,44 @@ class KeyDirectory(_ToClient):
 
 @dataclass(frozen=True, eq=False)
 class ShareKeys(_FromClient):
-    """Round 1, client -> server: the sender's shares, sealed to each holder, and a hash
-    commitment to its self-mask seed (lets the server detect a wrong reconstruction)."""
+    """Round 1, client -> server: the sender's shares sealed to each holder (``peers`` are the
+    recipients, row i of ``ciphertexts`` is sealed to ``peers[i]``), and a hash commitment to its
+    self-mask seed (lets the server detect a wrong reconstruction)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SHARE_KEYS
     self_mask_commitment: bytes
-    sealed: tuple[SealedShares, ...]
+    peers: np.ndarray
+    ciphertexts: np.ndarray
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "self_mask_commitment",
                            _bytes("self_mask_commitment", self.self_mask_commitment, 32))
-        object.__setattr__(self, "sealed", _sealed_list("sealed", self.sealed))
+        peers, ciphertexts = _sealed_table(self.peers, self.ciphertexts)
+        object.__setattr__(self, "peers", peers)
+        object.__setattr__(self, "ciphertexts", ciphertexts)
 
     def _body(self):
-        parts = [self.self_mask_commitment, _U32.pack(len(self.sealed))]
-        parts += [_SEALED_ENTRY.pack(e.peer, e.ciphertext) for e in self.sealed]
-        return parts
+        return [self.self_mask_commitment, *_sealed_rows(self.peers, self.ciphertexts)]
 
 
 @dataclass(frozen=True, eq=False)
 class ShareBundles(_ToClient):
-    """Round 2 start, server -> client: every sealed share addressed to the recipient."""
+    """Round 2 start, server -> client: every sealed share addressed to the recipient (``peers``
+    are the senders)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SHARE_BUNDLES
-    sealed: tuple[SealedShares, ...]
+    peers: np.ndarray
+    ciphertexts: np.ndarray
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "sealed", _sealed_list("sealed", self.sealed))
+        peers, ciphertexts = _sealed_table(self.peers, self.ciphertexts)
+        object.__setattr__(self, "peers", peers)
+        object.__setattr__(self, "ciphertexts", ciphertexts)
 
     def _body(self):
-        return [_U32.pack(len(self.sealed))] + [_SEALED_ENTRY.pack(e.peer, e.ciphertext) for e in self.sealed]
+        return _sealed_rows(self.peers, self.ciphertexts)
 
 
 # ----------------------------------------------------------------------------- round 2
@@ -558,11 +561,14 @@ class _Reader:
             raise MalformedMessage(f"{name} count {count} exceeds the message length")
         return count
 
-    def words(self, count: int, dtype: str) -> np.ndarray:
-        itemsize = np.dtype(dtype).itemsize
+    def records(self, count: int, dtype: str | np.dtype) -> np.ndarray:
+        """``count`` fixed-size records as a read-only view of the message bytes (no copy)."""
+        dtype = np.dtype(dtype)
+        if count * dtype.itemsize > len(self.data) - self.pos:
+            raise MalformedMessage(f"message truncated: {count} records of {dtype.itemsize} bytes do not fit")
         array = np.frombuffer(self.data, dtype=dtype, count=count, offset=self.pos) if count else \
             np.zeros(0, dtype=dtype)
-        self.take(count * itemsize)
+        self.pos += count * dtype.itemsize
         return array
 
     def end(self) -> None:
@@ -572,7 +578,7 @@ class _Reader:
 
 def _read_share_table(r: _Reader, name: str) -> tuple[np.ndarray, np.ndarray]:
     count = r.count(4 * _SHARE_ROW, name)
-    rows = r.words(count * _SHARE_ROW, "<u4").reshape(count, _SHARE_ROW)
+    rows = r.records(count * _SHARE_ROW, "<u4").reshape(count, _SHARE_ROW)
     return rows[:, 0], rows[:, 1:]
 
 
@@ -591,26 +597,25 @@ def _decode_body(kind: MessageType, session_id: bytes, party: int, r: _Reader) -
         return KeyDirectory(session_id, party, tuple(entries))
     if kind in (MessageType.SHARE_KEYS, MessageType.SHARE_BUNDLES):
         commitment = r.take(32) if kind is MessageType.SHARE_KEYS else None
-        sealed = tuple(SealedShares(*_SEALED_ENTRY.unpack(r.take(_SEALED_ENTRY.size)))
-                       for _ in range(r.count(_SEALED_ENTRY.size, "sealed share")))
+        rows = r.records(r.count(_SEALED_ROW.itemsize, "sealed share"), _SEALED_ROW)
         if commitment is not None:
-            return ShareKeys(session_id, party, commitment, sealed)
-        return ShareBundles(session_id, party, sealed)
+            return ShareKeys(session_id, party, commitment, rows["peer"], rows["ciphertext"])
+        return ShareBundles(session_id, party, rows["peer"], rows["ciphertext"])
     if kind is MessageType.MASKED_INPUT:
         bits = r.u8()
         if not MIN_BITS <= bits <= MAX_BITS:
             raise MalformedMessage(f"modulus_bits must be in {MIN_BITS}..{MAX_BITS}, got {bits}")
         ring = Ring(bits)
-        values = r.words(r.count(ring.element_bytes, "value"), ring.dtype.str)
+        values = r.records(r.count(ring.element_bytes, "value"), ring.dtype.str)
         if not ring.in_range(values):
             raise MalformedMessage(f"masked input has values >= 2**{bits}")
         return MaskedInput(session_id, party, bits, values)
     if kind is MessageType.CONSISTENCY_REQUEST:
-        return ConsistencyRequest(session_id, party, r.words(r.count(4, "survivor"), "<u4"))
+        return ConsistencyRequest(session_id, party, r.records(r.count(4, "survivor"), "<u4"))
     if kind is MessageType.CONSISTENCY_SIGNATURE:
         return ConsistencySignature(session_id, party, r.take(SIGNATURE_BYTES))
     if kind is MessageType.UNMASK_REQUEST:
-        survivors = r.words(r.count(4, "survivor"), "<u4")
+        survivors = r.records(r.count(4, "survivor"), "<u4")
         signatures = tuple(_SIGNED_ID.unpack(r.take(_SIGNED_ID.size))
                            for _ in range(r.count(_SIGNED_ID.size, "signature")))
         return UnmaskRequest(session_id, party, survivors, signatures)

@@ -41,7 +41,6 @@ from secagg.protocol.messages import (
     KeyEntry,
     MaskedInput,
     Message,
-    SealedShares,
     ShareBundles,
     ShareKeys,
     UnmaskingShares,
@@ -197,8 +196,7 @@ class _ShareKeysRound(_RoundState):
         self.peers = peers  # the holders each client must seal shares to
 
     def validate(self, sender: int, message: ShareKeys) -> None:  # type: ignore[override]
-        recipients = np.fromiter((e.peer for e in message.sealed), dtype=np.int64, count=len(message.sealed))
-        if not np.array_equal(recipients, self.peers[sender]):
+        if not np.array_equal(message.peers, self.peers[sender]):
             raise _violation(sender, "sealed shares for a set of clients other than its share holders")
 
     def close(self):
@@ -208,14 +206,26 @@ class _ShareKeysRound(_RoundState):
         if len(alive) < ctx.config.threshold:
             raise ctx.abort(self.name, f"{len(alive)} clients can go on, fewer than the threshold "
                                        f"{ctx.config.threshold}")
-        inbound: dict[int, list[SealedShares]] = {u: [] for u in sorted(alive)}
-        for sender in sorted(alive):
-            for entry in self.received[sender].sealed:  # type: ignore[attr-defined]
-                if entry.peer in inbound:
-                    inbound[entry.peer].append(SealedShares(sender, entry.ciphertext))
-        mask_peers = {u: np.fromiter((e.peer for e in lst), dtype=np.int64, count=len(lst))
-                      for u, lst in inbound.items()}
-        outbox = {u: ShareBundles(ctx.session_id, u, tuple(lst)).encode() for u, lst in inbound.items()}
+        # Route every bundle between two live clients, as whole arrays: sort all (recipient,
+        # sender) pairs once and cut the table into one ShareBundles message per recipient.
+        live = np.array(sorted(alive), dtype=np.int64)
+        recipients, senders, ciphertexts = [], [], []
+        for sender in live.tolist():
+            message = self.received[sender]
+            keep = np.isin(message.peers, live)  # type: ignore[attr-defined]
+            recipients.append(message.peers[keep])  # type: ignore[attr-defined]
+            senders.append(np.full(int(keep.sum()), sender, dtype=np.int64))
+            ciphertexts.append(message.ciphertexts[keep])  # type: ignore[attr-defined]
+        recipient_col = np.concatenate(recipients).astype(np.int64)
+        sender_col = np.concatenate(senders)
+        order = np.lexsort((sender_col, recipient_col))
+        recipient_col, sender_col = recipient_col[order], sender_col[order]
+        table = np.concatenate(ciphertexts)[order]
+        starts = np.searchsorted(recipient_col, live, side="left")
+        stops = np.searchsorted(recipient_col, live, side="right")
+        mask_peers = {u: sender_col[a:b] for u, a, b in zip(live.tolist(), starts, stops)}
+        outbox = {u: ShareBundles(ctx.session_id, u, sender_col[a:b], table[a:b]).encode()
+                  for u, a, b in zip(live.tolist(), starts, stops)}
         commitments = {u: self.received[u].self_mask_commitment for u in alive}  # type: ignore[attr-defined]
         keys = {u: self.keys[u] for u in alive}
         return _MaskedInputRound(ctx, keys, commitments, mask_peers), outbox

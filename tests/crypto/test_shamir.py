@@ -123,3 +123,27 @@ def test_random_field_elements_reject_p():
 def test_bad_arguments_are_refused(call):
     with pytest.raises(ParameterError):
         call()
+
+
+@given(st.integers(1, 40), st.integers(1, 300), st.integers(1, 12), st.integers(0, 2**32))
+def test_mod_matmul_and_vandermonde_agree_with_galois(rows, inner, cols, seed):
+    GF = shamir.field()
+    gen = np.random.default_rng(seed)
+    A = gen.integers(0, P, (rows, inner))
+    A[0, :] = P - 1  # the largest operands
+    B = gen.integers(0, P, (inner, cols))
+    B[:, 0] = P - 1
+    expected = np.add.reduce(GF(A)[:, :, None] * GF(B)[None, :, :], axis=1).view(np.ndarray)
+    assert np.array_equal(shamir.mod_matmul(A, B), expected)
+    x = gen.integers(1, P, rows)
+    assert np.array_equal(shamir.vandermonde(x, inner), (GF(x)[:, None] ** np.arange(inner)).view(np.ndarray))
+
+
+def test_sharing_agrees_with_galois_polynomial_evaluation():
+    import galois
+
+    GF = shamir.field()
+    words = shamir.random_field_elements(TestOnlySeededRandomness(12), (6,))
+    shares = shamir.share(np.array([42]), 7, np.arange(1, 20), ScriptedRandomness(words))
+    poly = galois.Poly(list(reversed([42] + words.tolist())), field=GF)  # highest degree first
+    assert shares[:, 0].tolist() == poly(GF(np.arange(1, 20))).tolist()

@@ -13,7 +13,6 @@ from secagg.protocol.messages import (
     AbortNotice,
     ConsistencyRequest,
     KeyDirectory,
-    SealedShares,
     ShareBundles,
     UnmaskRequest,
     decode_message,
@@ -137,14 +136,14 @@ def test_tampered_misdirected_and_foreign_bundles_are_refused():
     h = Harness()
     h.run_until(ServerState.MASKED_INPUT)
     msg = decode_message(h.inbox[0])
-    first = msg.sealed[0]
-    flipped = SealedShares(first.peer, first.ciphertext[:-1] + bytes([first.ciphertext[-1] ^ 1]))
-    refused(h.clients[0], ShareBundles(SESSION, 0, (flipped,) + msg.sealed[1:]).encode(), match="does not open")
+    flipped = msg.ciphertexts.copy()
+    flipped[0, -1] ^= 1
+    refused(h.clients[0], ShareBundles(SESSION, 0, msg.peers, flipped).encode(), match="does not open")
     # client 1's bundle for client 2, handed to client 0 as if it came from client 1
     other = decode_message(h.inbox[2])
-    from_1_to_2 = next(e for e in other.sealed if e.peer == 1)
-    swapped = tuple(from_1_to_2 if e.peer == 1 else e for e in msg.sealed)
-    refused(h.clients[0], ShareBundles(SESSION, 0, swapped).encode(), match="does not open")
+    swapped = msg.ciphertexts.copy()
+    swapped[list(msg.peers).index(1)] = other.ciphertexts[list(other.peers).index(1)]
+    refused(h.clients[0], ShareBundles(SESSION, 0, msg.peers, swapped).encode(), match="does not open")
     finish_and_check(h)
 
 
@@ -152,7 +151,8 @@ def test_too_few_bundles_are_refused():
     h = Harness(n=5, t=4)
     h.run_until(ServerState.MASKED_INPUT)
     msg = decode_message(h.inbox[0])
-    refused(h.clients[0], ShareBundles(SESSION, 0, msg.sealed[:2]).encode(), match="fewer than the threshold")
+    refused(h.clients[0], ShareBundles(SESSION, 0, msg.peers[:2], msg.ciphertexts[:2]).encode(),
+            match="fewer than the threshold")
     finish_and_check(h)
 
 
@@ -161,9 +161,10 @@ def test_bundle_from_a_client_never_shared_with_is_refused():
     h.run_until(ServerState.MASKED_INPUT)
     msg = decode_message(h.inbox[0])
     outsider = next(u for u in range(8) if u != 0 and u not in h.clients[0]._holder_set)
-    fake = SealedShares(outsider, msg.sealed[0].ciphertext)
-    sealed = tuple(sorted(msg.sealed + (fake,), key=lambda e: e.peer))
-    refused(h.clients[0], ShareBundles(SESSION, 0, sealed).encode(), match="sent no shares")
+    peers = np.append(msg.peers, outsider)
+    table = np.vstack([msg.ciphertexts, msg.ciphertexts[:1]])
+    order = np.argsort(peers)
+    refused(h.clients[0], ShareBundles(SESSION, 0, peers[order], table[order]).encode(), match="sent no shares")
     finish_and_check(h)
 
 

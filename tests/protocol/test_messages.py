@@ -15,7 +15,6 @@ from secagg.protocol.messages import (
     KeyDirectory,
     KeyEntry,
     MaskedInput,
-    SealedShares,
     ShareBundles,
     ShareKeys,
     UnmaskingShares,
@@ -38,9 +37,10 @@ def key_directories(draw):
     return KeyDirectory(SID, draw(ids), entries)
 
 
-def sealed_lists(draw):
-    return tuple(SealedShares(i, draw(st.binary(min_size=SEALED_SHARES_BYTES, max_size=SEALED_SHARES_BYTES)))
-                 for i in draw(sorted_ids))
+def sealed_table(draw):
+    peers = draw(sorted_ids)
+    raw = draw(st.binary(min_size=len(peers) * SEALED_SHARES_BYTES, max_size=len(peers) * SEALED_SHARES_BYTES))
+    return peers, np.frombuffer(raw, dtype=np.uint8).reshape(len(peers), SEALED_SHARES_BYTES)
 
 
 @st.composite
@@ -64,8 +64,8 @@ def unmasking_shares(draw):
 messages = st.one_of(
     st.builds(AdvertiseKeys, st.just(SID), ids, key, key, st.one_of(st.none(), sig)),
     key_directories(),
-    st.composite(lambda draw: ShareKeys(SID, draw(ids), draw(key), sealed_lists(draw)))(),
-    st.composite(lambda draw: ShareBundles(SID, draw(ids), sealed_lists(draw)))(),
+    st.composite(lambda draw: ShareKeys(SID, draw(ids), draw(key), *sealed_table(draw)))(),
+    st.composite(lambda draw: ShareBundles(SID, draw(ids), *sealed_table(draw)))(),
     masked_inputs(),
     st.builds(ConsistencyRequest, st.just(SID), ids, sorted_ids),
     st.builds(ConsistencySignature, st.just(SID), ids, sig),
@@ -177,7 +177,10 @@ def test_broadcast_encodes_each_recipient_like_a_single_message():
     lambda: AdvertiseKeys(SID, 0, bytes(32), bytes(32), bytes(63)),
     lambda: KeyDirectory(SID, 0, (KeyEntry(2, bytes(32), bytes(32)), KeyEntry(1, bytes(32), bytes(32)))),
     lambda: KeyDirectory(SID, 0, (KeyEntry(1, bytes(32), bytes(32)), KeyEntry(2, bytes(32), bytes(32), bytes(64)))),
-    lambda: ShareKeys(SID, 0, bytes(32), (SealedShares(1, bytes(10)),)),
+    lambda: ShareKeys(SID, 0, bytes(32), [1], np.zeros((1, 10), np.uint8)),
+    lambda: ShareKeys(SID, 0, bytes(32), [1, 2], np.zeros((1, SEALED_SHARES_BYTES), np.uint8)),
+    lambda: ShareBundles(SID, 0, [2, 1], np.zeros((2, SEALED_SHARES_BYTES), np.uint8)),
+    lambda: ShareBundles(SID, 0, [1], np.zeros((1, SEALED_SHARES_BYTES), np.int32)),
     lambda: MaskedInput(SID, 0, 8, np.array([256], dtype=np.uint32)),
     lambda: MaskedInput(SID, 0, 8, np.array([1.0])),
     lambda: MaskedInput(SID, 0, 8, np.array([1], dtype=np.uint64)),

@@ -68,7 +68,8 @@ def test_client_dropped_earlier_cannot_rejoin():
     h = Harness(n=5, t=3)
     h.start(skip={4})
     refused(h.server, 4, h.clients[4].start(), match="sent AdvertiseKeys during round share_keys")
-    refused(h.server, 4, ShareKeys(SESSION, 4, bytes(32), ()).encode(), match="not part of round share_keys")
+    refused(h.server, 4, ShareKeys(SESSION, 4, bytes(32), [], np.zeros((0, 96), np.uint8)).encode(),
+            match="not part of round share_keys")
     run_to_end(h)
 
 
@@ -87,9 +88,10 @@ def test_share_keys_for_the_wrong_holders_are_refused():
     h = Harness(n=5, t=3)
     h.run_until(ServerState.SHARE_KEYS)
     honest = decode_message(h.clients[0].handle(h.inbox.pop(0)))
-    refused(h.server, 0, dataclasses.replace(honest, sealed=honest.sealed[:-1]).encode(), match="share holders")
-    to_self = (dataclasses.replace(honest.sealed[0], peer=0),) + honest.sealed[1:]
-    refused(h.server, 0, dataclasses.replace(honest, sealed=to_self).encode(), match="share holders")
+    fewer = dataclasses.replace(honest, peers=honest.peers[:-1], ciphertexts=honest.ciphertexts[:-1])
+    refused(h.server, 0, fewer.encode(), match="share holders")
+    to_self = dataclasses.replace(honest, peers=np.array([0, 2, 3, 4]))
+    refused(h.server, 0, to_self.encode(), match="share holders")
     h.server.receive(0, honest.encode())
     run_to_end(h)
 
