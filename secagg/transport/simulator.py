@@ -24,7 +24,7 @@ from secagg.protocol.derivation import Round
 from secagg.protocol.messages import SESSION_ID_BYTES
 from secagg.protocol.server import ServerSession, ServerState
 
-__all__ = ["RoundReport", "SimulationResult", "simulate", "ROUND_NAMES"]
+__all__ = ["RoundReport", "SimulationResult", "simulate", "warm_up", "ROUND_NAMES"]
 
 ROUND_NAMES = tuple(r.value for r in Round)
 
@@ -87,8 +87,11 @@ def _schedule(config: SecAggConfig, drop: Mapping[str, Iterable[int]] | None) ->
     return schedule
 
 
-def _warm_up_field() -> None:
-    """Build GF(p) and JIT-compile its kernels once per process, so no party is billed for it."""
+def warm_up() -> None:
+    """Build GF(p) and JIT-compile galois' kernels (once per process, about 1-2 s).
+
+    ``simulate`` calls it before timing anything, so no party is billed for it.
+    """
     rng = TestOnlySeededRandomness(0)
     shares = shamir.share(np.arange(3), 2, [1, 2, 3], rng)
     shamir.reconstruct(np.array([[1, 2]]), shares[None, :2])
@@ -129,7 +132,7 @@ def simulate(
     if config.malicious:
         identities = [IdentityKey.generate(party_rng(f"identity/{u}")) for u in range(n)]
         verify_keys = {u: key.public_bytes for u, key in enumerate(identities)}
-    _warm_up_field()
+    warm_up()
 
     server = ServerSession(config, session_id, verify_keys=verify_keys)
     clients = {u: ClientSession(config, u, session_id, vectors[u], rng=party_rng(f"client/{u}"),
