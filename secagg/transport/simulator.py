@@ -54,6 +54,7 @@ class SimulationResult:
     dropped: dict[str, list[int]]  # per round, clients whose message never arrived
     config: SecAggConfig
     session_id: bytes = field(repr=False, default=b"")
+    bytes_sent: dict[int, int] = field(repr=False, default_factory=dict)  # per client, whole session
 
     @property
     def server_seconds(self) -> float:
@@ -140,6 +141,7 @@ def simulate(
                for u in range(n)}
     del vectors
     alive = set(range(n))
+    bytes_sent = dict.fromkeys(range(n), 0)
     inbox: dict[int, bytes] = {}
     reports = []
     rounds = [r for r in Round if config.malicious or r is not Round.CONSISTENCY_CHECK]
@@ -160,6 +162,7 @@ def simulate(
             reply = clients[u].start() if round_name is Round.ADVERTISE_KEYS else clients[u].handle(inbox.pop(u))
             client_times.append(time.perf_counter() - start)
             bytes_up += len(reply)  # type: ignore[arg-type]
+            bytes_sent[u] += len(reply)  # type: ignore[arg-type]
             start = time.perf_counter()
             closed = server.receive(u, reply)  # type: ignore[arg-type]
             server_time += time.perf_counter() - start
@@ -179,4 +182,5 @@ def simulate(
     result = server.result
     if result is None:  # unreachable: the last round either completes or raises AbortError
         raise SessionStateError(f"session ended in state {server.state.value}")
-    return SimulationResult(result.aggregate, result.survivors, reports, result.dropped, config, session_id)
+    return SimulationResult(result.aggregate, result.survivors, reports, result.dropped, config, session_id,
+                            bytes_sent)

@@ -1,0 +1,122 @@
+"""Secure aggregation by pairwise masking (Bonawitz SecAgg / SecAgg+) behind the aggregator interface.
+
+Each round runs one full protocol session among the round's participants: every client encodes its
+weighted update and weight into Z_(2^k) (:class:`secagg.encoding.FixedPointEncoder`), and the server
+only ever handles masked vectors; the decoded sums are all that leaves the round.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from secagg.aggregation.base import AggregateResult, AggregationRound, Aggregator
+from secagg.encoding import FixedPointEncoder
+from secagg.errors import AbortError, ParameterError
+from secagg.protocol.config import SecAggConfig
+from secagg.protocol.graph import choose_graph_parameters
+from secagg.transport.simulator import simulate
+
+__all__ = ["MaskingAggregator"]
+
+
+class _MaskingRound(AggregationRound):
+    def __init__(self, aggregator: MaskingAggregator, participants: Sequence[int], dimension: int,
+                 max_weight: float, clip: float, rng: np.random.Generator) -> None:
+        super().__init__(participants, dimension, max_weight)
+        n = len(self.participants)
+        if n < 2:
+            raise ParameterError("aggregator 'masking' needs at least 2 clients per round (the sum of one "
+                                 "update is that update)")
+        self.encoder = FixedPointEncoder(num_clients=n, max_weight=max_weight, clip=clip,
+                                         fractional_bits=aggregator.fractional_bits,
+                                         modulus_bits=aggregator.modulus_bits)
+        neighbors, threshold = aggregator.graph_for(n)
+        self.config = SecAggConfig(num_clients=n, threshold=threshold, vector_length=dimension + 1,
+                                   modulus_bits=self.encoder.modulus_bits, neighbors=neighbors,
+                                   malicious=aggregator.malicious)
+        self._index = {client: i for i, client in enumerate(self.participants)}
+        self._inputs: list[np.ndarray | None] = [None] * n
+        self._rng = rng
+
+    def _accept(self, client_id, weighted_update, weight):
+        client_rng = np.random.default_rng(self._rng.integers(2**63))
+        self._inputs[self._index[client_id]] = self.encoder.encode(weighted_update, weight, client_rng)
+
+    def _finish(self, drop):
+        start = time.perf_counter()
+        ring = self.config.ring
+        inputs = [v if v is not None else ring.zeros(self.config.vector_length) for v in self._inputs]
+        self._inputs = []
+        local_drop = {name: [self._index[c] for c in ids] for name, ids in drop.items()}
+        try:
+            result = simulate(self.config, inputs, drop=local_drop)
+        except AbortError as exc:
+            return AggregateResult(None, 0.0, (), self.participants, time.perf_counter() - start, {},
+                                   aborted=str(exc))
+        weighted_sum, total_weight = self.encoder.decode_sum(result.aggregate)
+        included = tuple(self.participants[i] for i in result.survivors)
+        dropped = tuple(sorted(set(self.participants) - set(included)))
+        bytes_sent = {self.participants[i]: b for i, b in result.bytes_sent.items() if b}
+        return AggregateResult(weighted_sum, float(total_weight), included, dropped, time.perf_counter() - start,
+                               bytes_sent, error_bound=self.encoder.error_bound(len(included)))
+
+
+class MaskingAggregator(Aggregator):
+    """Secure aggregation by masking.
+
+    * ``threshold``: shares needed per client; an int, a fraction of the holders (``0 < f <= 1``:
+      t = floor(f * holders) + 1, capped at holders), or None for 2/3.
+    * ``neighbors``: None (complete graph), an int k (SecAgg+; the complete graph when k >= n - 1),
+      or ``"auto"`` (k and t from ``choose_graph_parameters(n, dropout_fraction, corrupt_fraction)``).
+    * ``fractional_bits``: fixed-point precision (the rounding error per client is below 2^-f).
+    * ``modulus_bits``: None picks the smallest ring that cannot overflow.
+    """
+
+    name = "masking"
+
+    def __init__(self, *, threshold: int | float | None = None, neighbors: int | str | None = None,
+                 malicious: bool = False, fractional_bits: int = 16, modulus_bits: int | None = None,
+                 dropout_fraction: float = 0.1, corrupt_fraction: float = 0.05) -> None:
+        if neighbors not in (None, "auto") and (isinstance(neighbors, bool) or not isinstance(neighbors, int)
+                                               or neighbors < 1):
+            raise ParameterError(f"neighbors must be None, 'auto' or a positive int, got {neighbors!r}")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or threshold <= 0 or (isinstance(threshold, float) and threshold > 1)):
+            raise ParameterError(f"threshold must be a positive int, a fraction in (0, 1], or None; got {threshold!r}")
+        self.threshold = threshold
+        self.neighbors = neighbors
+        self.malicious = bool(malicious)
+        self.fractional_bits = fractional_bits
+        self.modulus_bits = modulus_bits
+        self.dropout_fraction = dropout_fraction
+        self.corrupt_fraction = corrupt_fraction
+
+    def graph_for(self, n: int) -> tuple[int | None, int]:
+        """(neighbors, threshold) for a round of n clients."""
+        neighbors = self.neighbors
+        if neighbors == "auto":
+            params = choose_graph_parameters(n, self.dropout_fraction, self.corrupt_fraction,
+                                             malicious=self.malicious)
+            if self.threshold is None:
+                return params.neighbors, params.threshold
+            neighbors = params.neighbors
+        if isinstance(neighbors, int) and neighbors >= n - 1:
+            neighbors = None
+        if isinstance(neighbors, int) and (neighbors * n) % 2:
+            neighbors -= 1  # a k-regular graph on n nodes needs k * n even
+        holders = n if neighbors is None else neighbors
+        if self.threshold is None or isinstance(self.threshold, float):
+            fraction = 2 / 3 if self.threshold is None else self.threshold
+            threshold = min(holders, math.floor(fraction * holders) + 1)
+        else:
+            threshold = self.threshold
+        if threshold > holders:
+            raise ParameterError(f"threshold {threshold} exceeds the {holders} share holders of a round of {n}")
+        return neighbors, threshold
+
+    def open_round(self, participants, dimension, *, max_weight, clip=1.0, rng):
+        return _MaskingRound(self, participants, dimension, max_weight, clip, rng)

@@ -1,0 +1,280 @@
+"""FedAvg (McMahan et al., 2017) on top of any aggregator, with FedProx and dropouts.
+
+Per round: sample clients; each trains locally from the global weights and hands the aggregator
+``w_k * u_k`` (its clipped update, weighted by its capped sample count ``w_k``) and ``w_k``; the
+server receives an :class:`~secagg.aggregation.AggregateResult` — the two sums and who was included
+— and moves the global model by ``server_learning_rate * sum(w_k u_k) / sum(w_k)``.
+
+The split is structural: :class:`FedAvgServer` accepts nothing but aggregate results, and the
+driver (:class:`FedAvg`) plays the clients, which in a deployment run on their own machines.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from secagg.aggregation import AggregateResult, Aggregator, make_aggregator
+from secagg.errors import ParameterError
+from secagg.fedavg.models import ModelAdapter, check_dataset
+
+__all__ = ["FedAvg", "FedAvgServer", "History", "RoundRecord", "flatten", "unflatten"]
+
+# Protocol rounds a dropped client may vanish before (the consistency check exists only in
+# malicious mode; the aggregators treat it like unmasking otherwise).
+DROP_ROUNDS = ("advertise_keys", "share_keys", "masked_input", "unmasking")
+
+
+def flatten(weights: Sequence[np.ndarray]) -> np.ndarray:
+    """All weight arrays as one float64 vector (in order)."""
+    return np.concatenate([np.asarray(w, dtype=np.float64).ravel() for w in weights]) if weights else np.zeros(0)
+
+
+def unflatten(vector: np.ndarray, like: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Inverse of :func:`flatten`, shaped like ``like``."""
+    out, start = [], 0
+    for w in like:
+        size = int(np.size(w))
+        out.append(np.asarray(vector[start:start + size], dtype=np.float64).reshape(np.shape(w)).copy())
+        start += size
+    if start != vector.size:
+        raise ParameterError(f"vector has {vector.size} values, the weights need {start}")
+    return out
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """What happened in one FedAvg round."""
+
+    round: int
+    participants: tuple[int, ...]
+    included: tuple[int, ...]  # clients whose update is in the aggregate
+    dropped: tuple[int, ...]
+    total_weight: float
+    metrics: dict[str, float]  # evaluation after the round ({} without eval_data)
+    bytes_sent: dict[int, int]  # per client, aggregation traffic
+    seconds: float  # the whole round: local training, aggregation, server update, evaluation
+    aggregation_seconds: float
+    aborted: str | None = None  # why aggregation failed (the model then stays unchanged)
+    error_bound: float = 0.0  # largest rounding error of one coordinate of the applied average update
+
+    @property
+    def bytes_per_client(self) -> float:
+        return float(np.mean(list(self.bytes_sent.values()))) if self.bytes_sent else 0.0
+
+
+@dataclass
+class History:
+    """Per-round records of a :meth:`FedAvg.fit` run."""
+
+    rounds: list[RoundRecord] = field(default_factory=list)
+
+    def metric(self, name: str) -> list[float]:
+        """One metric per round (NaN where it was not computed)."""
+        return [r.metrics.get(name, float("nan")) for r in self.rounds]
+
+    def __len__(self) -> int:
+        return len(self.rounds)
+
+    def __getitem__(self, index: int) -> RoundRecord:
+        return self.rounds[index]
+
+    def __iter__(self):
+        return iter(self.rounds)
+
+
+class FedAvgServer:
+    """The server side of FedAvg: the global weights, moved only by aggregate results."""
+
+    def __init__(self, weights: Sequence[np.ndarray], server_learning_rate: float = 1.0) -> None:
+        if not server_learning_rate > 0:
+            raise ParameterError(f"server_learning_rate must be > 0, got {server_learning_rate}")
+        self._template = [np.asarray(w, dtype=np.float64).copy() for w in weights]
+        self._vector = flatten(self._template)
+        self.server_learning_rate = float(server_learning_rate)
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return unflatten(self._vector, self._template)
+
+    @property
+    def vector(self) -> np.ndarray:
+        return self._vector.copy()
+
+    def apply(self, result: AggregateResult) -> bool:
+        """Move the model by the weighted average update; False (no change) if the round aborted
+        or nobody's update arrived."""
+        if not isinstance(result, AggregateResult):
+            raise ParameterError("the server applies AggregateResult objects only")
+        if not result.ok or result.total_weight <= 0:
+            return False
+        average = result.average()
+        if average.shape != self._vector.shape:
+            raise ParameterError(f"aggregate has {average.size} values, the model has {self._vector.size}")
+        self._vector = self._vector + self.server_learning_rate * average
+        return True
+
+
+def _fraction_or_count(name: str, value: float | int | None, total: int) -> int:
+    if value is None:
+        return total
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParameterError(f"{name} must be an int, a fraction or None, got {value!r}")
+    if isinstance(value, float):
+        if not 0 < value <= 1:
+            raise ParameterError(f"{name} as a fraction must be in (0, 1], got {value}")
+        return max(1, round(value * total))
+    if not 1 <= value <= total:
+        raise ParameterError(f"{name} must be in 1..{total} (the number of clients), got {value}")
+    return value
+
+
+class FedAvg:
+    """Federated averaging with secure aggregation.
+
+    ``model`` is any :class:`~secagg.fedavg.models.ModelAdapter`; its weights at ``fit`` time are the
+    starting point. ``aggregator`` is ``"masking"`` (secure), ``"plain"`` (baseline), ``"paillier"``,
+    or an :class:`~secagg.aggregation.Aggregator`; ``aggregator_options`` go to its constructor.
+
+    * ``clients_per_round``: None (all), an int, or a fraction of the clients, sampled uniformly.
+    * ``local_epochs``, ``batch_size``, ``learning_rate``: local mini-batch SGD; ``proximal_mu``: FedProx.
+    * ``server_learning_rate``: global step on the averaged update (1.0 is plain FedAvg).
+    * ``dropout``: fraction of each round's participants that vanish, each before a random protocol
+      round; they are simply not in that round's sum.
+    * ``clip``: every coordinate of a client's update is clipped to ``[-clip, clip]`` before it is
+      weighted (the fixed-point range of the masking path is sized from it).
+    * ``max_weight``: public cap on a client's weight (sample count); None uses the largest client
+      dataset of the run. Sample counts above the cap count as the cap.
+    * ``seed``: sampling, local training, dropouts and rounding become reproducible; cryptographic
+      keys always come from the OS CSPRNG.
+    """
+
+    def __init__(self, model: ModelAdapter, *, aggregator: str | Aggregator = "masking", rounds: int = 20,
+                 clients_per_round: int | float | None = None, local_epochs: int = 1, batch_size: int = 32,
+                 learning_rate: float = 0.1, proximal_mu: float = 0.0, server_learning_rate: float = 1.0,
+                 dropout: float = 0.0, clip: float = 1.0, max_weight: float | None = None,
+                 seed: int | None = None, aggregator_options: dict | None = None) -> None:
+        if not isinstance(model, ModelAdapter):
+            raise ParameterError("model must implement the ModelAdapter protocol "
+                                 "(get_weights, set_weights, train, evaluate, copy)")
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ParameterError(f"rounds must be a positive int, got {rounds!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ParameterError(f"dropout must be a fraction in [0, 1), got {dropout}")
+        if not (isinstance(clip, (int, float)) and math.isfinite(clip) and clip > 0):
+            raise ParameterError(f"clip must be a positive number, got {clip!r}")
+        if max_weight is not None and not (math.isfinite(max_weight) and max_weight >= 1):
+            raise ParameterError(f"max_weight must be >= 1, got {max_weight!r}")
+        for name, value, low in (("local_epochs", local_epochs, 1), ("batch_size", batch_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ParameterError(f"{name} must be an int >= {low}, got {value!r}")
+        if not learning_rate > 0:
+            raise ParameterError(f"learning_rate must be > 0, got {learning_rate}")
+        if proximal_mu < 0:
+            raise ParameterError(f"proximal_mu must be >= 0, got {proximal_mu}")
+        self.model = model
+        self.aggregator = make_aggregator(aggregator, **(aggregator_options or {}))
+        self.rounds = rounds
+        self.clients_per_round = clients_per_round
+        self.local_epochs, self.batch_size = local_epochs, batch_size
+        self.learning_rate, self.proximal_mu = float(learning_rate), float(proximal_mu)
+        self.server_learning_rate = float(server_learning_rate)
+        self.dropout, self.clip, self.max_weight = float(dropout), float(clip), max_weight
+        self.seed = seed
+        self.server = FedAvgServer(model.get_weights(), server_learning_rate)
+        self.history = History()
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """The global model's weights."""
+        return self.server.weights
+
+    def _rng(self, *key: int) -> np.random.Generator:
+        return np.random.default_rng(None if self.seed is None else [self.seed, *key])
+
+    def _check_clients(self, clients: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        if isinstance(clients, (str, bytes)) or not hasattr(clients, "__len__") or len(clients) == 0:
+            raise ParameterError("clients must be a non-empty sequence of (X, y) pairs")
+        n_features = getattr(self.model, "n_features", None)
+        checked = []
+        for i, pair in enumerate(clients):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ParameterError(f"clients[{i}] must be an (X, y) pair")
+            X, y = check_dataset(pair[0], pair[1], n_features, getattr(self.model, "n_classes", None),
+                                 name=f"clients[{i}]")
+            if n_features is None:
+                n_features = X.shape[1]
+            checked.append((X, y))
+        return checked
+
+    def fit(self, clients: Sequence[tuple[np.ndarray, np.ndarray]], eval_data: tuple[np.ndarray, np.ndarray] | None = None,
+            *, callback: Callable[[RoundRecord], None] | None = None) -> History:
+        """Train for ``rounds`` rounds; returns (and extends) :attr:`history`.
+
+        ``clients`` is one ``(X, y)`` per client; ``eval_data`` an optional held-out ``(X, y)``
+        evaluated after every round; ``callback(record)`` is called after every round.
+        """
+        data = self._check_clients(clients)
+        if eval_data is not None:
+            eval_data = check_dataset(eval_data[0], eval_data[1], data[0][0].shape[1],
+                                      getattr(self.model, "n_classes", None), name="eval_data")
+        sizes = np.array([X.shape[0] for X, _ in data])
+        cap = float(self.max_weight if self.max_weight is not None else sizes.max())
+        per_round = _fraction_or_count("clients_per_round", self.clients_per_round, len(data))
+        local_models = [self.model.copy() for _ in data]
+        template = self.server.weights
+        dimension = self.server.vector.size
+        first_round = len(self.history)
+        for offset in range(self.rounds):
+            index = first_round + offset
+            started = time.perf_counter()
+            participants = sorted(self._rng(0, index).choice(len(data), size=per_round, replace=False).tolist())
+            drop_rng = self._rng(2, index)
+            count = round(self.dropout * len(participants))
+            vanishing = drop_rng.choice(participants, size=count, replace=False).tolist() if count else []
+            drop: dict[str, list[int]] = {name: [] for name in DROP_ROUNDS}
+            for client in vanishing:
+                drop[DROP_ROUNDS[int(drop_rng.integers(len(DROP_ROUNDS)))]].append(int(client))
+            aggregation = self.aggregator.open_round(participants, dimension, max_weight=cap, clip=self.clip,
+                                                     rng=self._rng(3, index))
+            global_vector = self.server.vector
+            for client in participants:
+                if client in drop["advertise_keys"]:
+                    continue  # never showed up: no local training
+                weight = float(min(sizes[client], cap))
+                update = self._local_update(local_models[client], template, global_vector, data[client],
+                                            self._rng(1, index, client), client)
+                aggregation.submit(client, weight * update, weight)
+            result = aggregation.finish(drop)
+            self.server.apply(result)
+            metrics: dict[str, float] = {}
+            if eval_data is not None:
+                self.model.set_weights(self.server.weights)
+                metrics = self.model.evaluate(*eval_data)
+            record = RoundRecord(index, tuple(participants), result.included, result.dropped, result.total_weight,
+                                 metrics, dict(result.bytes_sent), time.perf_counter() - started, result.seconds,
+                                 result.aborted,
+                                 result.error_bound / result.total_weight if result.total_weight else 0.0)
+            self.history.rounds.append(record)
+            if callback is not None:
+                callback(record)
+        self.model.set_weights(self.server.weights)
+        return self.history
+
+    def _local_update(self, model: ModelAdapter, template: list[np.ndarray], global_vector: np.ndarray,
+                      dataset: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, client: int) -> np.ndarray:
+        """Client side: train from the global weights; the clipped difference is the update."""
+        model.set_weights(unflatten(global_vector, template))
+        model.train(*dataset, epochs=self.local_epochs, batch_size=self.batch_size,
+                    learning_rate=self.learning_rate, proximal_mu=self.proximal_mu, rng=rng)
+        update = flatten(model.get_weights()) - global_vector
+        if update.shape != global_vector.shape:
+            raise ParameterError(f"client {client}'s model returned {update.size} weights, expected {global_vector.size}")
+        if not np.all(np.isfinite(update)):
+            raise ParameterError(f"client {client}'s update contains NaN or infinity (local training diverged: "
+                                 "lower learning_rate)")
+        return np.clip(update, -self.clip, self.clip)
