@@ -1,0 +1,116 @@
+"""``secagg demo``: federated anti-fraud training across banks with secure aggregation.
+
+Eight banks (by default) hold synthetic card transactions with ~1% fraud, different customers and
+different fraud patterns. They train one logistic-regression fraud model with FedAvg; every round
+one bank (by default) drops out at a random point of the secure-aggregation protocol. The closing
+table compares, on the union of all banks' test sets, each bank training alone, the federated
+model, and a pooled model trained on all data in one place (what the banks cannot legally do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from secagg.fedavg.data import make_bank_transactions
+from secagg.fedavg.models import LogisticRegression
+from secagg.fedavg.trainer import FedAvg, RoundRecord
+
+__all__ = ["DemoResult", "run_demo", "print_report"]
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    federated: dict[str, float]
+    pooled: dict[str, float]
+    alone: list[dict[str, float]]  # one per bank
+    bank_names: list[str]
+    history: object
+    seconds: float
+
+    @property
+    def alone_mean(self) -> dict[str, float]:
+        return {k: float(np.mean([m[k] for m in self.alone])) for k in ("roc_auc", "average_precision")}
+
+
+def _train_alone(X: np.ndarray, y: np.ndarray, epochs: int, args: argparse.Namespace, seed: int) -> LogisticRegression:
+    model = LogisticRegression(X.shape[1])
+    model.train(X, y, epochs=epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                proximal_mu=0.0, rng=np.random.default_rng(seed))
+    return model
+
+
+class _Progress:
+    """A one-line progress bar on terminals, one line per round otherwise."""
+
+    def __init__(self, total: int, names: list[str], enabled: bool, stream=sys.stdout) -> None:
+        self.total, self.names, self.enabled, self.stream = total, names, enabled, stream
+        self.tty = enabled and stream.isatty()
+
+    def __call__(self, record: RoundRecord) -> None:
+        if not self.enabled:
+            return
+        done = record.round + 1
+        width = 20
+        bar = "#" * round(width * done / self.total) + "." * (width - round(width * done / self.total))
+        dropped = ", ".join(self.names[c].split(" ")[0] for c in record.dropped) or "none"
+        status = "ABORTED " + record.aborted if record.aborted else (
+            f"AUC {record.metrics['roc_auc']:.3f}  AP {record.metrics['average_precision']:.3f}  "
+            f"in sum {len(record.included)}/{len(record.participants)} (dropped: {dropped})")
+        line = f"[{bar}] round {done:>2}/{self.total}  {status}"
+        if self.tty:
+            self.stream.write("\r" + line.ljust(110))
+            if done == self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def run_demo(args: argparse.Namespace) -> DemoResult:
+    started = time.perf_counter()
+    banks = make_bank_transactions(args.banks, args.samples, seed=args.seed)
+    names = [b.name for b in banks]
+    X_test = np.vstack([b.X_test for b in banks])
+    y_test = np.concatenate([b.y_test for b in banks])
+    clients = [(b.X_train, b.y_train) for b in banks]
+    dropout = args.dropout if args.dropout is not None else 1.0 / args.banks
+    epochs = args.rounds * args.local_epochs
+    fl = FedAvg(LogisticRegression(banks[0].X_train.shape[1]), aggregator=args.aggregator, rounds=args.rounds,
+                local_epochs=args.local_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                dropout=dropout, clip=1.0, seed=args.seed)
+    history = fl.fit(clients, eval_data=(X_test, y_test), callback=_Progress(args.rounds, names, not args.quiet))
+    federated = fl.model.evaluate(X_test, y_test)
+    alone = [_train_alone(X, y, epochs, args, args.seed + i).evaluate(X_test, y_test) for i, (X, y) in enumerate(clients)]
+    pooled_model = _train_alone(np.vstack([X for X, _ in clients]), np.concatenate([y for _, y in clients]),
+                                epochs, args, args.seed)
+    return DemoResult(federated, pooled_model.evaluate(X_test, y_test), alone, names, history,
+                      time.perf_counter() - started)
+
+
+def print_report(result: DemoResult, args: argparse.Namespace, out=sys.stdout) -> None:
+    rows = [(f"{name} alone", m) for name, m in zip(result.bank_names, result.alone)]
+    rows += [("mean of banks alone", result.alone_mean),
+             (f"federated ({args.aggregator})", result.federated),
+             ("pooled (centralised)", result.pooled)]
+    width = max(len(r[0]) for r in rows) + 2
+    print(f"\n{'model (evaluated on all banks test data)':<{width}} {'ROC-AUC':>8} {'avg prec':>9}", file=out)
+    print("-" * (width + 19), file=out)
+    for i, (label, metrics) in enumerate(rows):
+        if i == len(result.bank_names):
+            print("-" * (width + 19), file=out)
+        print(f"{label:<{width}} {metrics['roc_auc']:>8.3f} {metrics['average_precision']:>9.3f}", file=out)
+    records = list(result.history)
+    included = sum(len(r.included) for r in records)
+    offered = sum(len(r.participants) for r in records)
+    gap = result.pooled["roc_auc"] - result.federated["roc_auc"]
+    print(f"\nfederated AUC is {gap:+.3f} below pooled and {result.federated['roc_auc'] - result.alone_mean['roc_auc']:+.3f} "
+          f"above the mean bank alone", file=out)
+    print(f"{len(records)} rounds, {included} of {offered} bank updates in the sums "
+          f"({offered - included} dropped), {sum(1 for r in records if r.aborted)} rounds aborted; "
+          f"upload {np.mean([r.bytes_per_client for r in records]) / 1024:.1f} KiB per bank per round; "
+          f"{result.seconds:.1f} s", file=out)

@@ -1,0 +1,146 @@
+"""The small interface the conformance suite drives, and secagg's own implementation of it.
+
+To check another implementation, write a module with a factory returning an object with these
+methods and run the suite with ``SECAGG_IMPLEMENTATION=your.module:factory pytest tests/conformance``.
+Messages are bytes, configs are the transcript's ``config`` dict, randomness is the exact bytes a
+client must consume (spec section 7).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Protocol
+
+import numpy as np
+
+
+class Client(Protocol):
+    def start(self) -> bytes: ...
+    def handle(self, data: bytes) -> bytes | None: ...
+
+
+class Server(Protocol):
+    def receive(self, client_id: int, data: bytes) -> dict[int, bytes]: ...
+    def close_round(self) -> dict[int, bytes]: ...
+    def outcome(self) -> tuple[list[int], list[int]] | None: ...  # (survivors, aggregate) once complete
+
+
+class Implementation(Protocol):
+    name: str
+
+    def hkdf(self, ikm: bytes, label: str, context: bytes, length: int) -> bytes: ...
+    def prg(self, seed: bytes, count: int, modulus_bits: int) -> list[int]: ...
+    def shamir_share(self, limbs: list[int], threshold: int, holders: list[int], randomness: bytes) -> dict[int, list[int]]: ...
+    def shamir_reconstruct(self, holders: list[int], shares: list[list[int]]) -> list[int]: ...
+    def reencode(self, data: bytes) -> bytes: ...
+    def new_client(self, config: dict, client_id: int, session_id: bytes, inputs: list[int], randomness: bytes,
+                   identity_seed: bytes | None, verify_keys: dict[int, bytes] | None) -> Client: ...
+    def new_server(self, config: dict, session_id: bytes, verify_keys: dict[int, bytes] | None) -> Server: ...
+    def identity_public_key(self, seed: bytes) -> bytes: ...
+    def error_kind(self, error: BaseException) -> str | None:
+        """'malformed', 'violation' or 'abort' for the implementation's typed errors, else None."""
+
+
+class ReplayRandomness:
+    """Hands out exactly the recorded bytes, in order; asking for more is an error."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = bytes(data)
+        self.position = 0
+
+    def random_bytes(self, n: int) -> bytes:
+        if self.position + n > len(self.data):
+            raise AssertionError(f"implementation asked for {n} random bytes beyond the {len(self.data)} recorded")
+        chunk = self.data[self.position:self.position + n]
+        self.position += n
+        return chunk
+
+    @property
+    def exhausted(self) -> bool:
+        return self.position == len(self.data)
+
+
+class SecaggImplementation:
+    """secagg itself behind the adapter interface."""
+
+    name = "secagg"
+
+    def __init__(self) -> None:
+        import secagg
+        from secagg.crypto import shamir
+        from secagg.crypto.keys import hkdf
+        from secagg.crypto.prg import expand
+        from secagg.protocol.messages import decode_message
+
+        self._secagg, self._shamir, self._hkdf, self._expand, self._decode = secagg, shamir, hkdf, expand, decode_message
+
+    def hkdf(self, ikm, label, context, length):
+        return self._hkdf(ikm, label.encode(), context, length)
+
+    def prg(self, seed, count, modulus_bits):
+        return [int(v) for v in self._expand(seed, count, self._secagg.Ring(modulus_bits))]
+
+    def shamir_share(self, limbs, threshold, holders, randomness):
+        shares = self._shamir.share(np.array(limbs), threshold, np.array(holders) + 1, ReplayRandomness(randomness))
+        return {h: [int(v) for v in row] for h, row in zip(holders, shares)}
+
+    def shamir_reconstruct(self, holders, shares):
+        x = np.array(holders)[None] + 1
+        return [int(v) for v in self._shamir.reconstruct(x, np.array(shares, dtype=np.int64)[None])[0]]
+
+    def reencode(self, data):
+        return self._decode(data).encode()
+
+    def _config(self, config):
+        return self._secagg.SecAggConfig(**config)
+
+    def _identity(self, seed):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from secagg.crypto.signatures import IdentityKey
+
+        return IdentityKey(Ed25519PrivateKey.from_private_bytes(seed))
+
+    def identity_public_key(self, seed):
+        return self._identity(seed).public_bytes
+
+    def new_client(self, config, client_id, session_id, inputs, randomness, identity_seed, verify_keys):
+        client = self._secagg.ClientSession(self._config(config), client_id, session_id, inputs,
+                                            rng=ReplayRandomness(randomness),
+                                            identity=self._identity(identity_seed) if identity_seed else None,
+                                            verify_keys=verify_keys)
+        return client
+
+    def new_server(self, config, session_id, verify_keys):
+        server = self._secagg.ServerSession(self._config(config), session_id, verify_keys=verify_keys)
+
+        class _Server:
+            receive = staticmethod(server.receive)
+            close_round = staticmethod(server.close_round)
+
+            @staticmethod
+            def outcome():
+                result = server.result
+                return None if result is None else (result.survivors, [int(v) for v in result.aggregate])
+
+        return _Server()
+
+    def error_kind(self, error):
+        from secagg.errors import AbortError, MalformedMessage, ProtocolViolation
+
+        if isinstance(error, MalformedMessage):
+            return "malformed"
+        if isinstance(error, ProtocolViolation):
+            return "violation"
+        if isinstance(error, AbortError):
+            return "abort"
+        return None
+
+
+def load_implementation() -> Implementation:
+    target = os.environ.get("SECAGG_IMPLEMENTATION")
+    if not target:
+        return SecaggImplementation()
+    module_name, _, factory = target.partition(":")
+    return getattr(importlib.import_module(module_name), factory or "implementation")()
