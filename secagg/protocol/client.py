@@ -241,6 +241,16 @@ class ClientSession:
         if holders.size < self.config.threshold:
             raise _violation(f"only {holders.size} share holders advertised keys, fewer than the "
                              f"threshold {self.config.threshold}")
+        # Agree on every bundle key first: a bad peer key is refused before any randomness is drawn.
+        bundle_keys: dict[int, tuple[bytes, bytes]] = {}
+        for holder in holders.tolist():
+            if holder == me:
+                continue
+            try:
+                secret = self._cipher_key.exchange(entries[holder].cipher_public_key)  # type: ignore[union-attr]
+            except CryptoError as exc:
+                raise _violation(f"unusable cipher key of client {holder}: {exc}") from None
+            bundle_keys[holder] = d.share_bundle_keys(secret, self.session_id, me, holder)
         # Deal shares of the self-mask seed and of the mask private key among the holders.
         self_mask_seed = self._rng.random_bytes(SEED_BYTES)
         limbs = secrets_to_limbs([self_mask_seed, self._mask_key.private_bytes()]).ravel()  # type: ignore[union-attr]
@@ -252,11 +262,7 @@ class ClientSession:
             if holder == me:
                 own_shares = holder_shares.reshape(2, LIMBS_PER_SECRET)
                 continue
-            try:
-                secret = self._cipher_key.exchange(entries[holder].cipher_public_key)  # type: ignore[union-attr]
-            except CryptoError as exc:
-                raise _violation(f"unusable cipher key of client {holder}: {exc}") from None
-            outgoing, incoming = d.share_bundle_keys(secret, self.session_id, me, holder)
+            outgoing, incoming = bundle_keys[holder]
             ad = d.share_bundle_associated_data(self.session_id, me, holder)
             recipients.append(holder)
             sealed.append(seal(outgoing, d.share_plaintext(me, holder, holder_shares), ad))

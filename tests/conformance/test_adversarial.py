@@ -66,6 +66,18 @@ def test_client_refuses_a_peer_key_that_appears_twice(impl):
     assert client.handle(honest) == reply
 
 
+def test_client_refuses_an_unusable_peer_key_before_drawing_randomness(impl):
+    # A low-order point as a peer's cipher key makes X25519 fail; the refusal must come before the
+    # client draws its self-mask seed, or its (replayed) randomness would shift and the honest
+    # reply below would differ from the transcript.
+    client, honest, reply = advance(impl, HONEST, 0, "share_keys")
+    directory = m.decode_message(honest)
+    entries = [dataclasses.replace(e, cipher_public_key=bytes(32)) if e.client_id == 4 else e
+               for e in directory.entries]
+    refuses(impl, client, m.KeyDirectory(directory.session_id, 0, tuple(entries)).encode())
+    assert client.handle(honest) == reply
+
+
 def test_client_refuses_tampered_and_misdirected_bundles(impl):
     client, honest, reply = advance(impl, HONEST, 0, "masked_input")
     bundles = m.decode_message(honest)
