@@ -1,10 +1,10 @@
-# The two quick-start commands (`make run`, `make test`) create .venv on first use.
+# The two quick-start commands (`make run`: the bank anti-fraud demo, `make test`) create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench clean
+.PHONY: run simulate test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(VENV)/bin/secagg demo
+
+simulate: $(STAMP)
 	$(VENV)/bin/secagg simulate
 
 test: $(STAMP)

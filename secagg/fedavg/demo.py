@@ -47,7 +47,8 @@ def _train_alone(X: np.ndarray, y: np.ndarray, epochs: int, args: argparse.Names
 class _Progress:
     """A one-line progress bar on terminals, one line per round otherwise."""
 
-    def __init__(self, total: int, names: list[str], enabled: bool, stream=sys.stdout) -> None:
+    def __init__(self, total: int, names: list[str], enabled: bool, stream=None) -> None:
+        stream = stream if stream is not None else sys.stdout
         self.total, self.names, self.enabled, self.stream = total, names, enabled, stream
         self.tty = enabled and stream.isatty()
 
@@ -92,7 +93,8 @@ def run_demo(args: argparse.Namespace) -> DemoResult:
                       time.perf_counter() - started)
 
 
-def print_report(result: DemoResult, args: argparse.Namespace, out=sys.stdout) -> None:
+def print_report(result: DemoResult, args: argparse.Namespace, out=None) -> None:
+    out = out if out is not None else sys.stdout
     rows = [(f"{name} alone", m) for name, m in zip(result.bank_names, result.alone)]
     rows += [("mean of banks alone", result.alone_mean),
              (f"federated ({args.aggregator})", result.federated),
@@ -107,10 +109,12 @@ def print_report(result: DemoResult, args: argparse.Namespace, out=sys.stdout) -
     records = list(result.history)
     included = sum(len(r.included) for r in records)
     offered = sum(len(r.participants) for r in records)
-    gap = result.pooled["roc_auc"] - result.federated["roc_auc"]
-    print(f"\nfederated AUC is {gap:+.3f} below pooled and {result.federated['roc_auc'] - result.alone_mean['roc_auc']:+.3f} "
-          f"above the mean bank alone", file=out)
+    versus_pooled = result.federated["roc_auc"] - result.pooled["roc_auc"]
+    versus_alone = result.federated["roc_auc"] - result.alone_mean["roc_auc"]
+    print(f"\nROC-AUC, federated minus pooled: {versus_pooled:+.3f}; federated minus mean bank alone: "
+          f"{versus_alone:+.3f}", file=out)
     print(f"{len(records)} rounds, {included} of {offered} bank updates in the sums "
-          f"({offered - included} dropped), {sum(1 for r in records if r.aborted)} rounds aborted; "
+          f"({offered - included} missing: a bank that vanishes after its masked input still counts), "
+          f"{sum(1 for r in records if r.aborted)} rounds aborted; "
           f"upload {np.mean([r.bytes_per_client for r in records]) / 1024:.1f} KiB per bank per round; "
           f"{result.seconds:.1f} s", file=out)

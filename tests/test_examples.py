@@ -1,0 +1,21 @@
+"""The example scripts run (with smaller settings) and print their results."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.parametrize("script,argv,expect", [
+    ("bank_antifraud.py", ["--banks", "4", "--rounds", "3", "--samples", "1500"], "federated model on all banks"),
+    ("hospitals_breast_cancer.py", ["--rounds", "5"], "match the pooled means: True"),
+    ("digits_mlp.py", ["--clients", "30", "--rounds", "3", "--per-round", "10"], "final test accuracy"),
+])
+def test_example_runs(script, argv, expect, capsys, monkeypatch):
+    pytest.importorskip("sklearn")
+    monkeypatch.setattr(sys, "argv", [script, *argv])
+    runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+    assert expect in capsys.readouterr().out
