@@ -69,7 +69,7 @@ class MaskingAggregator(Aggregator):
     """Secure aggregation by masking.
 
     * ``threshold``: shares needed per client; an int, a fraction of the holders (``0 < f <= 1``:
-      t = floor(f * holders) + 1, capped at holders), or None for 2/3.
+      t = ceil(f * holders)), or None for 2/3 (3 clients: t = 2; 8 clients: t = 6).
     * ``neighbors``: None (complete graph), an int k (SecAgg+; the complete graph when k >= n - 1),
       or ``"auto"`` (k and t from ``choose_graph_parameters(n, dropout_fraction, corrupt_fraction)``).
     * ``fractional_bits``: fixed-point precision (the rounding error per client is below 2^-f).
@@ -111,7 +111,7 @@ class MaskingAggregator(Aggregator):
         holders = n if neighbors is None else neighbors
         if self.threshold is None or isinstance(self.threshold, float):
             fraction = 2 / 3 if self.threshold is None else self.threshold
-            threshold = min(holders, math.floor(fraction * holders) + 1)
+            threshold = max(1, min(holders, math.ceil(fraction * holders - 1e-9)))
         else:
             threshold = self.threshold
         if threshold > holders:

@@ -14,7 +14,7 @@ import numpy as np
 
 from secagg.errors import ParameterError
 from secagg.fedavg.metrics import accuracy, binary_metrics, log_loss
-from secagg.fedavg.models import check_dataset
+from secagg.fedavg.models import check_dataset, check_weights
 
 __all__ = ["SklearnLinearAdapter", "TorchModuleAdapter"]
 
@@ -31,20 +31,6 @@ def _metrics(y: np.ndarray, probabilities: np.ndarray, n_classes: int) -> dict[s
     if n_classes == 2:
         return binary_metrics(y, probabilities)
     return {"loss": log_loss(y, probabilities), "accuracy": accuracy(y, probabilities.argmax(axis=1))}
-
-
-def _set_checked(weights: Sequence[np.ndarray], current: list[np.ndarray]) -> list[np.ndarray]:
-    if len(weights) != len(current):
-        raise ParameterError(f"expected {len(current)} weight arrays, got {len(weights)}")
-    out = []
-    for i, (w, c) in enumerate(zip(weights, current)):
-        w = np.asarray(w, dtype=np.float64)
-        if w.shape != c.shape:
-            raise ParameterError(f"weight {i} has shape {w.shape}, expected {c.shape}")
-        if not np.all(np.isfinite(w)):
-            raise ParameterError(f"weight {i} contains NaN or infinity")
-        out.append(w.copy())
-    return out
 
 
 class SklearnLinearAdapter:
@@ -86,7 +72,7 @@ class SklearnLinearAdapter:
         return [w.copy() for w in self._weights]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        self._weights = _set_checked(weights, self._weights)
+        self._weights = check_weights(weights, self._weights)
 
 
     def train(self, X, y, *, epochs: int, batch_size: int, learning_rate: float, proximal_mu: float = 0.0,
@@ -183,7 +169,7 @@ class TorchModuleAdapter:
         return [t.detach().cpu().numpy().astype(np.float64).copy() for t in self._tensors]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        checked = _set_checked(weights, self.get_weights())
+        checked = check_weights(weights, self.get_weights())
         with self._torch.no_grad():
             for tensor, w in zip(self._tensors, checked):
                 tensor.copy_(self._torch.as_tensor(w, dtype=tensor.dtype, device=tensor.device))

@@ -230,7 +230,8 @@ def make_bank_transactions(n_banks: int = 8, samples_per_bank: int | Sequence[in
 
 # ------------------------------------------------------------------------------ partitioners
 
-def _check_partition(X: object, y: object, n_clients: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_partition(X: object, y: object, n_clients: int, alpha: float = 1.0,
+                     min_samples: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim < 1 or X.shape[0] == 0:
         raise ParameterError("X is empty")
@@ -239,7 +240,12 @@ def _check_partition(X: object, y: object, n_clients: int) -> tuple[np.ndarray, 
     n_clients = _check_int("n_clients", n_clients, 1)
     if n_clients > X.shape[0]:
         raise ParameterError(f"n_clients={n_clients} exceeds the {X.shape[0]} samples")
-    return X, y
+    if not alpha > 0:
+        raise ParameterError(f"alpha must be > 0, got {alpha}")
+    min_samples = _check_int("min_samples", min_samples, 0)
+    if min_samples * n_clients > X.shape[0]:
+        raise ParameterError(f"min_samples={min_samples} for {n_clients} clients needs more than {X.shape[0]} samples")
+    return X, y, max(1, min_samples)
 
 
 def _shards(X: np.ndarray, y: np.ndarray, assignment: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -265,7 +271,7 @@ def _repair_min_samples(assignment: list[np.ndarray], min_samples: int, rng: np.
 
 def partition_iid(X, y, n_clients: int, *, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Shuffle and split into ``n_clients`` shards of (almost) equal size."""
-    X, y = _check_partition(X, y, n_clients)
+    X, y, _ = _check_partition(X, y, n_clients)
     rng = np.random.default_rng(seed)
     return _shards(X, y, np.array_split(rng.permutation(X.shape[0]), n_clients))
 
@@ -276,29 +282,19 @@ def partition_dirichlet(X, y, n_clients: int, *, alpha: float = 0.5, seed: int =
 
     Small ``alpha`` (e.g. 0.1) gives clients dominated by few classes; large alpha approaches IID.
     """
-    X, y = _check_partition(X, y, n_clients)
-    if not alpha > 0:
-        raise ParameterError(f"alpha must be > 0, got {alpha}")
-    min_samples = _check_int("min_samples", min_samples, 0)
-    if min_samples * n_clients > X.shape[0]:
-        raise ParameterError(f"min_samples={min_samples} for {n_clients} clients needs more than {X.shape[0]} samples")
+    X, y, min_samples = _check_partition(X, y, n_clients, alpha, min_samples)
     rng = np.random.default_rng(seed)
     assignment = [np.zeros(0, dtype=np.int64) for _ in range(n_clients)]
     for label in np.unique(y):
         parts = _split_by_proportions(np.flatnonzero(y == label), rng.dirichlet([alpha] * n_clients), rng)
         assignment = [np.concatenate([a, p]) for a, p in zip(assignment, parts)]
-    return _shards(X, y, _repair_min_samples(assignment, max(1, min_samples), rng))
+    return _shards(X, y, _repair_min_samples(assignment, min_samples, rng))
 
 
 def partition_quantity(X, y, n_clients: int, *, alpha: float = 1.0, seed: int = 0,
                        min_samples: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
     """Quantity skew: shard sizes ~ Dirichlet(alpha), labels IID within shards."""
-    X, y = _check_partition(X, y, n_clients)
-    if not alpha > 0:
-        raise ParameterError(f"alpha must be > 0, got {alpha}")
-    min_samples = _check_int("min_samples", min_samples, 0)
-    if min_samples * n_clients > X.shape[0]:
-        raise ParameterError(f"min_samples={min_samples} for {n_clients} clients needs more than {X.shape[0]} samples")
+    X, y, min_samples = _check_partition(X, y, n_clients, alpha, min_samples)
     rng = np.random.default_rng(seed)
     parts = _split_by_proportions(np.arange(X.shape[0]), rng.dirichlet([alpha] * n_clients), rng)
-    return _shards(X, y, _repair_min_samples(parts, max(1, min_samples), rng))
+    return _shards(X, y, _repair_min_samples(parts, min_samples, rng))

@@ -16,7 +16,7 @@ import numpy as np
 from secagg.errors import ParameterError
 from secagg.fedavg.metrics import accuracy, binary_metrics, log_loss
 
-__all__ = ["ModelAdapter", "LogisticRegression", "MLP", "check_dataset"]
+__all__ = ["ModelAdapter", "LogisticRegression", "MLP", "check_dataset", "check_weights"]
 
 
 @runtime_checkable
@@ -71,7 +71,8 @@ def check_dataset(X: object, y: object, n_features: int | None = None, n_classes
     return X, y
 
 
-def _check_weights(weights: Sequence[np.ndarray], expected: list[np.ndarray]) -> list[np.ndarray]:
+def check_weights(weights: Sequence[np.ndarray], expected: list[np.ndarray]) -> list[np.ndarray]:
+    """Float64 copies of ``weights``, refused unless they match ``expected`` in count and shapes and are finite."""
     if len(weights) != len(expected):
         raise ParameterError(f"expected {len(expected)} weight arrays, got {len(weights)}")
     out = []
@@ -122,7 +123,7 @@ class _NumpyModel:
         return copy.deepcopy(self)
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        self._weights = _check_weights(weights, self._weights)
+        self._weights = check_weights(weights, self._weights)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """P(y=1) for binary models, an (n, classes) matrix otherwise."""
