@@ -17,6 +17,7 @@ import numpy as np
 
 from secagg.crypto.keys import AgreementKey
 from secagg.crypto.prg import apply_masks
+from secagg.crypto.randomness import system_randomness
 from secagg.crypto.shamir import LIMBS_PER_SECRET, limbs_to_secrets, reconstruct
 from secagg.crypto.signatures import verify_signature
 from secagg.errors import (
@@ -136,10 +137,18 @@ class _AdvertiseKeysRound(_RoundState):
     def __init__(self, ctx: _Context) -> None:
         super().__init__(ctx, set(range(ctx.config.num_clients)))
         self.key_owner: dict[bytes, int] = {}
+        # Agreeing with each advertised key once refuses low-order points, whose shared secret is
+        # all zeros: such a key would make every honest peer's agreement fail later.
+        self.probe = AgreementKey.generate(system_randomness())
 
     def validate(self, sender: int, message: AdvertiseKeys) -> None:  # type: ignore[override]
         if message.cipher_public_key == message.mask_public_key:
             raise _violation(sender, "advertised the same key twice")
+        for key in (message.cipher_public_key, message.mask_public_key):
+            try:
+                self.probe.exchange(key)
+            except CryptoError:
+                raise _violation(sender, "advertised an unusable X25519 key (low-order point)") from None
         for key in (message.cipher_public_key, message.mask_public_key):
             if key in self.key_owner:
                 raise _violation(sender, f"advertised a public key already used by client {self.key_owner[key]}")
@@ -509,11 +518,15 @@ class ServerSession:
         return encode_broadcast(notice, sorted(round_state.expected))
 
     def _close(self) -> Outbox:
+        round_name = self._round.name  # type: ignore[union-attr]
         try:
             nxt, outbox = self._round.close()  # type: ignore[union-attr]
         except AbortError as exc:
             self._mark_aborted(str(exc))
             raise
+        except CryptoError as exc:  # defensive: keys were checked in round 0
+            self._mark_aborted(f"{round_name.value}: {exc}")
+            raise AbortError(f"{round_name.value}: {exc}", round=round_name.value) from None
         if isinstance(nxt, AggregationResult):
             self.result = nxt
             self._round = None

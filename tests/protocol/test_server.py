@@ -105,6 +105,17 @@ def test_duplicate_public_key_across_clients_is_refused():
     refused(h.server, 1, AdvertiseKeys(SESSION, 1, b"\x05" * 32, b"\x05" * 32).encode(), match="same key twice")
 
 
+@pytest.mark.parametrize("low_order", [bytes(32), (1).to_bytes(32, "little"),
+                                       bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")])
+def test_low_order_public_keys_are_refused(low_order):
+    # A client advertising a low-order point would make every honest peer's agreement fail.
+    h = Harness()
+    advert = decode_message(h.clients[0].start())
+    refused(h.server, 0, dataclasses.replace(advert, mask_public_key=low_order).encode(), match="unusable")
+    refused(h.server, 0, dataclasses.replace(advert, cipher_public_key=low_order).encode(), match="unusable")
+    h.server.receive(0, advert.encode())
+
+
 def test_malicious_mode_refuses_unsigned_and_badly_signed_messages():
     h = Harness(malicious=True)
     advert = decode_message(h.clients[0].start())
