@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run simulate test bench clean
+.PHONY: run simulate test bench bench-micro bench-baseline clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,17 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_core.py
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) benchmarks/run.py --preset quick
+
+MICRO := $(PY) -m pytest benchmarks/test_micro.py -q --benchmark-enable \
+	--benchmark-storage=file://benchmarks/baselines --benchmark-columns=mean,stddev,rounds
+
+bench-micro: $(STAMP)
+	$(MICRO) --benchmark-compare=0001 --benchmark-compare-fail=mean:25%
+
+bench-baseline: $(STAMP)
+	$(MICRO) --benchmark-save=baseline
 
 clean:
 	rm -rf $(VENV) build *.egg-info
