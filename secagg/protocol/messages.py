@@ -590,8 +590,11 @@ def _decode_body(kind: MessageType, session_id: bytes, party: int, r: _Reader) -
     if kind is MessageType.KEY_DIRECTORY:
         signed = r.flag("signed")
         entry_bytes = _KEY_ENTRY.size + (SIGNATURE_BYTES if signed else 0)
+        count = r.count(entry_bytes, "entry")
+        if signed and count == 0:
+            raise MalformedMessage("an empty key directory must have its signed flag 0")
         entries = []
-        for _ in range(r.count(entry_bytes, "entry")):
+        for _ in range(count):
             client_id, c_pk, s_pk = _KEY_ENTRY.unpack(r.take(_KEY_ENTRY.size))
             entries.append(KeyEntry(client_id, c_pk, s_pk, r.take(SIGNATURE_BYTES) if signed else None))
         return KeyDirectory(session_id, party, tuple(entries))

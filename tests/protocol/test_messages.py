@@ -2,7 +2,7 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secagg.errors import MalformedMessage, ParameterError
@@ -113,6 +113,29 @@ def test_mutated_messages_raise_only_malformed_message(message, data):
     except MalformedMessage:
         return
     assert decoded.encode() == bytes(raw)
+
+
+@settings(max_examples=60, deadline=None)
+@given(messages)
+def test_every_single_byte_change_is_refused_or_canonical(message):
+    # Systematic companion of the random mutations above: each position set to the values that
+    # flags and counts are most sensitive to. Found an empty KeyDirectory with signed=1 decoding.
+    raw = message.encode()
+    for i in range(min(len(raw), 160)):
+        for value in {0, 1, 2, 255, raw[i] ^ 1, raw[i] ^ 0x80} - {raw[i]}:
+            mutated = raw[:i] + bytes([value]) + raw[i + 1:]
+            try:
+                decoded = decode_message(mutated)
+            except MalformedMessage:
+                continue
+            assert decoded.encode() == mutated, (type(message).__name__, i, value)
+
+
+def test_empty_key_directory_with_signed_flag_is_malformed():
+    raw = bytearray(KeyDirectory(SID, 0, ()).encode())
+    raw[26] = 1  # the signed flag, right after the 26-byte header
+    with pytest.raises(MalformedMessage, match="empty key directory"):
+        decode_message(bytes(raw))
 
 
 def header(kind, party=0, version=1, magic=b"SAGG"):
