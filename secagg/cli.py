@@ -105,6 +105,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fraction of banks dropping out each round (default: one bank per round)")
     parser.add_argument("--aggregator", default="masking", choices=["masking", "plain", "paillier"],
                         help="how the coordinator sums the updates")
+    parser.add_argument("--key-bits", type=int, default=2048, help="Paillier key size (aggregator paillier)")
     parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=0.1)

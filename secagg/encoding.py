@@ -93,8 +93,11 @@ class FixedPointEncoder:
         bound = clients_in_sum / self.scale
         return bound if total_weight is None else bound / total_weight
 
-    def encode(self, weighted_update: np.ndarray, weight: float, rng: np.random.Generator) -> np.ndarray:
-        """``[round(w * u * 2^f) mod 2^k ..., w]`` as a ring vector (see the module docstring)."""
+    def quantize(self, weighted_update: np.ndarray, weight: float, rng: np.random.Generator) -> np.ndarray:
+        """Steps 1-2 of the module docstring: clipped, scaled, stochastically rounded int64 values.
+
+        Every value lies in ``[-value_bound, value_bound]``.
+        """
         x = np.asarray(weighted_update, dtype=np.float64)
         if x.ndim != 1:
             raise ParameterError(f"update must be a 1-D vector, got shape {x.shape}")
@@ -108,11 +111,20 @@ class FixedPointEncoder:
         limit = float(weight) * self.clip
         scaled = np.clip(x, -limit, limit) * self.scale
         floor = np.floor(scaled)
-        rounded = floor + (rng.random(x.size) < (scaled - floor))
+        return (floor + (rng.random(x.size) < (scaled - floor))).astype(np.int64)
+
+    @property
+    def value_bound(self) -> int:
+        """Largest magnitude :meth:`quantize` can return."""
+        return math.floor(self.max_weight * self.clip * self.scale) + 1
+
+    def encode(self, weighted_update: np.ndarray, weight: float, rng: np.random.Generator) -> np.ndarray:
+        """``[round(w * u * 2^f) mod 2^k ..., w]`` as a ring vector (see the module docstring)."""
+        rounded = self.quantize(weighted_update, weight, rng)
         ring = self.ring
-        out = np.empty(x.size + 1, dtype=ring.dtype)
+        out = np.empty(rounded.size + 1, dtype=ring.dtype)
         # two's complement: int64 -> uint64 wraps mod 2^64, the mask reduces mod 2^k
-        out[:-1] = (rounded.astype(np.int64).astype(np.uint64) & np.uint64(ring.mask)).astype(ring.dtype)
+        out[:-1] = (rounded.astype(np.uint64) & np.uint64(ring.mask)).astype(ring.dtype)
         out[-1] = int(weight)
         return out
 

@@ -13,9 +13,11 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
     ("bank_antifraud.py", ["--banks", "4", "--rounds", "3", "--samples", "1500"], "federated model on all banks"),
     ("hospitals_breast_cancer.py", ["--rounds", "5"], "match the pooled means: True"),
     ("digits_mlp.py", ["--clients", "30", "--rounds", "3", "--per-round", "10"], "final test accuracy"),
+    ("bank_consortium_paillier.py", ["--banks", "4", "--rounds", "2", "--key-bits", "512"], "decryption needs 3 of 4"),
 ])
 def test_example_runs(script, argv, expect, capsys, monkeypatch):
     pytest.importorskip("sklearn")
+    pytest.importorskip("phe")
     monkeypatch.setattr(sys, "argv", [script, *argv])
     runpy.run_path(str(EXAMPLES / script), run_name="__main__")
     assert expect in capsys.readouterr().out

@@ -117,6 +117,10 @@ class Aggregator(ABC):
 
     name: str = ""
 
+    def setup(self, num_clients: int) -> None:
+        """Once per training run, before the first round: e.g. key generation for clients
+        ``0..num_clients-1``. Nothing to do for most aggregators."""
+
     @abstractmethod
     def open_round(self, participants: Sequence[int], dimension: int, *, max_weight: float, clip: float,
                    rng: np.random.Generator) -> AggregationRound:

@@ -81,9 +81,10 @@ def run_demo(args: argparse.Namespace) -> DemoResult:
     clients = [(b.X_train, b.y_train) for b in banks]
     dropout = args.dropout if args.dropout is not None else 1.0 / args.banks
     epochs = args.rounds * args.local_epochs
+    options = {"key_bits": getattr(args, "key_bits", 2048)} if args.aggregator == "paillier" else None
     fl = FedAvg(LogisticRegression(banks[0].X_train.shape[1]), aggregator=args.aggregator, rounds=args.rounds,
                 local_epochs=args.local_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                dropout=dropout, clip=1.0, seed=args.seed)
+                dropout=dropout, clip=1.0, seed=args.seed, aggregator_options=options)
     history = fl.fit(clients, eval_data=(X_test, y_test), callback=_Progress(args.rounds, names, not args.quiet))
     federated = fl.model.evaluate(X_test, y_test)
     alone = [_train_alone(X, y, epochs, args, args.seed + i).evaluate(X_test, y_test) for i, (X, y) in enumerate(clients)]

@@ -225,6 +225,7 @@ class FedAvg:
         sizes = np.array([X.shape[0] for X, _ in data])
         cap = float(self.max_weight if self.max_weight is not None else sizes.max())
         per_round = _fraction_or_count("clients_per_round", self.clients_per_round, len(data))
+        self.aggregator.setup(len(data))
         local_models = [self.model.copy() for _ in data]
         template = self.server.weights
         dimension = self.server.vector.size

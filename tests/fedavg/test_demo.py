@@ -24,3 +24,13 @@ def test_demo_command_prints_the_comparison(capsys):
     out = capsys.readouterr().out
     assert "round  3/3" in out and "pooled (centralised)" in out and "federated (plain)" in out
     assert "mean of banks alone" in out
+
+
+def test_demo_runs_on_paillier(capsys):
+    import pytest
+
+    pytest.importorskip("phe")
+    assert main(["demo", "--banks", "4", "--samples", "1500", "--rounds", "2", "--aggregator", "paillier",
+                 "--key-bits", "512", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "federated (paillier)" in out and "0 rounds aborted" in out

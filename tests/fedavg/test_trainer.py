@@ -120,11 +120,6 @@ def test_bad_configuration_names_the_parameter(kwargs, match):
         FedAvg(LogisticRegression(8), **({"rounds": 1} | kwargs)).fit(clients)
 
 
-def test_paillier_is_not_yet_available():
-    with pytest.raises(NotImplementedError, match="paillier"):
-        FedAvg(LogisticRegression(2), aggregator="paillier")
-
-
 def test_diverging_local_training_is_reported():
     class Exploding(LogisticRegression):
         def train(self, X, y, **kwargs):

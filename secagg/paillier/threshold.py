@@ -1,0 +1,225 @@
+"""Threshold Paillier decryption (Shoup 2000 / Damgard-Jurik 2001 with s = 1), on gmpy2 integers.
+
+Key generation (trusted dealer, see docs/paillier.md): safe primes ``p = 2p' + 1``, ``q = 2q' + 1``,
+``N = pq``, ``m = p'q'``; the decryption exponent ``d`` satisfies ``d = 0 mod m`` and ``d = 1 mod N``
+and is Shamir-shared over the integers mod ``Nm``: party ``i`` (1-based) holds ``s_i = f(i)`` with
+``f(0) = d``. The public key is an ordinary Paillier key (``g = N + 1``; a ``phe`` public key), so
+anyone can encrypt and add ciphertexts.
+
+Decryption of a ciphertext ``c`` needs any ``t`` parties: each publishes the partial decryption
+``c_i = c^(2 Delta s_i) mod N^2`` (``Delta = n!``); a combiner computes
+``c' = prod c_i^(2 lambda_i) mod N^2`` with the integer Lagrange coefficients
+``lambda_i = Delta prod_{j != i} j / (j - i)``, so that ``c' = c^(4 Delta^2 d)``, and recovers
+``M = L(c') * (4 Delta^2)^-1 mod N`` with ``L(u) = (u - 1) / N``. Fewer than ``t`` shares of ``d``
+say nothing about it, so fewer than ``t`` parties cannot decrypt.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from secagg.errors import CryptoError, ParameterError
+from secagg.paillier import _gmpy2, _phe
+
+__all__ = [
+    "ThresholdPublicKey",
+    "KeyShare",
+    "PartialDecryption",
+    "generate_threshold_keypair",
+    "partial_decrypt",
+    "combine_partial_decryptions",
+    "safe_prime",
+]
+
+MIN_KEY_BITS = 256  # tests only; deployments use 2048 or 3072
+_SMALL_PRIMES = [p for p in range(3, 2000) if all(p % d for d in range(2, int(p**0.5) + 1))]
+
+
+@dataclass(frozen=True)
+class ThresholdPublicKey:
+    """The Paillier public key plus the threshold parameters every party knows."""
+
+    n: int
+    threshold: int
+    parties: int
+    delta: int = field(repr=False)
+
+    @property
+    def nsquare(self) -> int:
+        return self.n * self.n
+
+    @property
+    def key_bits(self) -> int:
+        return self.n.bit_length()
+
+    @property
+    def phe_key(self):
+        """The same key as a ``phe.PaillierPublicKey`` (g = N + 1)."""
+        return _phe().PaillierPublicKey(self.n)
+
+    def check_ciphertext(self, c: int) -> int:
+        """Refuse anything that is not an element of Z*_{N^2} (typed error, no arithmetic on it)."""
+        if isinstance(c, bool) or not isinstance(c, int) and not hasattr(c, "__index__"):
+            raise CryptoError(f"a ciphertext is an integer, got {type(c).__name__}")
+        c = int(c)
+        if not 0 < c < self.nsquare:
+            raise CryptoError("ciphertext out of range [1, N^2)")
+        if math.gcd(c, self.n) != 1:
+            raise CryptoError("ciphertext is not invertible mod N^2")
+        return c
+
+
+@dataclass(frozen=True)
+class KeyShare:
+    """Party ``index``'s share of the decryption exponent (keep it secret)."""
+
+    index: int  # 1..parties
+    share: int = field(repr=False)
+    public_key: ThresholdPublicKey
+
+
+@dataclass(frozen=True)
+class PartialDecryption:
+    index: int
+    value: int
+
+
+def safe_prime(bits: int) -> int:
+    """A random safe prime p = 2p' + 1 of exactly ``bits`` bits (p' prime), from ``secrets``."""
+    gmpy2 = _gmpy2()
+    if bits < 16:
+        raise ParameterError("safe primes below 16 bits are not supported")
+    while True:
+        candidate = secrets.randbits(bits - 1) | (1 << (bits - 2)) | 1  # p' with its top bit set, odd
+        # p' and 2p' + 1 must both avoid small factors; sieve before the expensive tests
+        if any(candidate % s == 0 or (2 * candidate + 1) % s == 0 for s in _SMALL_PRIMES if s < candidate):
+            continue
+        if gmpy2.is_prime(candidate, 30) and gmpy2.is_prime(2 * candidate + 1, 30):
+            return 2 * candidate + 1
+
+
+def generate_threshold_keypair(parties: int, threshold: int, key_bits: int = 2048, *,
+                               primes: tuple[int, int] | None = None) -> tuple[ThresholdPublicKey, list[KeyShare]]:
+    """Trusted-dealer setup: a Paillier key whose decryption needs ``threshold`` of ``parties``.
+
+    ``primes`` (two safe primes) replaces prime generation for known-answer tests. The dealer must
+    erase ``p``, ``q`` and ``d`` afterwards; nothing here keeps them.
+    """
+    gmpy2 = _gmpy2()
+    if isinstance(parties, bool) or not isinstance(parties, int) or parties < 1:
+        raise ParameterError(f"parties must be a positive integer, got {parties!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 1 <= threshold <= parties:
+        raise ParameterError(f"threshold must be in 1..{parties}, got {threshold!r}")
+    if primes is None:
+        if key_bits < MIN_KEY_BITS or key_bits % 2:
+            raise ParameterError(f"key_bits must be an even number >= {MIN_KEY_BITS}, got {key_bits}")
+        p = safe_prime(key_bits // 2)
+        q = safe_prime(key_bits // 2)
+        while q == p:
+            q = safe_prime(key_bits // 2)
+    else:
+        p, q = (int(x) for x in primes)
+        for x in (p, q):
+            if not (gmpy2.is_prime(x) and gmpy2.is_prime((x - 1) // 2)):
+                raise ParameterError("primes must be two safe primes")
+        if p == q:
+            raise ParameterError("primes must differ")
+    n = p * q
+    m = ((p - 1) // 2) * ((q - 1) // 2)
+    if math.gcd(n, m) != 1:
+        raise ParameterError("gcd(N, m) != 1: choose other primes")
+    modulus = n * m
+    d = m * int(gmpy2.invert(m, n)) % modulus  # d = 0 mod m, d = 1 mod N
+    coefficients = [d] + [secrets.randbelow(modulus) for _ in range(threshold - 1)]
+    public = ThresholdPublicKey(n, threshold, parties, math.factorial(parties))
+    shares = []
+    for i in range(1, parties + 1):
+        value = 0
+        for c in reversed(coefficients):  # Horner, exact integers
+            value = (value * i + c) % modulus
+        shares.append(KeyShare(i, value, public))
+    return public, shares
+
+
+def partial_decrypt(share: KeyShare, ciphertexts: Sequence[int]) -> list[PartialDecryption]:
+    """Party ``share.index``'s partial decryptions ``c^(2 Delta s_i) mod N^2`` of each ciphertext."""
+    gmpy2 = _gmpy2()
+    key = share.public_key
+    exponent = gmpy2.mpz(2 * key.delta * share.share)
+    nsquare = gmpy2.mpz(key.nsquare)
+    return [PartialDecryption(share.index, int(gmpy2.powmod(gmpy2.mpz(key.check_ciphertext(c)), exponent, nsquare)))
+            for c in ciphertexts]
+
+
+def _lagrange_times_delta(indices: Sequence[int], delta: int) -> list[int]:
+    """lambda_i = Delta * prod_{j != i} j / (j - i), exact integers (Delta makes them integral)."""
+    out = []
+    for i in indices:
+        numerator, denominator = delta, 1
+        for j in indices:
+            if j != i:
+                numerator *= j
+                denominator *= j - i
+        if numerator % denominator:
+            raise CryptoError("Lagrange coefficient is not integral (indices beyond the party count?)")
+        out.append(numerator // denominator)
+    return out
+
+
+def combine_partial_decryptions(key: ThresholdPublicKey, partials: Sequence[Sequence[PartialDecryption]]) -> list[int]:
+    """Plaintexts from ``threshold`` (or more) parties' partial decryptions of the same ciphertexts.
+
+    ``partials[k]`` is party k's list (one entry per ciphertext, in order). With exactly ``threshold``
+    parties the result is trusted as is; with more, two different ``threshold`` subsets are
+    combined and must agree, which exposes any single party that sent a wrong partial decryption
+    (:class:`CryptoError`). Raises :class:`ParameterError` with fewer than ``threshold`` parties.
+    """
+    by_party: dict[int, Sequence[PartialDecryption]] = {}
+    for lst in partials:
+        if not lst:
+            raise ParameterError("empty partial decryption list")
+        index = lst[0].index
+        if any(p.index != index for p in lst):
+            raise ParameterError("a party's list mixes indices")
+        if not 1 <= index <= key.parties:
+            raise CryptoError(f"partial decryption from unknown party {index}")
+        if index in by_party:
+            raise ParameterError(f"two partial decryption lists from party {index}")
+        by_party[index] = lst
+    if len(by_party) < key.threshold:
+        raise ParameterError(f"{len(by_party)} parties' partial decryptions, the threshold is {key.threshold}")
+    lengths = {len(lst) for lst in by_party.values()}
+    if len(lengths) != 1:
+        raise ParameterError("partial decryption lists differ in length")
+    parties = sorted(by_party)
+    count = lengths.pop()
+    result = _combine(key, {i: by_party[i] for i in parties[:key.threshold]}, count)
+    if len(parties) > key.threshold:
+        # A second threshold subset must give the same plaintexts: a single party that sent a wrong
+        # partial decryption shifts the two combinations differently (its Lagrange weight differs).
+        if _combine(key, {i: by_party[i] for i in parties[-key.threshold:]}, count) != result:
+            raise CryptoError("partial decryptions disagree: a party sent a wrong partial decryption")
+    return result
+
+
+def _combine(key: ThresholdPublicKey, by_party: dict[int, Sequence[PartialDecryption]], count: int) -> list[int]:
+    gmpy2 = _gmpy2()
+    chosen = sorted(by_party)
+    lambdas = _lagrange_times_delta(chosen, key.delta)
+    n, nsquare = gmpy2.mpz(key.n), gmpy2.mpz(key.nsquare)
+    scale = gmpy2.invert(gmpy2.mpz(4 * key.delta * key.delta) % n, n)
+    plaintexts = []
+    for position in range(count):
+        combined = gmpy2.mpz(1)
+        for index, lam in zip(chosen, lambdas):
+            value = gmpy2.mpz(key.check_ciphertext(by_party[index][position].value))
+            if lam < 0:
+                value, lam = gmpy2.invert(value, nsquare), -lam
+            combined = combined * gmpy2.powmod(value, 2 * lam, nsquare) % nsquare
+        if (combined - 1) % n:
+            raise CryptoError("partial decryptions are inconsistent (L-function input is not 1 mod N)")
+        plaintexts.append(int((combined - 1) // n * scale % n))
+    return plaintexts

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+pytest.importorskip("phe")
+pytest.importorskip("gmpy2")
+
+from secagg.aggregation import make_aggregator  # noqa: E402
+from secagg.aggregation.paillier import EncryptedUpdate  # noqa: E402
+from secagg.errors import ParameterError, ProtocolViolation  # noqa: E402
+from secagg.fedavg import FedAvg, LogisticRegression  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def aggregator():
+    agg = make_aggregator("paillier", key_bits=512, threshold=3)
+    agg.setup(5)
+    return agg
+
+
+def submit_all(round_, rng, participants, dim):
+    updates = {c: rng.uniform(-1, 1, dim) for c in participants}
+    weights = {c: int(rng.integers(1, 51)) for c in participants}
+    for c in participants:
+        round_.submit(c, weights[c] * updates[c], weights[c])
+    return updates, weights
+
+
+@pytest.mark.parametrize("drop,included", [
+    ({}, (0, 1, 2, 3, 4)),
+    ({"masked_input": [1]}, (0, 2, 3, 4)),
+    ({"share_keys": [0], "unmasking": [4]}, (1, 2, 3, 4)),  # 4 is summed but does not decrypt
+    ({"unmasking": [0, 1]}, (0, 1, 2, 3, 4)),  # three decryptors left: enough
+])
+def test_sums_over_included_parties(aggregator, drop, included):
+    rng = np.random.default_rng(len(drop))
+    round_ = aggregator.open_round(list(range(5)), 300, max_weight=50, clip=1.0, rng=rng)
+    assert round_.ciphertext_count < 300  # packed
+    updates, weights = submit_all(round_, rng, range(5), 300)
+    result = round_.finish(drop)
+    assert result.ok and result.included == included
+    expected = sum(weights[c] * updates[c] for c in included)
+    assert result.total_weight == sum(weights[c] for c in included)
+    assert np.max(np.abs(result.weighted_sum - expected)) <= result.error_bound
+
+
+def test_too_few_decryptors_abort(aggregator):
+    rng = np.random.default_rng(0)
+    round_ = aggregator.open_round(list(range(5)), 10, max_weight=50, clip=1.0, rng=rng)
+    submit_all(round_, rng, range(5), 10)
+    result = round_.finish({"unmasking": [0, 1, 2]})
+    assert not result.ok and "threshold is 3" in result.aborted
+
+
+def test_bad_ciphertexts_are_refused(aggregator):
+    rng = np.random.default_rng(1)
+    round_ = aggregator.open_round(list(range(5)), 10, max_weight=50, clip=1.0, rng=rng)
+    good = round_.encrypt(np.zeros(10), 1)
+    other = make_aggregator("paillier", key_bits=512, threshold=2)
+    other.setup(3)
+    foreign = other.open_round([0, 1], 10, max_weight=50, clip=1.0, rng=rng).encrypt(np.zeros(10), 1)
+    for bad, match in [(foreign, "another key"),
+                       (EncryptedUpdate(good.key_fingerprint, good.ciphertexts + good.ciphertexts), "expected"),
+                       (EncryptedUpdate(good.key_fingerprint, (0,) * len(good.ciphertexts)), "out of range"),
+                       (EncryptedUpdate(good.key_fingerprint, (aggregator.public_key.nsquare,) * len(good.ciphertexts)),
+                        "out of range"),
+                       ("not an update", "sent str")]:
+        with pytest.raises(ProtocolViolation, match=match):
+            round_.receive(0, bad)
+    round_.receive(0, good)
+
+
+def test_clients_without_a_key_share_are_refused(aggregator):
+    with pytest.raises(ParameterError, match="hold no key share"):
+        aggregator.open_round([3, 7], 4, max_weight=5, clip=1.0, rng=np.random.default_rng(0))
+
+
+def test_fedavg_with_paillier_matches_plain_within_the_bound():
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=5)
+    clients = []
+    for _ in range(4):
+        X = rng.normal(size=(int(rng.integers(80, 200)), 5))
+        clients.append((X, (X @ w > 0).astype(int)))
+    runs = {}
+    for name, options in [("plain", None), ("paillier", {"key_bits": 512})]:
+        fl = FedAvg(LogisticRegression(5), aggregator=name, rounds=3, learning_rate=0.05, dropout=0.25, seed=3,
+                    aggregator_options=options)
+        runs[name] = (fl.fit(clients), fl.weights)
+    bound = sum(r.error_bound for r in runs["paillier"][0])
+    assert [r.included for r in runs["plain"][0]] == [r.included for r in runs["paillier"][0]]
+    assert max(np.max(np.abs(a - b)) for a, b in zip(runs["plain"][1], runs["paillier"][1])) <= bound
+
+
+def test_missing_extra_is_named(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "phe", None)
+    with pytest.raises(ImportError, match=r"secagg\[paillier\]"):
+        make_aggregator("paillier")
