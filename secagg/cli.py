@@ -1,6 +1,8 @@
 """``secagg`` command line.
 
 ``secagg demo`` trains a fraud model across banks with FedAvg on secure aggregation (the main job).
+``secagg serve`` / ``secagg join`` / ``secagg certs`` run the network mode (coordinator and clients
+as separate processes over gRPC with TLS; see docs/network.md).
 ``secagg simulate`` runs one secure-aggregation session in process with dropouts and prints,
 per round, who dropped, who survived and what each party spent, then checks the server's output
 against the plaintext sum of the survivors' inputs.
@@ -111,6 +113,18 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0, help="data, sampling and training seed")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    dp = parser.add_argument_group("differential privacy (record level: one customer's transaction)")
+    dp.add_argument("--dp-epsilon", type=float, default=None,
+                    help="also train with record-level DP at this epsilon and print its AUC beside the non-private one")
+    dp.add_argument("--dp-delta", type=float, default=1e-5, help="delta of the DP guarantee")
+    dp.add_argument("--dp-rounds", type=int, default=100, help="DP-SGD rounds (one noisy step each)")
+    dp.add_argument("--dp-sampling-rate", type=float, default=0.02,
+                    help="probability a transaction is in a round's batch (Poisson sampling)")
+    dp.add_argument("--dp-clip", type=float, default=1.0, help="L2 bound of one transaction's gradient")
+    dp.add_argument("--dp-learning-rate", type=float, default=1.0, help="DP-SGD step size")
+    dp.add_argument("--dp-mechanism", default="dgauss", choices=["dgauss", "skellam"],
+                    help="integer noise each bank adds before aggregation")
+    dp.add_argument("--dp-bits", type=int, default=20, help="bits of the integer grid of the noisy sum")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -152,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _demo_arguments(demo)
     demo.set_defaults(func=_cmd_demo)
+    from secagg.transport.commands import add_network_commands
+
+    add_network_commands(sub)
     return parser
 
 

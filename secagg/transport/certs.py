@@ -1,0 +1,95 @@
+"""A small certificate authority for trials and tests of the network mode (``secagg certs``).
+
+Writes ``ca.pem``, ``coordinator.pem``/``coordinator.key`` (subject alternative names for the
+given host names and IP addresses) and, per client, ``client-<id>.pem``/``client-<id>.key`` whose
+common name ``client-<id>`` is how the coordinator knows which institution is which under mutual
+TLS. Keys are ECDSA P-256 from ``cryptography``. In production, use your organisation's PKI:
+the coordinator only needs a CA bundle and the certificate-to-id mapping (see docs/network.md).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from secagg.errors import ParameterError
+
+__all__ = ["make_dev_pki", "client_common_name"]
+
+
+def client_common_name(client_id: int) -> str:
+    return f"client-{client_id}"
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def make_dev_pki(directory: str | os.PathLike, num_clients: int, *, hosts: Sequence[str] = ("localhost",),
+                 ips: Sequence[str] = ("127.0.0.1",), days: int = 30) -> Path:
+    """Create a CA, a coordinator certificate and ``num_clients`` client certificates in ``directory``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    if isinstance(num_clients, bool) or not isinstance(num_clients, int) or not 1 <= num_clients <= 100_000:
+        raise ParameterError(f"num_clients must be an int in 1..100000, got {num_clients!r}")
+    try:
+        addresses = [ipaddress.ip_address(ip) for ip in ips]
+    except ValueError as exc:
+        raise ParameterError(f"bad IP address: {exc}") from None
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_after = now + datetime.timedelta(days=days)
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "secagg dev PKI"),
+                          x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    def pem_key(key) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = name("secagg dev CA")
+    ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+               .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(not_after)
+               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                            data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                            crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+               .sign(ca_key, hashes.SHA256()))
+    _write(out / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
+    _write(out / "ca.key", pem_key(ca_key), private=True)
+
+    def issue(common_name: str, usage, sans=None) -> tuple[bytes, bytes]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (x509.CertificateBuilder().subject_name(name(common_name)).issuer_name(ca_name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(not_after)
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM), pem_key(key)
+
+    sans = [x509.DNSName(h) for h in hosts] + [x509.IPAddress(a) for a in addresses]
+    cert, key = issue("secagg coordinator", ExtendedKeyUsageOID.SERVER_AUTH, sans)
+    _write(out / "coordinator.pem", cert)
+    _write(out / "coordinator.key", key, private=True)
+    for client in range(num_clients):
+        cert, key = issue(client_common_name(client), ExtendedKeyUsageOID.CLIENT_AUTH)
+        _write(out / f"{client_common_name(client)}.pem", cert)
+        _write(out / f"{client_common_name(client)}.key", key, private=True)
+    return out

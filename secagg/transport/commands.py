@@ -1,0 +1,234 @@
+"""``secagg serve``, ``secagg join`` and ``secagg certs``: the network mode from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from secagg.errors import ParameterError, ProtocolViolation
+
+__all__ = ["add_network_commands"]
+
+
+def _tls_arguments(parser: argparse.ArgumentParser, side: str) -> None:
+    group = parser.add_argument_group("TLS")
+    if side == "serve":
+        group.add_argument("--cert", help="coordinator certificate (PEM)")
+        group.add_argument("--key", help="coordinator private key (PEM)")
+        group.add_argument("--ca", help="CA bundle of client certificates: turns on mutual TLS")
+        group.add_argument("--roster", help="JSON {certificate common name: client id} (default: client-<id>)")
+    else:
+        group.add_argument("--ca", help="CA bundle that signed the coordinator's certificate")
+        group.add_argument("--cert", help="this client's certificate (mutual TLS)")
+        group.add_argument("--key", help="this client's private key (mutual TLS)")
+        group.add_argument("--server-name", help="name expected in the coordinator's certificate")
+    group.add_argument("--insecure", action="store_true",
+                       help="no TLS at all: plaintext on the wire, for local trials ONLY")
+
+
+def _tls(args: argparse.Namespace):
+    from secagg.transport.network import TLSConfig
+
+    if args.insecure:
+        print("WARNING: --insecure: no TLS, anyone on the path reads and alters the traffic (local trials only)",
+              file=sys.stderr)
+        return TLSConfig(insecure=True)
+    return TLSConfig(ca=args.ca, cert=args.cert, key=args.key, server_name=getattr(args, "server_name", None))
+
+
+def _logging(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(message)s")
+
+
+def _threshold(value: str | None):
+    if value is None:
+        return None
+    number = float(value)
+    return int(number) if number >= 1 and number == int(number) and "." not in value else number
+
+
+def _demo_data(banks: int, samples: int, seed: int):
+    from secagg.fedavg.data import make_bank_transactions
+
+    return make_bank_transactions(banks, samples, seed=seed)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from secagg.protocol.config import SecAggConfig
+    from secagg.transport.network import Coordinator, Deadlines
+    from secagg.transport.tasks import FedAvgSettings, FedAvgTask, SumTask
+
+    _logging(args)
+    n = args.clients
+    round_deadline = args.deadline
+    deadlines = Deadlines(advertise_keys=args.join_deadline, share_keys=round_deadline,
+                          masked_input=round_deadline, consistency_check=round_deadline, unmasking=round_deadline)
+    if args.task == "sum":
+        from secagg.aggregation.masking import MaskingAggregator
+
+        neighbors, threshold = MaskingAggregator(threshold=_threshold(args.threshold),
+                                                 neighbors=args.neighbors).graph_for(n)
+        task = SumTask(SecAggConfig(num_clients=n, threshold=threshold, vector_length=args.length,
+                                    modulus_bits=args.bits, neighbors=neighbors), output=args.output)
+        max_message = args.max_message_mb * 2**20 if args.max_message_mb else \
+            task.config.vector_length * task.config.ring.dtype.itemsize + n * 256 + 2**20
+    else:
+        from secagg.fedavg.models import LogisticRegression
+
+        banks = _demo_data(n, args.samples, args.seed)
+        X_test = np.vstack([b.X_test for b in banks])
+        y_test = np.concatenate([b.y_test for b in banks])
+        settings = FedAvgSettings(rounds=args.rounds, local_epochs=args.local_epochs, batch_size=args.batch_size,
+                                  learning_rate=args.learning_rate, max_weight=float(args.samples),
+                                  threshold=_threshold(args.threshold), neighbors=args.neighbors)
+        task = FedAvgTask(LogisticRegression(X_test.shape[1]), n, settings, state_dir=args.state_dir,
+                          eval_data=(X_test, y_test))
+        max_message = args.max_message_mb * 2**20 if args.max_message_mb else \
+            task.config.vector_length * task.config.ring.dtype.itemsize + n * 256 + 2**20
+    roster = json.loads(Path(args.roster).read_text()) if getattr(args, "roster", None) else None
+    coordinator = Coordinator(task, n, address=args.address, tls=_tls(args), deadlines=deadlines,
+                              max_message_bytes=max_message, roster=roster, linger=args.linger)
+
+    def started(port: int) -> None:
+        print(f"secagg serve: task {args.task!r}, {n} clients, threshold {task.config.threshold}, listening on "
+              f"port {port}", flush=True)
+        if args.port_file:
+            tmp = Path(args.port_file + ".tmp")
+            tmp.write_text(str(port))
+            tmp.replace(args.port_file)
+
+    coordinator.serve(on_started=started)
+    if args.task == "sum":
+        if task.aborted:
+            print(f"session ABORTED: {task.aborted}")
+            return 2
+        print(f"sum of {len(task.survivors)} of {n} clients in {task.seconds:.2f} s; survivors {task.survivors}"
+              + (f"; written to {args.output}.npy" if args.output else ""))
+        return 0
+    last = task.history[-1] if task.history else None
+    if last is not None and last["metrics"]:
+        print(f"FedAvg finished: {task.completed_rounds} rounds, ROC-AUC {last['metrics']['roc_auc']:.3f}, "
+              f"average precision {last['metrics']['average_precision']:.3f}")
+    return 0
+
+
+def _cmd_join(args: argparse.Namespace) -> int:
+    from secagg.transport.network import ClientPolicy, NetworkClient, NetworkError, RetryPolicy
+    from secagg.transport.tasks import FedAvgClient, SumClient
+
+    _logging(args)
+    if args.task == "sum":
+        if args.vector:
+            vector = np.load(args.vector, allow_pickle=False)
+        elif args.random_vector is not None:
+            rng = np.random.default_rng(args.random_vector)
+            vector = rng.integers(0, 2**args.bits, size=args.length, dtype=np.uint64)
+        else:
+            raise ParameterError("give the client's vector: --vector FILE.npy (or --random-vector SEED for trials)")
+        task = SumClient(vector)
+    else:
+        from secagg.fedavg.models import LogisticRegression
+
+        if args.data:
+            with np.load(args.data, allow_pickle=False) as data:
+                X, y = data["X"], data["y"]
+        else:
+            bank = _demo_data(args.banks, args.samples, args.seed)[args.id]
+            X, y = bank.X_train, bank.y_train
+        task = FedAvgClient(LogisticRegression(X.shape[1]), X, y)
+    client = NetworkClient(args.coordinator, args.id, task, tls=_tls(args),
+                           policy=ClientPolicy(num_clients=args.clients, min_threshold=args.min_threshold),
+                           retry=RetryPolicy(give_up_after=args.give_up_after))
+    try:
+        counts = client.run()
+    except NetworkError as exc:
+        print(f"secagg join: {exc}", file=sys.stderr)
+        return 3
+    except ProtocolViolation as exc:
+        print(f"secagg join: refused the coordinator: {exc}", file=sys.stderr)
+        return 2
+    print(f"client {args.id}: finished; sessions {counts}")
+    return 0
+
+
+def _cmd_certs(args: argparse.Namespace) -> int:
+    from secagg.transport.certs import make_dev_pki
+
+    out = make_dev_pki(args.out, args.clients, hosts=args.host or ["localhost"], ips=args.ip or ["127.0.0.1"],
+                       days=args.days)
+    print(f"wrote a development CA, coordinator.pem/.key and client-0..{args.clients - 1}.pem/.key to {out}")
+    return 0
+
+
+def add_network_commands(sub) -> None:
+    """Register ``serve``, ``join`` and ``certs`` on the ``secagg`` sub-command parser."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    serve = sub.add_parser("serve", help="network mode: run the coordinator (gRPC, TLS)", formatter_class=fmt)
+    serve.add_argument("--task", choices=["sum", "demo"], default="demo",
+                       help="'sum': one session summing the clients' vectors; 'demo': FedAvg on the bank demo")
+    serve.add_argument("--clients", "-n", type=int, default=8, help="number of clients (ids 0..n-1)")
+    serve.add_argument("--threshold", "-t", default=None, help="int, or fraction of share holders (default 2/3)")
+    serve.add_argument("--neighbors", type=int, default=None, help="SecAgg+ neighbours (default complete graph)")
+    serve.add_argument("--address", default="127.0.0.1:50051", help="host:port to listen on (port 0: any free)")
+    serve.add_argument("--port-file", help="write the port actually bound to this file")
+    serve.add_argument("--join-deadline", type=float, default=120.0,
+                       help="seconds the first round stays open for clients to join (and train)")
+    serve.add_argument("--deadline", type=float, default=60.0, help="seconds each later round stays open")
+    serve.add_argument("--max-message-mb", type=float, default=None,
+                       help="largest accepted message (default: sized from the vector length)")
+    serve.add_argument("--linger", type=float, default=2.0, help="seconds to answer late clients after the job")
+    serve.add_argument("--quiet", action="store_true", help="warnings only")
+    sum_group = serve.add_argument_group("task sum")
+    sum_group.add_argument("--length", "-m", type=int, default=100_000, help="vector length")
+    sum_group.add_argument("--bits", "-k", type=int, default=32, help="ring Z_2^k")
+    sum_group.add_argument("--output", help="write the sum to OUTPUT.npy and a summary to OUTPUT.json")
+    demo_group = serve.add_argument_group("task demo (FedAvg on the synthetic bank data)")
+    demo_group.add_argument("--rounds", type=int, default=10)
+    demo_group.add_argument("--samples", type=int, default=6000, help="transactions per bank")
+    demo_group.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    demo_group.add_argument("--local-epochs", type=int, default=1)
+    demo_group.add_argument("--batch-size", type=int, default=64)
+    demo_group.add_argument("--learning-rate", type=float, default=0.1)
+    demo_group.add_argument("--state-dir", help="keep the model and history here; a restart resumes from it")
+    _tls_arguments(serve, "serve")
+    serve.set_defaults(func=_cmd_serve)
+
+    join = sub.add_parser("join", help="network mode: run one client", formatter_class=fmt)
+    join.add_argument("--coordinator", default="localhost:50051", help="host:port of the coordinator")
+    join.add_argument("--id", type=int, required=True, help="this client's id (0..n-1)")
+    join.add_argument("--task", choices=["sum", "demo"], default="demo")
+    join.add_argument("--clients", "-n", type=int, default=None,
+                      help="number of clients this client agreed to (refuses a coordinator asking otherwise)")
+    join.add_argument("--min-threshold", type=int, default=None,
+                      help="lowest threshold accepted (default: a majority of the share holders)")
+    join.add_argument("--give-up-after", type=float, default=120.0,
+                      help="seconds without reaching the coordinator before giving up")
+    join.add_argument("--quiet", action="store_true", help="warnings only")
+    sum_group = join.add_argument_group("task sum")
+    sum_group.add_argument("--vector", help=".npy file with this client's integer vector")
+    sum_group.add_argument("--random-vector", type=int, default=None, metavar="SEED",
+                           help="trials: a random vector from this seed (with --length, --bits)")
+    sum_group.add_argument("--length", "-m", type=int, default=100_000)
+    sum_group.add_argument("--bits", "-k", type=int, default=32)
+    demo_group = join.add_argument_group("task demo")
+    demo_group.add_argument("--data", help=".npz with arrays X (features) and y (0/1 labels): this bank's data")
+    demo_group.add_argument("--banks", type=int, default=8, help="synthetic data: number of banks")
+    demo_group.add_argument("--samples", type=int, default=6000, help="synthetic data: transactions per bank")
+    demo_group.add_argument("--seed", type=int, default=0, help="synthetic data: seed (same as the coordinator's)")
+    _tls_arguments(join, "join")
+    join.set_defaults(func=_cmd_join)
+
+    certs = sub.add_parser("certs", help="network mode: make a development CA and certificates",
+                           formatter_class=fmt)
+    certs.add_argument("--out", default="certs", help="directory to write to")
+    certs.add_argument("--clients", "-n", type=int, default=8)
+    certs.add_argument("--host", action="append", default=None, help="coordinator host name (repeatable)")
+    certs.add_argument("--ip", action="append", default=None, help="coordinator IP address (repeatable)")
+    certs.add_argument("--days", type=int, default=30)
+    certs.set_defaults(func=_cmd_certs)

@@ -1,0 +1,72 @@
+"""Fault injection for the network mode: a ``secagg join`` client that misbehaves on purpose.
+
+For dropout-tolerance experiments with real processes and for the end-to-end tests::
+
+    python -m secagg.transport.faults --die-before unmasking -- join --task sum --id 3 ...
+    python -m secagg.transport.faults --garbage-at masked_input -- join --task sum --id 4 ...
+
+``--die-before ROUND`` kills the process (SIGKILL, no goodbye) when the coordinator's request for
+that round arrives: ``unmasking`` means the client has sent its masked input and then vanishes.
+``--garbage-at ROUND`` sends random bytes instead of that round's protocol message.
+Everything after ``--`` is an ordinary ``secagg`` command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from secagg.protocol.derivation import Round
+
+__all__ = ["main"]
+
+# The server message that asks for each round's client message.
+_PROMPTS = {"share_keys": "KeyDirectory", "masked_input": "ShareBundles",
+            "consistency_check": "ConsistencyRequest", "unmasking": "UnmaskRequest"}
+
+
+def _install(die_before: str | None, garbage_at: str | None) -> None:
+    from secagg.protocol import client as client_module
+    from secagg.protocol.messages import decode_message
+
+    original_start = client_module.ClientSession.start
+    original_handle = client_module.ClientSession.handle
+
+    def start(self):
+        if die_before == "advertise_keys":
+            os.kill(os.getpid(), signal.SIGKILL)
+        reply = original_start(self)
+        return os.urandom(len(reply)) if garbage_at == "advertise_keys" else reply
+
+    def handle(self, data):
+        prompt = type(decode_message(data)).__name__
+        if die_before is not None and prompt == _PROMPTS.get(die_before):
+            os.kill(os.getpid(), signal.SIGKILL)
+        reply = original_handle(self, data)
+        if reply is not None and garbage_at is not None and prompt == _PROMPTS.get(garbage_at):
+            return os.urandom(len(reply))
+        return reply
+
+    client_module.ClientSession.start = start
+    client_module.ClientSession.handle = handle
+
+
+def main(argv: list[str] | None = None) -> int:
+    rounds = [r.value for r in Round]
+    parser = argparse.ArgumentParser(prog="python -m secagg.transport.faults", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--die-before", choices=rounds, help="SIGKILL this process when this round starts")
+    parser.add_argument("--garbage-at", choices=rounds, help="send random bytes as this round's message")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- followed by a secagg command line")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    _install(args.die_before, args.garbage_at)
+    from secagg.cli import main as secagg_main
+
+    return secagg_main(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

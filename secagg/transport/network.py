@@ -1,0 +1,642 @@
+"""Network driver: a coordinator process and client processes over gRPC, TLS on by default.
+
+The protocol stays in the sans-IO sessions (:class:`~secagg.protocol.ServerSession`,
+:class:`~secagg.protocol.ClientSession`); this module only moves their canonical bytes, wrapped in
+:mod:`secagg.transport.envelope`, over one bidirectional gRPC stream per client and session, and
+owns the clocks: each round closes when every expected message arrived, when every client still
+pending has disconnected, or at its deadline. Whoever did not answer is a dropout.
+
+No protobuf: the service ``secagg.v1.Coordinator/Session`` carries raw bytes both ways.
+
+Coordinator threads: gRPC's worker threads run one generator per client stream (reading with a
+helper thread); they only enqueue events. A single driver thread (:meth:`Coordinator.serve`) owns
+the :class:`ServerSession` and consumes the events, so the session needs no locks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, SecAggError
+from secagg.protocol.client import ClientSession
+from secagg.protocol.config import SecAggConfig
+from secagg.protocol.messages import SESSION_ID_BYTES
+from secagg.protocol.server import ServerSession, ServerState
+from secagg.transport.certs import client_common_name
+from secagg.transport.envelope import Envelope, Kind, decode_envelope, field_of
+
+__all__ = ["TLSConfig", "Deadlines", "RetryPolicy", "SessionPlan", "CoordinatorTask", "ClientTask",
+           "Coordinator", "NetworkClient", "NetworkError", "config_to_header", "config_from_header"]
+
+log = logging.getLogger("secagg.net")
+SERVICE_METHOD = "/secagg.v1.Coordinator/Session"
+_TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "ALREADY_EXISTS", "RESOURCE_EXHAUSTED", "CANCELLED",
+              "UNKNOWN", "INTERNAL", "ABORTED")
+
+
+class NetworkError(SecAggError):
+    """The network driver cannot go on: the coordinator refused us, or stayed unreachable."""
+
+
+def _grpc():
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise ParameterError("the network mode needs grpcio: pip install 'secagg[net]'") from None
+    return grpc
+
+
+# ----------------------------------------------------------------------------- configuration
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """Certificates of one side. ``insecure=True`` sends everything in clear text (local trials only).
+
+    Coordinator: ``cert``/``key`` its certificate; ``ca`` set means mutual TLS (clients must
+    present certificates signed by it). Client: ``ca`` verifies the coordinator; ``cert``/``key``
+    are its own certificate for mutual TLS.
+    """
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    insecure: bool = False
+    server_name: str | None = None  # client side: expected name in the coordinator's certificate
+
+    def __post_init__(self) -> None:
+        if self.insecure and (self.ca or self.cert or self.key):
+            raise ParameterError("insecure mode takes no certificates")
+        if bool(self.cert) != bool(self.key):
+            raise ParameterError("a certificate needs its key and a key its certificate")
+        for path in (self.ca, self.cert, self.key):
+            if path and not Path(path).is_file():
+                raise ParameterError(f"certificate file {path} does not exist")
+
+    @property
+    def mutual(self) -> bool:
+        return bool(self.ca) and not self.insecure
+
+    def server_credentials(self):
+        grpc = _grpc()
+        if not (self.cert and self.key):
+            raise ParameterError("the coordinator needs --cert and --key (or --insecure for local trials)")
+        ca = Path(self.ca).read_bytes() if self.ca else None
+        return grpc.ssl_server_credentials([(Path(self.key).read_bytes(), Path(self.cert).read_bytes())],
+                                           root_certificates=ca, require_client_auth=ca is not None)
+
+    def channel_credentials(self):
+        grpc = _grpc()
+        if not self.ca:
+            raise ParameterError("the client needs --ca to verify the coordinator (or --insecure for local trials)")
+        return grpc.ssl_channel_credentials(
+            root_certificates=Path(self.ca).read_bytes(),
+            private_key=Path(self.key).read_bytes() if self.key else None,
+            certificate_chain=Path(self.cert).read_bytes() if self.cert else None)
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Seconds each protocol round may stay open. ``advertise_keys`` is also the join window and
+    covers the clients' local work (FedAvg training) before they send their keys."""
+
+    advertise_keys: float = 120.0
+    share_keys: float = 60.0
+    masked_input: float = 60.0
+    consistency_check: float = 60.0
+    unmasking: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if not (isinstance(value, (int, float)) and 0 < value <= 86_400):
+                raise ParameterError(f"deadline {name} must be in (0, 86400] seconds, got {value!r}")
+
+    def for_round(self, state: ServerState) -> float:
+        return float(getattr(self, state.value))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Client reconnection: exponential backoff with jitter, giving up after ``give_up_after``
+    seconds without progress."""
+
+    initial: float = 0.2
+    maximum: float = 5.0
+    multiplier: float = 2.0
+    give_up_after: float = 120.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.initial <= self.maximum and self.multiplier >= 1 and self.give_up_after > 0):
+            raise ParameterError("retry policy needs 0 < initial <= maximum, multiplier >= 1, give_up_after > 0")
+
+
+def config_to_header(config: SecAggConfig) -> dict:
+    return {"num_clients": config.num_clients, "threshold": config.threshold,
+            "vector_length": config.vector_length, "modulus_bits": config.modulus_bits,
+            "neighbors": config.neighbors, "malicious": config.malicious}
+
+
+def config_from_header(header: dict) -> SecAggConfig:
+    """The SecAgg config in a SESSION header; :class:`ProtocolViolation` (party "server") if invalid."""
+    raw = field_of(header, "config", dict)
+    try:
+        values = {name: field_of(raw, name, int) for name in ("num_clients", "threshold", "vector_length",
+                                                               "modulus_bits")}
+        values["neighbors"] = field_of(raw, "neighbors", int, optional=True)
+        values["malicious"] = field_of(raw, "malicious", bool)
+        return SecAggConfig(**values)
+    except (ParameterError, MalformedMessage) as exc:
+        raise ProtocolViolation(f"coordinator sent an invalid configuration: {exc}", party="server") from None
+
+
+# ----------------------------------------------------------------------------- tasks
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """One secure-aggregation session the coordinator runs: its config and what clients need."""
+
+    config: SecAggConfig
+    header: dict = field(default_factory=dict)  # task parameters sent to clients (JSON-able)
+    blob: bytes = b""  # e.g. the global model (float64) of a FedAvg round
+
+
+class CoordinatorTask(Protocol):
+    """What the coordinator aggregates for: one session (a sum) or many (FedAvg rounds)."""
+
+    name: str
+
+    def next_session(self) -> SessionPlan | None:
+        """The next session to run, or None when the job is finished."""
+
+    def finish_session(self, plan: SessionPlan, aggregate: np.ndarray | None, survivors: list[int],
+                       dropped: Mapping[str, list[int]], aborted: str | None, seconds: float) -> bool:
+        """Consume one session's outcome (``aggregate`` is None when it aborted); True when that
+        was the job's last session."""
+
+
+class ClientTask(Protocol):
+    """The client's side of a task: turns a SESSION into this client's ring vector."""
+
+    name: str
+
+    def prepare(self, config: SecAggConfig, header: dict, blob: bytes) -> np.ndarray:
+        """This client's input for the session (after local training, for FedAvg)."""
+
+    def session_ended(self, header: dict) -> None:
+        """The coordinator closed the session (header: included, aborted, final)."""
+
+
+# ----------------------------------------------------------------------------- coordinator
+
+class _Peer:
+    """One connected client stream."""
+
+    def __init__(self, client_id: int) -> None:
+        self.client_id = client_id
+        self.outbox: queue.Queue = queue.Queue()
+        self.session: int | None = None  # index of the session it received
+        self.closed = threading.Event()
+
+    def send(self, envelope: Envelope) -> None:
+        if not self.closed.is_set():
+            self.outbox.put(envelope.encode())
+
+    def close(self) -> None:
+        self.closed.set()
+        self.outbox.put(None)
+
+
+@dataclass
+class _Run:
+    index: int
+    plan: SessionPlan
+    server: ServerSession
+    session_envelope: Envelope
+    members: set[int] = field(default_factory=set)  # clients that received the SESSION envelope
+    gone: set[int] = field(default_factory=set)  # members whose stream ended or who were expelled
+    expelled: set[int] = field(default_factory=set)
+
+
+class Coordinator:
+    """The coordinator process: accepts ``num_clients`` client ids (0..n-1) and runs ``task``.
+
+    ``address`` like ``"127.0.0.1:0"`` (0 picks a free port; see :attr:`port`). ``roster`` maps
+    certificate common names to client ids under mutual TLS (default ``client-<id>``).
+    ``max_message_bytes`` bounds every incoming message (gRPC refuses larger ones).
+    """
+
+    def __init__(self, task: CoordinatorTask, num_clients: int, *, address: str = "127.0.0.1:0",
+                 tls: TLSConfig, deadlines: Deadlines = Deadlines(), max_message_bytes: int | None = None,
+                 roster: Mapping[str, int] | None = None, linger: float = 2.0) -> None:
+        grpc = _grpc()
+        if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 2:
+            raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
+        self.task, self.num_clients, self.tls, self.deadlines = task, num_clients, tls, deadlines
+        self.linger = float(linger)
+        if roster is not None:
+            ids = list(roster.values())
+            if len(set(ids)) != len(ids) or any(not 0 <= i < num_clients for i in ids):
+                raise ParameterError("roster must map distinct names to distinct ids in 0..num_clients-1")
+        self.roster = dict(roster) if roster is not None else {client_common_name(i): i for i in range(num_clients)}
+        self.max_message_bytes = int(max_message_bytes or 64 * 2**20)
+        self._events: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._peers: dict[int, _Peer] = {}
+        self._run: _Run | None = None
+        self._accepting = False  # the current session is in its advertise-keys round
+        self._finished = False
+        self._stopping = threading.Event()
+        self.sessions_run = 0
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=num_clients + 8, thread_name_prefix="secagg-stream"),
+            handlers=[grpc.method_handlers_generic_handler("secagg.v1.Coordinator", {
+                "Session": grpc.stream_stream_rpc_method_handler(self._stream)})],
+            options=[("grpc.max_receive_message_length", self.max_message_bytes),
+                     ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)],
+            maximum_concurrent_rpcs=num_clients + 4)
+        if tls.insecure:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, tls.server_credentials())
+        if not self.port:
+            raise NetworkError(f"cannot listen on {address}")
+
+    # ---------------------------------------------------------------- gRPC side (worker threads)
+
+    def _identify(self, raw: bytes, context) -> int:
+        grpc = _grpc()
+        try:
+            hello = decode_envelope(raw)
+            if hello.kind is not Kind.HELLO:
+                raise MalformedMessage(f"the first message must be HELLO, got {hello.kind.name}")
+            client = field_of(hello.header, "client", int)
+            task = field_of(hello.header, "task", str)
+        except MalformedMessage as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"MalformedMessage: {exc}")
+        if task != self.task.name:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"this coordinator runs task {self.task.name!r}, the client asked for {task!r}")
+        if not 0 <= client < self.num_clients:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"unknown client id {client}")
+        if self.tls.mutual:
+            names = context.auth_context().get("x509_common_name", [])
+            common_name = names[0].decode(errors="replace") if names else ""
+            if self.roster.get(common_name) != client:
+                context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                              f"certificate {common_name!r} does not belong to client {client}")
+        return client
+
+    def _stream(self, request_iterator, context):
+        grpc = _grpc()
+        try:
+            first = next(request_iterator)
+        except StopIteration:
+            return
+        client = self._identify(first, context)
+        peer = _Peer(client)
+        with self._lock:
+            current = self._peers.get(client)
+            if current is not None and not current.closed.is_set():
+                context.abort(grpc.StatusCode.ALREADY_EXISTS, f"client {client} already has a session")
+            self._peers[client] = peer
+            if self._finished:
+                peer.send(Envelope(Kind.FINISHED))
+                peer.close()
+            elif self._accepting and self._run is not None:
+                peer.session = self._run.index
+                self._run.members.add(client)
+                peer.send(self._run.session_envelope)
+        log.info("client %d connected", client)
+        context.add_callback(lambda: self._gone(peer))
+        threading.Thread(target=self._read, args=(peer, request_iterator), daemon=True,
+                         name=f"secagg-read-{client}").start()
+        try:
+            while True:
+                item = peer.outbox.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            self._gone(peer)
+
+    def _read(self, peer: _Peer, request_iterator) -> None:
+        try:
+            for raw in request_iterator:
+                self._events.put(("message", peer, raw))
+        except Exception:  # noqa: BLE001 - the stream broke: the client is gone
+            pass
+        self._gone(peer)
+
+    def _gone(self, peer: _Peer) -> None:
+        with self._lock:
+            if peer.closed.is_set() and self._peers.get(peer.client_id) is not peer:
+                return
+            peer.close()
+            if self._peers.get(peer.client_id) is peer:
+                del self._peers[peer.client_id]
+        self._events.put(("gone", peer, None))
+
+    # ---------------------------------------------------------------- driver (one thread)
+
+    def serve(self, on_started: Callable[[int], None] | None = None) -> None:
+        """Run every session of the task, then tell connected clients the job is finished."""
+        self._server.start()
+        log.info("coordinator listening on port %d (%s)", self.port,
+                 "INSECURE, no TLS" if self.tls.insecure else "mutual TLS" if self.tls.mutual else "TLS")
+        if on_started is not None:
+            on_started(self.port)
+        try:
+            while not self._stopping.is_set():
+                plan = self.task.next_session()
+                if plan is None:
+                    break
+                self._run_session(plan)
+            with self._lock:
+                self._finished = True
+                peers = list(self._peers.values())
+            for peer in peers:
+                peer.send(Envelope(Kind.FINISHED))
+                peer.close()
+            deadline = time.monotonic() + self.linger  # answer late reconnects with FINISHED
+            while time.monotonic() < deadline and not self._stopping.is_set():
+                time.sleep(0.05)
+        finally:
+            self._server.stop(grace=1.0).wait()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _expel(self, run: _Run, peer: _Peer, exc: Exception) -> None:
+        log.warning("client %d expelled: %s: %s", peer.client_id, type(exc).__name__, exc)
+        peer.send(Envelope(Kind.ERROR, {"error": type(exc).__name__, "message": str(exc)[:500]}))
+        run.gone.add(peer.client_id)
+        run.expelled.add(peer.client_id)
+        self._gone(peer)
+
+    def _deliver(self, run: _Run, outbox: Mapping[int, bytes]) -> None:
+        with self._lock:
+            for client, data in outbox.items():
+                peer = self._peers.get(client)
+                if peer is not None and peer.session == run.index:
+                    peer.send(Envelope(Kind.PROTOCOL, blob=data))
+
+    def _run_session(self, plan: SessionPlan) -> None:
+        started = time.perf_counter()
+        session_id = os.urandom(SESSION_ID_BYTES)
+        server = ServerSession(plan.config, session_id)
+        header = {**plan.header, "session_id": session_id.hex(), "config": config_to_header(plan.config),
+                  "deadlines": dict(self.deadlines.__dict__)}
+        run = _Run(self.sessions_run, plan, server, Envelope(Kind.SESSION, header, plan.blob))
+        self.sessions_run += 1
+        # Events from the previous session's streams are stale now.
+        while True:
+            try:
+                self._events.get_nowait()
+            except queue.Empty:
+                break
+        with self._lock:
+            self._run, self._accepting = run, True
+            for peer in self._peers.values():
+                if not peer.closed.is_set():
+                    peer.session = run.index
+                    run.members.add(peer.client_id)
+                    peer.send(run.session_envelope)
+        log.info("session %d started (%s)", run.index, session_id.hex())
+        aborted: str | None = None
+        deadline = time.monotonic() + self.deadlines.for_round(server.state)
+        try:
+            while server.state not in (ServerState.COMPLETED, ServerState.ABORTED) and not self._stopping.is_set():
+                state = server.state
+                now = time.monotonic()
+                # Later rounds close as soon as every pending client has disconnected; the first
+                # round keeps its join window open for reconnects, unless the rest were expelled.
+                everyone_left_gone = server.pending_clients <= (
+                    run.expelled if state is ServerState.ADVERTISE_KEYS else run.gone)
+                if now >= deadline or everyone_left_gone:
+                    if state is ServerState.ADVERTISE_KEYS:
+                        with self._lock:
+                            self._accepting = False
+                    log.info("round %s closed by %s; pending %s", state.value,
+                             "its deadline" if now >= deadline else "disconnects", sorted(server.pending_clients))
+                    outbox = server.close_round()
+                    self._deliver(run, outbox)
+                    if server.state not in (ServerState.COMPLETED, ServerState.ABORTED):
+                        deadline = time.monotonic() + self.deadlines.for_round(server.state)
+                    continue
+                try:
+                    kind, peer, raw = self._events.get(timeout=min(0.25, deadline - now))
+                except queue.Empty:
+                    continue
+                if peer.session != run.index:
+                    continue
+                if kind == "gone":
+                    run.gone.add(peer.client_id)
+                    continue
+                try:
+                    envelope = decode_envelope(raw)
+                    if envelope.kind is not Kind.PROTOCOL:
+                        raise MalformedMessage(f"clients send PROTOCOL envelopes, got {envelope.kind.name}")
+                    outbox = server.receive(peer.client_id, envelope.blob)
+                except ProtocolViolation as exc:  # MalformedMessage included: the session is unchanged
+                    self._expel(run, peer, exc)
+                    continue
+                if outbox or server.state is not state:
+                    with self._lock:
+                        self._accepting = False
+                    self._deliver(run, outbox)
+                    if server.state not in (ServerState.COMPLETED, ServerState.ABORTED):
+                        deadline = time.monotonic() + self.deadlines.for_round(server.state)
+            if self._stopping.is_set() and server.state not in (ServerState.COMPLETED, ServerState.ABORTED):
+                server.abort("coordinator shutting down")
+        except AbortError as exc:
+            aborted = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the coordinator down
+            log.exception("session %d failed", run.index)
+            aborted = f"internal error: {type(exc).__name__}: {exc}"
+        if aborted is None and server.state is ServerState.ABORTED:
+            aborted = server.abort_reason
+        with self._lock:
+            self._run, self._accepting = None, False
+        result = server.result
+        survivors = list(result.survivors) if result is not None else []
+        log.info("session %d %s in %.2f s: %d clients in the sum", run.index,
+                 f"ABORTED ({aborted})" if aborted else "completed", time.perf_counter() - started, len(survivors))
+        final = False
+        try:
+            final = self.task.finish_session(plan, result.aggregate if result is not None and not aborted else None,
+                                     survivors, server.dropped, aborted, time.perf_counter() - started)
+        finally:
+            with self._lock:
+                peers = [p for p in self._peers.values() if p.session == run.index]
+            for peer in peers:
+                peer.send(Envelope(Kind.SESSION_END, {"included": peer.client_id in survivors,
+                                                      "aborted": aborted, "final": final}))
+                peer.close()
+
+
+# ----------------------------------------------------------------------------- client
+
+@dataclass(frozen=True)
+class ClientPolicy:
+    """What a client accepts from a coordinator (the privacy-relevant parameters it agreed to).
+
+    ``min_threshold`` None means a majority of the share holders: a coordinator cannot lower t so
+    that a minority of holders (plus itself) could unmask an input.
+    """
+
+    num_clients: int | None = None
+    min_threshold: int | None = None
+    allow_sparse: bool = True
+
+    def check(self, config: SecAggConfig) -> None:
+        if self.num_clients is not None and config.num_clients != self.num_clients:
+            raise ProtocolViolation(f"coordinator asks for {config.num_clients} clients, this client agreed to "
+                                    f"{self.num_clients}", party="server")
+        minimum = self.min_threshold if self.min_threshold is not None else config.holders_per_client // 2 + 1
+        if config.threshold < minimum:
+            raise ProtocolViolation(f"coordinator asks for threshold {config.threshold}, below the agreed "
+                                    f"minimum {minimum}", party="server")
+        if config.is_sparse and not self.allow_sparse:
+            raise ProtocolViolation("coordinator asks for a SecAgg+ graph, this client requires the complete graph",
+                                    party="server")
+
+
+class NetworkClient:
+    """A client process: connects to ``target`` (``host:port``) as ``client_id`` and serves sessions
+    until the coordinator says the job is finished (returns) or it gives up (:class:`NetworkError`).
+
+    A broken connection, or a coordinator that is not up yet or restarting, is retried with
+    backoff; within a session a broken stream makes this client a dropout of that session.
+    """
+
+    def __init__(self, target: str, client_id: int, task: ClientTask, *, tls: TLSConfig,
+                 policy: ClientPolicy = ClientPolicy(), retry: RetryPolicy = RetryPolicy(),
+                 max_message_bytes: int = 256 * 2**20, session_timeout: float = 3600.0) -> None:
+        if isinstance(client_id, bool) or not isinstance(client_id, int) or client_id < 0:
+            raise ParameterError(f"client_id must be a non-negative int, got {client_id!r}")
+        self.target, self.client_id, self.task, self.tls = target, client_id, task, tls
+        self.policy, self.retry = policy, retry
+        self.max_message_bytes, self.session_timeout = int(max_message_bytes), float(session_timeout)
+        self.sessions = {"completed": 0, "included": 0, "aborted": 0, "refused": 0}
+
+    def _channel(self):
+        grpc = _grpc()
+        options = [("grpc.max_receive_message_length", self.max_message_bytes),
+                   ("grpc.max_send_message_length", -1)]
+        if self.tls.server_name:
+            options.append(("grpc.ssl_target_name_override", self.tls.server_name))
+        if self.tls.insecure:
+            return grpc.insecure_channel(self.target, options=options)
+        return grpc.secure_channel(self.target, self.tls.channel_credentials(), options=options)
+
+    def run(self) -> dict:
+        """Serve sessions until the job is finished; returns counts of sessions by outcome."""
+        grpc = _grpc()
+        delay = self.retry.initial
+        last_progress = time.monotonic()
+        with self._channel() as channel:
+            call = channel.stream_stream(SERVICE_METHOD)
+            while True:
+                try:
+                    outcome = self._one_stream(call)
+                except grpc.RpcError as exc:
+                    code = exc.code()
+                    if code.name == "DEADLINE_EXCEEDED":
+                        last_progress = time.monotonic()  # connected for a whole session_timeout
+                    if code.name not in _TRANSIENT:
+                        raise NetworkError(f"coordinator refused client {self.client_id}: {code.name}: "
+                                           f"{exc.details()}") from None
+                    waited = time.monotonic() - last_progress
+                    if waited > self.retry.give_up_after:
+                        raise NetworkError(f"client {self.client_id}: coordinator at {self.target} unreachable for "
+                                           f"{waited:.0f} s ({code.name}: {exc.details()}); giving up") from None
+                    log.info("client %d: %s, retrying in %.1f s", self.client_id, code.name, delay)
+                    time.sleep(delay * random.uniform(0.5, 1.0))
+                    delay = min(delay * self.retry.multiplier, self.retry.maximum)
+                    continue
+                delay, last_progress = self.retry.initial, time.monotonic()
+                if outcome == "finished":
+                    return dict(self.sessions)
+
+    def _one_stream(self, call) -> str:
+        """One stream: HELLO, then at most one session. Returns "finished" or "next"."""
+        requests: queue.Queue = queue.Queue()
+        requests.put(Envelope(Kind.HELLO, {"client": self.client_id, "task": self.task.name}).encode())
+
+        def outgoing():
+            while True:
+                item = requests.get()
+                if item is None:
+                    return
+                yield item
+
+        responses = call(outgoing(), timeout=self.session_timeout)
+        session: ClientSession | None = None
+        try:
+            for raw in responses:
+                try:
+                    envelope = decode_envelope(raw)
+                except MalformedMessage as exc:
+                    raise ProtocolViolation(f"coordinator sent a malformed envelope: {exc}", party="server") from None
+                if envelope.kind is Kind.SESSION:
+                    config = config_from_header(envelope.header)
+                    self.policy.check(config)
+                    session_id = bytes.fromhex(field_of(envelope.header, "session_id", str))
+                    vector = self.task.prepare(config, envelope.header, envelope.blob)
+                    session = ClientSession(config, self.client_id, session_id, vector)
+                    requests.put(Envelope(Kind.PROTOCOL, blob=session.start()).encode())
+                elif envelope.kind is Kind.PROTOCOL:
+                    if session is None:
+                        raise ProtocolViolation("protocol message before the session", party="server")
+                    try:
+                        reply = session.handle(envelope.blob)
+                    except AbortError as exc:
+                        log.info("client %d: %s", self.client_id, exc)
+                        continue
+                    if reply is not None:
+                        requests.put(Envelope(Kind.PROTOCOL, blob=reply).encode())
+                elif envelope.kind is Kind.SESSION_END:
+                    self.sessions["completed" if not envelope.header.get("aborted") else "aborted"] += 1
+                    self.sessions["included"] += bool(envelope.header.get("included"))
+                    self.task.session_ended(envelope.header)
+                    return "finished" if envelope.header.get("final") else "next"
+                elif envelope.kind is Kind.FINISHED:
+                    return "finished"
+                elif envelope.kind is Kind.ERROR:
+                    log.warning("client %d expelled by the coordinator: %s: %s", self.client_id,
+                                envelope.header.get("error"), envelope.header.get("message"))
+                    self.sessions["refused"] += 1
+                    return "next"
+                else:
+                    raise ProtocolViolation(f"unexpected {envelope.kind.name} from the coordinator", party="server")
+            raise _stream_ended()
+        except ProtocolViolation:
+            raise  # refusing the coordinator's message: the caller decides (the CLI exits non-zero)
+        finally:
+            requests.put(None)
+            responses.cancel()
+
+
+def _stream_ended():
+    """A stream that ended without a session end: treat like an unavailable coordinator."""
+    grpc = _grpc()
+
+    class _Ended(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.UNAVAILABLE
+
+        def details(self):
+            return "the coordinator closed the stream"
+
+    return _Ended()

@@ -1,0 +1,297 @@
+"""What the network mode aggregates for: one sum of integer vectors, or FedAvg training rounds.
+
+Each task has a coordinator half (plans sessions, consumes their sums) and a client half (turns a
+session announcement into this client's input vector). The FedAvg halves split
+:class:`secagg.fedavg.FedAvg`'s work across processes: the coordinator holds the global model
+and moves it only by decoded sums; each client trains on its own data and encodes ``w * u``
+and ``w`` exactly as the in-process masking aggregator does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from secagg.aggregation import AggregateResult
+from secagg.aggregation.masking import MaskingAggregator
+from secagg.encoding import FixedPointEncoder
+from secagg.errors import MalformedMessage, ParameterError, ProtocolViolation
+from secagg.fedavg.models import ModelAdapter, check_dataset
+from secagg.fedavg.trainer import FedAvgServer, flatten, unflatten
+from secagg.protocol.config import SecAggConfig
+from secagg.transport.envelope import field_of, vector_blob
+from secagg.transport.network import SessionPlan
+
+__all__ = ["SumTask", "SumClient", "FedAvgTask", "FedAvgClient", "FedAvgSettings"]
+
+log = logging.getLogger("secagg.net")
+
+
+# ----------------------------------------------------------------------------- one sum
+
+class SumTask:
+    """Coordinator: one session summing every client's vector of Z_(2^k)^m.
+
+    The result (``aggregate``, ``survivors``, ``dropped``) is kept on the object and, with
+    ``output``, written as ``<output>.npy`` plus ``<output>.json``.
+    """
+
+    name = "sum"
+
+    def __init__(self, config: SecAggConfig, output: str | os.PathLike | None = None) -> None:
+        if not isinstance(config, SecAggConfig):
+            raise ParameterError("config must be a SecAggConfig")
+        if config.malicious:
+            raise ParameterError("the network mode does not run the malicious-server mode yet "
+                                 "(it needs every client's identity key distributed out of band)")
+        self.config, self.output = config, output
+        self.done = False
+        self.aggregate: np.ndarray | None = None
+        self.survivors: list[int] = []
+        self.dropped: dict[str, list[int]] = {}
+        self.aborted: str | None = None
+        self.seconds = 0.0
+
+    def next_session(self) -> SessionPlan | None:
+        return None if self.done else SessionPlan(self.config, {"task": self.name})
+
+    def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds) -> bool:
+        self.done = True
+        self.aggregate, self.survivors, self.dropped = aggregate, list(survivors), dict(dropped)
+        self.aborted, self.seconds = aborted, seconds
+        if self.output is not None:
+            base = Path(self.output)
+            if aggregate is not None:
+                np.save(base.with_suffix(".npy"), aggregate, allow_pickle=False)
+            _atomic_json(base.with_suffix(".json"), {
+                "survivors": self.survivors, "dropped": self.dropped, "aborted": aborted, "seconds": seconds,
+                "config": {"num_clients": self.config.num_clients, "threshold": self.config.threshold,
+                           "vector_length": self.config.vector_length, "modulus_bits": self.config.modulus_bits,
+                           "neighbors": self.config.neighbors}})
+        return True
+
+
+class SumClient:
+    """Client: contributes one vector of integers in [0, 2**modulus_bits)."""
+
+    name = "sum"
+
+    def __init__(self, vector: np.ndarray) -> None:
+        self.vector = np.asarray(vector)
+        if self.vector.ndim != 1 or not np.issubdtype(self.vector.dtype, np.integer):
+            raise ParameterError("the client's vector must be a 1-D integer array")
+
+    def prepare(self, config, header, blob):
+        if self.vector.size != config.vector_length:
+            raise ParameterError(f"the coordinator sums vectors of length {config.vector_length}, this client "
+                                 f"holds {self.vector.size}")
+        return config.ring.element(self.vector, length=config.vector_length, name="vector")
+
+    def session_ended(self, header):
+        pass
+
+
+# ----------------------------------------------------------------------------- FedAvg
+
+@dataclass(frozen=True)
+class FedAvgSettings:
+    """Training parameters the coordinator announces every round (all public)."""
+
+    rounds: int = 20
+    local_epochs: int = 1
+    batch_size: int = 64
+    learning_rate: float = 0.1
+    proximal_mu: float = 0.0
+    server_learning_rate: float = 1.0
+    clip: float = 1.0
+    max_weight: float = 10_000.0
+    fractional_bits: int = 16
+    threshold: int | float | None = None  # as MaskingAggregator: int, fraction of holders, None = 2/3
+    neighbors: int | str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "local_epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ParameterError(f"{name} must be a positive int, got {value!r}")
+        for name in ("learning_rate", "server_learning_rate", "clip", "max_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ParameterError(f"{name} must be a positive number, got {value!r}")
+        if not (isinstance(self.proximal_mu, (int, float)) and self.proximal_mu >= 0):
+            raise ParameterError(f"proximal_mu must be >= 0, got {self.proximal_mu!r}")
+
+    def announced(self) -> dict:
+        return {"local_epochs": self.local_epochs, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate, "proximal_mu": self.proximal_mu, "clip": self.clip,
+                "max_weight": self.max_weight, "fractional_bits": self.fractional_bits}
+
+
+def _atomic_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+class FedAvgTask:
+    """Coordinator: FedAvg rounds, one secure-aggregation session each, over ``num_clients`` clients.
+
+    ``state_dir`` makes training survive a coordinator restart: after every completed round the
+    global model and the history are written there (atomically); a coordinator started on the same
+    directory with the same job resumes after the last completed round. ``eval_data`` is evaluated
+    after every round.
+    """
+
+    name = "fedavg"
+
+    def __init__(self, model: ModelAdapter, num_clients: int, settings: FedAvgSettings = FedAvgSettings(), *,
+                 state_dir: str | os.PathLike | None = None,
+                 eval_data: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        self.model, self.num_clients, self.settings = model, num_clients, settings
+        self.encoder = FixedPointEncoder(num_clients=num_clients, max_weight=settings.max_weight,
+                                         clip=settings.clip, fractional_bits=settings.fractional_bits)
+        self.server = FedAvgServer(model.get_weights(), settings.server_learning_rate)
+        self.template = self.server.weights
+        neighbors, threshold = MaskingAggregator(threshold=settings.threshold,
+                                                 neighbors=settings.neighbors).graph_for(num_clients)
+        self.config = SecAggConfig(num_clients=num_clients, threshold=threshold,
+                                   vector_length=self.encoder.vector_length(self.server.vector.size),
+                                   modulus_bits=self.encoder.modulus_bits, neighbors=neighbors)
+        self.eval_data = eval_data
+        self.history: list[dict] = []
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.fingerprint = hashlib.sha256(json.dumps({
+            "settings": settings.__dict__, "num_clients": num_clients, "dimension": self.server.vector.size,
+            "threshold": threshold, "neighbors": neighbors}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        if self.state_dir is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._load()
+
+    @property
+    def completed_rounds(self) -> int:
+        return len(self.history)
+
+    def _load(self) -> None:
+        state_file = self.state_dir / "fedavg_state.json"  # type: ignore[operator]
+        if not state_file.exists():
+            return
+        state = json.loads(state_file.read_text())
+        if state.get("fingerprint") != self.fingerprint:
+            raise ParameterError(f"{state_file} belongs to another job (different settings, model size or clients); "
+                                 "use a fresh --state-dir")
+        vector = np.load(self.state_dir / state["model"], allow_pickle=False)  # type: ignore[operator]
+        self.server = FedAvgServer(unflatten(vector, self.template), self.settings.server_learning_rate)
+        self.history = list(state["history"])
+        log.info("resuming FedAvg after round %d of %d from %s", len(self.history), self.settings.rounds,
+                 self.state_dir)
+
+    def _save(self) -> None:
+        if self.state_dir is None:
+            return
+        name = f"model-{self.completed_rounds:05d}.npy"
+        tmp = self.state_dir / (name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, self.server.vector, allow_pickle=False)
+        os.replace(tmp, self.state_dir / name)
+        _atomic_json(self.state_dir / "fedavg_state.json",
+                     {"fingerprint": self.fingerprint, "model": name, "history": self.history})
+        for old in self.state_dir.glob("model-*.npy"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return self.server.weights
+
+    def next_session(self) -> SessionPlan | None:
+        if self.completed_rounds >= self.settings.rounds:
+            return None
+        header = {"task": self.name, "round": self.completed_rounds, "rounds": self.settings.rounds,
+                  "training": self.settings.announced()}
+        return SessionPlan(self.config, header, vector_blob(self.server.vector))
+
+    def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds) -> bool:
+        started = time.perf_counter()
+        if aggregate is not None:
+            weighted_sum, total_weight = self.encoder.decode_sum(aggregate)
+            result = AggregateResult(weighted_sum, float(total_weight), tuple(survivors),
+                                     tuple(sorted(set(range(self.num_clients)) - set(survivors))), seconds,
+                                     error_bound=self.encoder.error_bound(len(survivors)))
+        else:
+            result = AggregateResult(None, 0.0, (), tuple(range(self.num_clients)), seconds, aborted=aborted)
+        applied = self.server.apply(result)
+        metrics: dict[str, float] = {}
+        if self.eval_data is not None:
+            self.model.set_weights(self.server.weights)
+            metrics = {k: float(v) for k, v in self.model.evaluate(*self.eval_data).items()}
+        self.history.append({"round": plan.header["round"], "included": list(result.included),
+                             "dropped": {k: list(v) for k, v in dropped.items() if v}, "aborted": aborted,
+                             "applied": applied, "total_weight": result.total_weight, "metrics": metrics,
+                             "seconds": seconds + time.perf_counter() - started})
+        self._save()
+        auc = metrics.get("roc_auc")
+        log.info("FedAvg round %d/%d: %s%s", self.completed_rounds, self.settings.rounds,
+                 f"ABORTED ({aborted})" if aborted else f"{len(survivors)} of {self.num_clients} clients in the sum",
+                 f", ROC-AUC {auc:.3f}" if auc is not None else "")
+        return self.completed_rounds >= self.settings.rounds
+
+
+class FedAvgClient:
+    """Client: trains ``model`` on its ``(X, y)`` from each round's global weights and contributes
+    ``w * clip(update)`` and ``w = min(samples, max_weight)``, fixed-point encoded."""
+
+    name = "fedavg"
+
+    def __init__(self, model: ModelAdapter, X: np.ndarray, y: np.ndarray, *, seed: int | None = None) -> None:
+        self.model = model
+        self.X, self.y = check_dataset(X, y, getattr(model, "n_features", None), getattr(model, "n_classes", None),
+                                       name="client data")
+        self.template = model.get_weights()
+        self.rng = np.random.default_rng(seed)
+        self.rounds_trained = 0
+
+    def prepare(self, config, header, blob):
+        from secagg.transport.envelope import Envelope, Kind
+
+        training = field_of(header, "training", dict)
+        try:
+            epochs = field_of(training, "local_epochs", int)
+            batch_size = field_of(training, "batch_size", int)
+            learning_rate = float(field_of(training, "learning_rate", (int, float)))
+            proximal_mu = float(field_of(training, "proximal_mu", (int, float)))
+            clip = float(field_of(training, "clip", (int, float)))
+            max_weight = float(field_of(training, "max_weight", (int, float)))
+            fractional_bits = field_of(training, "fractional_bits", int)
+            global_vector = Envelope(Kind.SESSION, blob=blob).vector()
+            encoder = FixedPointEncoder(num_clients=config.num_clients, max_weight=max_weight, clip=clip,
+                                        fractional_bits=fractional_bits)
+        except (MalformedMessage, ParameterError) as exc:
+            raise ProtocolViolation(f"coordinator sent invalid training parameters: {exc}", party="server") from None
+        dimension = flatten(self.template).size
+        if global_vector.size != dimension or config.vector_length != encoder.vector_length(dimension):
+            raise ProtocolViolation(f"coordinator's model has {global_vector.size} weights, this client's model "
+                                    f"{dimension}", party="server")
+        if encoder.modulus_bits != config.modulus_bits:
+            raise ProtocolViolation(f"ring Z_2^{config.modulus_bits} does not match the announced encoding "
+                                    f"(needs {encoder.modulus_bits} bits)", party="server")
+        self.model.set_weights(unflatten(global_vector, self.template))
+        self.model.train(self.X, self.y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                         proximal_mu=proximal_mu, rng=self.rng)
+        update = flatten(self.model.get_weights()) - global_vector
+        if not np.all(np.isfinite(update)):
+            raise ParameterError("local training diverged (NaN or infinity in the update): lower the learning rate")
+        weight = float(min(self.X.shape[0], max_weight))
+        self.rounds_trained += 1
+        return encoder.encode(weight * np.clip(update, -clip, clip), weight, self.rng)
+
+    def session_ended(self, header):
+        pass

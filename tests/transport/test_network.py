@@ -1,0 +1,288 @@
+"""Network mode in one process: coordinator and clients on threads over real gRPC on 127.0.0.1."""
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+grpc = pytest.importorskip("grpc")
+
+from secagg.errors import MalformedMessage, ParameterError, ProtocolViolation  # noqa: E402
+from secagg.protocol.config import SecAggConfig  # noqa: E402
+from secagg.transport.certs import make_dev_pki  # noqa: E402
+from secagg.transport.envelope import Envelope, Kind, decode_envelope  # noqa: E402
+from secagg.transport.network import (  # noqa: E402
+    SERVICE_METHOD,
+    ClientPolicy,
+    Coordinator,
+    Deadlines,
+    NetworkClient,
+    NetworkError,
+    RetryPolicy,
+    TLSConfig,
+)
+from secagg.transport.tasks import FedAvgClient, FedAvgSettings, FedAvgTask, SumClient, SumTask  # noqa: E402
+
+INSECURE = TLSConfig(insecure=True)
+FAST = Deadlines(advertise_keys=20, share_keys=20, masked_input=20, consistency_check=20, unmasking=20)
+QUICK_RETRY = RetryPolicy(initial=0.05, maximum=0.2, give_up_after=3.0)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_dev_pki(tmp_path_factory.mktemp("pki"), 4)
+
+
+def vectors(n, m, bits=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 2**bits, size=m, dtype=np.uint64) for _ in range(n)]
+
+
+class Job:
+    """A coordinator on a thread plus client threads; collects what each client returned or raised."""
+
+    def __init__(self, task, n, tls=INSECURE, deadlines=FAST, **options):
+        self.coordinator = Coordinator(task, n, address="127.0.0.1:0", tls=tls, deadlines=deadlines, linger=0.5,
+                                       **options)
+        self.thread = threading.Thread(target=self.coordinator.serve, daemon=True)
+        self.outcomes = {}
+        self.client_threads = []
+
+    @property
+    def target(self):
+        return f"localhost:{self.coordinator.port}"
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def client(self, client_id, task, tls=INSECURE, **options):
+        options.setdefault("retry", QUICK_RETRY)
+        client = NetworkClient(self.target, client_id, task, tls=tls, **options)
+
+        def run():
+            try:
+                self.outcomes[client_id] = client.run()
+            except Exception as exc:  # noqa: BLE001 - recorded for the assertions
+                self.outcomes[client_id] = exc
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        self.client_threads.append(thread)
+        return thread
+
+    def join(self, timeout=60):
+        for thread in self.client_threads:
+            thread.join(timeout)
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "coordinator did not finish"
+        assert not any(t.is_alive() for t in self.client_threads), "a client hung"
+
+
+# ----------------------------------------------------------------------------- envelope
+
+def test_envelope_round_trip():
+    env = Envelope(Kind.SESSION, {"round": 3, "config": {"a": [1, 2]}}, b"\x00" * 16)
+    assert decode_envelope(env.encode()) == env
+    assert np.array_equal(env.vector(), np.zeros(2))
+
+
+@given(st.binary(max_size=200))
+def test_decode_envelope_raises_only_malformed_message(data):
+    try:
+        decode_envelope(data)
+    except MalformedMessage:
+        pass
+
+
+@pytest.mark.parametrize("raw, match", [
+    (b"SGNT\x01\x03", "shorter"),
+    (b"XXXX\x01\x03\x00\x00\x00\x00", "magic"),
+    (b"SGNT\x02\x03\x00\x00\x00\x00", "version"),
+    (b"SGNT\x01\x63\x00\x00\x00\x00", "kind"),
+    (b"SGNT\x01\x03\xff\xff\x00\x00{}", "header length"),
+    (b"SGNT\x01\x03\x03\x00\x00\x00[1]", "JSON object"),
+    (b"SGNT\x01\x03\x03\x00\x00\x00NaN", "not valid JSON"),
+])
+def test_malformed_envelopes(raw, match):
+    with pytest.raises(MalformedMessage, match=match):
+        decode_envelope(raw)
+
+
+def test_vector_blob_with_nan_is_malformed():
+    with pytest.raises(MalformedMessage, match="NaN"):
+        Envelope(Kind.SESSION, blob=np.array([1.0, np.nan]).tobytes()).vector()
+
+
+# ----------------------------------------------------------------------------- whole sessions
+
+def test_sum_is_exact_over_mutual_tls(pki):
+    config = SecAggConfig(num_clients=4, threshold=3, vector_length=500)
+    task = SumTask(config)
+    server_tls = TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / "coordinator.pem"), key=str(pki / "coordinator.key"))
+    job = Job(task, 4, tls=server_tls).start()
+    inputs = vectors(4, 500)
+    for i in range(4):
+        job.client(i, SumClient(inputs[i]), tls=TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / f"client-{i}.pem"),
+                                                           key=str(pki / f"client-{i}.key")))
+    job.join()
+    assert task.aborted is None and task.survivors == [0, 1, 2, 3]
+    assert np.array_equal(task.aggregate, config.ring.sum([config.ring.element(v) for v in inputs]))
+    assert all(job.outcomes[i]["included"] == 1 for i in range(4))
+
+
+def test_certificate_of_another_client_is_refused(pki):
+    task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
+    server_tls = TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / "coordinator.pem"), key=str(pki / "coordinator.key"))
+    job = Job(task, 3, tls=server_tls, deadlines=Deadlines(advertise_keys=1.0)).start()
+    # client 1 presents client 2's certificate
+    job.client(1, SumClient(np.zeros(10, dtype=np.uint32)),
+               tls=TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / "client-2.pem"), key=str(pki / "client-2.key")))
+    job.join()
+    assert isinstance(job.outcomes[1], NetworkError) and "PERMISSION_DENIED" in str(job.outcomes[1])
+
+
+def test_client_without_certificate_cannot_connect_under_mutual_tls(pki):
+    task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
+    server_tls = TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / "coordinator.pem"), key=str(pki / "coordinator.key"))
+    job = Job(task, 3, tls=server_tls, deadlines=Deadlines(advertise_keys=1.0)).start()
+    job.client(0, SumClient(np.zeros(10, dtype=np.uint32)), tls=TLSConfig(ca=str(pki / "ca.pem")),
+               retry=RetryPolicy(initial=0.05, maximum=0.1, give_up_after=0.5))
+    job.join()
+    assert isinstance(job.outcomes[0], NetworkError) and "giving up" in str(job.outcomes[0])
+    assert task.aborted  # nobody joined: fewer than t clients
+
+
+def test_unknown_client_id_is_refused_at_once():
+    task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
+    job = Job(task, 3, deadlines=Deadlines(advertise_keys=1.0)).start()
+    job.client(7, SumClient(np.zeros(10, dtype=np.uint32)))
+    job.join()
+    assert isinstance(job.outcomes[7], NetworkError) and "unknown client id 7" in str(job.outcomes[7])
+
+
+def test_client_that_never_connects_is_a_dropout_and_the_sum_is_exact():
+    config = SecAggConfig(num_clients=4, threshold=3, vector_length=100)
+    task = SumTask(config)
+    job = Job(task, 4, deadlines=Deadlines(advertise_keys=2.0, share_keys=20, masked_input=20, unmasking=20)).start()
+    inputs = vectors(4, 100, seed=1)
+    for i in (0, 1, 3):
+        job.client(i, SumClient(inputs[i]))
+    job.join()
+    assert task.survivors == [0, 1, 3] and task.dropped["advertise_keys"] == [2]
+    assert np.array_equal(task.aggregate, config.ring.sum([config.ring.element(inputs[i]) for i in (0, 1, 3)]))
+
+
+def raw_stream(target, *messages):
+    """Open one stream, send ``messages``, return (responses, error)."""
+    channel = grpc.insecure_channel(target)
+    call = channel.stream_stream(SERVICE_METHOD)
+    try:
+        return list(call(iter(messages), timeout=5)), None
+    except grpc.RpcError as exc:
+        return None, exc
+    finally:
+        channel.close()
+
+
+def test_garbage_hello_and_duplicate_sessions_get_typed_refusals():
+    task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
+    job = Job(task, 3, deadlines=Deadlines(advertise_keys=3.0)).start()
+    _, error = raw_stream(job.target, b"\x00garbage")
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "MalformedMessage" in error.details()
+    _, error = raw_stream(job.target, Envelope(Kind.PROTOCOL, {}).encode())
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "HELLO" in error.details()
+    _, error = raw_stream(job.target, Envelope(Kind.HELLO, {"client": 0, "task": "fedavg"}).encode())
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+    # client 0 holds a stream; a second one for the same id is refused
+    channel = grpc.insecure_channel(job.target)
+    hold = threading.Event()
+
+    def first():
+        yield Envelope(Kind.HELLO, {"client": 0, "task": "sum"}).encode()
+        hold.wait(5)
+
+    responses = channel.stream_stream(SERVICE_METHOD)(first(), timeout=10)
+    session = decode_envelope(next(responses))
+    assert session.kind is Kind.SESSION
+    _, error = raw_stream(job.target, Envelope(Kind.HELLO, {"client": 0, "task": "sum"}).encode())
+    assert error.code() is grpc.StatusCode.ALREADY_EXISTS
+    hold.set()
+    channel.close()
+    job.join()
+    assert task.aborted  # one client only
+
+
+def test_garbage_protocol_bytes_expel_only_the_sender():
+    config = SecAggConfig(num_clients=4, threshold=3, vector_length=50)
+    task = SumTask(config)
+    job = Job(task, 4).start()
+    inputs = vectors(4, 50, seed=2)
+
+    for i in range(3):
+        job.client(i, SumClient(inputs[i]))
+    # client 3 speaks the envelope but sends protocol garbage as its AdvertiseKeys
+    channel = grpc.insecure_channel(job.target)
+    outgoing = [Envelope(Kind.HELLO, {"client": 3, "task": "sum"}).encode()]
+    gate = threading.Event()
+
+    def requests():
+        yield outgoing[0]
+        gate.wait(10)
+        yield Envelope(Kind.PROTOCOL, blob=b"SAGG\x01\x01" + b"\x00" * 30).encode()
+        gate.wait(10)
+
+    responses = channel.stream_stream(SERVICE_METHOD)(requests(), timeout=20)
+    assert decode_envelope(next(responses)).kind is Kind.SESSION
+    gate.set()
+    error = decode_envelope(next(responses))
+    assert error.kind is Kind.ERROR and error.header["error"] in ("MalformedMessage", "ProtocolViolation")
+    channel.close()
+    job.join()
+    assert task.survivors == [0, 1, 2]
+    assert np.array_equal(task.aggregate, config.ring.sum([config.ring.element(inputs[i]) for i in range(3)]))
+
+
+def test_client_refuses_a_coordinator_that_lowers_the_threshold():
+    task = SumTask(SecAggConfig(num_clients=3, threshold=1, vector_length=10))
+    job = Job(task, 3, deadlines=Deadlines(advertise_keys=1.0)).start()
+    job.client(0, SumClient(np.zeros(10, dtype=np.uint32)), policy=ClientPolicy(num_clients=3))
+    job.join()
+    assert isinstance(job.outcomes[0], ProtocolViolation) and "threshold 1" in str(job.outcomes[0])
+
+
+def test_wrong_vector_length_is_a_parameter_error_on_the_client():
+    task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
+    job = Job(task, 3, deadlines=Deadlines(advertise_keys=1.0)).start()
+    job.client(0, SumClient(np.zeros(11, dtype=np.uint32)))
+    job.join()
+    assert isinstance(job.outcomes[0], ParameterError)
+
+
+def test_fedavg_rounds_over_the_network_match_the_plaintext_weighted_average(tmp_path):
+    from secagg.fedavg.data import make_bank_transactions
+    from secagg.fedavg.models import LogisticRegression
+
+    banks = make_bank_transactions(3, 600, seed=4)
+    settings = FedAvgSettings(rounds=2, max_weight=600.0, batch_size=32)
+    task = FedAvgTask(LogisticRegression(banks[0].X_train.shape[1]), 3, settings, state_dir=tmp_path,
+                      eval_data=(banks[0].X_test, banks[0].y_test))
+    start = task.server.vector
+    job = Job(task, 3).start()
+    clients = [FedAvgClient(LogisticRegression(b.X_train.shape[1]), b.X_train, b.y_train, seed=i)
+               for i, b in enumerate(banks)]
+    for i, client in enumerate(clients):
+        job.client(i, client)
+    job.join()
+    assert [r["round"] for r in task.history] == [0, 1] and all(r["applied"] for r in task.history)
+    assert all(client.rounds_trained == 2 for client in clients)
+    assert task.history[0]["total_weight"] == sum(min(b.X_train.shape[0], 600) for b in banks)
+    assert not np.array_equal(task.server.vector, start)
+    # a new coordinator on the same state directory has nothing left to do
+    again = FedAvgTask(LogisticRegression(banks[0].X_train.shape[1]), 3, settings, state_dir=tmp_path)
+    assert again.next_session() is None and np.array_equal(again.server.vector, task.server.vector)
+    with pytest.raises(ParameterError, match="another job"):
+        FedAvgTask(LogisticRegression(banks[0].X_train.shape[1]), 3, FedAvgSettings(rounds=5), state_dir=tmp_path)
