@@ -3,7 +3,8 @@
 Writes ``ca.pem``, ``coordinator.pem``/``coordinator.key`` (subject alternative names for the
 given host names and IP addresses) and, per client, ``client-<id>.pem``/``client-<id>.key`` whose
 common name ``client-<id>`` is how the coordinator knows which institution is which under mutual
-TLS. Keys are ECDSA P-256 from ``cryptography``. In production, use your organisation's PKI:
+TLS; and, for the malicious-server mode, each client's Ed25519 identity key
+``identity-<id>.key`` with every public half in ``verify_keys.json``. Keys are ECDSA P-256 from ``cryptography``. In production, use your organisation's PKI:
 the coordinator only needs a CA bundle and the certificate-to-id mapping (see docs/network.md).
 """
 
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from secagg.errors import ParameterError
 
-__all__ = ["make_dev_pki", "client_common_name"]
+__all__ = ["make_dev_pki", "client_common_name", "load_identity", "load_verify_keys"]
 
 
 def client_common_name(client_id: int) -> str:
@@ -88,8 +90,43 @@ def make_dev_pki(directory: str | os.PathLike, num_clients: int, *, hosts: Seque
     cert, key = issue("secagg coordinator", ExtendedKeyUsageOID.SERVER_AUTH, sans)
     _write(out / "coordinator.pem", cert)
     _write(out / "coordinator.key", key, private=True)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    verify_keys = {}
     for client in range(num_clients):
         cert, key = issue(client_common_name(client), ExtendedKeyUsageOID.CLIENT_AUTH)
         _write(out / f"{client_common_name(client)}.pem", cert)
         _write(out / f"{client_common_name(client)}.key", key, private=True)
+        identity = Ed25519PrivateKey.generate()
+        _write(out / f"identity-{client}.key", pem_key(identity), private=True)
+        verify_keys[str(client)] = identity.public_key().public_bytes_raw().hex()
+    _write(out / "verify_keys.json", json.dumps(verify_keys, indent=1).encode())
     return out
+
+
+def load_identity(path: str | os.PathLike):
+    """An Ed25519 identity key (PEM, PKCS#8) as a :class:`secagg.crypto.signatures.IdentityKey`."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from secagg.crypto.signatures import IdentityKey
+
+    try:
+        key = load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ParameterError(f"cannot read the identity key {path}: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ParameterError(f"{path} is not an Ed25519 private key")
+    return IdentityKey(key)
+
+
+def load_verify_keys(path: str | os.PathLike) -> dict[int, bytes]:
+    """``{client id: 32-byte Ed25519 public key}`` from a JSON object of hex strings."""
+    try:
+        raw = json.loads(Path(path).read_text())
+        keys = {int(i): bytes.fromhex(k) for i, k in raw.items()}
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise ParameterError(f"cannot read verify keys from {path}: {exc}") from None
+    if any(len(k) != 32 for k in keys.values()):
+        raise ParameterError(f"{path}: every verify key must be 32 bytes (64 hex digits)")
+    return keys

@@ -42,7 +42,8 @@ def _tls(args: argparse.Namespace):
 
 
 def _logging(args: argparse.Namespace) -> None:
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+    level = logging.WARNING if args.quiet else logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
+    logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
 
 
@@ -75,7 +76,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         neighbors, threshold = MaskingAggregator(threshold=_threshold(args.threshold),
                                                  neighbors=args.neighbors).graph_for(n)
         task = SumTask(SecAggConfig(num_clients=n, threshold=threshold, vector_length=args.length,
-                                    modulus_bits=args.bits, neighbors=neighbors), output=args.output)
+                                    modulus_bits=args.bits, neighbors=neighbors, malicious=args.malicious),
+                       output=args.output,
+                       sessions=args.sessions)
         max_message = args.max_message_mb * 2**20 if args.max_message_mb else \
             task.config.vector_length * task.config.ring.dtype.itemsize + n * 256 + 2**20
     else:
@@ -86,14 +89,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         y_test = np.concatenate([b.y_test for b in banks])
         settings = FedAvgSettings(rounds=args.rounds, local_epochs=args.local_epochs, batch_size=args.batch_size,
                                   learning_rate=args.learning_rate, max_weight=float(args.samples),
-                                  threshold=_threshold(args.threshold), neighbors=args.neighbors)
+                                  threshold=_threshold(args.threshold), neighbors=args.neighbors,
+                                  malicious=args.malicious)
         task = FedAvgTask(LogisticRegression(X_test.shape[1]), n, settings, state_dir=args.state_dir,
                           eval_data=(X_test, y_test))
         max_message = args.max_message_mb * 2**20 if args.max_message_mb else \
             task.config.vector_length * task.config.ring.dtype.itemsize + n * 256 + 2**20
     roster = json.loads(Path(args.roster).read_text()) if getattr(args, "roster", None) else None
+    verify_keys = None
+    if args.malicious:
+        from secagg.transport.certs import load_verify_keys
+
+        if not args.verify_keys:
+            raise ParameterError("--malicious needs --verify-keys (every client's Ed25519 public key)")
+        verify_keys = load_verify_keys(args.verify_keys)
     coordinator = Coordinator(task, n, address=args.address, tls=_tls(args), deadlines=deadlines,
-                              max_message_bytes=max_message, roster=roster, linger=args.linger)
+                              max_message_bytes=max_message, roster=roster, linger=args.linger,
+                              verify_keys=verify_keys)
 
     def started(port: int) -> None:
         print(f"secagg serve: task {args.task!r}, {n} clients, threshold {task.config.threshold}, listening on "
@@ -142,9 +154,17 @@ def _cmd_join(args: argparse.Namespace) -> int:
             bank = _demo_data(args.banks, args.samples, args.seed)[args.id]
             X, y = bank.X_train, bank.y_train
         task = FedAvgClient(LogisticRegression(X.shape[1]), X, y)
+    identity = verify_keys = None
+    if args.identity or args.verify_keys:
+        from secagg.transport.certs import load_identity, load_verify_keys
+
+        if not (args.identity and args.verify_keys):
+            raise ParameterError("the malicious-server mode needs both --identity and --verify-keys")
+        identity, verify_keys = load_identity(args.identity), load_verify_keys(args.verify_keys)
     client = NetworkClient(args.coordinator, args.id, task, tls=_tls(args),
                            policy=ClientPolicy(num_clients=args.clients, min_threshold=args.min_threshold),
-                           retry=RetryPolicy(give_up_after=args.give_up_after))
+                           retry=RetryPolicy(give_up_after=args.give_up_after),
+                           identity=identity, verify_keys=verify_keys)
     try:
         counts = client.run()
     except NetworkError as exc:
@@ -175,6 +195,9 @@ def add_network_commands(sub) -> None:
     serve.add_argument("--clients", "-n", type=int, default=8, help="number of clients (ids 0..n-1)")
     serve.add_argument("--threshold", "-t", default=None, help="int, or fraction of share holders (default 2/3)")
     serve.add_argument("--neighbors", type=int, default=None, help="SecAgg+ neighbours (default complete graph)")
+    serve.add_argument("--malicious", action="store_true",
+                       help="malicious-server mode: signed keys and the consistency check (needs --verify-keys)")
+    serve.add_argument("--verify-keys", help="JSON {client id: Ed25519 public key, hex} (secagg certs writes one)")
     serve.add_argument("--address", default="127.0.0.1:50051", help="host:port to listen on (port 0: any free)")
     serve.add_argument("--port-file", help="write the port actually bound to this file")
     serve.add_argument("--join-deadline", type=float, default=120.0,
@@ -184,10 +207,12 @@ def add_network_commands(sub) -> None:
                        help="largest accepted message (default: sized from the vector length)")
     serve.add_argument("--linger", type=float, default=2.0, help="seconds to answer late clients after the job")
     serve.add_argument("--quiet", action="store_true", help="warnings only")
+    serve.add_argument("--verbose", "-v", action="store_true", help="also log when each round completes")
     sum_group = serve.add_argument_group("task sum")
     sum_group.add_argument("--length", "-m", type=int, default=100_000, help="vector length")
     sum_group.add_argument("--bits", "-k", type=int, default=32, help="ring Z_2^k")
     sum_group.add_argument("--output", help="write the sum to OUTPUT.npy and a summary to OUTPUT.json")
+    sum_group.add_argument("--sessions", type=int, default=1, help="repeat the session (for measurements)")
     demo_group = serve.add_argument_group("task demo (FedAvg on the synthetic bank data)")
     demo_group.add_argument("--rounds", type=int, default=10)
     demo_group.add_argument("--samples", type=int, default=6000, help="transactions per bank")
@@ -207,6 +232,9 @@ def add_network_commands(sub) -> None:
                       help="number of clients this client agreed to (refuses a coordinator asking otherwise)")
     join.add_argument("--min-threshold", type=int, default=None,
                       help="lowest threshold accepted (default: a majority of the share holders)")
+    join.add_argument("--identity", help="this client's Ed25519 identity key (PEM): requires the malicious-server "
+                      "mode, refusing sessions without it")
+    join.add_argument("--verify-keys", help="JSON {client id: Ed25519 public key, hex}, obtained out of band")
     join.add_argument("--give-up-after", type=float, default=120.0,
                       help="seconds without reaching the coordinator before giving up")
     join.add_argument("--quiet", action="store_true", help="warnings only")

@@ -8,6 +8,7 @@ For dropout-tolerance experiments with real processes and for the end-to-end tes
 ``--die-before ROUND`` kills the process (SIGKILL, no goodbye) when the coordinator's request for
 that round arrives: ``unmasking`` means the client has sent its masked input and then vanishes.
 ``--garbage-at ROUND`` sends random bytes instead of that round's protocol message.
+``--session K`` misbehaves in the client's K-th session (0-based) only, behaving before.
 Everything after ``--`` is an ordinary ``secagg`` command line.
 """
 
@@ -27,20 +28,27 @@ _PROMPTS = {"share_keys": "KeyDirectory", "masked_input": "ShareBundles",
             "consistency_check": "ConsistencyRequest", "unmasking": "UnmaskRequest"}
 
 
-def _install(die_before: str | None, garbage_at: str | None) -> None:
+def _install(die_before: str | None, garbage_at: str | None, session: int = 0) -> None:
     from secagg.protocol import client as client_module
     from secagg.protocol.messages import decode_message
 
     original_start = client_module.ClientSession.start
     original_handle = client_module.ClientSession.handle
 
+    started = [0]
+
     def start(self):
+        started[0] += 1
+        if started[0] - 1 != session:
+            return original_start(self)
         if die_before == "advertise_keys":
             os.kill(os.getpid(), signal.SIGKILL)
         reply = original_start(self)
         return os.urandom(len(reply)) if garbage_at == "advertise_keys" else reply
 
     def handle(self, data):
+        if started[0] - 1 != session:
+            return original_handle(self, data)
         prompt = type(decode_message(data)).__name__
         if die_before is not None and prompt == _PROMPTS.get(die_before):
             os.kill(os.getpid(), signal.SIGKILL)
@@ -59,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--die-before", choices=rounds, help="SIGKILL this process when this round starts")
     parser.add_argument("--garbage-at", choices=rounds, help="send random bytes as this round's message")
+    parser.add_argument("--session", type=int, default=0, help="misbehave in this session (0-based) only")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- followed by a secagg command line")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    _install(args.die_before, args.garbage_at)
+    _install(args.die_before, args.garbage_at, args.session)
     from secagg.cli import main as secagg_main
 
     return secagg_main(command)

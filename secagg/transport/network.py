@@ -36,8 +36,9 @@ from secagg.protocol.messages import SESSION_ID_BYTES
 from secagg.protocol.server import ServerSession, ServerState
 from secagg.transport.certs import client_common_name
 from secagg.transport.envelope import Envelope, Kind, decode_envelope, field_of
+from secagg.transport.simulator import warm_up
 
-__all__ = ["TLSConfig", "Deadlines", "RetryPolicy", "SessionPlan", "CoordinatorTask", "ClientTask",
+__all__ = ["TLSConfig", "Deadlines", "RetryPolicy", "SessionPlan", "CoordinatorTask", "ClientTask", "ClientPolicy",
            "Coordinator", "NetworkClient", "NetworkError", "config_to_header", "config_from_header"]
 
 log = logging.getLogger("secagg.net")
@@ -238,12 +239,14 @@ class Coordinator:
 
     def __init__(self, task: CoordinatorTask, num_clients: int, *, address: str = "127.0.0.1:0",
                  tls: TLSConfig, deadlines: Deadlines = Deadlines(), max_message_bytes: int | None = None,
-                 roster: Mapping[str, int] | None = None, linger: float = 2.0) -> None:
+                 roster: Mapping[str, int] | None = None, linger: float = 2.0,
+                 verify_keys: Mapping[int, bytes] | None = None) -> None:
         grpc = _grpc()
         if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 2:
             raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
         self.task, self.num_clients, self.tls, self.deadlines = task, num_clients, tls, deadlines
         self.linger = float(linger)
+        self.verify_keys = dict(verify_keys) if verify_keys is not None else None
         if roster is not None:
             ids = list(roster.values())
             if len(set(ids)) != len(ids) or any(not 0 <= i < num_clients for i in ids):
@@ -351,6 +354,7 @@ class Coordinator:
 
     def serve(self, on_started: Callable[[int], None] | None = None) -> None:
         """Run every session of the task, then tell connected clients the job is finished."""
+        warm_up()  # galois' JIT before the first deadline starts, not inside a round
         self._server.start()
         log.info("coordinator listening on port %d (%s)", self.port,
                  "INSECURE, no TLS" if self.tls.insecure else "mutual TLS" if self.tls.mutual else "TLS")
@@ -394,7 +398,8 @@ class Coordinator:
     def _run_session(self, plan: SessionPlan) -> None:
         started = time.perf_counter()
         session_id = os.urandom(SESSION_ID_BYTES)
-        server = ServerSession(plan.config, session_id)
+        server = ServerSession(plan.config, session_id,
+                               verify_keys=self.verify_keys if plan.config.malicious else None)
         header = {**plan.header, "session_id": session_id.hex(), "config": config_to_header(plan.config),
                   "deadlines": dict(self.deadlines.__dict__)}
         run = _Run(self.sessions_run, plan, server, Envelope(Kind.SESSION, header, plan.blob))
@@ -452,6 +457,7 @@ class Coordinator:
                     self._expel(run, peer, exc)
                     continue
                 if outbox or server.state is not state:
+                    log.debug("round %s complete at %.1f ms", state.value, 1e3 * (time.perf_counter() - started))
                     with self._lock:
                         self._accepting = False
                     self._deliver(run, outbox)
@@ -498,8 +504,12 @@ class ClientPolicy:
     num_clients: int | None = None
     min_threshold: int | None = None
     allow_sparse: bool = True
+    require_malicious: bool = False  # refuse sessions without signatures and the consistency check
 
     def check(self, config: SecAggConfig) -> None:
+        if self.require_malicious and not config.malicious:
+            raise ProtocolViolation("coordinator asks for the honest-server mode, this client requires the "
+                                    "malicious-server mode (signatures, consistency check)", party="server")
         if self.num_clients is not None and config.num_clients != self.num_clients:
             raise ProtocolViolation(f"coordinator asks for {config.num_clients} clients, this client agreed to "
                                     f"{self.num_clients}", party="server")
@@ -522,13 +532,17 @@ class NetworkClient:
 
     def __init__(self, target: str, client_id: int, task: ClientTask, *, tls: TLSConfig,
                  policy: ClientPolicy = ClientPolicy(), retry: RetryPolicy = RetryPolicy(),
-                 max_message_bytes: int = 256 * 2**20, session_timeout: float = 3600.0) -> None:
+                 max_message_bytes: int = 256 * 2**20, session_timeout: float = 3600.0,
+                 identity=None, verify_keys: Mapping[int, bytes] | None = None) -> None:
         if isinstance(client_id, bool) or not isinstance(client_id, int) or client_id < 0:
             raise ParameterError(f"client_id must be a non-negative int, got {client_id!r}")
         self.target, self.client_id, self.task, self.tls = target, client_id, task, tls
         self.policy, self.retry = policy, retry
         self.max_message_bytes, self.session_timeout = int(max_message_bytes), float(session_timeout)
         self.sessions = {"completed": 0, "included": 0, "aborted": 0, "refused": 0}
+        self.identity, self.verify_keys = identity, verify_keys
+        if identity is not None and not policy.require_malicious:
+            self.policy = ClientPolicy(policy.num_clients, policy.min_threshold, policy.allow_sparse, True)
 
     def _channel(self):
         grpc = _grpc()
@@ -543,6 +557,7 @@ class NetworkClient:
     def run(self) -> dict:
         """Serve sessions until the job is finished; returns counts of sessions by outcome."""
         grpc = _grpc()
+        warm_up()
         delay = self.retry.initial
         last_progress = time.monotonic()
         with self._channel() as channel:
@@ -594,7 +609,9 @@ class NetworkClient:
                     self.policy.check(config)
                     session_id = bytes.fromhex(field_of(envelope.header, "session_id", str))
                     vector = self.task.prepare(config, envelope.header, envelope.blob)
-                    session = ClientSession(config, self.client_id, session_id, vector)
+                    session = ClientSession(config, self.client_id, session_id, vector,
+                                            identity=self.identity if config.malicious else None,
+                                            verify_keys=self.verify_keys if config.malicious else None)
                     requests.put(Envelope(Kind.PROTOCOL, blob=session.start()).encode())
                 elif envelope.kind is Kind.PROTOCOL:
                     if session is None:

@@ -39,22 +39,23 @@ log = logging.getLogger("secagg.net")
 # ----------------------------------------------------------------------------- one sum
 
 class SumTask:
-    """Coordinator: one session summing every client's vector of Z_(2^k)^m.
+    """Coordinator: ``sessions`` sessions (default one) summing every client's vector of Z_(2^k)^m.
 
-    The result (``aggregate``, ``survivors``, ``dropped``) is kept on the object and, with
-    ``output``, written as ``<output>.npy`` plus ``<output>.json``.
+    The last session's result (``aggregate``, ``survivors``, ``dropped``, ``aborted``) is kept on the
+    object, every session's in :attr:`results`; with ``output``, written as ``<output>.npy`` plus
+    ``<output>.json`` (and ``<output>-<k>.npy`` per session when there are several). Repeated
+    sessions are for measurements: the clients contribute the same vectors each time.
     """
 
     name = "sum"
 
-    def __init__(self, config: SecAggConfig, output: str | os.PathLike | None = None) -> None:
+    def __init__(self, config: SecAggConfig, output: str | os.PathLike | None = None, *, sessions: int = 1) -> None:
         if not isinstance(config, SecAggConfig):
             raise ParameterError("config must be a SecAggConfig")
-        if config.malicious:
-            raise ParameterError("the network mode does not run the malicious-server mode yet "
-                                 "(it needs every client's identity key distributed out of band)")
-        self.config, self.output = config, output
-        self.done = False
+        if isinstance(sessions, bool) or not isinstance(sessions, int) or sessions < 1:
+            raise ParameterError(f"sessions must be a positive int, got {sessions!r}")
+        self.config, self.output, self.sessions = config, output, sessions
+        self.results: list[dict] = []
         self.aggregate: np.ndarray | None = None
         self.survivors: list[int] = []
         self.dropped: dict[str, list[int]] = {}
@@ -62,22 +63,28 @@ class SumTask:
         self.seconds = 0.0
 
     def next_session(self) -> SessionPlan | None:
-        return None if self.done else SessionPlan(self.config, {"task": self.name})
+        if len(self.results) >= self.sessions:
+            return None
+        return SessionPlan(self.config, {"task": self.name, "session": len(self.results)})
 
     def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds) -> bool:
-        self.done = True
         self.aggregate, self.survivors, self.dropped = aggregate, list(survivors), dict(dropped)
         self.aborted, self.seconds = aborted, seconds
+        self.results.append({"survivors": self.survivors, "dropped": self.dropped, "aborted": aborted,
+                             "seconds": seconds})
         if self.output is not None:
             base = Path(self.output)
             if aggregate is not None:
                 np.save(base.with_suffix(".npy"), aggregate, allow_pickle=False)
+                if self.sessions > 1:
+                    np.save(base.with_name(f"{base.name}-{len(self.results) - 1}.npy"), aggregate, allow_pickle=False)
             _atomic_json(base.with_suffix(".json"), {
                 "survivors": self.survivors, "dropped": self.dropped, "aborted": aborted, "seconds": seconds,
+                "sessions": self.results,
                 "config": {"num_clients": self.config.num_clients, "threshold": self.config.threshold,
                            "vector_length": self.config.vector_length, "modulus_bits": self.config.modulus_bits,
                            "neighbors": self.config.neighbors}})
-        return True
+        return len(self.results) >= self.sessions
 
 
 class SumClient:
@@ -117,6 +124,7 @@ class FedAvgSettings:
     fractional_bits: int = 16
     threshold: int | float | None = None  # as MaskingAggregator: int, fraction of holders, None = 2/3
     neighbors: int | str | None = None
+    malicious: bool = False  # signatures and the consistency check (needs identity keys)
 
     def __post_init__(self) -> None:
         for name in ("rounds", "local_epochs", "batch_size"):
@@ -161,11 +169,12 @@ class FedAvgTask:
                                          clip=settings.clip, fractional_bits=settings.fractional_bits)
         self.server = FedAvgServer(model.get_weights(), settings.server_learning_rate)
         self.template = self.server.weights
-        neighbors, threshold = MaskingAggregator(threshold=settings.threshold,
-                                                 neighbors=settings.neighbors).graph_for(num_clients)
+        neighbors, threshold = MaskingAggregator(threshold=settings.threshold, neighbors=settings.neighbors,
+                                                 malicious=settings.malicious).graph_for(num_clients)
         self.config = SecAggConfig(num_clients=num_clients, threshold=threshold,
                                    vector_length=self.encoder.vector_length(self.server.vector.size),
-                                   modulus_bits=self.encoder.modulus_bits, neighbors=neighbors)
+                                   modulus_bits=self.encoder.modulus_bits, neighbors=neighbors,
+                                   malicious=settings.malicious)
         self.eval_data = eval_data
         self.history: list[dict] = []
         self.state_dir = Path(state_dir) if state_dir is not None else None

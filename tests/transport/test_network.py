@@ -46,7 +46,9 @@ class Job:
     def __init__(self, task, n, tls=INSECURE, deadlines=FAST, **options):
         self.coordinator = Coordinator(task, n, address="127.0.0.1:0", tls=tls, deadlines=deadlines, linger=0.5,
                                        **options)
-        self.thread = threading.Thread(target=self.coordinator.serve, daemon=True)
+        self.listening = threading.Event()
+        self.thread = threading.Thread(target=self.coordinator.serve, args=(lambda port: self.listening.set(),),
+                                       daemon=True)
         self.outcomes = {}
         self.client_threads = []
 
@@ -56,6 +58,7 @@ class Job:
 
     def start(self):
         self.thread.start()
+        assert self.listening.wait(30), "coordinator did not start listening"
         return self
 
     def client(self, client_id, task, tls=INSECURE, **options):
@@ -286,3 +289,29 @@ def test_fedavg_rounds_over_the_network_match_the_plaintext_weighted_average(tmp
     assert again.next_session() is None and np.array_equal(again.server.vector, task.server.vector)
     with pytest.raises(ParameterError, match="another job"):
         FedAvgTask(LogisticRegression(banks[0].X_train.shape[1]), 3, FedAvgSettings(rounds=5), state_dir=tmp_path)
+
+
+def test_malicious_server_mode_over_the_network(pki):
+    from secagg.transport.certs import load_identity, load_verify_keys
+
+    config = SecAggConfig(num_clients=4, threshold=3, vector_length=64, malicious=True)
+    task = SumTask(config)
+    verify_keys = load_verify_keys(pki / "verify_keys.json")
+    job = Job(task, 4, verify_keys=verify_keys).start()
+    inputs = vectors(4, 64, seed=5)
+    for i in range(4):
+        job.client(i, SumClient(inputs[i]), identity=load_identity(pki / f"identity-{i}.key"), verify_keys=verify_keys)
+    job.join()
+    assert task.aborted is None and task.survivors == [0, 1, 2, 3]
+    assert np.array_equal(task.aggregate, config.ring.sum([config.ring.element(v) for v in inputs]))
+
+
+def test_client_with_identity_refuses_a_downgrade_to_the_honest_mode(pki):
+    from secagg.transport.certs import load_identity, load_verify_keys
+
+    task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
+    job = Job(task, 3, deadlines=Deadlines(advertise_keys=1.0)).start()
+    job.client(0, SumClient(np.zeros(10, dtype=np.uint32)), identity=load_identity(pki / "identity-0.key"),
+               verify_keys=load_verify_keys(pki / "verify_keys.json"))
+    job.join()
+    assert isinstance(job.outcomes[0], ProtocolViolation) and "malicious-server mode" in str(job.outcomes[0])
