@@ -246,6 +246,7 @@ class Coordinator:
             raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
         self.task, self.num_clients, self.tls, self.deadlines = task, num_clients, tls, deadlines
         self.linger = float(linger)
+        self.hello_timeout = 10.0  # seconds a new stream may take to send its hello
         self.verify_keys = dict(verify_keys) if verify_keys is not None else None
         if roster is not None:
             ids = list(roster.values())
@@ -302,10 +303,16 @@ class Coordinator:
 
     def _stream(self, request_iterator, context):
         grpc = _grpc()
+        # A connection that never says hello must not hold a worker thread for ever.
+        timer = threading.Timer(self.hello_timeout, context.cancel)
+        timer.daemon = True
+        timer.start()
         try:
             first = next(request_iterator)
-        except StopIteration:
+        except Exception:  # noqa: BLE001 - cancelled by the timer, or the peer left
             return
+        finally:
+            timer.cancel()
         client = self._identify(first, context)
         peer = _Peer(client)
         with self._lock:

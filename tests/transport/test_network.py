@@ -315,3 +315,32 @@ def test_client_with_identity_refuses_a_downgrade_to_the_honest_mode(pki):
                verify_keys=load_verify_keys(pki / "verify_keys.json"))
     job.join()
     assert isinstance(job.outcomes[0], ProtocolViolation) and "malicious-server mode" in str(job.outcomes[0])
+
+
+def test_oversized_and_silent_streams_do_not_harm_the_session():
+    config = SecAggConfig(num_clients=3, threshold=2, vector_length=40)
+    task = SumTask(config)
+    job = Job(task, 3, max_message_bytes=4096)
+    job.coordinator.hello_timeout = 0.5
+    job.start()
+    channel = grpc.insecure_channel(job.target)
+    silent_done = threading.Event()
+
+    def silent():
+        silent_done.wait(10)
+        yield b""
+
+    silent_call = channel.stream_stream(SERVICE_METHOD)(silent(), timeout=10)
+    with pytest.raises(grpc.RpcError) as info:
+        next(silent_call)  # the coordinator hangs up on a stream that never says hello
+    assert info.value.code() is grpc.StatusCode.CANCELLED
+    silent_done.set()
+    _, error = raw_stream(job.target, Envelope(Kind.HELLO, {"client": 2, "task": "sum"}).encode() + b"\x00" * 10_000)
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    inputs = vectors(3, 40, seed=3)
+    for i in range(3):
+        job.client(i, SumClient(inputs[i]))
+    job.join()
+    channel.close()
+    assert task.survivors == [0, 1, 2]
+    assert np.array_equal(task.aggregate, config.ring.sum([config.ring.element(v) for v in inputs]))
