@@ -2,7 +2,7 @@
 
 The protocol stays in the sans-IO sessions (:class:`~secagg.protocol.ServerSession`,
 :class:`~secagg.protocol.ClientSession`); this module only moves their canonical bytes, wrapped in
-:mod:`secagg.transport.envelope`, over one bidirectional gRPC stream per client and session, and
+:mod:`secagg.transport.envelope`, over one bidirectional gRPC stream per client (kept across sessions), and
 owns the clocks: each round closes when every expected message arrived, when every client still
 pending has disconnected, or at its deadline. Whoever did not answer is a dropout.
 
@@ -492,10 +492,11 @@ class Coordinator:
         finally:
             with self._lock:
                 peers = [p for p in self._peers.values() if p.session == run.index]
-            for peer in peers:
+            for peer in peers:  # streams stay open for the next session, unless this was the last
                 peer.send(Envelope(Kind.SESSION_END, {"included": peer.client_id in survivors,
                                                       "aborted": aborted, "final": final}))
-                peer.close()
+                if final:
+                    peer.close()
 
 
 # ----------------------------------------------------------------------------- client
@@ -548,6 +549,7 @@ class NetworkClient:
         self.max_message_bytes, self.session_timeout = int(max_message_bytes), float(session_timeout)
         self.sessions = {"completed": 0, "included": 0, "aborted": 0, "refused": 0}
         self.identity, self.verify_keys = identity, verify_keys
+        self._last_contact = 0.0
         if identity is not None and not policy.require_malicious:
             self.policy = ClientPolicy(policy.num_clients, policy.min_threshold, policy.allow_sparse, True)
 
@@ -574,6 +576,7 @@ class NetworkClient:
                     outcome = self._one_stream(call)
                 except grpc.RpcError as exc:
                     code = exc.code()
+                    last_progress = max(last_progress, self._last_contact)
                     if code.name == "DEADLINE_EXCEEDED":
                         last_progress = time.monotonic()  # connected for a whole session_timeout
                     if code.name not in _TRANSIENT:
@@ -592,7 +595,8 @@ class NetworkClient:
                     return dict(self.sessions)
 
     def _one_stream(self, call) -> str:
-        """One stream: HELLO, then at most one session. Returns "finished" or "next"."""
+        """One stream: HELLO, then sessions until the job is finished ("finished") or the
+        coordinator expels this client ("next": reconnect)."""
         requests: queue.Queue = queue.Queue()
         requests.put(Envelope(Kind.HELLO, {"client": self.client_id, "task": self.task.name}).encode())
 
@@ -607,6 +611,7 @@ class NetworkClient:
         session: ClientSession | None = None
         try:
             for raw in responses:
+                self._last_contact = time.monotonic()
                 try:
                     envelope = decode_envelope(raw)
                 except MalformedMessage as exc:
@@ -634,7 +639,9 @@ class NetworkClient:
                     self.sessions["completed" if not envelope.header.get("aborted") else "aborted"] += 1
                     self.sessions["included"] += bool(envelope.header.get("included"))
                     self.task.session_ended(envelope.header)
-                    return "finished" if envelope.header.get("final") else "next"
+                    session = None
+                    if envelope.header.get("final"):
+                        return "finished"
                 elif envelope.kind is Kind.FINISHED:
                     return "finished"
                 elif envelope.kind is Kind.ERROR:

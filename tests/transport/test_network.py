@@ -230,19 +230,20 @@ def test_garbage_protocol_bytes_expel_only_the_sender():
     # client 3 speaks the envelope but sends protocol garbage as its AdvertiseKeys
     channel = grpc.insecure_channel(job.target)
     outgoing = [Envelope(Kind.HELLO, {"client": 3, "task": "sum"}).encode()]
-    gate = threading.Event()
+    gate, hold = threading.Event(), threading.Event()
 
     def requests():
         yield outgoing[0]
         gate.wait(10)
         yield Envelope(Kind.PROTOCOL, blob=b"SAGG\x01\x01" + b"\x00" * 30).encode()
-        gate.wait(10)
+        hold.wait(10)  # keep our side open until the coordinator answered
 
     responses = channel.stream_stream(SERVICE_METHOD)(requests(), timeout=20)
     assert decode_envelope(next(responses)).kind is Kind.SESSION
     gate.set()
     error = decode_envelope(next(responses))
     assert error.kind is Kind.ERROR and error.header["error"] in ("MalformedMessage", "ProtocolViolation")
+    hold.set()
     channel.close()
     job.join()
     assert task.survivors == [0, 1, 2]
