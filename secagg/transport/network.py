@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import random
+import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -587,7 +587,7 @@ class NetworkClient:
                         raise NetworkError(f"client {self.client_id}: coordinator at {self.target} unreachable for "
                                            f"{waited:.0f} s ({code.name}: {exc.details()}); giving up") from None
                     log.info("client %d: %s, retrying in %.1f s", self.client_id, code.name, delay)
-                    time.sleep(delay * random.uniform(0.5, 1.0))
+                    time.sleep(delay * secrets.SystemRandom().uniform(0.5, 1.0))  # jitter
                     delay = min(delay * self.retry.multiplier, self.retry.maximum)
                     continue
                 delay, last_progress = self.retry.initial, time.monotonic()
