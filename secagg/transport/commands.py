@@ -105,7 +105,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         verify_keys = load_verify_keys(args.verify_keys)
     coordinator = Coordinator(task, n, address=args.address, tls=_tls(args), deadlines=deadlines,
                               max_message_bytes=max_message, roster=roster, linger=args.linger,
-                              verify_keys=verify_keys)
+                              verify_keys=verify_keys, join_grace=args.join_grace)
 
     def started(port: int) -> None:
         print(f"secagg serve: task {args.task!r}, {n} clients, threshold {task.config.threshold}, listening on "
@@ -202,6 +202,9 @@ def add_network_commands(sub) -> None:
     serve.add_argument("--port-file", help="write the port actually bound to this file")
     serve.add_argument("--join-deadline", type=float, default=120.0,
                        help="seconds the first round stays open for clients to join (and train)")
+    serve.add_argument("--join-grace", type=float, default=1.0,
+                       help="from the second session on, close the first round this many quiet seconds after every "
+                       "connected client sent its keys (absent clients do not hold it open)")
     serve.add_argument("--deadline", type=float, default=60.0, help="seconds each later round stays open")
     serve.add_argument("--max-message-mb", type=float, default=None,
                        help="largest accepted message (default: sized from the vector length)")

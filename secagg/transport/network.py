@@ -227,6 +227,7 @@ class _Run:
     members: set[int] = field(default_factory=set)  # clients that received the SESSION envelope
     gone: set[int] = field(default_factory=set)  # members whose stream ended or who were expelled
     expelled: set[int] = field(default_factory=set)
+    last_activity: float = field(default_factory=time.monotonic)  # last join or message (first round)
 
 
 class Coordinator:
@@ -235,18 +236,21 @@ class Coordinator:
     ``address`` like ``"127.0.0.1:0"`` (0 picks a free port; see :attr:`port`). ``roster`` maps
     certificate common names to client ids under mutual TLS (default ``client-<id>``).
     ``max_message_bytes`` bounds every incoming message (gRPC refuses larger ones).
+    ``join_grace``: from the second session on, the first round closes once every connected client
+    has sent its keys (at least t) and nobody joined or answered for this many seconds.
     """
 
     def __init__(self, task: CoordinatorTask, num_clients: int, *, address: str = "127.0.0.1:0",
                  tls: TLSConfig, deadlines: Deadlines = Deadlines(), max_message_bytes: int | None = None,
                  roster: Mapping[str, int] | None = None, linger: float = 2.0,
-                 verify_keys: Mapping[int, bytes] | None = None) -> None:
+                 verify_keys: Mapping[int, bytes] | None = None, join_grace: float = 1.0) -> None:
         grpc = _grpc()
         if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 2:
             raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
         self.task, self.num_clients, self.tls, self.deadlines = task, num_clients, tls, deadlines
         self.linger = float(linger)
         self.hello_timeout = 10.0  # seconds a new stream may take to send its hello
+        self.join_grace = float(join_grace)
         self.verify_keys = dict(verify_keys) if verify_keys is not None else None
         if roster is not None:
             ids = list(roster.values())
@@ -326,6 +330,7 @@ class Coordinator:
             elif self._accepting and self._run is not None:
                 peer.session = self._run.index
                 self._run.members.add(client)
+                self._run.last_activity = time.monotonic()
                 peer.send(self._run.session_envelope)
         log.info("client %d connected", client)
         context.add_callback(lambda: self._gone(peer))
@@ -395,6 +400,18 @@ class Coordinator:
         run.expelled.add(peer.client_id)
         self._gone(peer)
 
+    def _quorum_settled(self, run: _Run, server: ServerSession, now: float) -> bool:
+        """From the second session on, clients stay connected between sessions, so one that is not
+        connected when a session starts has most likely gone for good. The first round then closes
+        once every connected member has sent its keys, at least t have, and nobody new has joined
+        or answered for ``join_grace`` seconds, instead of holding every later session open for
+        the whole join window."""
+        with self._lock:
+            connected = {c for c, p in self._peers.items() if p.session == run.index and not p.closed.is_set()}
+        answered = server.expected_clients - server.pending_clients
+        return (len(answered) >= server.config.threshold and connected <= answered
+                and now - run.last_activity >= self.join_grace)
+
     def _deliver(self, run: _Run, outbox: Mapping[int, bytes]) -> None:
         with self._lock:
             for client, data in outbox.items():
@@ -435,6 +452,8 @@ class Coordinator:
                 # round keeps its join window open for reconnects, unless the rest were expelled.
                 everyone_left_gone = server.pending_clients <= (
                     run.expelled if state is ServerState.ADVERTISE_KEYS else run.gone)
+                if state is ServerState.ADVERTISE_KEYS and run.index > 0 and not everyone_left_gone:
+                    everyone_left_gone = self._quorum_settled(run, server, now)
                 if now >= deadline or everyone_left_gone:
                     if state is ServerState.ADVERTISE_KEYS:
                         with self._lock:
@@ -455,6 +474,7 @@ class Coordinator:
                 if kind == "gone":
                     run.gone.add(peer.client_id)
                     continue
+                run.last_activity = time.monotonic()
                 try:
                     envelope = decode_envelope(raw)
                     if envelope.kind is not Kind.PROTOCOL:

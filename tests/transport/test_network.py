@@ -345,3 +345,24 @@ def test_oversized_and_silent_streams_do_not_harm_the_session():
     channel.close()
     assert task.survivors == [0, 1, 2]
     assert np.array_equal(task.aggregate, config.ring.sum([config.ring.element(v) for v in inputs]))
+
+
+class LeavesAfterFirstSession(SumClient):
+    """A client whose process 'ends' after its first session (the stream is cancelled)."""
+
+    def session_ended(self, header):
+        raise ConnectionAbortedError("this client's process ended")
+
+
+def test_a_client_gone_for_good_does_not_hold_later_sessions_for_the_join_window():
+    config = SecAggConfig(num_clients=4, threshold=3, vector_length=30)
+    task = SumTask(config, sessions=2)
+    job = Job(task, 4, deadlines=Deadlines(advertise_keys=120, share_keys=20, masked_input=20, unmasking=20),
+              join_grace=0.3).start()
+    inputs = vectors(4, 30, seed=8)
+    for i in range(3):
+        job.client(i, SumClient(inputs[i]))
+    job.client(3, LeavesAfterFirstSession(inputs[3]))
+    job.join(timeout=60)  # would wait the 120 s join window without the quorum rule
+    assert [r["survivors"] for r in task.results] == [[0, 1, 2, 3], [0, 1, 2]]
+    assert np.array_equal(task.aggregate, config.ring.sum([config.ring.element(inputs[i]) for i in range(3)]))
