@@ -450,16 +450,18 @@ class Coordinator:
                 now = time.monotonic()
                 # Later rounds close as soon as every pending client has disconnected; the first
                 # round keeps its join window open for reconnects, unless the rest were expelled.
-                everyone_left_gone = server.pending_clients <= (
-                    run.expelled if state is ServerState.ADVERTISE_KEYS else run.gone)
-                if state is ServerState.ADVERTISE_KEYS and run.index > 0 and not everyone_left_gone:
-                    everyone_left_gone = self._quorum_settled(run, server, now)
-                if now >= deadline or everyone_left_gone:
+                reason = None
+                if now >= deadline:
+                    reason = "its deadline"
+                elif server.pending_clients <= (run.expelled if state is ServerState.ADVERTISE_KEYS else run.gone):
+                    reason = "disconnects of every pending client"
+                elif state is ServerState.ADVERTISE_KEYS and run.index > 0 and self._quorum_settled(run, server, now):
+                    reason = "every connected client having answered"
+                if reason is not None:
                     if state is ServerState.ADVERTISE_KEYS:
                         with self._lock:
                             self._accepting = False
-                    log.info("round %s closed by %s; pending %s", state.value,
-                             "its deadline" if now >= deadline else "disconnects", sorted(server.pending_clients))
+                    log.info("round %s closed by %s; missing %s", state.value, reason, sorted(server.pending_clients))
                     outbox = server.close_round()
                     self._deliver(run, outbox)
                     if server.state not in (ServerState.COMPLETED, ServerState.ABORTED):
