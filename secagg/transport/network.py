@@ -641,7 +641,7 @@ class NetworkClient:
                 if envelope.kind is Kind.SESSION:
                     config = config_from_header(envelope.header)
                     self.policy.check(config)
-                    session_id = bytes.fromhex(field_of(envelope.header, "session_id", str))
+                    session_id = _session_id(field_of(envelope.header, "session_id", str))
                     vector = self.task.prepare(config, envelope.header, envelope.blob)
                     session = ClientSession(config, self.client_id, session_id, vector,
                                             identity=self.identity if config.malicious else None,
@@ -679,6 +679,16 @@ class NetworkClient:
         finally:
             requests.put(None)
             responses.cancel()
+
+
+def _session_id(text: str) -> bytes:
+    try:
+        session_id = bytes.fromhex(text)
+    except ValueError:
+        session_id = b""
+    if len(session_id) != SESSION_ID_BYTES:
+        raise ProtocolViolation(f"coordinator sent an invalid session id {text[:40]!r}", party="server")
+    return session_id
 
 
 def _stream_ended():

@@ -366,3 +366,45 @@ def test_a_client_gone_for_good_does_not_hold_later_sessions_for_the_join_window
     job.join(timeout=60)  # would wait the 120 s join window without the quorum rule
     assert [r["survivors"] for r in task.results] == [[0, 1, 2, 3], [0, 1, 2]]
     assert np.array_equal(task.aggregate, config.ring.sum([config.ring.element(inputs[i]) for i in range(3)]))
+
+
+def fake_coordinator(replies):
+    """A gRPC server that answers any hello with ``replies`` (raw bytes), then hangs up."""
+    from concurrent import futures
+
+    def session(request_iterator, context):
+        next(request_iterator)
+        yield from replies
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[
+        grpc.method_handlers_generic_handler("secagg.v1.Coordinator",
+                                             {"Session": grpc.stream_stream_rpc_method_handler(session)})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
+CONFIG = {"num_clients": 3, "threshold": 2, "vector_length": 4, "modulus_bits": 32, "neighbors": None,
+          "malicious": False}
+
+
+@pytest.mark.parametrize("reply, match", [
+    (b"garbage", "malformed envelope"),
+    (Envelope(Kind.SESSION, {"session_id": "zz", "config": CONFIG}).encode(), "invalid session id"),
+    (Envelope(Kind.SESSION, {"session_id": "00" * 16, "config": {**CONFIG, "threshold": 9}}).encode(),
+     "invalid configuration"),
+    (Envelope(Kind.SESSION, {"session_id": "00" * 16, "config": {**CONFIG, "malicious": 1}}).encode(),
+     "invalid configuration"),
+    (Envelope(Kind.PROTOCOL, blob=b"x").encode(), "before the session"),
+    (Envelope(Kind.HELLO, {}).encode(), "unexpected HELLO"),
+])
+def test_client_refuses_a_broken_or_hostile_coordinator_with_typed_errors(reply, match):
+    server, port = fake_coordinator([reply])
+    try:
+        client = NetworkClient(f"127.0.0.1:{port}", 0, SumClient(np.zeros(4, dtype=np.uint32)), tls=INSECURE,
+                               retry=QUICK_RETRY)
+        with pytest.raises(ProtocolViolation, match=match) as info:
+            client.run()
+        assert info.value.party == "server" or isinstance(info.value, MalformedMessage)
+    finally:
+        server.stop(0)
