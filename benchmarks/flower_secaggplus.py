@@ -18,6 +18,11 @@ What runs is Flower's code, unchanged:
 
 Dropped clients never run ``_collect_masked_vectors`` (they vanish after sharing keys), as in the
 secagg side of the comparison.
+
+:func:`run_flower_app_row` is the end-to-end row: one Flower app (bank anti-fraud, FedAvg) run in
+Flower's simulation engine with secagg's ``SecAggMaskingWorkflow`` + ``secagg_masking_mod`` and
+with Flower's ``SecAggPlusWorkflow`` + ``secaggplus_mod`` (messaging, training and all; see
+``bench_flower_app.py``).
 """
 
 from __future__ import annotations
@@ -159,3 +164,31 @@ def run_flower_round(n: int, m: int, num_shares: int, threshold: int, dropped: s
         "max_abs_error": float(np.max(np.abs(aggregated[0] - expected))),
         "survivors": len(survivors),
     }
+
+
+def run_flower_app_row(n: int = 100, neighbors: int = 50, threshold: int = 26, *, rounds: int = 4,
+                       samples: int = 600, hidden: str = "256,374", crash: str = "",
+                       output: str | None = None) -> dict:
+    """Flower + secagg workflow vs Flower + its SecAgg+ workflow, same app, same machine (one row).
+
+    ``m`` is the MLP's weight count (``hidden = "256,374"``: 100,077). Per-round times are the fit
+    workflow's wall time averaged over rounds 2.. (round 1 also starts Ray's workers). The table
+    goes to ``output`` (default benchmarks/results/flower_app.txt).
+    """
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_flower_app import main as bench_app
+
+    ours, flower = bench_app(["--banks", str(n), "--neighbors", str(neighbors), "--threshold", str(threshold),
+                              "--rounds", str(rounds), "--samples", str(samples), "--hidden", hidden,
+                              "--crash", crash, *(["--output", output] if output else [])])
+    sizes = [13, *map(int, hidden.split(",")), 1]
+    m = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    offline = [c for c in crash.split(",") if c]
+    return {"sweep": "flower_app", "n": n, "m": m, "graph": f"k={neighbors}", "dropout": len(offline) / n,
+            "flower_wall_s": flower["per_round_s"], "secagg_wall_s": ours["per_round_s"],
+            "speedup": flower["per_round_s"] / ours["per_round_s"],
+            "flower_accuracy": flower["final"]["accuracy"], "secagg_accuracy": ours["final"]["accuracy"],
+            "flower_roc_auc": flower["final"]["roc_auc"], "secagg_roc_auc": ours["final"]["roc_auc"]}

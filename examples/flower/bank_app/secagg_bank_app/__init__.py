@@ -1,0 +1,1 @@
+"""Bank anti-fraud on Flower, with secagg as the secure aggregation (see ../README.md)."""
