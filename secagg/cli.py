@@ -123,7 +123,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     dp.add_argument("--dp-clip", type=float, default=1.0, help="L2 bound of one transaction's gradient")
     dp.add_argument("--dp-learning-rate", type=float, default=1.0, help="DP-SGD step size")
     dp.add_argument("--dp-mechanism", default="dgauss", choices=["dgauss", "skellam"],
-                    help="integer noise each bank adds before aggregation")
+                    help="integer noise each bank adds before aggregation (skellam needs --dp-sampling-rate 1)")
     dp.add_argument("--dp-bits", type=int, default=20, help="bits of the integer grid of the noisy sum")
 
 

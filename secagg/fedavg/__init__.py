@@ -4,9 +4,16 @@
     fl = FedAvg(LogisticRegression(n_features=d), aggregator="masking", rounds=20, learning_rate=0.1, seed=0)
     history = fl.fit(clients=[(X1, y1), (X2, y2)], eval_data=(X_test, y_test))
     fl.weights
+
+With differential privacy (noise shares added by every client before aggregation, docs/dp.md):
+
+    fl = FedAvg(model, aggregator="masking", rounds=100, clients_per_round=100,
+                dp=DPConfig(epsilon=3.0, delta=1e-5, clip=0.5))
+    fl.fit(clients).epsilon   # epsilon spent after each round (dp-accounting)
 """
 
+from secagg.dp.config import DPConfig
 from secagg.fedavg.models import MLP, LogisticRegression, ModelAdapter
 from secagg.fedavg.trainer import FedAvg, FedAvgServer, History, RoundRecord
 
-__all__ = ["FedAvg", "FedAvgServer", "History", "LogisticRegression", "MLP", "ModelAdapter", "RoundRecord"]
+__all__ = ["DPConfig", "FedAvg", "FedAvgServer", "History", "LogisticRegression", "MLP", "ModelAdapter", "RoundRecord"]

@@ -161,6 +161,22 @@ class _NumpyModel:
                         g = g + proximal_mu * (w - anchor[i])
                     w -= learning_rate * g
 
+    def per_example_gradients(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The loss gradient of every example at the current weights, one flattened row each
+        (``len(X)`` x number of weights; the ``l2`` penalty is included in every row).
+
+        DP-SGD clips these rows one by one (:class:`secagg.dp.DPConfig` with ``level="record"``).
+        """
+        X, y = check_dataset(X, y, self.n_features, self.n_classes, name="training data")
+        grads = self._example_gradients(X, y)
+        for i, w in enumerate(self._weights):
+            if self.l2 and w.ndim == 2:
+                grads[i] = grads[i] + self.l2 * w
+        return np.concatenate([g.reshape(X.shape[0], -1) for g in grads], axis=1)
+
+    def _example_gradients(self, X: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
     def _targets(self, y: np.ndarray) -> np.ndarray:
         if self.n_classes == 2:
             return y.astype(np.float64)[:, None]
@@ -205,6 +221,9 @@ class LogisticRegression(_NumpyModel):
         error = (self._output(X) - self._targets(y)) / X.shape[0]
         return [X.T @ error, error.sum(axis=0)]
 
+    def _example_gradients(self, X: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+        error = self._output(X) - self._targets(y)
+        return [X[:, :, None] * error[:, None, :], error]
 
 
 class MLP(_NumpyModel):
@@ -249,6 +268,16 @@ class MLP(_NumpyModel):
         grads: list[np.ndarray] = []
         for i in range(len(self._weights) // 2 - 1, -1, -1):
             grads = [activations[i].T @ delta, delta.sum(axis=0)] + grads
+            if i:
+                delta = (delta @ self._weights[2 * i].T) * (activations[i] > 0)
+        return grads
+
+    def _example_gradients(self, X: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+        activations = self._forward(X)
+        delta = activations[-1] - self._targets(y)
+        grads: list[np.ndarray] = []
+        for i in range(len(self._weights) // 2 - 1, -1, -1):
+            grads = [activations[i][:, :, None] * delta[:, None, :], delta] + grads
             if i:
                 delta = (delta @ self._weights[2 * i].T) * (activations[i] > 0)
         return grads

@@ -7,6 +7,9 @@ server receives an :class:`~secagg.aggregation.AggregateResult` — the two sums
 
 The split is structural: :class:`FedAvgServer` accepts nothing but aggregate results, and the
 driver (:class:`FedAvg`) plays the clients, which in a deployment run on their own machines.
+
+With ``dp=DPConfig(...)`` every party adds its share of integer noise to its contribution before
+the aggregator sees it (:mod:`secagg.dp`), and each round's record carries the epsilon spent so far.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from secagg.aggregation import AggregateResult, Aggregator, make_aggregator
+from secagg.dp.config import DPConfig
 from secagg.errors import ParameterError
 from secagg.fedavg.models import ModelAdapter, check_dataset
 
@@ -61,6 +65,7 @@ class RoundRecord:
     aggregation_seconds: float
     aborted: str | None = None  # why aggregation failed (the model then stays unchanged)
     error_bound: float = 0.0  # largest rounding error of one coordinate of the applied average update
+    epsilon: float | None = None  # with DP: epsilon spent by all rounds so far (at the configured delta)
 
     @property
     def bytes_per_client(self) -> float:
@@ -76,6 +81,11 @@ class History:
     def metric(self, name: str) -> list[float]:
         """One metric per round (NaN where it was not computed)."""
         return [r.metrics.get(name, float("nan")) for r in self.rounds]
+
+    @property
+    def epsilon(self) -> list[float | None]:
+        """Epsilon spent after each round (None per round when training without DP)."""
+        return [r.epsilon for r in self.rounds]
 
     def __len__(self) -> int:
         return len(self.rounds)
@@ -150,14 +160,22 @@ class FedAvg:
     * ``max_weight``: public cap on a client's weight (sample count); None uses the largest client
       dataset of the run. Sample counts above the cap count as the cap.
     * ``seed``: sampling, local training, dropouts and rounding become reproducible; cryptographic
-      keys always come from the OS CSPRNG.
+      keys and DP noise always come from the OS CSPRNG.
+    * ``dp``: a :class:`~secagg.dp.DPConfig` to train with distributed differential privacy.
+      At client level each sampled client's update is clipped to L2 norm ``dp.clip`` and counts with
+      weight 1; clients are Poisson-sampled with rate ``clients_per_round / clients``. At record
+      level (cross-silo DP-SGD) every institution takes part in every round, which is one noisy
+      gradient step of size ``learning_rate`` on its Poisson-sampled records (``local_epochs``,
+      ``batch_size`` and ``proximal_mu`` do not apply). ``dropout`` must not exceed
+      ``dp.dropout_tolerance``. See docs/dp.md.
     """
 
     def __init__(self, model: ModelAdapter, *, aggregator: str | Aggregator = "masking", rounds: int = 20,
                  clients_per_round: int | float | None = None, local_epochs: int = 1, batch_size: int = 32,
                  learning_rate: float = 0.1, proximal_mu: float = 0.0, server_learning_rate: float = 1.0,
                  dropout: float = 0.0, clip: float = 1.0, max_weight: float | None = None,
-                 seed: int | None = None, aggregator_options: dict | None = None) -> None:
+                 seed: int | None = None, aggregator_options: dict | None = None,
+                 dp: DPConfig | None = None) -> None:
         if not isinstance(model, ModelAdapter):
             raise ParameterError("model must implement the ModelAdapter protocol "
                                  "(get_weights, set_weights, train, evaluate, copy)")
@@ -176,6 +194,22 @@ class FedAvg:
             raise ParameterError(f"learning_rate must be > 0, got {learning_rate}")
         if proximal_mu < 0:
             raise ParameterError(f"proximal_mu must be >= 0, got {proximal_mu}")
+        if dp is not None:
+            if not isinstance(dp, DPConfig):
+                raise ParameterError(f"dp must be a secagg.dp.DPConfig, got {type(dp).__name__}")
+            if dropout > dp.dropout_tolerance:
+                raise ParameterError(f"dropout {dropout} exceeds dp.dropout_tolerance {dp.dropout_tolerance}: the "
+                                     "noise would not cover the rounds' sums")
+            if dp.mechanism == "skellam" and dp.level == "record" and dp.record_sampling_rate < 1:
+                raise ParameterError("Skellam noise is accounted only without sampling: record-level Skellam needs "
+                                     "record_sampling_rate=1; use mechanism='dgauss' with sampling")
+            if dp.level == "record":
+                if clients_per_round is not None:
+                    raise ParameterError("record-level DP takes every institution in every round: leave "
+                                         "clients_per_round None (records are sampled instead)")
+                if not callable(getattr(model, "per_example_gradients", None)):
+                    raise ParameterError("record-level DP needs a model with per_example_gradients(X, y) "
+                                         "(LogisticRegression, MLP)")
         self.model = model
         self.aggregator = make_aggregator(aggregator, **(aggregator_options or {}))
         self.rounds = rounds
@@ -185,6 +219,8 @@ class FedAvg:
         self.server_learning_rate = float(server_learning_rate)
         self.dropout, self.clip, self.max_weight = float(dropout), float(clip), max_weight
         self.seed = seed
+        self.dp = dp
+        self.dp_mechanism = None  # the calibrated secagg.dp.DistributedMechanism, set by the first fit
         self.server = FedAvgServer(model.get_weights(), server_learning_rate)
         self.history = History()
 
@@ -225,6 +261,7 @@ class FedAvg:
         sizes = np.array([X.shape[0] for X, _ in data])
         cap = float(self.max_weight if self.max_weight is not None else sizes.max())
         per_round = _fraction_or_count("clients_per_round", self.clients_per_round, len(data))
+        dp = self._dp_setup(sizes, per_round) if self.dp is not None else None
         self.aggregator.setup(len(data))
         local_models = [self.model.copy() for _ in data]
         template = self.server.weights
@@ -233,24 +270,44 @@ class FedAvg:
         for offset in range(self.rounds):
             index = first_round + offset
             started = time.perf_counter()
-            participants = sorted(self._rng(0, index).choice(len(data), size=per_round, replace=False).tolist())
+            if dp is not None and dp.client_rate < 1:
+                participants = np.flatnonzero(self._rng(0, index).random(len(data)) < dp.client_rate).tolist()
+            else:
+                participants = sorted(self._rng(0, index).choice(len(data), size=per_round, replace=False).tolist())
+            if dp is not None and len(participants) < 2:
+                self._record_empty_round(index, participants, started, eval_data, callback)
+                continue
             drop_rng = self._rng(2, index)
             count = round(self.dropout * len(participants))
             vanishing = drop_rng.choice(participants, size=count, replace=False).tolist() if count else []
             drop: dict[str, list[int]] = {name: [] for name in DROP_ROUNDS}
             for client in vanishing:
                 drop[DROP_ROUNDS[int(drop_rng.integers(len(DROP_ROUNDS)))]].append(int(client))
-            aggregation = self.aggregator.open_round(participants, dimension, max_weight=cap, clip=self.clip,
-                                                     rng=self._rng(3, index))
+            if dp is None:
+                aggregation = self.aggregator.open_round(participants, dimension, max_weight=cap, clip=self.clip,
+                                                         rng=self._rng(3, index))
+            else:
+                signs = dp.mechanism.signs(self._rng(4, index).bytes(32)) if self.dp.rotation else None
+                aggregation = self.aggregator.open_round(participants, dp.mechanism.padded, max_weight=1.0,
+                                                         clip=float(dp.value_bound), rng=self._rng(3, index))
             global_vector = self.server.vector
             for client in participants:
                 if client in drop["advertise_keys"]:
                     continue  # never showed up: no local training
+                if dp is not None:
+                    noisy = self._dp_contribution(dp, signs, local_models[client], template, global_vector,
+                                                  data[client], index, client)
+                    aggregation.submit(client, noisy.astype(np.float64), 1.0)
+                    continue
                 weight = float(min(sizes[client], cap))
                 update = self._local_update(local_models[client], template, global_vector, data[client],
                                             self._rng(1, index, client), client)
                 aggregation.submit(client, weight * update, weight)
             result = aggregation.finish(drop)
+            epsilon = None
+            if dp is not None:
+                result = self._dp_decode(dp, result, signs)
+                epsilon = dp.mechanism.epsilon(index + 1)
             self.server.apply(result)
             metrics: dict[str, float] = {}
             if eval_data is not None:
@@ -259,15 +316,90 @@ class FedAvg:
             record = RoundRecord(index, tuple(participants), result.included, result.dropped, result.total_weight,
                                  metrics, dict(result.bytes_sent), time.perf_counter() - started, result.seconds,
                                  result.aborted,
-                                 result.error_bound / result.total_weight if result.total_weight else 0.0)
+                                 result.error_bound / result.total_weight if result.total_weight else 0.0, epsilon)
             self.history.rounds.append(record)
             if callback is not None:
                 callback(record)
         self.model.set_weights(self.server.weights)
         return self.history
 
+    # ------------------------------------------------------------------ differential privacy
+    def _dp_setup(self, sizes: np.ndarray, per_round: int) -> _DPRun:
+        """Calibrate the mechanism once (first fit) and fix this run's sampling and bounds."""
+        from secagg.dp.mechanism import DistributedMechanism
+
+        config = self.dp
+        clients = len(sizes)
+        dimension = self.server.vector.size
+        if config.level == "client":
+            rate = per_round / clients
+            expected = rate * clients
+            # noise shares: a cohort this small is a 4-sigma event of Poisson sampling
+            low = max(1, math.floor(expected - 4 * math.sqrt(expected * (1 - rate)))) if rate < 1 else clients
+            min_shares, sampling, max_contributions = config.min_shares(low), rate, 1
+        else:
+            rate, sampling = 1.0, config.record_sampling_rate
+            expected = sampling * float(sizes.sum())
+            min_shares, max_contributions = config.min_shares(clients), int(sizes.max())
+        if self.dp_mechanism is None:
+            self.dp_mechanism = DistributedMechanism(config, dimension=dimension, rounds=self.rounds,
+                                                     sampling_rate=sampling, expected_contributions=expected,
+                                                     min_shares=min_shares)
+        mechanism = self.dp_mechanism
+        return _DPRun(mechanism, rate, mechanism.value_bound(max_contributions), expected)
+
+    def _dp_contribution(self, dp: _DPRun, signs: np.ndarray | None, model: ModelAdapter,
+                         template: list[np.ndarray], global_vector: np.ndarray,
+                         dataset: tuple[np.ndarray, np.ndarray], index: int, client: int) -> np.ndarray:
+        """Client side: clipped contributions, rounded, plus this client's noise share (integers)."""
+        rng = self._rng(1, index, client)
+        if self.dp.level == "client":
+            contributions = self._local_update(model, template, global_vector, dataset, rng, client, clip=False)
+        else:
+            X, y = dataset
+            chosen = np.flatnonzero(self._rng(5, index, client).random(X.shape[0]) < self.dp.record_sampling_rate)
+            model.set_weights(unflatten(global_vector, template))
+            if chosen.size:
+                contributions = -model.per_example_gradients(X[chosen], y[chosen])
+            else:
+                contributions = np.zeros((0, global_vector.size))
+            if not np.all(np.isfinite(contributions)):
+                raise ParameterError(f"client {client}'s gradients contain NaN or infinity")
+        return dp.mechanism.encode(contributions, signs, rng)
+
+    def _dp_decode(self, dp: _DPRun, result: AggregateResult, signs: np.ndarray | None) -> AggregateResult:
+        """Server side: the real-valued noisy sum, scaled for the server's step."""
+        if not result.ok:
+            return result
+        shares = len(result.included)
+        if shares < dp.mechanism.min_shares:
+            everyone = tuple(sorted(set(result.included) | set(result.dropped)))
+            return AggregateResult(None, 0.0, (), everyone, result.seconds, result.bytes_sent,
+                                   aborted=f"only {shares} noise shares in the sum, the DP guarantee needs "
+                                           f"{dp.mechanism.min_shares}: result discarded")
+        noisy_sum = dp.mechanism.decode(result.weighted_sum, signs)
+        if self.dp.level == "client":
+            weighted_sum, total = noisy_sum, float(shares)
+        else:  # one gradient step on the consortium's expected batch
+            weighted_sum, total = self.learning_rate * noisy_sum, dp.expected_contributions
+        return AggregateResult(weighted_sum, total, result.included, result.dropped, result.seconds,
+                               result.bytes_sent)
+
+    def _record_empty_round(self, index, participants, started, eval_data, callback) -> None:
+        metrics: dict[str, float] = {}
+        if eval_data is not None:
+            self.model.set_weights(self.server.weights)
+            metrics = self.model.evaluate(*eval_data)
+        record = RoundRecord(index, tuple(participants), (), tuple(participants), 0.0, metrics, {},
+                             time.perf_counter() - started, 0.0, "fewer than 2 clients sampled",
+                             0.0, self.dp_mechanism.epsilon(index + 1))
+        self.history.rounds.append(record)
+        if callback is not None:
+            callback(record)
+
     def _local_update(self, model: ModelAdapter, template: list[np.ndarray], global_vector: np.ndarray,
-                      dataset: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, client: int) -> np.ndarray:
+                      dataset: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, client: int,
+                      clip: bool = True) -> np.ndarray:
         """Client side: train from the global weights; the clipped difference is the update."""
         model.set_weights(unflatten(global_vector, template))
         model.train(*dataset, epochs=self.local_epochs, batch_size=self.batch_size,
@@ -278,4 +410,14 @@ class FedAvg:
         if not np.all(np.isfinite(update)):
             raise ParameterError(f"client {client}'s update contains NaN or infinity (local training diverged: "
                                  "lower learning_rate)")
-        return np.clip(update, -self.clip, self.clip)
+        return np.clip(update, -self.clip, self.clip) if clip else update
+
+
+@dataclass(frozen=True)
+class _DPRun:
+    """What the rounds of one DP fit share: the mechanism, client sampling rate, per-party bound."""
+
+    mechanism: object  # secagg.dp.DistributedMechanism
+    client_rate: float
+    value_bound: int
+    expected_contributions: float
