@@ -17,7 +17,8 @@ from secagg.protocol.messages import (
     UnmaskRequest,
     decode_message,
 )
-from secagg.protocol.server import ServerState
+from secagg.protocol.config import SecAggConfig
+from secagg.protocol.server import ServerSession, ServerState
 from tests.harness import SESSION, Harness
 
 
@@ -274,3 +275,40 @@ def test_malicious_mode_needs_matching_identity():
     with pytest.raises(ParameterError):
         ClientSession(cfg, 0, SESSION, [0], identity=keys[0], verify_keys={0: verify[0]})
     ClientSession(cfg, 0, SESSION, [0], identity=keys[0], verify_keys=verify)
+
+
+def _transcript(vector_length, n=4, drop_before_unmasking=(3,)):
+    """Every client message of one seeded session, by round, for vectors of ``vector_length``."""
+    config = SecAggConfig(num_clients=n, threshold=3, vector_length=vector_length)
+    session_id = bytes(range(16))
+    server = ServerSession(config, session_id)
+    clients = {u: ClientSession(config, u, session_id, np.full(vector_length, u, dtype=np.uint32),
+                                rng=TestOnlySeededRandomness(7).child(b"client/%d" % u)) for u in range(n)}
+    sent = {}
+    inbox = {}
+    for u in range(n):
+        sent.setdefault("advertise_keys", {})[u] = message = clients[u].start()
+        inbox = server.receive(u, message) or inbox
+    for round_name in ("share_keys", "masked_input", "unmasking"):
+        outbox = {}
+        for u, data in sorted(inbox.items()):
+            if round_name == "unmasking" and u in drop_before_unmasking:
+                continue
+            sent.setdefault(round_name, {})[u] = reply = clients[u].handle(data)
+            outbox = server.receive(u, reply) or outbox
+        if server.state.value == round_name:
+            outbox = server.close_round()
+        inbox = outbox
+    return sent, server.result
+
+
+def test_only_the_masked_input_depends_on_the_vector_length():
+    # The Flower integration replays a client's session with a one-element stand-in vector for every
+    # round but masked input; that is sound only while this holds.
+    long, long_result = _transcript(1000)
+    short, _ = _transcript(1)
+    for round_name in ("advertise_keys", "share_keys", "unmasking"):
+        assert long[round_name] == short[round_name], round_name
+    assert all(len(long["masked_input"][u]) > len(short["masked_input"][u]) for u in long["masked_input"])
+    assert long_result.survivors == [0, 1, 2, 3]
+    assert np.array_equal(long_result.aggregate, np.full(1000, 0 + 1 + 2 + 3, dtype=np.uint32))
