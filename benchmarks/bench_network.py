@@ -72,7 +72,7 @@ def networked(n: int, m: int, threshold: int, victim: int, tls: bool, work: Path
     clients = []
     for i in range(n):
         join = ["join", "--task", "sum", "--id", str(i), "--coordinator", f"localhost:{port}", "-n", str(n),
-                "--min-threshold", str(threshold), "--vector", str(work / f"v{i}.npy"), "--quiet", *join_tls(i)]
+                "--min-threshold", str(threshold), "--vector", str(work / f"v{i}.npy"), "--repeat", "--quiet", *join_tls(i)]
         if i == victim:
             command = [PY, "-m", "secagg.transport.faults", "--die-before", "unmasking", "--session", "4", "--", *join]
         else:

@@ -44,6 +44,8 @@ def make_dev_pki(directory: str | os.PathLike, num_clients: int, *, hosts: Seque
 
     if isinstance(num_clients, bool) or not isinstance(num_clients, int) or not 1 <= num_clients <= 100_000:
         raise ParameterError(f"num_clients must be an int in 1..100000, got {num_clients!r}")
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
+        raise ParameterError(f"days must be an int in 1..3650, got {days!r}")
     try:
         addresses = [ipaddress.ip_address(ip) for ip in ips]
     except ValueError as exc:

@@ -50,8 +50,34 @@ def _logging(args: argparse.Namespace) -> None:
 def _threshold(value: str | None):
     if value is None:
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ParameterError(f"--threshold must be an int or a fraction in (0, 1], got {value!r}") from None
     return int(number) if number >= 1 and number == int(number) and "." not in value else number
+
+
+def _load_array(path: str, what: str, keys: tuple[str, ...] = ()):
+    """An .npy array, or the named arrays of an .npz file (never unpickled); typed errors."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not keys:
+            return loaded
+        with loaded:
+            return tuple(loaded[k] for k in keys)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ParameterError(f"cannot read {what} from {path}: {exc}") from None
+
+
+def _load_roster(path: str) -> dict[str, int]:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"cannot read the roster {path}: {exc}") from None
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                                            for k, v in raw.items()):
+        raise ParameterError(f"{path}: the roster must be a JSON object {{common name: client id}}")
+    return raw
 
 
 def _demo_data(banks: int, samples: int, seed: int):
@@ -95,7 +121,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                           eval_data=(X_test, y_test))
         max_message = args.max_message_mb * 2**20 if args.max_message_mb else \
             task.config.vector_length * task.config.ring.dtype.itemsize + n * 256 + 2**20
-    roster = json.loads(Path(args.roster).read_text()) if getattr(args, "roster", None) else None
+    roster = _load_roster(args.roster) if getattr(args, "roster", None) else None
     verify_keys = None
     if args.malicious:
         from secagg.transport.certs import load_verify_keys
@@ -137,20 +163,24 @@ def _cmd_join(args: argparse.Namespace) -> int:
     _logging(args)
     if args.task == "sum":
         if args.vector:
-            vector = np.load(args.vector, allow_pickle=False)
+            vector = _load_array(args.vector, "the client's vector")
         elif args.random_vector is not None:
             rng = np.random.default_rng(args.random_vector)
             vector = rng.integers(0, 2**args.bits, size=args.length, dtype=np.uint64)
         else:
             raise ParameterError("give the client's vector: --vector FILE.npy (or --random-vector SEED for trials)")
-        task = SumClient(vector)
+        if args.repeat:
+            print("WARNING: --repeat: this client's vector may enter several sums; the coordinator can subtract "
+                  "them (measurements on synthetic data only)", file=sys.stderr)
+        task = SumClient(vector, repeat=args.repeat)
     else:
         from secagg.fedavg.models import LogisticRegression
 
         if args.data:
-            with np.load(args.data, allow_pickle=False) as data:
-                X, y = data["X"], data["y"]
+            X, y = _load_array(args.data, "this bank's data (arrays X and y)", ("X", "y"))
         else:
+            if not 0 <= args.id < args.banks:
+                raise ParameterError(f"--id {args.id} is not one of the {args.banks} synthetic banks (--banks)")
             bank = _demo_data(args.banks, args.samples, args.seed)[args.id]
             X, y = bank.X_train, bank.y_train
         task = FedAvgClient(LogisticRegression(X.shape[1]), X, y)
@@ -162,7 +192,8 @@ def _cmd_join(args: argparse.Namespace) -> int:
             raise ParameterError("the malicious-server mode needs both --identity and --verify-keys")
         identity, verify_keys = load_identity(args.identity), load_verify_keys(args.verify_keys)
     client = NetworkClient(args.coordinator, args.id, task, tls=_tls(args),
-                           policy=ClientPolicy(num_clients=args.clients, min_threshold=args.min_threshold),
+                           policy=ClientPolicy(num_clients=args.clients, min_threshold=args.min_threshold,
+                                               min_neighbors=args.min_neighbors),
                            retry=RetryPolicy(give_up_after=args.give_up_after),
                            identity=identity, verify_keys=verify_keys)
     try:
@@ -235,6 +266,8 @@ def add_network_commands(sub) -> None:
                       help="number of clients this client agreed to (refuses a coordinator asking otherwise)")
     join.add_argument("--min-threshold", type=int, default=None,
                       help="lowest threshold accepted (default: a majority of the share holders)")
+    join.add_argument("--min-neighbors", type=int, default=None,
+                      help="accept SecAgg+ graphs with at least this many neighbours (default: complete graph only)")
     join.add_argument("--identity", help="this client's Ed25519 identity key (PEM): requires the malicious-server "
                       "mode, refusing sessions without it")
     join.add_argument("--verify-keys", help="JSON {client id: Ed25519 public key, hex}, obtained out of band")
@@ -245,6 +278,9 @@ def add_network_commands(sub) -> None:
     sum_group.add_argument("--vector", help=".npy file with this client's integer vector")
     sum_group.add_argument("--random-vector", type=int, default=None, metavar="SEED",
                            help="trials: a random vector from this seed (with --length, --bits)")
+    sum_group.add_argument("--repeat", action="store_true",
+                           help="measurements only: contribute the same vector to every session (lets the "
+                           "coordinator subtract sums)")
     sum_group.add_argument("--length", "-m", type=int, default=100_000)
     sum_group.add_argument("--bits", "-k", type=int, default=32)
     demo_group = join.add_argument_group("task demo")

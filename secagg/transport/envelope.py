@@ -36,6 +36,7 @@ class Kind(IntEnum):
     SESSION_END = 4  # coordinator -> client: {"included": bool, "aborted": reason|null, "final": bool}
     ERROR = 5  # coordinator -> client: {"error": type name, "message": text}; the stream then closes
     FINISHED = 6  # coordinator -> client: the job is over, nothing more will come
+    DECLINE = 7  # client -> coordinator: {"reason": text}; this client sits the announced session out
 
 
 def _reject_constant(name: str) -> float:

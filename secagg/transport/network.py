@@ -30,7 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, SecAggError
-from secagg.protocol.client import ClientSession
+from secagg.protocol.client import ClientSession, ClientState
 from secagg.protocol.config import SecAggConfig
 from secagg.protocol.messages import SESSION_ID_BYTES
 from secagg.protocol.server import ServerSession, ServerState
@@ -42,6 +42,10 @@ __all__ = ["TLSConfig", "Deadlines", "RetryPolicy", "SessionPlan", "CoordinatorT
            "Coordinator", "NetworkClient", "NetworkError", "config_to_header", "config_from_header"]
 
 log = logging.getLogger("secagg.net")
+# HTTP/2 pings every 20 s on idle streams (both sides): a peer whose path died silently is noticed
+# within half a minute, without a deadline on the long-lived stream itself.
+_KEEPALIVE = [("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 10_000),
+              ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0)]
 SERVICE_METHOD = "/secagg.v1.Coordinator/Session"
 _TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "ALREADY_EXISTS", "RESOURCE_EXHAUSTED", "CANCELLED",
               "UNKNOWN", "INTERNAL", "ABORTED")
@@ -191,14 +195,34 @@ class ClientTask(Protocol):
 
     name: str
 
-    def prepare(self, config: SecAggConfig, header: dict, blob: bytes) -> np.ndarray:
-        """This client's input for the session (after local training, for FedAvg)."""
+    def prepare(self, config: SecAggConfig, header: dict, blob: bytes) -> np.ndarray | None:
+        """This client's input for the session (after local training, for FedAvg), or None to sit
+        the session out (e.g. this input was already revealed in a masked form once)."""
+
+    def contributed(self, header: dict) -> None:
+        """This client has sent its masked input in the session announced by ``header``."""
 
     def session_ended(self, header: dict) -> None:
         """The coordinator closed the session (header: included, aborted, final)."""
 
 
 # ----------------------------------------------------------------------------- coordinator
+
+MAX_IN_FLIGHT = 8  # unprocessed messages one client may have queued before it is cut off
+_ROUND_ORDER = [ServerState.ADVERTISE_KEYS, ServerState.SHARE_KEYS, ServerState.MASKED_INPUT,
+                ServerState.CONSISTENCY_CHECK, ServerState.UNMASKING]
+_ROUND_OF_MESSAGE = {1: ServerState.ADVERTISE_KEYS, 3: ServerState.SHARE_KEYS, 5: ServerState.MASKED_INPUT,
+                     7: ServerState.CONSISTENCY_CHECK, 9: ServerState.UNMASKING}  # by MessageType value
+
+
+def _is_late(blob: bytes, state: ServerState) -> bool:
+    """A well-framed client message for a round that has already closed (a slow client, not a
+    cheat: it is dropped silently instead of expelling the sender)."""
+    if len(blob) < 6 or blob[:4] != b"SAGG" or state not in _ROUND_ORDER:
+        return False
+    round_of_message = _ROUND_OF_MESSAGE.get(blob[5])
+    return round_of_message is not None and _ROUND_ORDER.index(round_of_message) < _ROUND_ORDER.index(state)
+
 
 class _Peer:
     """One connected client stream."""
@@ -208,6 +232,9 @@ class _Peer:
         self.outbox: queue.Queue = queue.Queue()
         self.session: int | None = None  # index of the session it received
         self.closed = threading.Event()
+        self.expelled = False  # whatever it still sends is ignored
+        self.in_flight = 0  # messages queued for the driver and not yet handled
+        self.lock = threading.Lock()
 
     def send(self, envelope: Envelope) -> None:
         if not self.closed.is_set():
@@ -227,6 +254,8 @@ class _Run:
     members: set[int] = field(default_factory=set)  # clients that received the SESSION envelope
     gone: set[int] = field(default_factory=set)  # members whose stream ended or who were expelled
     expelled: set[int] = field(default_factory=set)
+    declined: set[int] = field(default_factory=set)  # connected, but sitting this session out
+    advertised: set[int] = field(default_factory=set)  # clients whose keys the server accepted
     last_activity: float = field(default_factory=time.monotonic)  # last join or message (first round)
 
 
@@ -271,7 +300,8 @@ class Coordinator:
             handlers=[grpc.method_handlers_generic_handler("secagg.v1.Coordinator", {
                 "Session": grpc.stream_stream_rpc_method_handler(self._stream)})],
             options=[("grpc.max_receive_message_length", self.max_message_bytes),
-                     ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)],
+                     ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0), *_KEEPALIVE,
+                     ("grpc.http2.min_ping_interval_without_data_ms", 5_000)],
             maximum_concurrent_rpcs=num_clients + 4)
         if tls.insecure:
             self.port = self._server.add_insecure_port(address)
@@ -327,9 +357,13 @@ class Coordinator:
             if self._finished:
                 peer.send(Envelope(Kind.FINISHED))
                 peer.close()
-            elif self._accepting and self._run is not None:
+            elif self._accepting and self._run is not None and client not in self._run.advertised:
+                # (a client whose keys were already accepted and that reconnects has lost its
+                # session state: it sits this session out instead of advertising twice)
                 peer.session = self._run.index
                 self._run.members.add(client)
+                self._run.gone.discard(client)
+                self._run.declined.discard(client)
                 self._run.last_activity = time.monotonic()
                 peer.send(self._run.session_envelope)
         log.info("client %d connected", client)
@@ -348,7 +382,19 @@ class Coordinator:
     def _read(self, peer: _Peer, request_iterator) -> None:
         try:
             for raw in request_iterator:
-                self._events.put(("message", peer, raw))
+                if peer.expelled or peer.closed.is_set():
+                    break
+                with peer.lock:
+                    peer.in_flight += 1
+                    flooding = peer.in_flight > MAX_IN_FLIGHT
+                if flooding:  # bounded memory: nobody may queue more than a few messages
+                    peer.expelled = True
+                    log.warning("client %d expelled: more than %d messages in flight", peer.client_id,
+                                MAX_IN_FLIGHT)
+                    peer.send(Envelope(Kind.ERROR, {"error": "ProtocolViolation",
+                                                    "message": "too many messages in flight"}))
+                    break
+                self._events.put(("message", peer, raw, peer.session))
         except Exception:  # noqa: BLE001 - the stream broke: the client is gone
             pass
         self._gone(peer)
@@ -360,7 +406,7 @@ class Coordinator:
             peer.close()
             if self._peers.get(peer.client_id) is peer:
                 del self._peers[peer.client_id]
-        self._events.put(("gone", peer, None))
+        self._events.put(("gone", peer, None, peer.session))
 
     # ---------------------------------------------------------------- driver (one thread)
 
@@ -394,6 +440,7 @@ class Coordinator:
         self._stopping.set()
 
     def _expel(self, run: _Run, peer: _Peer, exc: Exception) -> None:
+        peer.expelled = True
         log.warning("client %d expelled: %s: %s", peer.client_id, type(exc).__name__, exc)
         peer.send(Envelope(Kind.ERROR, {"error": type(exc).__name__, "message": str(exc)[:500]}))
         run.gone.add(peer.client_id)
@@ -431,9 +478,12 @@ class Coordinator:
         # Events from the previous session's streams are stale now.
         while True:
             try:
-                self._events.get_nowait()
+                kind, peer, _, _ = self._events.get_nowait()
             except queue.Empty:
                 break
+            if kind == "message":
+                with peer.lock:
+                    peer.in_flight -= 1
         with self._lock:
             self._run, self._accepting = run, True
             for peer in self._peers.values():
@@ -453,7 +503,8 @@ class Coordinator:
                 reason = None
                 if now >= deadline:
                     reason = "its deadline"
-                elif server.pending_clients <= (run.expelled if state is ServerState.ADVERTISE_KEYS else run.gone):
+                elif server.pending_clients <= (run.expelled | run.declined if state is ServerState.ADVERTISE_KEYS
+                                                else run.gone):
                     reason = "disconnects of every pending client"
                 elif state is ServerState.ADVERTISE_KEYS and run.index > 0 and self._quorum_settled(run, server, now):
                     reason = "every connected client having answered"
@@ -468,20 +519,45 @@ class Coordinator:
                         deadline = time.monotonic() + self.deadlines.for_round(server.state)
                     continue
                 try:
-                    kind, peer, raw = self._events.get(timeout=min(0.25, deadline - now))
+                    kind, peer, raw, tagged = self._events.get(timeout=min(0.25, deadline - now))
                 except queue.Empty:
                     continue
-                if peer.session != run.index:
-                    continue
                 if kind == "gone":
-                    run.gone.add(peer.client_id)
+                    with self._lock:
+                        current = self._peers.get(peer.client_id)
+                    # a stale event from a stream the client has since replaced says nothing
+                    if tagged == run.index and (current is None or current is peer or current.session != run.index):
+                        run.gone.add(peer.client_id)
                     continue
+                with peer.lock:
+                    peer.in_flight -= 1
+                if peer.expelled:
+                    continue
+                if tagged is None:  # connected but in no session: it has nothing to say
+                    self._expel(run, peer, ProtocolViolation("sent a message outside any session",
+                                                             party=peer.client_id))
+                    continue
+                if tagged != run.index:
+                    continue  # a late reply to an earlier session
                 run.last_activity = time.monotonic()
                 try:
                     envelope = decode_envelope(raw)
+                    if envelope.kind is Kind.DECLINE and state is ServerState.ADVERTISE_KEYS:
+                        log.info("client %d sits session %d out: %s", peer.client_id, run.index,
+                                 str(envelope.header.get("reason"))[:200])
+                        run.declined.add(peer.client_id)
+                        with self._lock:
+                            peer.session = None
+                        continue
                     if envelope.kind is not Kind.PROTOCOL:
                         raise MalformedMessage(f"clients send PROTOCOL envelopes, got {envelope.kind.name}")
+                    if _is_late(envelope.blob, state):
+                        log.debug("late %s message from client %d dropped", state.value, peer.client_id)
+                        continue
                     outbox = server.receive(peer.client_id, envelope.blob)
+                    if state is ServerState.ADVERTISE_KEYS:
+                        with self._lock:
+                            run.advertised.add(peer.client_id)
                 except ProtocolViolation as exc:  # MalformedMessage included: the session is unchanged
                     self._expel(run, peer, exc)
                     continue
@@ -528,12 +604,14 @@ class ClientPolicy:
     """What a client accepts from a coordinator (the privacy-relevant parameters it agreed to).
 
     ``min_threshold`` None means a majority of the share holders: a coordinator cannot lower t so
-    that a minority of holders (plus itself) could unmask an input.
+    that a minority of holders (plus itself) could unmask an input. ``min_neighbors`` None means
+    the complete graph only; an int k allows SecAgg+ graphs of at least k neighbours (otherwise a
+    coordinator could shrink the holders, and so the threshold, to one or two).
     """
 
     num_clients: int | None = None
     min_threshold: int | None = None
-    allow_sparse: bool = True
+    min_neighbors: int | None = None
     require_malicious: bool = False  # refuse sessions without signatures and the consistency check
 
     def check(self, config: SecAggConfig) -> None:
@@ -547,9 +625,11 @@ class ClientPolicy:
         if config.threshold < minimum:
             raise ProtocolViolation(f"coordinator asks for threshold {config.threshold}, below the agreed "
                                     f"minimum {minimum}", party="server")
-        if config.is_sparse and not self.allow_sparse:
-            raise ProtocolViolation("coordinator asks for a SecAgg+ graph, this client requires the complete graph",
-                                    party="server")
+        if config.is_sparse and (self.min_neighbors is None or config.neighbors < self.min_neighbors):
+            raise ProtocolViolation(
+                f"coordinator asks for a SecAgg+ graph of {config.neighbors} neighbours; this client accepts "
+                + ("the complete graph only" if self.min_neighbors is None else f"at least {self.min_neighbors}"),
+                party="server")
 
 
 class NetworkClient:
@@ -562,23 +642,22 @@ class NetworkClient:
 
     def __init__(self, target: str, client_id: int, task: ClientTask, *, tls: TLSConfig,
                  policy: ClientPolicy = ClientPolicy(), retry: RetryPolicy = RetryPolicy(),
-                 max_message_bytes: int = 256 * 2**20, session_timeout: float = 3600.0,
-                 identity=None, verify_keys: Mapping[int, bytes] | None = None) -> None:
+                 max_message_bytes: int = 256 * 2**20, identity=None, verify_keys: Mapping[int, bytes] | None = None) -> None:
         if isinstance(client_id, bool) or not isinstance(client_id, int) or client_id < 0:
             raise ParameterError(f"client_id must be a non-negative int, got {client_id!r}")
         self.target, self.client_id, self.task, self.tls = target, client_id, task, tls
         self.policy, self.retry = policy, retry
-        self.max_message_bytes, self.session_timeout = int(max_message_bytes), float(session_timeout)
+        self.max_message_bytes = int(max_message_bytes)
         self.sessions = {"completed": 0, "included": 0, "aborted": 0, "refused": 0}
         self.identity, self.verify_keys = identity, verify_keys
         self._last_contact = 0.0
         if identity is not None and not policy.require_malicious:
-            self.policy = ClientPolicy(policy.num_clients, policy.min_threshold, policy.allow_sparse, True)
+            self.policy = ClientPolicy(policy.num_clients, policy.min_threshold, policy.min_neighbors, True)
 
     def _channel(self):
         grpc = _grpc()
         options = [("grpc.max_receive_message_length", self.max_message_bytes),
-                   ("grpc.max_send_message_length", -1)]
+                   ("grpc.max_send_message_length", -1), *_KEEPALIVE]
         if self.tls.server_name:
             options.append(("grpc.ssl_target_name_override", self.tls.server_name))
         if self.tls.insecure:
@@ -594,13 +673,12 @@ class NetworkClient:
         with self._channel() as channel:
             call = channel.stream_stream(SERVICE_METHOD)
             while True:
+                sessions_before = self.sessions["completed"] + self.sessions["aborted"]
                 try:
                     outcome = self._one_stream(call)
                 except grpc.RpcError as exc:
                     code = exc.code()
                     last_progress = max(last_progress, self._last_contact)
-                    if code.name == "DEADLINE_EXCEEDED":
-                        last_progress = time.monotonic()  # connected for a whole session_timeout
                     if code.name not in _TRANSIENT:
                         raise NetworkError(f"coordinator refused client {self.client_id}: {code.name}: "
                                            f"{exc.details()}") from None
@@ -612,9 +690,14 @@ class NetworkClient:
                     time.sleep(delay * secrets.SystemRandom().uniform(0.5, 1.0))  # jitter
                     delay = min(delay * self.retry.multiplier, self.retry.maximum)
                     continue
-                delay, last_progress = self.retry.initial, time.monotonic()
+                last_progress = time.monotonic()
                 if outcome == "finished":
                     return dict(self.sessions)
+                if self.sessions["completed"] + self.sessions["aborted"] > sessions_before:
+                    delay = self.retry.initial
+                # expelled: come back, but not in a tight loop
+                time.sleep(delay * secrets.SystemRandom().uniform(0.5, 1.0))
+                delay = min(delay * self.retry.multiplier, self.retry.maximum)
 
     def _one_stream(self, call) -> str:
         """One stream: HELLO, then sessions until the job is finished ("finished") or the
@@ -629,8 +712,10 @@ class NetworkClient:
                     return
                 yield item
 
-        responses = call(outgoing(), timeout=self.session_timeout)
+        responses = call(outgoing())  # no deadline: the stream lives across sessions; keepalive pings
         session: ClientSession | None = None
+        announced: dict = {}
+        contributed = False
         try:
             for raw in responses:
                 self._last_contact = time.monotonic()
@@ -642,7 +727,13 @@ class NetworkClient:
                     config = config_from_header(envelope.header)
                     self.policy.check(config)
                     session_id = _session_id(field_of(envelope.header, "session_id", str))
+                    announced, contributed = envelope.header, False
                     vector = self.task.prepare(config, envelope.header, envelope.blob)
+                    if vector is None:
+                        session = None
+                        requests.put(Envelope(Kind.DECLINE, {"reason": "this client's input is already in an "
+                                                             "earlier sum"}).encode())
+                        continue
                     session = ClientSession(config, self.client_id, session_id, vector,
                                             identity=self.identity if config.malicious else None,
                                             verify_keys=self.verify_keys if config.malicious else None)
@@ -657,6 +748,10 @@ class NetworkClient:
                         continue
                     if reply is not None:
                         requests.put(Envelope(Kind.PROTOCOL, blob=reply).encode())
+                    if not contributed and session.state in (ClientState.AWAIT_CONSISTENCY_REQUEST,
+                                                             ClientState.AWAIT_UNMASK_REQUEST, ClientState.DONE):
+                        contributed = True  # the masked input is out: never again for the same input
+                        self.task.contributed(announced)
                 elif envelope.kind is Kind.SESSION_END:
                     self.sessions["completed" if not envelope.header.get("aborted") else "aborted"] += 1
                     self.sessions["included"] += bool(envelope.header.get("included"))

@@ -88,20 +88,32 @@ class SumTask:
 
 
 class SumClient:
-    """Client: contributes one vector of integers in [0, 2**modulus_bits)."""
+    """Client: contributes one vector of integers in [0, 2**modulus_bits), to one sum only.
+
+    Once its masked input has gone out, it sits later sessions out: two sums over different client
+    sets that both contain the same vector would let the coordinator subtract them. ``repeat=True``
+    lifts this for measurements on synthetic data (``secagg join --repeat``), never for real data.
+    """
 
     name = "sum"
 
-    def __init__(self, vector: np.ndarray) -> None:
+    def __init__(self, vector: np.ndarray, *, repeat: bool = False) -> None:
         self.vector = np.asarray(vector)
         if self.vector.ndim != 1 or not np.issubdtype(self.vector.dtype, np.integer):
             raise ParameterError("the client's vector must be a 1-D integer array")
+        self.repeat = bool(repeat)
+        self.spent = False
 
     def prepare(self, config, header, blob):
+        if self.spent and not self.repeat:
+            return None
         if self.vector.size != config.vector_length:
-            raise ParameterError(f"the coordinator sums vectors of length {config.vector_length}, this client "
-                                 f"holds {self.vector.size}")
+            raise ProtocolViolation(f"the coordinator sums vectors of length {config.vector_length}, this client "
+                                    f"holds {self.vector.size}", party="server")
         return config.ring.element(self.vector, length=config.vector_length, name="vector")
+
+    def contributed(self, header):
+        self.spent = True
 
     def session_ended(self, header):
         pass
@@ -193,13 +205,23 @@ class FedAvgTask:
         state_file = self.state_dir / "fedavg_state.json"  # type: ignore[operator]
         if not state_file.exists():
             return
-        state = json.loads(state_file.read_text())
-        if state.get("fingerprint") != self.fingerprint:
+        try:
+            state = json.loads(state_file.read_text())
+            fingerprint, model_name, history = state["fingerprint"], state["model"], list(state["history"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ParameterError(f"{state_file} is not a readable FedAvg state: {exc}") from None
+        if fingerprint != self.fingerprint:
             raise ParameterError(f"{state_file} belongs to another job (different settings, model size or clients); "
                                  "use a fresh --state-dir")
-        vector = np.load(self.state_dir / state["model"], allow_pickle=False)  # type: ignore[operator]
+        if not (isinstance(model_name, str) and model_name.startswith("model-") and model_name.endswith(".npy")
+                and "/" not in model_name and "\\" not in model_name):
+            raise ParameterError(f"{state_file} names an unexpected model file {model_name!r}")
+        try:
+            vector = np.load(self.state_dir / model_name, allow_pickle=False)  # type: ignore[operator]
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"cannot read the saved model {model_name}: {exc}") from None
         self.server = FedAvgServer(unflatten(vector, self.template), self.settings.server_learning_rate)
-        self.history = list(state["history"])
+        self.history = history
         log.info("resuming FedAvg after round %d of %d from %s", len(self.history), self.settings.rounds,
                  self.state_dir)
 
@@ -232,6 +254,10 @@ class FedAvgTask:
         started = time.perf_counter()
         if aggregate is not None:
             weighted_sum, total_weight = self.encoder.decode_sum(aggregate)
+            if not 0 < total_weight <= len(survivors) * self.settings.max_weight:
+                # masked inputs cannot be range-checked: a client that wrapped its weight shows here
+                aborted, aggregate = f"implausible total weight {total_weight} for {len(survivors)} clients", None
+        if aggregate is not None:
             result = AggregateResult(weighted_sum, float(total_weight), tuple(survivors),
                                      tuple(sorted(set(range(self.num_clients)) - set(survivors))), seconds,
                                      error_bound=self.encoder.error_bound(len(survivors)))
@@ -267,11 +293,19 @@ class FedAvgClient:
         self.template = model.get_weights()
         self.rng = np.random.default_rng(seed)
         self.rounds_trained = 0
+        self.contributed_rounds: set[int] = set()
+
+    def contributed(self, header):
+        self.contributed_rounds.add(header.get("round"))
 
     def prepare(self, config, header, blob):
         from secagg.transport.envelope import Envelope, Kind
 
         training = field_of(header, "training", dict)
+        if field_of(header, "round", int) in self.contributed_rounds:
+            # a rerun of a round this client already sent its masked update for (e.g. after a
+            # coordinator restart): a second sum over other clients would expose a difference
+            return None
         try:
             epochs = field_of(training, "local_epochs", int)
             batch_size = field_of(training, "batch_size", int)
@@ -292,6 +326,9 @@ class FedAvgClient:
         if encoder.modulus_bits != config.modulus_bits:
             raise ProtocolViolation(f"ring Z_2^{config.modulus_bits} does not match the announced encoding "
                                     f"(needs {encoder.modulus_bits} bits)", party="server")
+        if not (1 <= epochs <= 10_000 and 1 <= batch_size and learning_rate > 0 and proximal_mu >= 0):
+            raise ProtocolViolation(f"coordinator asks for implausible training parameters: epochs {epochs}, batch "
+                                    f"size {batch_size}, learning rate {learning_rate}, mu {proximal_mu}", party="server")
         self.model.set_weights(unflatten(global_vector, self.template))
         self.model.train(self.X, self.y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                          proximal_mu=proximal_mu, rng=self.rng)

@@ -258,12 +258,12 @@ def test_client_refuses_a_coordinator_that_lowers_the_threshold():
     assert isinstance(job.outcomes[0], ProtocolViolation) and "threshold 1" in str(job.outcomes[0])
 
 
-def test_wrong_vector_length_is_a_parameter_error_on_the_client():
+def test_a_coordinator_asking_for_another_vector_length_is_refused():
     task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
     job = Job(task, 3, deadlines=Deadlines(advertise_keys=1.0)).start()
     job.client(0, SumClient(np.zeros(11, dtype=np.uint32)))
     job.join()
-    assert isinstance(job.outcomes[0], ParameterError)
+    assert isinstance(job.outcomes[0], ProtocolViolation) and "length 10" in str(job.outcomes[0])
 
 
 def test_fedavg_rounds_over_the_network_match_the_plaintext_weighted_average(tmp_path):
@@ -290,6 +290,13 @@ def test_fedavg_rounds_over_the_network_match_the_plaintext_weighted_average(tmp
     assert again.next_session() is None and np.array_equal(again.server.vector, task.server.vector)
     with pytest.raises(ParameterError, match="another job"):
         FedAvgTask(LogisticRegression(banks[0].X_train.shape[1]), 3, FedAvgSettings(rounds=5), state_dir=tmp_path)
+    state = tmp_path / "fedavg_state.json"
+    for corrupt in ("{not json", '{"fingerprint": "%s", "model": "../../etc/passwd", "history": []}' % task.fingerprint):
+        state.write_text(corrupt)
+        with pytest.raises(ParameterError):
+            FedAvgTask(LogisticRegression(banks[0].X_train.shape[1]), 3, settings, state_dir=tmp_path)
+    # a rerun of a round a client already sent its masked update for is declined
+    assert clients[0].prepare(task.config, {"round": 1, "training": settings.announced()}, b"") is None
 
 
 def test_malicious_server_mode_over_the_network(pki):
@@ -361,8 +368,8 @@ def test_a_client_gone_for_good_does_not_hold_later_sessions_for_the_join_window
               join_grace=0.3).start()
     inputs = vectors(4, 30, seed=8)
     for i in range(3):
-        job.client(i, SumClient(inputs[i]))
-    job.client(3, LeavesAfterFirstSession(inputs[3]))
+        job.client(i, SumClient(inputs[i], repeat=True))
+    job.client(3, LeavesAfterFirstSession(inputs[3], repeat=True))
     job.join(timeout=60)  # would wait the 120 s join window without the quorum rule
     assert [r["survivors"] for r in task.results] == [[0, 1, 2, 3], [0, 1, 2]]
     assert np.array_equal(task.aggregate, config.ring.sum([config.ring.element(inputs[i]) for i in range(3)]))
@@ -408,3 +415,39 @@ def test_client_refuses_a_broken_or_hostile_coordinator_with_typed_errors(reply,
         assert info.value.party == "server" or isinstance(info.value, MalformedMessage)
     finally:
         server.stop(0)
+
+
+def test_a_client_contributes_its_vector_to_one_sum_only():
+    # Two sums over different client sets that both contain a vector would let the coordinator
+    # subtract them; without --repeat every client sits the second session out.
+    config = SecAggConfig(num_clients=3, threshold=2, vector_length=20)
+    task = SumTask(config, sessions=2)
+    job = Job(task, 3, deadlines=Deadlines(advertise_keys=30, share_keys=20, masked_input=20, unmasking=20)).start()
+    inputs = vectors(3, 20, seed=9)
+    for i in range(3):
+        job.client(i, SumClient(inputs[i]))
+    job.join(timeout=40)  # the declines close the second session's first round at once
+    assert task.results[0]["survivors"] == [0, 1, 2]
+    assert task.results[1]["aborted"] and task.results[1]["survivors"] == []
+
+
+def test_policy_refuses_shrunken_neighbour_graphs():
+    policy = ClientPolicy(num_clients=100)
+    with pytest.raises(ProtocolViolation, match="complete graph only"):
+        policy.check(SecAggConfig(num_clients=100, threshold=2, vector_length=4, neighbors=2))
+    sparse_ok = ClientPolicy(num_clients=100, min_neighbors=40)
+    with pytest.raises(ProtocolViolation, match="at least 40"):
+        sparse_ok.check(SecAggConfig(num_clients=100, threshold=2, vector_length=4, neighbors=2))
+    sparse_ok.check(SecAggConfig(num_clients=100, threshold=30, vector_length=4, neighbors=50))
+    with pytest.raises(ProtocolViolation, match="threshold 20"):
+        sparse_ok.check(SecAggConfig(num_clients=100, threshold=20, vector_length=4, neighbors=50))
+
+
+def test_late_messages_are_recognised_by_round():
+    from secagg.protocol.server import ServerState
+    from secagg.transport.network import _is_late
+
+    masked_input = b"SAGG\x01\x05" + bytes(30)
+    assert _is_late(masked_input, ServerState.UNMASKING)
+    assert not _is_late(masked_input, ServerState.MASKED_INPUT)
+    assert not _is_late(b"garbage", ServerState.UNMASKING)
