@@ -46,6 +46,9 @@ class ThresholdPublicKey:
     threshold: int
     parties: int
     delta: int = field(repr=False)
+    # h^N mod N^2 for h = -x^2 mod N (Damgard-Jurik-Nielsen): obfuscators become h_N^a for a short
+    # random a (see secagg.paillier.vector); None for the textbook r^N with r uniform in Z*_N.
+    obfuscation_base: int | None = field(default=None, repr=False)
 
     @property
     def nsquare(self) -> int:
@@ -102,11 +105,14 @@ def safe_prime(bits: int) -> int:
 
 
 def generate_threshold_keypair(parties: int, threshold: int, key_bits: int = 2048, *,
-                               primes: tuple[int, int] | None = None) -> tuple[ThresholdPublicKey, list[KeyShare]]:
+                               primes: tuple[int, int] | None = None,
+                               short_exponent: bool = True) -> tuple[ThresholdPublicKey, list[KeyShare]]:
     """Trusted-dealer setup: a Paillier key whose decryption needs ``threshold`` of ``parties``.
 
     ``primes`` (two safe primes) replaces prime generation for known-answer tests. The dealer must
-    erase ``p``, ``q`` and ``d`` afterwards; nothing here keeps them.
+    erase ``p``, ``q`` and ``d`` afterwards; nothing here keeps them. ``short_exponent`` publishes
+    the Damgard-Jurik-Nielsen base ``h^N mod N^2`` (``h = -x^2 mod N``, ``x`` random) so that
+    encryption can use short exponents and fixed-base tables (docs/paillier.md, "Encryption").
     """
     gmpy2 = _gmpy2()
     if isinstance(parties, bool) or not isinstance(parties, int) or parties < 1:
@@ -134,7 +140,14 @@ def generate_threshold_keypair(parties: int, threshold: int, key_bits: int = 204
     modulus = n * m
     d = m * int(gmpy2.invert(m, n)) % modulus  # d = 0 mod m, d = 1 mod N
     coefficients = [d] + [secrets.randbelow(modulus) for _ in range(threshold - 1)]
-    public = ThresholdPublicKey(n, threshold, parties, math.factorial(parties))
+    base = None
+    if short_exponent:
+        while True:
+            x = secrets.randbelow(n - 2) + 2
+            if math.gcd(x, n) == 1:
+                break
+        base = int(gmpy2.powmod((-x * x) % n, n, n * n))
+    public = ThresholdPublicKey(n, threshold, parties, math.factorial(parties), base)
     shares = []
     for i in range(1, parties + 1):
         value = 0

@@ -1,9 +1,19 @@
 """Encrypting and adding whole vectors of packed plaintexts under a Paillier public key.
 
-Encryption is ``(1 + N m) * r^N mod N^2`` (g = N + 1, as in python-paillier). The expensive part,
-the obfuscator ``r^N mod N^2``, does not depend on the message: :func:`precompute_obfuscators`
-computes a pool ahead of time (e.g. while the model trains), and :func:`encrypt_packed` then costs
-one modular multiplication per ciphertext. Each obfuscator must be used once.
+Encryption is ``(1 + N m) * rho mod N^2`` (g = N + 1, as in python-paillier) with an obfuscator
+``rho`` that does not depend on the message:
+
+* keys with an ``obfuscation_base`` (the default of :func:`generate_threshold_keypair`):
+  ``rho = h_N^a mod N^2`` for a fresh uniform ``a`` of ``ceil(k/2)`` bits (k = key bits), the
+  faster-encryption variant of Damgard, Jurik and Nielsen. ``h_N = (-x^2)^N`` is fixed per key, so
+  a table of ``h_N^(d 2^(8j))`` (a few MiB, built once per key and process) turns each obfuscator
+  into ``ceil(k/16)`` modular multiplications instead of a full-length exponentiation;
+* otherwise the textbook ``rho = r^N mod N^2`` for uniform ``r`` in Z*_N.
+
+Either way ``rho`` is an N-th residue ``(h^a)^N`` or ``r^N``, so ciphertexts are ordinary Paillier
+ciphertexts: adding and threshold decryption are unchanged. :func:`precompute_obfuscators` can
+fill a pool ahead of time (e.g. while the model trains); :func:`encrypt_packed` then costs one
+modular multiplication per ciphertext. Each obfuscator must be used once.
 """
 
 from __future__ import annotations
@@ -18,10 +28,57 @@ from secagg.paillier.threshold import ThresholdPublicKey
 __all__ = ["precompute_obfuscators", "encrypt_packed", "add_ciphertexts"]
 
 
+_WINDOW = 8
+_TABLES: dict[tuple[int, int], list[list]] = {}  # (N, base) -> fixed-base table, one key at a time
+
+
+def _fixed_base_table(key: ThresholdPublicKey) -> list[list]:
+    """``table[j][d] = base^(d * 2^(8j)) mod N^2`` for the windows of a ceil(k/2)-bit exponent."""
+    gmpy2 = _gmpy2()
+    cache_key = (key.n, key.obfuscation_base)
+    table = _TABLES.get(cache_key)
+    if table is None:
+        nsquare = gmpy2.mpz(key.nsquare)
+        power = gmpy2.mpz(key.obfuscation_base)
+        table = []
+        for _ in range(-(-short_exponent_bits(key) // _WINDOW)):
+            row = [gmpy2.mpz(1), power]
+            for _ in range(2, 1 << _WINDOW):
+                row.append(row[-1] * power % nsquare)
+            table.append(row)
+            power = row[-1] * power % nsquare  # base^(2^(8(j+1)))
+        _TABLES.clear()
+        _TABLES[cache_key] = table
+    return table
+
+
+def fixed_base_power(key: ThresholdPublicKey, exponent: int) -> int:
+    """``obfuscation_base^exponent mod N^2`` for ``0 <= exponent < 2^ceil(k/2)``, from the table."""
+    gmpy2 = _gmpy2()
+    if not 0 <= exponent < 1 << short_exponent_bits(key):
+        raise ParameterError("exponent outside the short-exponent range")
+    nsquare, mask = gmpy2.mpz(key.nsquare), (1 << _WINDOW) - 1
+    result = gmpy2.mpz(1)
+    for row in _fixed_base_table(key):
+        digit = exponent & mask
+        if digit:
+            result = result * row[digit] % nsquare
+        exponent >>= _WINDOW
+    return int(result)
+
+
+def short_exponent_bits(key: ThresholdPublicKey) -> int:
+    """Length of the random exponent ``a`` of a short-exponent obfuscator: ceil(k/2)."""
+    return -(-key.key_bits // 2)
+
+
 def precompute_obfuscators(key: ThresholdPublicKey, count: int) -> list[int]:
-    """``count`` fresh values ``r^N mod N^2`` for uniform ``r`` in Z*_N."""
+    """``count`` fresh obfuscators: ``h_N^a`` (short exponent) or ``r^N`` (textbook), mod N^2."""
     gmpy2 = _gmpy2()
     n, nsquare = gmpy2.mpz(key.n), gmpy2.mpz(key.nsquare)
+    if key.obfuscation_base is not None:
+        bits = short_exponent_bits(key)
+        return [fixed_base_power(key, secrets.randbits(bits)) for _ in range(count)]
     out = []
     while len(out) < count:
         r = gmpy2.mpz(secrets.randbelow(key.n - 1) + 1)

@@ -136,3 +136,34 @@ def test_a_shifted_partial_decryption_is_caught_by_the_cross_check():
         combine_partial_decryptions(public, forged)
     # with exactly t parties the shift would go unnoticed: why the aggregator asks t + 1 when it can
     assert combine_partial_decryptions(public, forged[:3]) != [1000]
+
+
+def test_short_exponent_obfuscators_are_n_th_residues_from_the_fixed_base_table():
+    from secagg.paillier.vector import fixed_base_power, short_exponent_bits
+
+    p, q = safe_prime(192), safe_prime(192)
+    while q == p:
+        q = safe_prime(192)
+    public, shares = generate_threshold_keypair(3, 2, primes=(p, q))
+    n, nsq = public.n, public.nsquare
+    base = public.obfuscation_base
+    # the base is h^N for h = -x^2: an N-th residue, which the private key maps to 1 (encrypts 0)
+    private = phe.paillier.PaillierPrivateKey(public.phe_key, p, q)
+    assert private.raw_decrypt(base) == 0
+    rng = np.random.default_rng(0)
+    for bits in (1, 7, 8, 9, 100, short_exponent_bits(public)):
+        a = int.from_bytes(rng.bytes(128), "little") % (1 << bits)
+        assert fixed_base_power(public, a) == pow(base, a, nsq)
+    with pytest.raises(ParameterError):
+        fixed_base_power(public, 1 << short_exponent_bits(public))
+    # encryptions with short-exponent obfuscators decrypt (threshold and ordinary) like any other
+    c = encrypt_packed(public, [7, 0, n - 1])
+    assert [private.raw_decrypt(x) for x in c] == [7, 0, n - 1]
+    assert combine_partial_decryptions(public, [partial_decrypt(s, c) for s in shares[:2]]) == [7, 0, n - 1]
+
+
+def test_textbook_obfuscators_remain_available():
+    public, shares = generate_threshold_keypair(3, 2, primes=(P, Q), short_exponent=False)
+    assert public.obfuscation_base is None
+    c = encrypt_packed(public, [11, 12])
+    assert combine_partial_decryptions(public, [partial_decrypt(s, c) for s in shares[1:]]) == [11, 12]
