@@ -1,7 +1,7 @@
 """Cross-device with client-level differential privacy: 1,000 phones, SecAgg+, discrete Gaussian shares.
 
-scikit-learn's 8x8 digits are split over 1,000 clients (one or two images each). Every round about
-100 clients are Poisson-sampled; each trains locally, clips its update to L2 norm 1, rotates and
+scikit-learn's 8x8 digits are split over 1,000 clients (one or two images each). Every round a
+fixed-size cohort of 100 clients is drawn without replacement from a CSPRNG; each trains locally, clips its update to L2 norm 1, rotates and
 rounds it onto an integer grid and adds its share of discrete Gaussian noise before secure
 aggregation (a sparse SecAgg+ graph). The noise is calibrated with dp-accounting so the whole run
 is (epsilon, 1e-5)-DP for every client, and holds with up to 5% of a round's clients dropping out.

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from secagg.errors import ParameterError
 
-__all__ = ["DPConfig", "LEVELS", "MECHANISMS"]
+__all__ = ["DPConfig", "LEVELS", "MECHANISMS", "tolerated_dropouts"]
 
 LEVELS = ("client", "record")
 MECHANISMS = ("dgauss", "skellam")
@@ -17,17 +19,39 @@ def _number(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def _count(value: object) -> bool:
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer))
+
+
+def tolerated_dropouts(fraction: float, parties: int) -> int:
+    """How many of ``parties`` a dropout ``fraction`` stands for: ``floor(fraction * parties)``.
+
+    The one rounding rule for both sides of the dropout budget: the trainer drops this many
+    simulated parties and :meth:`DPConfig.min_shares` tolerates this many, so a ``dropout`` equal
+    to ``dropout_tolerance`` can never lose a round. The product is rounded to 9 decimals first, so
+    ``0.29 * 100`` (28.999999999999996 in float64) counts as 29.
+    """
+    if not (_number(fraction) and 0 <= fraction < 1):
+        raise ParameterError(f"a dropout fraction must be in [0, 1), got {fraction!r}")
+    if not _count(parties) or parties < 1:
+        raise ParameterError(f"parties must be a positive int, got {parties!r}")
+    return math.floor(round(fraction * int(parties), 9))
+
+
 @dataclass(frozen=True)
 class DPConfig:
     """Differential privacy for :class:`secagg.fedavg.FedAvg`, noise split across the parties.
 
     * ``epsilon`` (target; the noise is calibrated to it over the whole run) or ``noise_multiplier``
-      (noise standard deviation over L2 sensitivity, fixed): exactly one of the two.
+      (noise standard deviation over the L2 bound of one contribution, fixed): exactly one of the two.
     * ``delta``: the delta of the reported (epsilon, delta), in (0, 1).
     * ``level``: ``"client"`` protects a whole client (cross-device: each client's update is clipped
-      to L2 norm ``clip``); ``"record"`` protects one record of an institution (cross-silo: DP-SGD,
-      every record's gradient is clipped to ``clip``, records are Poisson-sampled with
-      ``record_sampling_rate`` and every round is one noisy gradient step of the consortium).
+      to L2 norm ``clip``; every round takes a fixed-size cohort of clients sampled without
+      replacement, and neighbouring datasets replace one client, so the sensitivity of a round's sum
+      is ``2 clip``); ``"record"`` protects one record of an institution (cross-silo: DP-SGD, every
+      record's gradient is clipped to ``clip``, records are Poisson-sampled with
+      ``record_sampling_rate``, neighbours add or remove one record, and every round is one noisy
+      gradient step of the consortium).
     * ``mechanism``: ``"dgauss"`` (discrete Gaussian) or ``"skellam"`` (only without sampling).
     * ``rotation``: randomized Hadamard rotation before rounding (recommended).
     * ``bits``: the integer grid of the sum is ``Z_(2^bits)`` (modular clipping); the granularity is
@@ -80,4 +104,4 @@ class DPConfig:
 
     def min_shares(self, parties: int) -> int:
         """Fewest of ``parties`` whose noise is in the sum when ``dropout_tolerance`` of them vanish."""
-        return max(1, parties - math.floor(self.dropout_tolerance * parties))
+        return max(1, int(parties) - tolerated_dropouts(self.dropout_tolerance, parties))

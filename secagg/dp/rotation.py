@@ -19,14 +19,15 @@ __all__ = ["padded_dimension", "random_signs", "rotate", "unrotate"]
 
 
 def padded_dimension(dimension: int) -> int:
-    """The smallest power of two >= ``dimension``."""
-    if dimension < 1:
-        raise ParameterError(f"dimension must be >= 1, got {dimension}")
+    """The smallest power of two >= ``dimension`` (a positive int)."""
+    if isinstance(dimension, (bool, np.bool_)) or not isinstance(dimension, (int, np.integer)) or dimension < 1:
+        raise ParameterError(f"dimension must be a positive int, got {dimension!r}")
     return 1 << (int(dimension) - 1).bit_length()
 
 
 def random_signs(seed: bytes, dimension: int) -> np.ndarray:
     """``dimension`` signs (+1.0 / -1.0) from the AES-CTR stream of a 32-byte public seed."""
+    padded_dimension(dimension)  # validates: a positive int
     bits = np.unpackbits(np.frombuffer(keystream(seed, (dimension + 7) // 8), dtype=np.uint8), bitorder="little")
     return 1.0 - 2.0 * bits[:dimension].astype(np.float64)
 
@@ -52,9 +53,16 @@ def _as_rows(x: np.ndarray) -> tuple[np.ndarray, bool]:
     return (array[None, :], True) if array.ndim == 1 else (array, False)
 
 
+def _as_signs(signs: np.ndarray) -> np.ndarray:
+    if not isinstance(signs, np.ndarray) or signs.ndim != 1 or signs.size == 0:
+        raise ParameterError(f"signs must be a non-empty 1-D array (from random_signs), got {type(signs).__name__}")
+    return signs
+
+
 def rotate(x: np.ndarray, signs: np.ndarray) -> np.ndarray:
     """``H D x / sqrt(d)`` of a vector or of each row, zero-padded to ``len(signs)`` (a power of two)."""
     rows, single = _as_rows(x)
+    signs = _as_signs(signs)
     d = signs.size
     if d != padded_dimension(d) or rows.shape[1] > d:
         raise ParameterError(f"signs must have a power-of-two length >= {rows.shape[1]}, got {d}")
@@ -67,7 +75,10 @@ def rotate(x: np.ndarray, signs: np.ndarray) -> np.ndarray:
 def unrotate(y: np.ndarray, signs: np.ndarray, dimension: int) -> np.ndarray:
     """Inverse of :func:`rotate`: ``D H y / sqrt(d)``, cut back to the first ``dimension`` coordinates."""
     rows, single = _as_rows(y)
+    signs = _as_signs(signs)
     if rows.shape[1] != signs.size:
         raise ParameterError(f"expected vectors of length {signs.size}, got {rows.shape[1]}")
+    if padded_dimension(dimension) > signs.size:
+        raise ParameterError(f"dimension must be at most {signs.size}, got {dimension}")
     out = (_hadamard(rows) / np.sqrt(signs.size) * signs)[:, :dimension]
     return out[0] if single else out

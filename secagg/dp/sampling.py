@@ -34,9 +34,28 @@ output is an independent exact sample. 100,000 values take a fraction of a secon
 Skellam ``Sk(v)`` is the difference of two independent Poisson(v/2) variables (mean 0, variance
 ``v``); sums of Skellam variables are Skellam. :func:`sample_skellam` draws its Poisson variables
 with Hörmann's transformed rejection (PTRS, 1993) for means of 10 and above and by multiplying
-uniforms below, on uniforms built from 53 CSPRNG bits each. Unlike the discrete Gaussian, this is
-exact only up to float64 arithmetic in the acceptance test (a relative error near 1e-16 in the
-probabilities); this is the one documented approximation of this module.
+uniforms below. Unlike the discrete Gaussian this is exact only up to float64 arithmetic, and the
+error is bounded as follows, not "near 1e-16":
+
+* only the offset ``k - floor(mean)`` of a Poisson value is formed (the two ``floor(mean)`` cancel
+  in the difference), so nothing overflows int64 and no precision is lost to the size of the mean;
+* the acceptance test uses ``log P[k]`` in Loader's (2000) saddle-point form
+  ``-bd0(k, mean) - log(2 pi k)/2 - stirlerr(k)``, with ``bd0`` computed from ``k - mean`` by its
+  series: no cancellation between terms of size ``mean log mean`` (checked against 40-digit
+  arithmetic: absolute error below 1e-13 for means up to 2^49);
+* the proposal ``floor((2a/us + b) u + mean + 0.43)`` is computed in float64 from 64-bit uniforms
+  (``u`` and ``0.5 - |u|`` both from the exact integer, so the tails are resolved finely). What
+  remains is the float64 rounding of that continuous value (a few ulps of ``|k - mean|``, plus
+  ``b ~ 2.5 sqrt(mean)``): it moves the boundaries between consecutive values, so ``P[k]`` is off by
+  a relative error of about ``1e-13 + (|k - mean| + 3 sqrt(mean)) 2^-50``: below 1e-9 for every value
+  within 10 standard deviations when ``v <= 2^30``, below 1e-6 at ``v = 2^50``.
+
+Variances above :data:`SKELLAM_MAX_VARIANCE` (2^50) are refused. The default and recommended noise
+is the exact discrete Gaussian.
+
+:func:`sample_cohort` (a fixed-size uniformly random subset) and :func:`poisson_subsample` (each
+item independently with probability ``rate``) draw the samples that privacy amplification by
+sampling assumes unpredictable, from the same CSPRNG sources.
 
 Randomness: every sampler takes a :class:`~secagg.crypto.randomness.RandomSource`; the default is a
 fresh :class:`AesCtrRandomness` keyed from ``os.urandom``. Seeded sources are for tests only
@@ -61,7 +80,10 @@ __all__ = [
     "discrete_gaussian_reference",
     "sample_discrete_gaussian",
     "sample_skellam",
+    "sample_cohort",
+    "poisson_subsample",
     "as_fraction",
+    "SKELLAM_MAX_VARIANCE",
 ]
 
 _WORD_BYTES = 8
@@ -76,6 +98,8 @@ class AesCtrRandomness:
     """
 
     def __init__(self, key: bytes | None = None) -> None:
+        if key is not None and not isinstance(key, (bytes, bytearray, memoryview)):
+            raise ParameterError(f"key must be 32 bytes, got {type(key).__name__}")
         key = os.urandom(32) if key is None else bytes(key)
         if len(key) != 32:
             raise ParameterError(f"an AES-256 key has 32 bytes, got {len(key)}")
@@ -337,8 +361,10 @@ def sample_discrete_gaussian(sigma2: float | Fraction, size: int, source: Random
 def discrete_gaussian_pmf(sigma2: float, support: np.ndarray) -> np.ndarray:
     """``P[X = k]`` of ``N_Z(0, sigma2)`` for the integers in ``support`` (float64; normalised by a
     sum over +-(12 sigma + 10), beyond which the mass is below 1e-30)."""
-    if not (math.isfinite(sigma2) and sigma2 > 0):
+    if isinstance(sigma2, bool) or not isinstance(sigma2, (int, float, np.integer, np.floating)) or not (
+            math.isfinite(sigma2) and sigma2 > 0):
         raise ParameterError(f"sigma2 must be a finite number > 0, got {sigma2!r}")
+    sigma2 = float(sigma2)
     reach = int(12 * math.sqrt(sigma2)) + 10
     grid = np.arange(-reach, reach + 1, dtype=np.float64)
     normaliser = np.exp(-grid**2 / (2 * sigma2)).sum()
@@ -348,28 +374,85 @@ def discrete_gaussian_pmf(sigma2: float, support: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- Skellam
 
+# Largest Skellam variance sample_skellam accepts: up to it, the probability of every value within
+# ten standard deviations is off by a relative error below about 1e-6 (module docstring).
+SKELLAM_MAX_VARIANCE = 2.0**50
+
+# Proposals further than this many standard deviations (plus a constant) from the mean have a
+# log-probability below -200 and can never pass PTRS's acceptance test (whose left side is above
+# -120 for 64-bit uniforms), so they are rejected before their logarithms are computed.
+_PTRS_REACH_STDDEVS = 40
+
+
 def _uniforms(source: RandomSource, count: int) -> np.ndarray:
     """Uniform floats on [0, 1) with 53 random bits each."""
     return (_words(source, count) >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
-_LOG_FACTORIAL_SMALL = np.array([math.lgamma(k + 1.0) for k in range(10)])
+def _centred_uniforms(source: RandomSource, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``u`` uniform on (-1/2, 1/2) and ``0.5 - |u|``, both from one 64-bit word each.
+
+    Both are computed from the exact integer ``2w - 2^64 + 1`` (odd, so ``u`` is never 0) before the
+    conversion to float, so each carries full float64 relative precision: ``0.5 - |u|`` near 0 (the
+    Poisson tails) and ``u`` near 0 (the mode) are not limited to the 2^-53 grid of a 53-bit uniform.
+    """
+    words = _words(source, count)
+    top = words >= np.uint64(1 << 63)
+    # |2w - 2^64 + 1| = 2w - 2^64 + 1 for the upper half, 2^64 - 1 - 2w below (wrapping uint64 arithmetic)
+    magnitude = np.where(top, (words - np.uint64(1 << 63)) * np.uint64(2) + np.uint64(1),
+                         (np.uint64(1 << 63) - np.uint64(1) - words) * np.uint64(2) + np.uint64(1))
+    gap = np.uint64(0) - magnitude  # 2^64 - |.| in wrapping arithmetic, in [1, 2^64 - 1]
+    u = magnitude.astype(np.float64) * 2.0**-65
+    u = np.where(top, u, -u)
+    us = gap.astype(np.float64) * 2.0**-65
+    return u, us
 
 
-def _log_factorial(k: np.ndarray) -> np.ndarray:
-    """log(k!) for integer-valued float arrays k >= 0 (table below 10, Stirling series above)."""
-    k = np.asarray(k, dtype=np.float64)
-    small = k < 10
-    out = np.empty_like(k)
-    out[small] = _LOG_FACTORIAL_SMALL[k[small].astype(np.int64)]
-    n = k[~small] + 1.0
-    inv, inv2 = 1.0 / n, 1.0 / (n * n)
-    out[~small] = ((n - 0.5) * np.log(n) - n + 0.5 * math.log(2 * math.pi)
-                   + inv * (1 / 12 - inv2 * (1 / 360 - inv2 * (1 / 1260 - inv2 / 1680))))
+_STIRLING_SMALL = 16
+_STIRLERR_TABLE = np.array([0.0] + [math.lgamma(n + 1.0) - 0.5 * math.log(2 * math.pi * n) - n * math.log(n) + n
+                                    for n in range(1, _STIRLING_SMALL)])
+
+
+def _stirlerr(n: np.ndarray) -> np.ndarray:
+    """``log(n!) - (n log n - n + log(2 pi n)/2)`` for integer-valued floats ``n >= 1`` (Loader 2000)."""
+    out = np.empty_like(n)
+    small = n < _STIRLING_SMALL
+    out[small] = _STIRLERR_TABLE[n[small].astype(np.int64)]
+    big = n[~small]
+    inv2 = 1.0 / (big * big)
+    out[~small] = (1 / 12 - inv2 * (1 / 360 - inv2 * (1 / 1260 - inv2 * (1 / 1680 - inv2 / 1188)))) / big
     return out
 
 
-def _poisson(source: RandomSource, mean: float, size: int) -> np.ndarray:
+def _bd0(k: np.ndarray, delta: np.ndarray, mean: float) -> np.ndarray:
+    """``k log(k/mean) + mean - k`` for ``k = mean + delta >= 1``, without cancellation (Loader 2000).
+
+    ``delta`` is passed separately because ``k`` itself may not be representable (for huge means
+    float64 cannot hold ``mean + delta`` exactly; only ``delta`` is needed to full precision).
+    """
+    out = np.empty_like(k)
+    near = np.abs(delta) < 0.1 * (k + mean)
+    kn, dn = k[near], delta[near]
+    v = dn / (kn + mean)
+    total = dn * v
+    term = 2 * kn * v
+    v2 = v * v
+    for j in range(1, 16):  # |v| < 0.1/1.9: each term is below 1e-2.5 of the previous one
+        term = term * v2
+        total = total + term / (2 * j + 1)
+    out[near] = total
+    kf = k[~near]
+    out[~near] = kf * np.log(kf / mean) + mean - kf
+    return out
+
+
+def _poisson_offsets(source: RandomSource, mean: float, size: int) -> np.ndarray:
+    """``size`` Poisson(``mean``) variables minus ``floor(mean)``, as int64.
+
+    Only the offset from ``floor(mean)`` is ever formed, so means far beyond 2^53 (or 2^63) would not
+    overflow; :data:`SKELLAM_MAX_VARIANCE` bounds them for accuracy instead (module docstring).
+    """
+    base = math.floor(mean)
     out = np.zeros(size, dtype=np.int64)
     pending = np.arange(size)
     if mean < 10:
@@ -378,33 +461,45 @@ def _poisson(source: RandomSource, mean: float, size: int) -> np.ndarray:
         product = np.ones(size)
         for _ in range(_MAX_ITERATIONS):
             if pending.size == 0:
-                return out
+                return out - base
             product[pending] *= _uniforms(source, pending.size)
             going = product[pending] > limit
             out[pending[going]] += 1
             pending = pending[going]
         raise RuntimeError("Poisson sampling did not terminate")  # pragma: no cover
-    slam, loglam = math.sqrt(mean), math.log(mean)
+    # Hörmann's PTRS on the offset k - floor(mean): the proposal is floor((2a/us + b) u + mean + 0.43),
+    # written as floor((2a/us + b) u + frac + 0.43) with frac = mean - floor(mean) (exact in float64).
+    frac = mean - base
+    slam = math.sqrt(mean)
     b = 0.931 + 2.53 * slam
     a = -0.059 + 0.02483 * b
-    inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
+    log_inv_alpha = math.log(1.1239 + 1.1328 / (b - 3.4))
     v_r = 0.9277 - 3.6224 / (b - 2)
+    reach = _PTRS_REACH_STDDEVS * slam + _PTRS_REACH_STDDEVS
     for _ in range(_MAX_ITERATIONS):
         if pending.size == 0:
             return out
         m = pending.size
-        u = _uniforms(source, m) - 0.5
+        u, us = _centred_uniforms(source, m)
         v = _uniforms(source, m)
-        us = 0.5 - np.abs(u)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            k = np.floor((2 * a / us + b) * u + mean + 0.43)
-            quick = (us >= 0.07) & (v <= v_r)
-            possible = (k >= 0) & ~((us < 0.013) & (v > us))
-            kk = np.maximum(k, 0)
-            slow = (np.log(v) + math.log(inv_alpha) - np.log(a / (us * us) + b)
-                    <= -mean + kk * loglam - _log_factorial(kk))
-        accept = quick | (possible & slow)
-        out[pending[accept]] = k[accept].astype(np.int64)
+        offset = np.floor((2 * a / us + b) * u + (frac + 0.43))
+        quick = (us >= 0.07) & (v <= v_r)
+        possible = (np.abs(offset) <= reach) & (offset >= -base) & ~((us < 0.013) & (v > us))
+        slow = np.zeros(m, dtype=bool)
+        candidates = np.flatnonzero(possible & ~quick)
+        if candidates.size:
+            off = offset[candidates]
+            delta = off - frac  # k - mean, to full precision
+            k = mean + delta    # only used where its relative precision suffices
+            log_pmf = np.full(candidates.size, -mean)  # k = 0
+            positive = off > -base
+            kp, dp = k[positive], delta[positive]
+            log_pmf[positive] = -_bd0(kp, dp, mean) - 0.5 * np.log(2 * math.pi * kp) - _stirlerr(kp)
+            uc = us[candidates]
+            with np.errstate(divide="ignore"):
+                slow[candidates] = np.log(v[candidates]) + log_inv_alpha - np.log(a / (uc * uc) + b) <= log_pmf
+        accept = quick | slow
+        out[pending[accept]] = offset[accept].astype(np.int64)
         pending = pending[~accept]
     raise RuntimeError("Poisson sampling did not terminate")  # pragma: no cover
 
@@ -412,12 +507,54 @@ def _poisson(source: RandomSource, mean: float, size: int) -> np.ndarray:
 def sample_skellam(variance: float, size: int, source: RandomSource | None = None) -> np.ndarray:
     """``size`` samples of the symmetric Skellam law with the given variance (Poisson(v/2) - Poisson(v/2)).
 
-    Exact up to float64 arithmetic in the Poisson sampler (see the module docstring).
+    Exact up to float64 arithmetic in the Poisson sampler (module docstring); variances above
+    :data:`SKELLAM_MAX_VARIANCE` (2^50) are refused, since float64 cannot resolve the law finely enough there.
     """
     if isinstance(variance, bool) or not isinstance(variance, (int, float, np.integer, np.floating)) or not (
             math.isfinite(variance) and variance > 0):
         raise ParameterError(f"variance must be a finite number > 0, got {variance!r}")
+    if variance > SKELLAM_MAX_VARIANCE:
+        raise ParameterError(f"Skellam variance {float(variance):.3g} is above 2^50, beyond the sampler's float64 "
+                             "accuracy: use the exact discrete Gaussian, or fewer bits")
     size = _check_size(size)
     source = _source(source)
     half = float(variance) / 2
-    return _poisson(source, half, size) - _poisson(source, half, size)
+    # both Poisson variables have the same floor(mean), which cancels in the difference
+    return _poisson_offsets(source, half, size) - _poisson_offsets(source, half, size)
+
+
+# ----------------------------------------------------------------------------- sampling for amplification
+
+def poisson_subsample(count: int, rate: float, source: RandomSource | None = None) -> np.ndarray:
+    """Which of ``count`` items a Poisson sample with probability ``rate`` takes (a boolean mask).
+
+    Each item is kept iff a 53-bit uniform from the CSPRNG is below ``floor(rate 2^53) / 2^53``, a
+    probability at most ``rate`` and within 2^-53 of it (a smaller rate never costs privacy).
+    """
+    count = _check_size(count)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or not 0 < rate <= 1:
+        raise ParameterError(f"rate must be a number in (0, 1], got {rate!r}")
+    source = _source(source)
+    threshold = np.uint64(math.floor(Fraction(float(rate)) * 2**53))
+    return (_words(source, count) >> np.uint64(11)) < threshold if threshold < 2**53 else np.ones(count, dtype=bool)
+
+
+def sample_cohort(population: int, size: int, source: RandomSource | None = None) -> np.ndarray:
+    """A uniformly random ``size``-subset of ``range(population)``, sorted (sampling without replacement).
+
+    Every item gets an independent 64-bit key from the CSPRNG and the ``size`` smallest keys win;
+    the (2^-64-unlikely) draws with a repeated key are redrawn whole, so every subset is exactly
+    equally likely.
+    """
+    population = _check_size(population)
+    size = _check_size(size)
+    if not 1 <= size <= population:
+        raise ParameterError(f"size must be in 1..population ({population}), got {size}")
+    if size == population:
+        return np.arange(population)
+    source = _source(source)
+    for _ in range(_MAX_ITERATIONS):
+        keys = _words(source, population)
+        if np.unique(keys).size == population:
+            return np.sort(np.argpartition(keys, size - 1)[:size])
+    raise RuntimeError("cohort sampling did not terminate")  # pragma: no cover

@@ -10,6 +10,8 @@ driver (:class:`FedAvg`) plays the clients, which in a deployment run on their o
 
 With ``dp=DPConfig(...)`` every party adds its share of integer noise to its contribution before
 the aggregator sees it (:mod:`secagg.dp`), and each round's record carries the epsilon spent so far.
+The DP sampling (the client cohort, the records of DP-SGD) is drawn from a CSPRNG, never from
+``seed``: amplification by sampling holds only if the sample is unpredictable.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from secagg.aggregation import AggregateResult, Aggregator, make_aggregator
-from secagg.dp.config import DPConfig
+from secagg.crypto.randomness import RandomSource
+from secagg.dp.config import DPConfig, tolerated_dropouts
+from secagg.dp.sampling import AesCtrRandomness, poisson_subsample, sample_cohort
 from secagg.errors import ParameterError
 from secagg.fedavg.models import ModelAdapter, check_dataset
 
@@ -160,14 +164,22 @@ class FedAvg:
     * ``max_weight``: public cap on a client's weight (sample count); None uses the largest client
       dataset of the run. Sample counts above the cap count as the cap.
     * ``seed``: sampling, local training, dropouts and rounding become reproducible; cryptographic
-      keys and DP noise always come from the OS CSPRNG.
+      keys, DP noise and (with ``dp``) the DP sampling always come from a CSPRNG.
     * ``dp``: a :class:`~secagg.dp.DPConfig` to train with distributed differential privacy.
-      At client level each sampled client's update is clipped to L2 norm ``dp.clip`` and counts with
-      weight 1; clients are Poisson-sampled with rate ``clients_per_round / clients``. At record
+      At client level every round takes a cohort of exactly ``clients_per_round`` clients, sampled
+      without replacement; each one's update is clipped to L2 norm ``dp.clip`` and counts with
+      weight 1, and the server divides the noisy sum by the cohort size (public, fixed). At record
       level (cross-silo DP-SGD) every institution takes part in every round, which is one noisy
       gradient step of size ``learning_rate`` on its Poisson-sampled records (``local_epochs``,
       ``batch_size`` and ``proximal_mu`` do not apply). ``dropout`` must not exceed
-      ``dp.dropout_tolerance``. See docs/dp.md.
+      ``dp.dropout_tolerance``; with DP both are turned into a number of parties the same way
+      (:func:`~secagg.dp.config.tolerated_dropouts`). A second :meth:`fit` continues the same private
+      run (epsilon keeps composing) and is refused unless it has the same clients, cohort and model
+      size. See docs/dp.md.
+    * ``dp_sampling_source``: TEST ONLY. A deterministic :class:`~secagg.crypto.randomness.RandomSource`
+      (e.g. ``TestOnlySeededRandomness``) for the DP sampling, to replay a run; None (the default)
+      draws it from a fresh AES-CTR CSPRNG keyed by ``os.urandom`` every fit. A predictable sample
+      voids the amplification by sampling that the reported epsilon counts on.
     """
 
     def __init__(self, model: ModelAdapter, *, aggregator: str | Aggregator = "masking", rounds: int = 20,
@@ -175,14 +187,14 @@ class FedAvg:
                  learning_rate: float = 0.1, proximal_mu: float = 0.0, server_learning_rate: float = 1.0,
                  dropout: float = 0.0, clip: float = 1.0, max_weight: float | None = None,
                  seed: int | None = None, aggregator_options: dict | None = None,
-                 dp: DPConfig | None = None) -> None:
+                 dp: DPConfig | None = None, dp_sampling_source: RandomSource | None = None) -> None:
         if not isinstance(model, ModelAdapter):
             raise ParameterError("model must implement the ModelAdapter protocol "
                                  "(get_weights, set_weights, train, evaluate, copy)")
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ParameterError(f"rounds must be a positive int, got {rounds!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ParameterError(f"dropout must be a fraction in [0, 1), got {dropout}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ParameterError(f"dropout must be a fraction in [0, 1), got {dropout!r}")
         if not (isinstance(clip, (int, float)) and math.isfinite(clip) and clip > 0):
             raise ParameterError(f"clip must be a positive number, got {clip!r}")
         if max_weight is not None and not (math.isfinite(max_weight) and max_weight >= 1):
@@ -210,6 +222,9 @@ class FedAvg:
                 if not callable(getattr(model, "per_example_gradients", None)):
                     raise ParameterError("record-level DP needs a model with per_example_gradients(X, y) "
                                          "(LogisticRegression, MLP)")
+        if dp_sampling_source is not None and not isinstance(dp_sampling_source, RandomSource):
+            raise ParameterError(f"dp_sampling_source must provide random_bytes(n), got "
+                                 f"{type(dp_sampling_source).__name__}")
         self.model = model
         self.aggregator = make_aggregator(aggregator, **(aggregator_options or {}))
         self.rounds = rounds
@@ -220,7 +235,9 @@ class FedAvg:
         self.dropout, self.clip, self.max_weight = float(dropout), float(clip), max_weight
         self.seed = seed
         self.dp = dp
+        self.dp_sampling_source = dp_sampling_source
         self.dp_mechanism = None  # the calibrated secagg.dp.DistributedMechanism, set by the first fit
+        self._dp_schedule: tuple | None = None  # what the mechanism was calibrated for
         self.server = FedAvgServer(model.get_weights(), server_learning_rate)
         self.history = History()
 
@@ -270,15 +287,13 @@ class FedAvg:
         for offset in range(self.rounds):
             index = first_round + offset
             started = time.perf_counter()
-            if dp is not None and dp.client_rate < 1:
-                participants = np.flatnonzero(self._rng(0, index).random(len(data)) < dp.client_rate).tolist()
+            if dp is not None:
+                participants = sample_cohort(len(data), dp.cohort, dp.source).tolist()
+                count = tolerated_dropouts(self.dropout, len(participants))
             else:
                 participants = sorted(self._rng(0, index).choice(len(data), size=per_round, replace=False).tolist())
-            if dp is not None and len(participants) < 2:
-                self._record_empty_round(index, participants, started, eval_data, callback)
-                continue
+                count = round(self.dropout * len(participants))
             drop_rng = self._rng(2, index)
-            count = round(self.dropout * len(participants))
             vanishing = drop_rng.choice(participants, size=count, replace=False).tolist() if count else []
             drop: dict[str, list[int]] = {name: [] for name in DROP_ROUNDS}
             for client in vanishing:
@@ -325,28 +340,50 @@ class FedAvg:
 
     # ------------------------------------------------------------------ differential privacy
     def _dp_setup(self, sizes: np.ndarray, per_round: int) -> _DPRun:
-        """Calibrate the mechanism once (first fit) and fix this run's sampling and bounds."""
+        """Calibrate the mechanism once (first fit) and fix this run's sampling and bounds.
+
+        Client level: a fixed cohort of ``per_round`` clients each round, sampled without replacement
+        (replace-one accounting; the number of noise shares cannot depend on the protected client).
+        Record level: every institution, Poisson-sampled records. A later fit must have the schedule
+        the mechanism was calibrated for, else its epsilon would be misreported: it is refused.
+        """
         from secagg.dp.mechanism import DistributedMechanism
 
         config = self.dp
         clients = len(sizes)
         dimension = self.server.vector.size
         if config.level == "client":
-            rate = per_round / clients
-            expected = rate * clients
-            # noise shares: a cohort this small is a 4-sigma event of Poisson sampling
-            low = max(1, math.floor(expected - 4 * math.sqrt(expected * (1 - rate)))) if rate < 1 else clients
-            min_shares, sampling, max_contributions = config.min_shares(low), rate, 1
+            cohort, sampling, population = per_round, per_round / clients, clients
+            expected, max_contributions = float(cohort), 1
         else:
-            rate, sampling = 1.0, config.record_sampling_rate
-            expected = sampling * float(sizes.sum())
-            min_shares, max_contributions = config.min_shares(clients), int(sizes.max())
+            cohort, sampling, population = clients, config.record_sampling_rate, None
+            expected, max_contributions = sampling * float(sizes.sum()), int(sizes.max())
+        if cohort < 2:
+            raise ParameterError(f"DP needs at least 2 parties per round (their noise shares add up), got {cohort}")
+        min_shares = config.min_shares(cohort)
+        schedule = (config, clients, cohort, min_shares, dimension)
         if self.dp_mechanism is None:
-            self.dp_mechanism = DistributedMechanism(config, dimension=dimension, rounds=self.rounds,
-                                                     sampling_rate=sampling, expected_contributions=expected,
-                                                     min_shares=min_shares)
-        mechanism = self.dp_mechanism
-        return _DPRun(mechanism, rate, mechanism.value_bound(max_contributions), expected)
+            mechanism = DistributedMechanism(config, dimension=dimension, rounds=self.rounds, sampling_rate=sampling,
+                                             expected_contributions=expected, min_shares=min_shares,
+                                             population=population)
+        else:
+            mechanism = self.dp_mechanism
+            if schedule != self._dp_schedule:
+                _, old_clients, old_cohort, _, old_dimension = self._dp_schedule
+                raise ParameterError(
+                    f"this FedAvg's DP mechanism was calibrated for {old_clients} clients, {old_cohort} per round "
+                    f"and {old_dimension} weights with the same DPConfig; a fit with {clients} clients, {cohort} "
+                    f"per round and {dimension} weights (or another DPConfig) would misreport epsilon: "
+                    "start a new FedAvg")
+        value_bound = mechanism.value_bound(max_contributions)
+        if cohort * value_bound >= 2**53:
+            raise ParameterError(f"{cohort} parties' vectors of up to {value_bound:.3g} per coordinate can sum "
+                                 f"beyond 2^53, which float64 aggregates do not hold exactly: lower dp.bits "
+                                 f"(now {config.bits})")
+        self.dp_mechanism, self._dp_schedule = mechanism, schedule
+        denominator = float(cohort) if config.level == "client" else expected
+        source = self.dp_sampling_source if self.dp_sampling_source is not None else AesCtrRandomness()
+        return _DPRun(mechanism, cohort, value_bound, denominator, source)
 
     def _dp_contribution(self, dp: _DPRun, signs: np.ndarray | None, model: ModelAdapter,
                          template: list[np.ndarray], global_vector: np.ndarray,
@@ -357,7 +394,7 @@ class FedAvg:
             contributions = self._local_update(model, template, global_vector, dataset, rng, client, clip=False)
         else:
             X, y = dataset
-            chosen = np.flatnonzero(self._rng(5, index, client).random(X.shape[0]) < self.dp.record_sampling_rate)
+            chosen = np.flatnonzero(poisson_subsample(X.shape[0], self.dp.record_sampling_rate, dp.source))
             model.set_weights(unflatten(global_vector, template))
             if chosen.size:
                 contributions = -model.per_example_gradients(X[chosen], y[chosen])
@@ -368,7 +405,12 @@ class FedAvg:
         return dp.mechanism.encode(contributions, signs, rng)
 
     def _dp_decode(self, dp: _DPRun, result: AggregateResult, signs: np.ndarray | None) -> AggregateResult:
-        """Server side: the real-valued noisy sum, scaled for the server's step."""
+        """Server side: the real-valued noisy sum, scaled for the server's step.
+
+        The denominator is public and fixed (the cohort size at client level, the expected batch at
+        record level; McMahan et al. 2018): dividing by the number of updates that arrived would
+        release that number without noise.
+        """
         if not result.ok:
             return result
         shares = len(result.included)
@@ -379,23 +421,11 @@ class FedAvg:
                                            f"{dp.mechanism.min_shares}: result discarded")
         noisy_sum = dp.mechanism.decode(result.weighted_sum, signs)
         if self.dp.level == "client":
-            weighted_sum, total = noisy_sum, float(shares)
+            weighted_sum, total = noisy_sum, dp.denominator
         else:  # one gradient step on the consortium's expected batch
-            weighted_sum, total = self.learning_rate * noisy_sum, dp.expected_contributions
+            weighted_sum, total = self.learning_rate * noisy_sum, dp.denominator
         return AggregateResult(weighted_sum, total, result.included, result.dropped, result.seconds,
                                result.bytes_sent)
-
-    def _record_empty_round(self, index, participants, started, eval_data, callback) -> None:
-        metrics: dict[str, float] = {}
-        if eval_data is not None:
-            self.model.set_weights(self.server.weights)
-            metrics = self.model.evaluate(*eval_data)
-        record = RoundRecord(index, tuple(participants), (), tuple(participants), 0.0, metrics, {},
-                             time.perf_counter() - started, 0.0, "fewer than 2 clients sampled",
-                             0.0, self.dp_mechanism.epsilon(index + 1))
-        self.history.rounds.append(record)
-        if callback is not None:
-            callback(record)
 
     def _local_update(self, model: ModelAdapter, template: list[np.ndarray], global_vector: np.ndarray,
                       dataset: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, client: int,
@@ -415,9 +445,11 @@ class FedAvg:
 
 @dataclass(frozen=True)
 class _DPRun:
-    """What the rounds of one DP fit share: the mechanism, client sampling rate, per-party bound."""
+    """What the rounds of one DP fit share: the mechanism, cohort size, per-party bound, the server's
+    fixed denominator and the CSPRNG (or test-only source) of the DP sampling."""
 
     mechanism: object  # secagg.dp.DistributedMechanism
-    client_rate: float
+    cohort: int
     value_bound: int
-    expected_contributions: float
+    denominator: float
+    source: RandomSource

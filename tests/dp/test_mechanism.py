@@ -77,6 +77,36 @@ def test_conditional_rounding_respects_the_sensitivity_bound_and_is_unbiased():
     assert np.abs(rounded.mean(axis=0) - target).max() < 5 * 0.5 / math.sqrt(rows.shape[0]) + 0.02
 
 
+def test_conditional_rounding_bound_is_exact_on_a_fine_grid():
+    # at 40 bits a contribution spans ~1e11 grid steps: squared norms near 1.5e22 overflow int64,
+    # and the check used to wrap around and accept vectors beyond the sensitivity bound
+    mech = mechanism(DPConfig(noise_multiplier=1.0, clip=1.0, bits=40), dimension=16, shares=2, rounds=1, expected=2)
+    assert mech.l2_squared_bound > 2**63
+    rows = np.random.default_rng(1).normal(size=(4000, 16))
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    rounded = mech._round(rows, mech.signs(bytes(32)), np.random.default_rng(1))
+    exact = (rounded.astype(object) ** 2).sum(axis=1)  # Python integers
+    assert all(exact <= int(mech.l2_squared_bound))
+    assert np.abs(rounded).max() > 2**35  # the grid really is that fine
+
+
+def test_grids_finer_than_float64_can_check_are_refused():
+    with pytest.raises(ParameterError, match="2\\^52"):
+        mechanism(DPConfig(noise_multiplier=1e-9, clip=1.0, bits=48), dimension=1000, expected=1e-3)
+
+
+def test_skellam_shares_beyond_the_sampler_accuracy_are_refused():
+    with pytest.raises(ParameterError, match="Skellam share"):
+        mechanism(DPConfig(noise_multiplier=1.0, clip=1.0, bits=36, mechanism="skellam", rotation=False),
+                  dimension=64, shares=2, expected=2)
+
+
+def test_tiny_discrete_gaussian_shares_are_raised_to_one_quarter():
+    # Kairouz, Liu and Steinke's bound for sums of discrete Gaussians needs sigma >= 1/2 per share
+    mech = mechanism(DPConfig(noise_multiplier=1e-9, clip=1.0), dimension=4, shares=1, expected=1)
+    assert mech.share_variance == 0.25 and mech.epsilon(1) > 0
+
+
 def test_modular_clipping_wraps_the_sum_into_the_grid():
     mech = mechanism(DPConfig(noise_multiplier=1.0, clip=1.0, rotation=False, bits=10), dimension=4)
     half = 2**9
@@ -125,6 +155,29 @@ def test_bad_mechanism_arguments():
         mech.encode(np.full(10, np.nan), mech.signs(bytes(32)), np.random.default_rng(0))
     with pytest.raises(ParameterError, match="signs"):
         mech.encode(np.zeros(10), None, np.random.default_rng(0))
+    with pytest.raises(ParameterError, match="rng"):
+        mech.encode(np.zeros(10), mech.signs(bytes(32)), None)
+    with pytest.raises(ParameterError, match="signs"):
+        mech.decode(np.zeros(mech.padded), None)
+    with pytest.raises(ParameterError, match="2\\^53"):
+        mech.decode(np.full(mech.padded, 2.0**60), mech.signs(bytes(32)))
+    with pytest.raises(ParameterError, match="max_contributions"):
+        mech.value_bound(0)
+    for kwargs, match in (({"sampling_rate": "0.5"}, "sampling_rate"), ({"sampling_rate": True}, "sampling_rate"),
+                          ({"expected_contributions": None}, "expected_contributions"),
+                          ({"expected_contributions": float("nan")}, "expected_contributions"),
+                          ({"min_shares": 1.0}, "min_shares"), ({"population": 0}, "population"),
+                          ({"population": 7, "sampling_rate": 0.5}, "cohort")):
+        arguments = dict(dimension=4, rounds=1, sampling_rate=1.0, expected_contributions=1, min_shares=1) | kwargs
+        with pytest.raises(ParameterError, match=match):
+            DistributedMechanism(config, **arguments)
+    numpy_ints = DistributedMechanism(config, dimension=np.int64(4), rounds=np.int32(3), sampling_rate=np.float64(1),
+                                      expected_contributions=np.int64(2), min_shares=np.int64(2))
+    assert numpy_ints.epsilon(np.int64(3)) == numpy_ints.epsilon(3) > 0
+    with pytest.raises(ParameterError, match="parties"):
+        config.min_shares(-3)
+    with pytest.raises(ParameterError, match="parties"):
+        config.min_shares(2.5)
 
 
 @pytest.mark.slow

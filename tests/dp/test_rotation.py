@@ -40,8 +40,14 @@ def test_signs_are_public_functions_of_the_seed():
 
 def test_bad_shapes():
     assert padded_dimension(1) == 1 and padded_dimension(5) == 8 and padded_dimension(8) == 8
-    with pytest.raises(ParameterError):
-        padded_dimension(0)
+    assert padded_dimension(np.int64(5)) == 8
+    for bad in (0, -3, 2.5, "4", True, None):
+        with pytest.raises(ParameterError, match="positive int"):
+            padded_dimension(bad)
+    with pytest.raises(ParameterError, match="signs"):
+        rotate(np.zeros(4), None)
+    with pytest.raises(ParameterError, match="signs"):
+        unrotate(np.zeros(4), [1.0, -1.0, 1.0, 1.0], 4)
     with pytest.raises(ParameterError, match="power-of-two"):
         rotate(np.zeros(9), np.ones(8))
     with pytest.raises(ParameterError, match="length"):

@@ -53,6 +53,74 @@ def test_skellam_has_the_requested_law():
         assert chi_square_pvalue(samples, pmf) > 1e-3, variance
 
 
+@pytest.mark.parametrize("variance", [1e14, 1e15, 2.0**50])
+def test_skellam_keeps_its_variance_up_to_the_largest_accepted(variance):
+    # float64 PTRS used to lose the law above ~1e14 (the log-factorial cancelled) and to return 0
+    # above ~1.8e19 (int64 overflow of the Poisson values)
+    n = 200_000
+    samples = sample_skellam(variance, n, TestOnlySeededRandomness(11, str(variance).encode())).astype(np.float64)
+    assert within(samples.var() / variance, 1.0, 5 * math.sqrt(2 / n))
+    assert abs(samples.mean()) < 5 * math.sqrt(variance / n)
+    assert np.count_nonzero(samples) > 0.99 * n
+
+
+def within(value, target, tolerance):
+    return abs(value - target) <= tolerance
+
+
+@pytest.mark.parametrize("mean", [10.0, 10.7, 1000.5, 3e12, 2.0**49])
+def test_poisson_offsets_follow_the_exact_law(mean):
+    stats = pytest.importorskip("scipy.stats")
+    n = 200_000
+    offsets = sampling._poisson_offsets(TestOnlySeededRandomness(12, str(mean).encode()), mean, n)
+    base = math.floor(mean)
+    if mean < 1e4:
+        pvalue = chi_square_pvalue(offsets, lambda k: stats.poisson.pmf(k + base, mean))
+    else:  # 40 bins of the exact law, edges within +-5 standard deviations
+        edges = np.round(np.linspace(-5, 5, 41) * math.sqrt(mean))
+        probabilities = np.diff(np.concatenate([[0.0], stats.poisson.cdf(base + edges, mean), [1.0]]))
+        counts = np.bincount(np.searchsorted(edges, offsets, side="left"), minlength=probabilities.size)
+        used = probabilities * n > 5
+        statistic = np.sum((counts[used] - n * probabilities[used]) ** 2 / (n * probabilities[used]))
+        pvalue = stats.chi2.sf(statistic, used.sum() - 1)
+    assert pvalue > 1e-3
+
+
+def test_poisson_log_probabilities_have_no_cancellation():
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 40
+    for mean in (10.7, 123.4, 1e8 + 0.5, 2.0**49):
+        base = math.floor(mean)
+        offsets = np.unique(np.round(np.linspace(-min(base - 1, 12 * math.sqrt(mean)), 12 * math.sqrt(mean), 25)))
+        delta = offsets - (mean - base)
+        k = mean + delta
+        ours = -sampling._bd0(k, delta, mean) - 0.5 * np.log(2 * math.pi * k) - sampling._stirlerr(k)
+        exact = [float(-mpmath.mpf(mean) + (base + o) * mpmath.log(mean) - mpmath.loggamma(base + o + 1))
+                 for o in offsets]
+        assert np.max(np.abs(ours - np.array(exact))) < 1e-12, mean
+
+
+def test_cohorts_are_uniform_subsets_of_a_fixed_size():
+    stats = pytest.importorskip("scipy.stats")
+    source = TestOnlySeededRandomness(13)
+    counts = np.zeros(10)
+    for _ in range(3000):
+        cohort = sampling.sample_cohort(10, 3, source)
+        assert cohort.size == 3 and np.all(np.diff(cohort) > 0) and 0 <= cohort[0] and cohort[-1] < 10
+        counts[cohort] += 1
+    assert stats.chisquare(counts).pvalue > 1e-3
+    assert sampling.sample_cohort(5, 5, source).tolist() == [0, 1, 2, 3, 4]
+    a, b = sampling.sample_cohort(1000, 10), sampling.sample_cohort(1000, 10)  # default: a fresh CSPRNG
+    assert not np.array_equal(a, b)
+
+
+def test_poisson_subsample_has_the_rate():
+    n = 400_000
+    kept = sampling.poisson_subsample(n, 0.02, TestOnlySeededRandomness(14))
+    assert kept.dtype == bool and abs(kept.mean() - 0.02) < 5 * math.sqrt(0.02 * 0.98 / n)
+    assert sampling.poisson_subsample(100, 1.0, TestOnlySeededRandomness(14)).all()
+
+
 def test_uniform_integers_are_uniform():
     stats = pytest.importorskip("scipy.stats")
     bound = np.full(60_000, 6, dtype=np.uint64)
@@ -115,6 +183,15 @@ def test_default_source_is_a_fresh_csprng_stream():
     (lambda: sample_skellam(0.0, 10), "variance"),
     (lambda: discrete_gaussian_reference(-2), "sigma2"),
     (lambda: AesCtrRandomness(b"short"), "32 bytes"),
+    (lambda: AesCtrRandomness("abc"), "32 bytes"),
+    (lambda: discrete_gaussian_pmf("1", np.arange(3)), "sigma2"),
+    (lambda: discrete_gaussian_pmf(True, np.arange(3)), "sigma2"),
+    (lambda: sample_skellam(2.0**51, 10), "2\\^50"),
+    (lambda: sample_skellam("4", 10), "variance"),
+    (lambda: sampling.sample_cohort(5, 6), "size"),
+    (lambda: sampling.sample_cohort(5, 0), "size"),
+    (lambda: sampling.poisson_subsample(5, 0.0), "rate"),
+    (lambda: sampling.poisson_subsample(5, "0.5"), "rate"),
 ])
 def test_bad_arguments_raise_parameter_error(call, match):
     with pytest.raises(ParameterError, match=match):

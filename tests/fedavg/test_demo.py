@@ -58,3 +58,34 @@ def test_demo_command_prints_private_auc_beside_the_non_private_one(capsys):
     out = capsys.readouterr().out
     assert "federated + DP (eps 3.00, delta 1e-05)" in out and "federated (masking)" in out
     assert "record-level DP: ROC-AUC" in out and "non-private" in out and "0 private rounds discarded" in out
+
+
+def test_private_run_samples_records_from_a_csprng_not_the_demo_seed(monkeypatch):
+    import numpy as np
+    import pytest
+
+    pytest.importorskip("dp_accounting")
+    from secagg.fedavg.data import make_bank_transactions
+    from secagg.fedavg.demo import _private_run
+    from secagg.fedavg.models import LogisticRegression
+
+    banks = make_bank_transactions(3, 800, seed=3)
+    clients = [(b.X_train, b.y_train) for b in banks]
+    seen = []
+    original = LogisticRegression.per_example_gradients
+
+    def recording(self, X, y):
+        seen.append(float(np.sum(X)))
+        return original(self, X, y)
+
+    monkeypatch.setattr(LogisticRegression, "per_example_gradients", recording)
+    samples = []
+    for _ in range(2):
+        seen.clear()
+        args = demo_args(banks=3, aggregator="plain", dp_epsilon=3.0, dp_rounds=2)
+        config, fl = _private_run(args, clients[0][0].shape[1], len(clients), 1 / 3)
+        assert fl.dp_sampling_source is None  # the default: a fresh CSPRNG, whatever --seed says
+        fl.fit(clients)
+        samples.append(list(seen))
+    # the same --seed: the non-private figures repeat, the private run's record samples do not
+    assert len(samples[0]) >= 4 and samples[0] != samples[1]

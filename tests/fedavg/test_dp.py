@@ -19,20 +19,40 @@ def dp_accounting_epsilon(noise_multiplier, rate, rounds, delta):
     return accountant.get_epsilon(delta)
 
 
+def replace_one_epsilon(noise_multiplier, population, cohort, rounds, delta):
+    event = dp_accounting.SampledWithoutReplacementDpEvent(population, cohort,
+                                                          dp_accounting.GaussianDpEvent(noise_multiplier))
+    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+    accountant.compose(dp_accounting.SelfComposedDpEvent(event, rounds))
+    return accountant.get_epsilon(delta)
+
+
 def test_client_level_history_reports_dp_accountings_epsilon_per_round():
     clients, test = blobs(21, clients=40)
     fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=6, clients_per_round=20, learning_rate=0.1,
                 seed=3, dp=DPConfig(epsilon=4.0, delta=1e-5, clip=1.0))
     history = fl.fit(clients, eval_data=test)
     mech = fl.dp_mechanism
-    # the mechanism of a round: Poisson-sampled clients (rate 20/40), Gaussian with z = sigma / l2
-    z = math.sqrt(mech.total_variance) / mech.l2
-    expected = [dp_accounting_epsilon(z, 0.5, t, 1e-5) for t in range(1, 7)]
+    # the mechanism of a round: a cohort of exactly 20 of the 40 clients, sampled without
+    # replacement; replace-one neighbours, so the sensitivity is 2 l2 and z = sigma / (2 l2)
+    z = math.sqrt(mech.total_variance) / (2 * mech.l2)
+    expected = [replace_one_epsilon(z, 40, 20, t, 1e-5) for t in range(1, 7)]
     assert history.epsilon == pytest.approx(expected, rel=1e-9)
     assert history.epsilon[-1] <= 4.0 and history.epsilon[-1] == pytest.approx(4.0, rel=1e-3)
     assert all(a < b for a, b in zip(history.epsilon, history.epsilon[1:]))
-    sizes = [len(r.participants) for r in history]
-    assert len(set(sizes)) > 1  # Poisson sampling, not a fixed cohort
+    # the number of noise shares cannot depend on whether the protected client was sampled
+    assert [len(r.participants) for r in history] == [20] * 6
+    assert mech.min_shares == DPConfig(epsilon=4.0).min_shares(20) == 18
+
+
+def test_client_level_divides_by_the_fixed_cohort_not_by_who_arrived():
+    clients, test = blobs(31, clients=20)
+    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=4, clients_per_round=10, learning_rate=0.1,
+                seed=2, dropout=0.2, dp=DPConfig(noise_multiplier=1.0, clip=1.0, dropout_tolerance=0.2))
+    history = fl.fit(clients, eval_data=test)
+    assert any(len(r.included) < 10 for r in history)  # two of each cohort vanish, mostly before their input
+    # the denominator is public: the realised number of updates is never released through the model
+    assert [r.total_weight for r in history] == [10.0] * 4
 
 
 @pytest.mark.parametrize("aggregator", ["plain", "masking"])
@@ -145,12 +165,95 @@ def test_client_level_skellam_with_full_participation():
                 dp=DPConfig(epsilon=8.0, clip=2.0, mechanism="skellam"))
     history = fl.fit(clients, eval_data=test)
     mech = fl.dp_mechanism
-    v, l2 = mech.total_variance, mech.l2
-    zcdp = dp_accounting.ZCDpEvent(l2**2 / (2 * v) + l2**2 / (2 * v * v), max(0.0, (6 * mech.l1 - l2**2) / (4 * v * v)))
-    accountant = dp_accounting.rdp.RdpAccountant()
+    v, l2, l1 = mech.total_variance, 2 * mech.l2, 2 * mech.l1  # replace-one: twice the bounds
+    zcdp = dp_accounting.ZCDpEvent(l2**2 / (2 * v) + l2**2 / (2 * v * v), max(0.0, (6 * l1 - l2**2) / (4 * v * v)))
+    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
     accountant.compose(zcdp, 3)
     assert history.epsilon[-1] == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-9)
     assert history.epsilon[-1] <= 8.0 and all(r.aborted is None for r in history)
     with pytest.raises(ParameterError, match="Skellam"):
         FedAvg(LogisticRegression(8), aggregator="plain", rounds=2, clients_per_round=4,
                dp=DPConfig(epsilon=8.0, mechanism="skellam")).fit(clients)
+
+
+def test_dropout_equal_to_the_tolerance_never_loses_a_round():
+    # 20% of 8 parties: the trainer used to drop round(1.6) = 2 while the noise covered floor(1.6) = 1
+    clients, _ = blobs(22, clients=8)
+    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=10, learning_rate=0.2, seed=4, dropout=0.2,
+                dp=DPConfig(noise_multiplier=1.0, clip=1.0, dropout_tolerance=0.2, level="record",
+                            record_sampling_rate=0.5))
+    history = fl.fit(clients)
+    assert fl.dp_mechanism.min_shares == 7
+    assert all(r.aborted is None for r in history)
+    assert all(len(r.included) >= 7 for r in history) and any(len(r.included) == 7 for r in history)
+
+
+def test_a_refit_must_match_the_calibrated_schedule():
+    big, _ = blobs(21, clients=40)
+    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=3, clients_per_round=4, learning_rate=0.1,
+                seed=3, dp=DPConfig(noise_multiplier=1.0, clip=1.0))
+    fl.fit(big)
+    before, mechanism = list(fl.history.epsilon), fl.dp_mechanism
+    with pytest.raises(ParameterError, match="calibrated for 40 clients, 4 per round"):
+        fl.fit(big[:5])  # 4 of 5 per round: a sampling rate of 0.8, not the 0.1 accounted for
+    fl.clients_per_round = 8
+    with pytest.raises(ParameterError, match="misreport epsilon"):
+        fl.fit(big)
+    fl.clients_per_round, fl.dp = 4, DPConfig(noise_multiplier=2.0, clip=1.0)
+    with pytest.raises(ParameterError, match="another DPConfig"):
+        fl.fit(big)
+    assert fl.history.epsilon == before and fl.dp_mechanism is mechanism  # refused before any change
+    # the same schedule again: the run continues and epsilon keeps composing
+    fl.dp = mechanism.config
+    fl.fit(big)
+    z = math.sqrt(mechanism.total_variance) / (2 * mechanism.l2)
+    assert fl.history.epsilon == pytest.approx([replace_one_epsilon(z, 40, 4, t, 1e-5) for t in range(1, 7)],
+                                               rel=1e-9)
+
+
+def test_dp_sampling_comes_from_a_csprng_whatever_the_seed():
+    from secagg.crypto.randomness import TestOnlySeededRandomness
+
+    clients, _ = blobs(28, clients=30)
+
+    def cohorts(**kwargs):
+        fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=3, clients_per_round=5, seed=11,
+                    dp=DPConfig(noise_multiplier=1.0, clip=1.0), **kwargs)
+        return [r.participants for r in fl.fit(clients)]
+
+    # the training seed is public: with it the cohorts (and the amplification) would be predictable
+    assert cohorts() != cohorts()
+    # a test can replay them with an explicit, test-only source
+    assert cohorts(dp_sampling_source=TestOnlySeededRandomness(1)) == cohorts(
+        dp_sampling_source=TestOnlySeededRandomness(1))
+    with pytest.raises(ParameterError, match="random_bytes"):
+        FedAvg(LogisticRegression(8), aggregator="plain", dp=DPConfig(noise_multiplier=1.0), dp_sampling_source=3)
+
+
+def test_record_sampling_comes_from_a_csprng_whatever_the_seed(monkeypatch):
+    clients, _ = blobs(29, clients=3, n=(300, 400))
+    seen = []
+    original = LogisticRegression.per_example_gradients
+
+    def recording(self, X, y):
+        seen.append(X.sum())
+        return original(self, X, y)
+
+    monkeypatch.setattr(LogisticRegression, "per_example_gradients", recording)
+    batches = []
+    for _ in range(2):
+        seen.clear()
+        FedAvg(LogisticRegression(8), aggregator="plain", rounds=2, seed=12,
+               dp=DPConfig(noise_multiplier=1.0, level="record", record_sampling_rate=0.1)).fit(clients)
+        batches.append(list(seen))
+    assert len(batches[0]) == 6 and batches[0] != batches[1]
+
+
+def test_dp_needs_two_parties_per_round():
+    clients, _ = blobs(30, clients=4)
+    with pytest.raises(ParameterError, match="at least 2 parties"):
+        FedAvg(LogisticRegression(8), aggregator="plain", rounds=1, clients_per_round=1,
+               dp=DPConfig(noise_multiplier=1.0)).fit(clients)
+    with pytest.raises(ParameterError, match="at least 2 parties"):
+        FedAvg(LogisticRegression(8), aggregator="plain", rounds=1,
+               dp=DPConfig(noise_multiplier=1.0, level="record")).fit(clients[:1])
