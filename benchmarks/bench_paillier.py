@@ -1,7 +1,7 @@
 """Paillier path: values per second, packed vs unpacked python-paillier, and one end-to-end round.
 
     .venv/bin/pip install -e '.[paillier]'
-    .venv/bin/python benchmarks/bench_paillier.py                 # ~10 minutes with the end-to-end round
+    .venv/bin/python benchmarks/bench_paillier.py                 # ~4 minutes with the end-to-end job
     .venv/bin/python benchmarks/bench_paillier.py --skip-e2e      # throughput only, ~2 minutes
     .venv/bin/python benchmarks/bench_paillier.py --e2e-only      # the end-to-end round only
 
