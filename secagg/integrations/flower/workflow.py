@@ -19,7 +19,6 @@ import os
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from secagg.aggregation.masking import MaskingAggregator
 from secagg.encoding import FixedPointEncoder
