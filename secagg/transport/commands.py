@@ -131,7 +131,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         verify_keys = load_verify_keys(args.verify_keys)
     coordinator = Coordinator(task, n, address=args.address, tls=_tls(args), deadlines=deadlines,
                               max_message_bytes=max_message, roster=roster, linger=args.linger,
-                              verify_keys=verify_keys, join_grace=args.join_grace)
+                              verify_keys=verify_keys, join_grace=args.join_grace, join_quorum=args.join_quorum)
 
     def started(port: int) -> None:
         print(f"secagg serve: task {args.task!r}, {n} clients, threshold {task.config.threshold}, listening on "
@@ -150,9 +150,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
               + (f"; written to {args.output}.npy" if args.output else ""))
         return 0
     last = task.history[-1] if task.history else None
+    report = f"FedAvg finished: {task.completed_rounds} rounds, {task.applied_updates} updates applied"
+    not_applied = [r["round"] for r in task.history if not r["applied"]]
+    if not_applied:
+        report += f" (not applied: rounds {not_applied})"
     if last is not None and last["metrics"]:
-        print(f"FedAvg finished: {task.completed_rounds} rounds, ROC-AUC {last['metrics']['roc_auc']:.3f}, "
-              f"average precision {last['metrics']['average_precision']:.3f}")
+        report += (f", ROC-AUC {last['metrics']['roc_auc']:.3f}, "
+                   f"average precision {last['metrics']['average_precision']:.3f}")
+    print(report)
     return 0
 
 
@@ -236,6 +241,9 @@ def add_network_commands(sub) -> None:
     serve.add_argument("--join-grace", type=float, default=1.0,
                        help="from the second session on, close the first round this many quiet seconds after every "
                        "connected client sent its keys (absent clients do not hold it open)")
+    serve.add_argument("--join-quorum", type=int, default=None,
+                       help="close the first round as soon as this many clients (at least t) sent their keys, "
+                       "instead of waiting out the join window for the others")
     serve.add_argument("--deadline", type=float, default=60.0, help="seconds each later round stays open")
     serve.add_argument("--max-message-mb", type=float, default=None,
                        help="largest accepted message (default: sized from the vector length)")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -209,6 +209,12 @@ class ClientTask(Protocol):
 # ----------------------------------------------------------------------------- coordinator
 
 MAX_IN_FLIGHT = 8  # unprocessed messages one client may have queued before it is cut off
+#: Named points of a session where fault injection may stop the coordinator
+#: (``python -m secagg.transport.faults --kill-coordinator-at POINT``): the SESSION envelopes went
+#: out; a round closed (the next round's messages not yet delivered: ``masked_input_closed`` means
+#: the survivors' masked inputs are out); the task recorded the outcome (FedAvg: the state is saved).
+CHECKPOINTS = ("session_started", "advertise_keys_closed", "share_keys_closed", "masked_input_closed",
+               "consistency_check_closed", "unmasking_closed", "session_recorded")
 _ROUND_ORDER = [ServerState.ADVERTISE_KEYS, ServerState.SHARE_KEYS, ServerState.MASKED_INPUT,
                 ServerState.CONSISTENCY_CHECK, ServerState.UNMASKING]
 _ROUND_OF_MESSAGE = {1: ServerState.ADVERTISE_KEYS, 3: ServerState.SHARE_KEYS, 5: ServerState.MASKED_INPUT,
@@ -267,12 +273,19 @@ class Coordinator:
     ``max_message_bytes`` bounds every incoming message (gRPC refuses larger ones).
     ``join_grace``: from the second session on, the first round closes once every connected client
     has sent its keys (at least t) and nobody joined or answered for this many seconds.
+    ``join_quorum``: the first round closes as soon as this many clients (never fewer than t) have
+    sent their keys, without waiting out the join window for the rest; None waits for all n.
     """
+
+    #: Fault injection only: called as ``hook(point, session_index)`` at each of :data:`CHECKPOINTS`
+    #: (``session_index`` counts this process's sessions from 0). None in normal operation.
+    checkpoint_hook: ClassVar[Callable[[str, int], None] | None] = None
 
     def __init__(self, task: CoordinatorTask, num_clients: int, *, address: str = "127.0.0.1:0",
                  tls: TLSConfig, deadlines: Deadlines = Deadlines(), max_message_bytes: int | None = None,
                  roster: Mapping[str, int] | None = None, linger: float = 2.0,
-                 verify_keys: Mapping[int, bytes] | None = None, join_grace: float = 1.0) -> None:
+                 verify_keys: Mapping[int, bytes] | None = None, join_grace: float = 1.0,
+                 join_quorum: int | None = None) -> None:
         grpc = _grpc()
         if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 2:
             raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
@@ -280,6 +293,10 @@ class Coordinator:
         self.linger = float(linger)
         self.hello_timeout = 10.0  # seconds a new stream may take to send its hello
         self.join_grace = float(join_grace)
+        if join_quorum is not None and (isinstance(join_quorum, bool) or not isinstance(join_quorum, int)
+                                        or not 1 <= join_quorum <= num_clients):
+            raise ParameterError(f"join_quorum must be an int in [1, {num_clients}] or None, got {join_quorum!r}")
+        self.join_quorum = join_quorum
         self.verify_keys = dict(verify_keys) if verify_keys is not None else None
         if roster is not None:
             ids = list(roster.values())
@@ -447,6 +464,12 @@ class Coordinator:
         run.expelled.add(peer.client_id)
         self._gone(peer)
 
+    def _quorum_reached(self, server: ServerSession) -> bool:
+        if self.join_quorum is None:
+            return False
+        answered = len(server.expected_clients) - len(server.pending_clients)
+        return answered >= max(self.join_quorum, server.config.threshold)
+
     def _quorum_settled(self, run: _Run, server: ServerSession, now: float) -> bool:
         """From the second session on, clients stay connected between sessions, so one that is not
         connected when a session starts has most likely gone for good. The first round then closes
@@ -458,6 +481,15 @@ class Coordinator:
         answered = server.expected_clients - server.pending_clients
         return (len(answered) >= server.config.threshold and connected <= answered
                 and now - run.last_activity >= self.join_grace)
+
+    def _checkpoint(self, point: str, index: int) -> None:
+        hook = type(self).checkpoint_hook
+        if hook is not None:
+            hook(point, index)
+
+    def _round_closed(self, run: _Run, state: ServerState, outbox: Mapping[int, bytes]) -> None:
+        self._checkpoint(f"{state.value}_closed", run.index)
+        self._deliver(run, outbox)
 
     def _deliver(self, run: _Run, outbox: Mapping[int, bytes]) -> None:
         with self._lock:
@@ -492,6 +524,7 @@ class Coordinator:
                     run.members.add(peer.client_id)
                     peer.send(run.session_envelope)
         log.info("session %d started (%s)", run.index, session_id.hex())
+        self._checkpoint("session_started", run.index)
         aborted: str | None = None
         deadline = time.monotonic() + self.deadlines.for_round(server.state)
         try:
@@ -506,6 +539,8 @@ class Coordinator:
                 elif server.pending_clients <= (run.expelled | run.declined if state is ServerState.ADVERTISE_KEYS
                                                 else run.gone):
                     reason = "disconnects of every pending client"
+                elif state is ServerState.ADVERTISE_KEYS and self._quorum_reached(server):
+                    reason = f"the join quorum of {self.join_quorum} clients"
                 elif state is ServerState.ADVERTISE_KEYS and run.index > 0 and self._quorum_settled(run, server, now):
                     reason = "every connected client having answered"
                 if reason is not None:
@@ -514,7 +549,7 @@ class Coordinator:
                             self._accepting = False
                     log.info("round %s closed by %s; missing %s", state.value, reason, sorted(server.pending_clients))
                     outbox = server.close_round()
-                    self._deliver(run, outbox)
+                    self._round_closed(run, state, outbox)
                     if server.state not in (ServerState.COMPLETED, ServerState.ABORTED):
                         deadline = time.monotonic() + self.deadlines.for_round(server.state)
                     continue
@@ -565,7 +600,7 @@ class Coordinator:
                     log.debug("round %s complete at %.1f ms", state.value, 1e3 * (time.perf_counter() - started))
                     with self._lock:
                         self._accepting = False
-                    self._deliver(run, outbox)
+                    self._round_closed(run, state, outbox)
                     if server.state not in (ServerState.COMPLETED, ServerState.ABORTED):
                         deadline = time.monotonic() + self.deadlines.for_round(server.state)
             if self._stopping.is_set() and server.state not in (ServerState.COMPLETED, ServerState.ABORTED):
@@ -595,6 +630,7 @@ class Coordinator:
                                                       "aborted": aborted, "final": final}))
                 if final:
                     peer.close()
+        self._checkpoint("session_recorded", run.index)
 
 
 # ----------------------------------------------------------------------------- client

@@ -198,7 +198,13 @@ class FedAvgTask:
 
     @property
     def completed_rounds(self) -> int:
+        """Rounds run to an outcome, applied or not (each is one entry of :attr:`history`)."""
         return len(self.history)
+
+    @property
+    def applied_updates(self) -> int:
+        """Rounds whose aggregate moved the global model."""
+        return sum(bool(r["applied"]) for r in self.history)
 
     def _load(self) -> None:
         state_file = self.state_dir / "fedavg_state.json"  # type: ignore[operator]

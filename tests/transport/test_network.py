@@ -26,7 +26,10 @@ from secagg.transport.network import (  # noqa: E402
 from secagg.transport.tasks import FedAvgClient, FedAvgSettings, FedAvgTask, SumClient, SumTask  # noqa: E402
 
 INSECURE = TLSConfig(insecure=True)
-FAST = Deadlines(advertise_keys=20, share_keys=20, masked_input=20, consistency_check=20, unmasking=20)
+# Rounds close as soon as their messages are in, so no honest run waits for these; they are long
+# so that a busy machine never turns a slow client into a dropout. Tests that need a round to
+# close without everyone end it by an event (a join quorum, every client refused, Job.stop_after).
+FAST = Deadlines(advertise_keys=120, share_keys=120, masked_input=120, consistency_check=120, unmasking=120)
 QUICK_RETRY = RetryPolicy(initial=0.05, maximum=0.2, give_up_after=3.0)
 
 
@@ -76,9 +79,13 @@ class Job:
         self.client_threads.append(thread)
         return thread
 
-    def join(self, timeout=60):
+    def join(self, timeout=60, *, stop=False):
+        """Wait for every client, then (``stop=True``, for clients that are refused) stop the
+        coordinator instead of letting its join window run out."""
         for thread in self.client_threads:
             thread.join(timeout)
+        if stop:
+            self.coordinator.stop()
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "coordinator did not finish"
         assert not any(t.is_alive() for t in self.client_threads), "a client hung"
@@ -139,37 +146,37 @@ def test_sum_is_exact_over_mutual_tls(pki):
 def test_certificate_of_another_client_is_refused(pki):
     task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
     server_tls = TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / "coordinator.pem"), key=str(pki / "coordinator.key"))
-    job = Job(task, 3, tls=server_tls, deadlines=Deadlines(advertise_keys=1.0)).start()
+    job = Job(task, 3, tls=server_tls).start()
     # client 1 presents client 2's certificate
     job.client(1, SumClient(np.zeros(10, dtype=np.uint32)),
                tls=TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / "client-2.pem"), key=str(pki / "client-2.key")))
-    job.join()
+    job.join(stop=True)
     assert isinstance(job.outcomes[1], NetworkError) and "PERMISSION_DENIED" in str(job.outcomes[1])
 
 
 def test_client_without_certificate_cannot_connect_under_mutual_tls(pki):
     task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
     server_tls = TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / "coordinator.pem"), key=str(pki / "coordinator.key"))
-    job = Job(task, 3, tls=server_tls, deadlines=Deadlines(advertise_keys=1.0)).start()
+    job = Job(task, 3, tls=server_tls).start()
     job.client(0, SumClient(np.zeros(10, dtype=np.uint32)), tls=TLSConfig(ca=str(pki / "ca.pem")),
                retry=RetryPolicy(initial=0.05, maximum=0.1, give_up_after=0.5))
-    job.join()
+    job.join(stop=True)
     assert isinstance(job.outcomes[0], NetworkError) and "giving up" in str(job.outcomes[0])
     assert task.aborted  # nobody joined: fewer than t clients
 
 
 def test_unknown_client_id_is_refused_at_once():
     task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
-    job = Job(task, 3, deadlines=Deadlines(advertise_keys=1.0)).start()
+    job = Job(task, 3).start()
     job.client(7, SumClient(np.zeros(10, dtype=np.uint32)))
-    job.join()
+    job.join(stop=True)
     assert isinstance(job.outcomes[7], NetworkError) and "unknown client id 7" in str(job.outcomes[7])
 
 
 def test_client_that_never_connects_is_a_dropout_and_the_sum_is_exact():
     config = SecAggConfig(num_clients=4, threshold=3, vector_length=100)
     task = SumTask(config)
-    job = Job(task, 4, deadlines=Deadlines(advertise_keys=2.0, share_keys=20, masked_input=20, unmasking=20)).start()
+    job = Job(task, 4, join_quorum=3).start()  # the first round closes once the three are in
     inputs = vectors(4, 100, seed=1)
     for i in (0, 1, 3):
         job.client(i, SumClient(inputs[i]))
@@ -192,7 +199,7 @@ def raw_stream(target, *messages):
 
 def test_garbage_hello_and_duplicate_sessions_get_typed_refusals():
     task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
-    job = Job(task, 3, deadlines=Deadlines(advertise_keys=3.0)).start()
+    job = Job(task, 3).start()
     _, error = raw_stream(job.target, b"\x00garbage")
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "MalformedMessage" in error.details()
     _, error = raw_stream(job.target, Envelope(Kind.PROTOCOL, {}).encode())
@@ -215,7 +222,7 @@ def test_garbage_hello_and_duplicate_sessions_get_typed_refusals():
     assert error.code() is grpc.StatusCode.ALREADY_EXISTS
     hold.set()
     channel.close()
-    job.join()
+    job.join(stop=True)
     assert task.aborted  # one client only
 
 
@@ -252,17 +259,17 @@ def test_garbage_protocol_bytes_expel_only_the_sender():
 
 def test_client_refuses_a_coordinator_that_lowers_the_threshold():
     task = SumTask(SecAggConfig(num_clients=3, threshold=1, vector_length=10))
-    job = Job(task, 3, deadlines=Deadlines(advertise_keys=1.0)).start()
+    job = Job(task, 3).start()
     job.client(0, SumClient(np.zeros(10, dtype=np.uint32)), policy=ClientPolicy(num_clients=3))
-    job.join()
+    job.join(stop=True)
     assert isinstance(job.outcomes[0], ProtocolViolation) and "threshold 1" in str(job.outcomes[0])
 
 
 def test_a_coordinator_asking_for_another_vector_length_is_refused():
     task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
-    job = Job(task, 3, deadlines=Deadlines(advertise_keys=1.0)).start()
+    job = Job(task, 3).start()
     job.client(0, SumClient(np.zeros(11, dtype=np.uint32)))
-    job.join()
+    job.join(stop=True)
     assert isinstance(job.outcomes[0], ProtocolViolation) and "length 10" in str(job.outcomes[0])
 
 
@@ -318,10 +325,10 @@ def test_client_with_identity_refuses_a_downgrade_to_the_honest_mode(pki):
     from secagg.transport.certs import load_identity, load_verify_keys
 
     task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
-    job = Job(task, 3, deadlines=Deadlines(advertise_keys=1.0)).start()
+    job = Job(task, 3).start()
     job.client(0, SumClient(np.zeros(10, dtype=np.uint32)), identity=load_identity(pki / "identity-0.key"),
                verify_keys=load_verify_keys(pki / "verify_keys.json"))
-    job.join()
+    job.join(stop=True)
     assert isinstance(job.outcomes[0], ProtocolViolation) and "malicious-server mode" in str(job.outcomes[0])
 
 
@@ -364,8 +371,7 @@ class LeavesAfterFirstSession(SumClient):
 def test_a_client_gone_for_good_does_not_hold_later_sessions_for_the_join_window():
     config = SecAggConfig(num_clients=4, threshold=3, vector_length=30)
     task = SumTask(config, sessions=2)
-    job = Job(task, 4, deadlines=Deadlines(advertise_keys=120, share_keys=20, masked_input=20, unmasking=20),
-              join_grace=0.3).start()
+    job = Job(task, 4, join_grace=0.3).start()
     inputs = vectors(4, 30, seed=8)
     for i in range(3):
         job.client(i, SumClient(inputs[i], repeat=True))
@@ -422,7 +428,7 @@ def test_a_client_contributes_its_vector_to_one_sum_only():
     # subtract them; without --repeat every client sits the second session out.
     config = SecAggConfig(num_clients=3, threshold=2, vector_length=20)
     task = SumTask(config, sessions=2)
-    job = Job(task, 3, deadlines=Deadlines(advertise_keys=30, share_keys=20, masked_input=20, unmasking=20)).start()
+    job = Job(task, 3).start()
     inputs = vectors(3, 20, seed=9)
     for i in range(3):
         job.client(i, SumClient(inputs[i]))
@@ -451,3 +457,37 @@ def test_late_messages_are_recognised_by_round():
     assert _is_late(masked_input, ServerState.UNMASKING)
     assert not _is_late(masked_input, ServerState.MASKED_INPUT)
     assert not _is_late(b"garbage", ServerState.UNMASKING)
+
+
+@pytest.mark.parametrize("quorum", [0, 5, True, 2.5])
+def test_join_quorum_outside_one_to_n_is_refused(quorum):
+    with pytest.raises(ParameterError, match="join_quorum"):
+        Coordinator(SumTask(SecAggConfig(num_clients=4, threshold=3, vector_length=4)), 4, tls=INSECURE,
+                    join_quorum=quorum)
+
+
+def test_join_quorum_never_closes_the_first_round_below_the_threshold():
+    # quorum 1 with t = 3: the round closes only once three clients are in, and the sum is exact
+    config = SecAggConfig(num_clients=4, threshold=3, vector_length=20)
+    task = SumTask(config)
+    job = Job(task, 4, join_quorum=1).start()
+    inputs = vectors(4, 20, seed=11)
+    for i in range(3):
+        job.client(i, SumClient(inputs[i]))
+    job.join()
+    assert task.aborted is None and task.survivors == [0, 1, 2]
+    assert np.array_equal(task.aggregate, config.ring.sum([config.ring.element(inputs[i]) for i in range(3)]))
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--kill-coordinator-at", "session_recorded", "--", "join", "--id", "0"], "needs a 'serve'"),
+    (["--die-before", "unmasking", "--", "serve"], "need a 'join'"),
+    (["--kill-coordinator-at", "session_recorded", "--die-before", "unmasking", "--", "serve"], "is for a coordinator"),
+    (["--session", "-1", "--die-before", "unmasking", "--", "join"], "must be >= 0"),
+])
+def test_fault_injection_refuses_mismatched_command_lines(argv, match, capsys):
+    from secagg.transport.faults import main as faults_main
+
+    with pytest.raises(SystemExit):
+        faults_main(argv)
+    assert match in capsys.readouterr().err

@@ -64,8 +64,8 @@ def test_killed_garbage_and_absent_clients_leave_an_exact_sum(tmp_path, logs):
         np.save(tmp_path / f"v{i}.npy", v)
     out = tmp_path / "sum"
     coordinator = spawn("-m", "secagg", "serve", "--task", "sum", "-n", str(n), "-t", "3", "-m", str(m),
-                        "--address", f"127.0.0.1:{port}", "--insecure", "--join-deadline", "10", "--deadline", "20",
-                        "--output", str(out), "--linger", "1", log=logs("coordinator"))
+                        "--address", f"127.0.0.1:{port}", "--insecure", "--join-quorum", "5", "--join-deadline", "120",
+                        "--deadline", "60", "--output", str(out), "--linger", "1", log=logs("coordinator"))
     join = ["join", "--task", "sum", "--coordinator", f"127.0.0.1:{port}", "--insecure", "-n", str(n),
             "--min-threshold", "3", "--give-up-after", "30"]
     clients = {}
@@ -76,7 +76,7 @@ def test_killed_garbage_and_absent_clients_leave_an_exact_sum(tmp_path, logs):
                        "--vector", str(tmp_path / "v2.npy"), log=logs("client2"))
     clients[4] = spawn("-m", "secagg.transport.faults", "--garbage-at", "masked_input", "--", *join, "--id", "4",
                        "--vector", str(tmp_path / "v4.npy"), log=logs("client4"))
-    # client 5 never connects
+    # client 5 never connects: the first round closes once the other five sent their keys
     codes = wait_all([coordinator, *clients.values()])
     summary = json.loads(out.with_suffix(".json").read_text())
     assert codes[0] == 0
@@ -88,32 +88,45 @@ def test_killed_garbage_and_absent_clients_leave_an_exact_sum(tmp_path, logs):
     assert np.array_equal(np.load(out.with_suffix(".npy")).astype(np.uint64), expected)
 
 
-def test_coordinator_restart_between_fedavg_rounds_resumes_from_disk(tmp_path, logs):
+# Where the first coordinator is killed (a named checkpoint of its session 1, i.e. FedAvg round 1),
+# the rounds it had saved, and which rounds of the resumed job are applied.
+RESTART_POINTS = {
+    # between rounds: rounds 0 and 1 are saved, the new coordinator runs rounds 2 and 3
+    "session_recorded": (2, [True, True, True, True]),
+    # round 1 in progress, no masked input out yet: the rerun of round 1 is a fresh session
+    "share_keys_closed": (1, [True, True, True, True]),
+    # round 1's masked inputs are out: every client sits its rerun out (a second sum over other
+    # clients would expose a difference), so round 1 is recorded as not applied
+    "masked_input_closed": (1, [True, False, True, True]),
+}
+
+
+@pytest.mark.parametrize("point", RESTART_POINTS)
+def test_coordinator_killed_at_a_named_point_and_restarted_resumes_from_disk(tmp_path, logs, point):
     n, rounds = 3, 4
+    saved_before, applied = RESTART_POINTS[point]
     port = free_port()
     state = tmp_path / "state"
-    serve = ["-m", "secagg", "serve", "--task", "demo", "-n", str(n), "--rounds", str(rounds), "--samples", "800",
-             "--address", f"127.0.0.1:{port}", "--insecure", "--state-dir", str(state), "--join-deadline", "30",
-             "--deadline", "20", "--linger", "2"]
-    first = spawn(*serve, log=logs("coordinator-1"))
+    serve = ["serve", "--task", "demo", "-n", str(n), "--rounds", str(rounds), "--samples", "800",
+             "--address", f"127.0.0.1:{port}", "--insecure", "--state-dir", str(state), "--join-deadline", "60",
+             "--deadline", "60", "--linger", "2"]
+    first = spawn("-m", "secagg.transport.faults", "--kill-coordinator-at", point, "--session", "1", "--", *serve,
+                  log=logs("coordinator-1"))
     join = ["-m", "secagg", "join", "--task", "demo", "--coordinator", f"127.0.0.1:{port}", "--insecure",
             "--banks", str(n), "--samples", "800", "--give-up-after", "40"]
     clients = [spawn(*join, "--id", str(i), log=logs(f"client{i}")) for i in range(n)]
+    assert wait_all([first]) == [-signal.SIGKILL]  # killed itself at the checkpoint, nothing saved after
     state_file = state / "fedavg_state.json"
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if state_file.exists() and len(json.loads(state_file.read_text())["history"]) >= 1:
-            break
-        time.sleep(0.02)
-    first.send_signal(signal.SIGKILL)  # no chance to save anything more
-    first.wait(10)
-    done_before = len(json.loads(state_file.read_text())["history"])
-    assert 1 <= done_before < rounds
-    time.sleep(1.0)  # clients are now retrying with backoff
-    second = spawn(*serve, log=logs("coordinator-2"))
+    assert [r["round"] for r in json.loads(state_file.read_text())["history"]] == list(range(saved_before))
+    second_log = logs("coordinator-2")
+    second = spawn("-m", "secagg", *serve, log=second_log)
     codes = wait_all([second, *clients])
     assert codes == [0] * (n + 1)
     history = json.loads(state_file.read_text())["history"]
     assert [r["round"] for r in history] == list(range(rounds))
-    assert all(r["applied"] for r in history)
+    assert [r["applied"] for r in history] == applied
+    assert all(r["aborted"] is None for r in history if r["applied"])
     assert sorted(os.listdir(state)) == ["fedavg_state.json", f"model-{rounds:05d}.npy"]
+    second_log.flush()
+    report = (tmp_path / "coordinator-2.log").read_text()
+    assert f"FedAvg finished: {rounds} rounds, {sum(applied)} updates applied" in report
