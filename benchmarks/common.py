@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 import secagg
 from secagg.crypto.prg import DEFAULT_CHUNK_BYTES
 from secagg.errors import AbortError
-from secagg.protocol.graph import NeighbourGraph
+from secagg.protocol.graph import HolderGraph
 
 
 def machine_info() -> dict:
@@ -86,17 +86,19 @@ class Floor:
 def protocol_work(config: secagg.SecAggConfig, result: secagg.SimulationResult) -> dict[str, int]:
     """Mask expansions and X25519 operations this run needed, for the clients and the server."""
     n = config.num_clients
-    graph = NeighbourGraph.for_config(config, result.session_id)
     gone = {name: set(ids) for name, ids in result.dropped.items()}
     u1 = set(range(n)) - gone.get("advertise_keys", set())
     u2 = u1 - gone.get("share_keys", set())
     u3 = u2 - gone.get("masked_input", set())
     dropped = u2 - u3
-    peers = {u: set(graph.neighbours(u).tolist()) for u in u1}
+    graph = HolderGraph(np.array(sorted(u1)), result.holders)
+    peers = {u: set(graph.partners(u).tolist()) for u in u1}
     surviving_partners = {v: len(peers[v] & u3) for v in dropped}
     return {
+        # every survivor expands its self mask and one mask per live partner
         "client_expansions": sum(len(peers[u] & u2) + 1 for u in u3),
-        "client_x25519": 2 * len(u1) + sum(len(peers[u] & u1) for u in u2) + sum(len(peers[u] & u2) for u in u3),
+        # two key generations each; in round 1 two agreements (cipher, mask) with every listed peer
+        "client_x25519": 2 * len(u1) + sum(2 * len(peers[u] & u1) for u in u2),
         "server_expansions": len(u3) + sum(surviving_partners.values()),
         "server_x25519": sum(c + 1 for c in surviving_partners.values()),
     }

@@ -1,8 +1,11 @@
 """Bank consortium: one fraud model, no pooled transactions.
 
 Each bank trains on its own card transactions; the coordinator learns only the masked sum of the
-banks' weighted updates. SecAgg+ neighbours and threshold are chosen for the round size, and one
-bank in eight drops out each round.
+banks' weighted updates. The malicious-server mode (signed keys, signed survivor lists) with a
+threshold of 2/3 of the other banks, checked at every round against one corrupt bank and the
+dropout rate; one bank in eight drops out each round. At least 7 banks: with fewer, no threshold
+withstands a corrupt bank, a dropout and a malicious coordinator at once (2t > n - 1 + c and
+t <= n - 1 - c - d).
 
     .venv/bin/python examples/bank_antifraud.py [--rounds 20] [--banks 8]
 """
@@ -30,7 +33,8 @@ def main(argv=None):
     model = LogisticRegression(n_features=X_test.shape[1])
     fl = FedAvg(model, aggregator="masking", rounds=args.rounds, local_epochs=1, batch_size=64,
                 learning_rate=0.1, dropout=1 / args.banks, seed=0,
-                aggregator_options={"threshold": 2 / 3, "malicious": True})
+                aggregator_options={"threshold": 2 / 3, "malicious": True, "dropout_fraction": 1 / args.banks,
+                                    "corrupt_fraction": 1 / args.banks})
     history = fl.fit(clients, eval_data=(X_test, y_test))
 
     for record in history:

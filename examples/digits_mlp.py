@@ -9,7 +9,6 @@ aggregation uses a sparse SecAgg+ neighbour graph chosen by ``choose_graph_param
 
 import argparse
 
-import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 

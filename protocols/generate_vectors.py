@@ -5,7 +5,7 @@
 
 The output is deterministic: every random byte comes from TestOnlySeededRandomness with a fixed
 seed, and the transcripts record each client's random bytes so another implementation can replay
-them (protocols/secagg-v1.md, section 7). Schemas: protocols/vectors/README.md.
+them (protocols/secagg-v2.md, section 7). Schemas: protocols/vectors/README.md.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from secagg.crypto.prg import expand, keystream
 from secagg.crypto.randomness import TestOnlySeededRandomness
 from secagg.crypto.signatures import IdentityKey
 from secagg.errors import AbortError
+from secagg.protocol import derivation
 from secagg.protocol import messages as msg
 from secagg.protocol.client import ClientSession
+from secagg.protocol.graph import draw_holders
 from secagg.protocol.config import SecAggConfig
 from secagg.protocol.derivation import Round
 from secagg.protocol.server import ServerSession, ServerState
@@ -57,11 +59,11 @@ def kdf_vectors() -> dict:
     rng = TestOnlySeededRandomness(b"kdf")
     cases = []
     for label, context, length in [(b"pairwise-mask", SID + bytes(8), 32), (b"share-bundle", SID + bytes(4) + b"\x01\x00\x00\x00", 64),
-                                   (b"neighbour-graph", b"", 32), (b"x", b"", 16)]:
+                                   (b"example", b"", 32), (b"x", b"", 16)]:
         ikm = rng.random_bytes(32)
         cases.append({"ikm": _hex(ikm), "label": label.decode(), "context": _hex(context), "length": length,
                       "okm": _hex(hkdf(ikm, label, context, length))})
-    return {"description": "HKDF-SHA256, empty salt, info = 'secagg/v1/' || label || 0x00 || context", "cases": cases}
+    return {"description": "HKDF-SHA256, empty salt, info = 'secagg/v2/' || label || 0x00 || context", "cases": cases}
 
 
 def prg_vectors() -> dict:
@@ -100,21 +102,59 @@ def shamir_vectors() -> dict:
                            "9 of the first secret then 9 of the second", "cases": cases}
 
 
+def holder_vectors() -> dict:
+    cases = []
+    for client, n, k in [(0, 5, 1), (2, 5, 2), (2, 5, 3), (7, 20, 6), (0, 1000, 40), (999, 1000, 72)]:
+        rng = RecordingRandomness(TestOnlySeededRandomness(b"holders/%d/%d/%d" % (client, n, k)))
+        holders = draw_holders(client, n, k, rng)
+        cases.append({"client": client, "num_clients": n, "holders_to_draw": k, "randomness": _hex(rng.log),
+                      "holders": [int(v) for v in holders]})
+
+    class Words:  # a case that needs a rejection: the word 2^32 - 1 for 3 remaining candidates
+        def __init__(self, words):
+            self.data = b"".join(w.to_bytes(4, "little") for w in words)
+            self.log = self.data
+
+        def random_bytes(self, count):
+            out, self.data = self.data[:count], self.data[count:]
+            return out
+
+    words = Words([6, 2**32 - 1, 4])
+    cases.append({"client": 2, "num_clients": 5, "holders_to_draw": 2, "randomness": _hex(words.log),
+                  "holders": [int(v) for v in draw_holders(2, 5, 2, words)]})
+    return {"description": "SecAgg+ holder draws: partial Fisher-Yates over the other ids in increasing order, "
+                           "one u32 LE word per swap, rejected if >= 2^32 - (2^32 mod remaining)", "cases": cases}
+
+
+def transcript_tree_vectors() -> dict:
+    cases = []
+    for size in (1, 2, 3, 5, 8, 13):
+        leaves_data = [bytes([i]) * 40 for i in range(size)]  # stand-ins for AdvertiseKeys messages
+        leaves = [derivation.transcript_leaf(data) for data in leaves_data]
+        tree = derivation.TranscriptTree(leaves)
+        cases.append({"advertise_keys": [_hex(d) for d in leaves_data], "leaves": [_hex(h) for h in leaves],
+                      "root": _hex(tree.root),
+                      "audit_paths": [[_hex(h) for h in tree.transcript(i).path] for i in range(size)]})
+    return {"description": "transcript tree: leaf = SHA-256(0x00 || 'secagg/v2/transcript-leaf' || 0x00 || message), "
+                           "node = SHA-256(0x01 || left || right), RFC 6962 shape", "cases": cases}
+
+
 # ------------------------------------------------------------------------------ codec
 
 def _valid_messages() -> list[msg.Message]:
     keys = [bytes([i]) * 32 for i in range(1, 7)]
     sig = bytes(range(64))
     sealed = np.arange(2 * msg.SEALED_SHARES_BYTES, dtype=np.uint8).reshape(2, -1) % 251
+    path = msg.Transcript(bytes([9]) * 32, 1, 3, (bytes([7]) * 32, bytes([8]) * 32))
     return [
         msg.AdvertiseKeys(SID, 3, keys[0], keys[1]),
-        msg.AdvertiseKeys(SID, 3, keys[0], keys[1], sig),
-        msg.KeyDirectory(SID, 1, (msg.KeyEntry(0, keys[0], keys[1]), msg.KeyEntry(1, keys[2], keys[3]))),
-        msg.KeyDirectory(SID, 1, (msg.KeyEntry(1, keys[2], keys[3], sig),)),
+        msg.AdvertiseKeys(SID, 3, keys[0], keys[1], [0, 5], sig),
+        msg.KeyDirectory(SID, 1, (msg.KeyEntry(0, keys[0], keys[1]), msg.KeyEntry(1, keys[2], keys[3])), path),
+        msg.KeyDirectory(SID, 1, (msg.KeyEntry(1, keys[2], keys[3], [0, 2], sig),), msg.Transcript(bytes(32), 0, 1, ())),
         msg.ShareKeys(SID, 2, bytes(range(32)), [0, 4], sealed),
-        msg.ShareBundles(SID, 2, [1, 3], sealed),
+        msg.ShareBundles(SID, 2, [1, 3], sealed, [0, 4]),
         msg.MaskedInput(SID, 0, 5, np.array([0, 1, 31], dtype=np.uint32)),
-        msg.MaskedInput(SID, 0, 64, np.array([2**64 - 1, 7], dtype=np.uint64)),
+        msg.MaskedInput(SID, 0, 64, np.array([2**64 - 1, 7], dtype=np.uint64), [1, 6]),
         msg.ConsistencyRequest(SID, 4, [0, 2, 3]),
         msg.ConsistencySignature(SID, 4, sig),
         msg.UnmaskRequest(SID, 4, [0, 2, 3]),
@@ -128,11 +168,19 @@ def _valid_messages() -> list[msg.Message]:
 def _invalid(valid: dict[str, bytes]) -> list[tuple[str, bytes]]:
     adv = valid["AdvertiseKeys"]
     header = adv[:26]
+    u32 = lambda v: v.to_bytes(4, "little")  # noqa: E731
+    directory_head = valid["KeyDirectory"][:26] + b"\x00" + u32(0)
     cases = [
         ("empty", b""),
         ("truncated header", adv[:25]),
         ("bad magic", b"SAGX" + adv[4:]),
-        ("unsupported version", adv[:4] + b"\x02" + adv[5:]),
+        ("unsupported version (1)", adv[:4] + b"\x01" + adv[5:]),
+        ("non-canonical X25519 key (u >= 2^255 - 19)", header + (2**255 - 19).to_bytes(32, "little") + adv[58:]),
+        ("non-canonical X25519 key (top bit set)", header + adv[26:57] + bytes([adv[57] | 0x80]) + adv[58:]),
+        ("holders list the sender itself", header + adv[26:90] + u32(1) + u32(3) + b"\x00"),
+        ("holders not increasing", header + adv[26:90] + u32(2) + u32(4) + u32(4) + b"\x00"),
+        ("audit path of the wrong length", directory_head + bytes(32) + u32(0) + u32(1) + b"\x01" + bytes(32)),
+        ("leaf index outside the tree", directory_head + bytes(32) + u32(3) + u32(2) + b"\x01" + bytes(32)),
         ("unknown type", adv[:5] + b"\x0b" + adv[6:]),
         ("signature flag 2", adv[:-1] + b"\x02"),
         ("trailing byte", adv + b"\x00"),
@@ -144,7 +192,7 @@ def _invalid(valid: dict[str, bytes]) -> list[tuple[str, bytes]]:
         ("share limb = p", header[:5] + b"\x09" + header[6:] + (1).to_bytes(4, "little") + (0).to_bytes(4, "little")
          + (2**31 - 1).to_bytes(4, "little") * 9 + (0).to_bytes(4, "little")),
         ("abort reason not UTF-8", header[:5] + b"\x0a" + header[6:] + (2).to_bytes(2, "little") + b"\xff\xfe"),
-        ("mixed signed entries", valid["KeyDirectory"][:26] + b"\x01" + (1).to_bytes(4, "little")
+        ("signed entry cut short", valid["KeyDirectory"][:26] + b"\x01" + (1).to_bytes(4, "little")
          + (0).to_bytes(4, "little") + bytes(64)),
     ]
     return cases
@@ -170,18 +218,37 @@ TRANSCRIPTS = [
     ("complete-drop-share-keys", 5, 3, 4, 32, None, False, {"share_keys": [1]}),
     ("complete-drop-masked-input", 5, 3, 4, 32, None, False, {"masked_input": [2]}),
     ("complete-drop-unmasking", 5, 3, 4, 64, None, False, {"unmasking": [4]}),
-    ("complete-drops-every-round", 7, 3, 3, 40, None, False,
+    ("complete-drops-every-round", 7, 2, 3, 40, None, False,
      {"advertise_keys": [0], "share_keys": [3], "masked_input": [5], "unmasking": [6]}),
-    ("malicious-drops-every-round", 8, 3, 3, 12, None, True,
-     {"advertise_keys": [7], "share_keys": [0], "masked_input": [1], "consistency_check": [2], "unmasking": [3]}),
-    ("malicious-abort-at-unmasking", 7, 3, 3, 12, None, True,
-     {"advertise_keys": [6], "share_keys": [0], "masked_input": [1], "consistency_check": [2], "unmasking": [3]}),
-    ("secagg-plus-k4", 8, 2, 5, 20, 4, False, {"masked_input": [3], "unmasking": [6]}),
+    ("malicious-drops-every-round", 12, 6, 3, 12, None, True,
+     {"advertise_keys": [11], "share_keys": [0], "masked_input": [1], "consistency_check": [2], "unmasking": [3]}),
+    ("malicious-abort-at-unmasking", 11, 6, 3, 12, None, True,
+     {"advertise_keys": [10], "share_keys": [0], "masked_input": [1], "consistency_check": [2], "unmasking": [3]}),
+    ("secagg-plus-k6", 20, 3, 5, 20, 6, False, {"masked_input": [3], "unmasking": [6]}),
     ("abort-below-threshold", 4, 3, 2, 8, None, False, {"masked_input": [0, 1]}),
+]
+# Sessions with a cheating client: round -> {client: how its message is altered}. Tampered
+# messages are marked in the transcript; the honest clients' replies stay byte for byte.
+TAMPERED = [
+    ("complete-bad-bundle-reported", 5, 2, 3, 16, None, False, {}, {"share_keys": {1: "corrupt-first-bundle"}}),
+    ("complete-wrong-share-corrected", 6, 3, 3, 16, None, False, {}, {"unmasking": {0: "shift-first-share"}}),
 ]
 
 
-def run_transcript(name, n, t, m, k, neighbors, malicious, drops) -> dict:
+def _tamper(how: str, data: bytes) -> bytes:
+    raw = bytearray(data)
+    if how == "corrupt-first-bundle":  # ShareKeys: header, commitment, count, (recipient, 96-byte bundle)...
+        raw[26 + 32 + 4 + 4 + 95] ^= 0x01
+    elif how == "shift-first-share":  # UnmaskingShares: header, count, (owner, 9 limbs)...: first limb + 1 mod p
+        offset = 26 + 4 + 4
+        limb = int.from_bytes(raw[offset:offset + 4], "little")
+        raw[offset:offset + 4] = ((limb + 1) % shamir.FIELD_PRIME).to_bytes(4, "little")
+    else:  # pragma: no cover - the table above names every kind
+        raise ValueError(how)
+    return bytes(raw)
+
+
+def run_transcript(name, n, t, m, k, neighbors, malicious, drops, tampers=None) -> dict:
     config = SecAggConfig(num_clients=n, threshold=t, vector_length=m, modulus_bits=k, neighbors=neighbors,
                           malicious=malicious)
     root = TestOnlySeededRandomness(name.encode())
@@ -216,14 +283,20 @@ def run_transcript(name, n, t, m, k, neighbors, malicious, drops) -> dict:
                 if u in gone:
                     continue
                 reply = clients[u].start() if round_name == "advertise_keys" else clients[u].handle(inbox[u])
-                log.append({"round": round_name, "from": u, "message": _hex(reply)})
+                entry = {"round": round_name, "from": u, "message": _hex(reply)}
+                how = (tampers or {}).get(round_name, {}).get(u)
+                if how is not None:
+                    reply = _tamper(how, reply)
+                    entry.update(message=_hex(reply), tampered=how)
+                log.append(entry)
                 out = server.receive(u, reply)
                 if out:
                     inbox = out
             if server.state is ServerState(round_name):
                 inbox = server.close_round()
         result = server.result
-        outcome = {"survivors": result.survivors, "aggregate": [str(int(v)) for v in result.aggregate]}
+        outcome = {"survivors": result.survivors, "aggregate": [str(int(v)) for v in result.aggregate],
+                   "reports": [list(p) for p in result.reports], "misbehaving": sorted(result.misbehaving)}
         expected = ring.sum([ring.element(inputs[u]) for u in result.survivors])
         if not np.array_equal(expected, result.aggregate):
             raise AssertionError(f"{name}: aggregate differs from the plaintext sum")
@@ -251,9 +324,11 @@ def all_vectors() -> dict[str, str]:
         "kdf.json": kdf_vectors(),
         "prg.json": prg_vectors(),
         "shamir.json": shamir_vectors(),
+        "holders.json": holder_vectors(),
+        "transcript_tree.json": transcript_tree_vectors(),
         "codec.json": codec_vectors(),
     }
-    for spec in TRANSCRIPTS:
+    for spec in TRANSCRIPTS + TAMPERED:
         files[f"transcripts/{spec[0]}.json"] = run_transcript(*spec)
     return {path: json.dumps(data, indent=1, sort_keys=True) + "\n" for path, data in files.items()}
 

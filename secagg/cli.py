@@ -11,6 +11,7 @@ against the plaintext sum of the survivors' inputs.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -19,7 +20,7 @@ import numpy as np
 from secagg.errors import AbortError, SecAggError
 from secagg.protocol.config import SecAggConfig
 from secagg.protocol.derivation import Round
-from secagg.protocol.graph import choose_graph_parameters
+from secagg.protocol.graph import choose_graph_parameters, complete_graph_threshold
 from secagg.transport.simulator import simulate, warm_up
 
 __all__ = ["main"]
@@ -50,11 +51,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         if threshold is None and neighbors == params.neighbors:
             threshold = params.threshold
     neighbors = None if neighbors in (None, "none", "complete") else int(neighbors)
+    corrupt = min(n - 1, math.ceil(args.corrupt * n - 1e-9))
     if threshold is None:
-        holders = n if neighbors is None else neighbors
-        threshold = holders // 2 + 1 if neighbors is not None else (2 * n) // 3 + 1
+        threshold = complete_graph_threshold(n, args.dropout, corrupt, malicious=args.malicious) \
+            if neighbors is None else neighbors // 2 + 1
     config = SecAggConfig(num_clients=n, threshold=threshold, vector_length=args.length,
-                          modulus_bits=args.bits, neighbors=neighbors, malicious=args.malicious)
+                          modulus_bits=args.bits, neighbors=neighbors, malicious=args.malicious,
+                          corrupt_clients=None if args.unsafe else corrupt,
+                          dropout_fraction=args.dropout, unsafe_skip_bounds=args.unsafe)
     rng = np.random.default_rng(args.schedule_seed)
     ring = config.ring
     inputs = [rng.integers(0, ring.modulus, size=config.vector_length, dtype=np.uint64, endpoint=False)
@@ -146,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sim.add_argument("--clients", "-n", type=int, default=100, help="number of clients")
     sim.add_argument("--threshold", "-t", type=int, default=None,
-                     help="shares needed to reconstruct (default: 2n/3+1 complete graph, chosen for SecAgg+)")
+                     help="shares needed to reconstruct, out of the n-1 other clients or the K holders (default: "
+                     "between the bounds for --corrupt and --dropout)")
     sim.add_argument("--length", "-m", type=int, default=100_000, help="vector length")
     sim.add_argument("--bits", "-k", type=int, default=32, help="ring Z_2^k")
     sim.add_argument("--neighbors", default=None,
@@ -157,7 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=["spread"] + [r.value for r in Round],
                      help="round before which the dropped clients vanish ('spread': across rounds 1..4)")
     sim.add_argument("--corrupt", type=float, default=0.05,
-                     help="corrupt fraction assumed when choosing SecAgg+ parameters")
+                     help="fraction of corrupt clients the parameters must withstand (checked, and used to pick "
+                     "SecAgg+ parameters)")
+    sim.add_argument("--unsafe", action="store_true",
+                     help="research on attacks and aborts only: skip the threat-model bounds (the session protects "
+                     "nothing it claims to)")
     sim.add_argument("--schedule-seed", type=int, default=0, help="seed of the inputs and the dropout schedule")
     sim.add_argument("--test-seed", type=int, default=None,
                      help="TEST ONLY: derive every key from this seed to reproduce a run")

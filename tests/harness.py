@@ -17,9 +17,10 @@ SESSION = bytes(range(16))
 
 
 class Harness:
-    def __init__(self, n=5, t=3, m=8, bits=32, neighbors=None, malicious=False, seed=1, session_id=SESSION):
+    def __init__(self, n=5, t=3, m=8, bits=32, neighbors=None, malicious=False, seed=1, session_id=SESSION,
+                 **config):
         self.config = SecAggConfig(num_clients=n, threshold=t, vector_length=m, modulus_bits=bits,
-                                   neighbors=neighbors, malicious=malicious)
+                                   neighbors=neighbors, malicious=malicious, **config)
         self.session_id = session_id
         root = TestOnlySeededRandomness(seed)
         gen = np.random.default_rng(seed)

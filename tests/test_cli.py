@@ -1,3 +1,4 @@
+import pytest
 import subprocess
 import sys
 
@@ -12,21 +13,32 @@ def test_simulate_prints_the_table_and_checks_the_sum(capsys):
     assert "plaintext sum of the survivors' inputs: yes" in out
 
 
+@pytest.mark.filterwarnings("ignore:SecAggConfig\\(unsafe_skip_bounds")
 def test_simulate_sparse_malicious(capsys):
-    assert main(["simulate", "-n", "30", "-m", "10", "--neighbors", "8", "-t", "3", "--malicious",
-                 "--dropout", "0.1", "--bits", "64"]) == 0
+    # 30 clients are too few for a malicious-mode SecAgg+ graph: refused, naming the bound ...
+    argv = ["simulate", "-n", "30", "-m", "10", "--neighbors", "8", "-t", "3", "--malicious", "--dropout", "0.1",
+            "--bits", "64"]
+    assert main(argv) == 2
+    assert "2t - K corrupt holders" in capsys.readouterr().err
+    # ... and still runnable for research
+    assert main([*argv, "--unsafe"]) == 0
     out = capsys.readouterr().out
     assert "consistency_check" in out and "8 neighbours" in out and ": yes" in out
 
 
+@pytest.mark.filterwarnings("ignore:SecAggConfig\\(unsafe_skip_bounds")
 def test_simulate_reports_an_abort(capsys):
-    assert main(["simulate", "-n", "6", "-t", "6", "-m", "4", "--dropout", "0.2", "--drop-round", "masked_input"]) == 2
+    # more dropouts than the threshold allows: the bounds refuse it unless --unsafe
+    assert main(["simulate", "-n", "6", "-t", "5", "-m", "4", "--dropout", "0.2", "--drop-round", "masked_input"]) == 2
+    assert "cannot be met" in capsys.readouterr().err
+    assert main(["simulate", "-n", "6", "-t", "5", "-m", "4", "--dropout", "0.2", "--drop-round", "masked_input",
+                 "--unsafe"]) == 2
     assert "ABORTED in round masked_input" in capsys.readouterr().out
 
 
 def test_bad_parameters_give_a_clear_error(capsys):
     assert main(["simulate", "-n", "6", "-t", "9"]) == 2
-    assert "threshold must be in 1..6" in capsys.readouterr().err
+    assert "threshold must be in 1..5" in capsys.readouterr().err
 
 
 def test_console_script_entry_point():

@@ -10,7 +10,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.mark.parametrize("script,argv,expect", [
-    ("bank_antifraud.py", ["--banks", "4", "--rounds", "3", "--samples", "1500"], "federated model on all banks"),
+    ("bank_antifraud.py", ["--banks", "7", "--rounds", "3", "--samples", "1500"], "federated model on all banks"),
     ("hospitals_breast_cancer.py", ["--rounds", "5"], "match the pooled means: True"),
     ("digits_mlp.py", ["--clients", "30", "--rounds", "3", "--per-round", "10"], "final test accuracy"),
     ("bank_consortium_paillier.py", ["--banks", "4", "--rounds", "2", "--key-bits", "512"], "decryption needs 3 of 4"),

@@ -34,10 +34,7 @@ class _MaskingRound(AggregationRound):
         self.encoder = FixedPointEncoder(num_clients=n, max_weight=max_weight, clip=clip,
                                          fractional_bits=aggregator.fractional_bits,
                                          modulus_bits=aggregator.modulus_bits)
-        neighbors, threshold = aggregator.graph_for(n)
-        self.config = SecAggConfig(num_clients=n, threshold=threshold, vector_length=dimension + 1,
-                                   modulus_bits=self.encoder.modulus_bits, neighbors=neighbors,
-                                   malicious=aggregator.malicious)
+        self.config = aggregator.config_for(n, dimension + 1, self.encoder.modulus_bits)
         self._index = {client: i for i, client in enumerate(self.participants)}
         self._inputs: list[np.ndarray | None] = [None] * n
         self._rng = rng
@@ -69,9 +66,12 @@ class MaskingAggregator(Aggregator):
     """Secure aggregation by masking.
 
     * ``threshold``: shares needed per client; an int, a fraction of the holders (``0 < f <= 1``:
-      t = ceil(f * holders)), or None for 2/3 (3 clients: t = 2; 8 clients: t = 6).
+      t = ceil(f * holders)), or None for 2/3 (3 clients: t = 2 of 2 holders; 8 clients: t = 5 of 7).
     * ``neighbors``: None (complete graph), an int k (SecAgg+; the complete graph when k >= n - 1),
       or ``"auto"`` (k and t from ``choose_graph_parameters(n, dropout_fraction, corrupt_fraction)``).
+    * ``dropout_fraction``, ``corrupt_fraction``: the threat model every round's configuration is
+      checked against (``ceil(corrupt_fraction * n)`` corrupt clients): a round whose parameters
+      do not withstand it raises :class:`ParameterError` naming the bound.
     * ``fractional_bits``: fixed-point precision (the rounding error per client is below 2^-f).
     * ``modulus_bits``: None picks the smallest ring that cannot overflow.
     """
@@ -87,6 +87,11 @@ class MaskingAggregator(Aggregator):
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                       or threshold <= 0 or (isinstance(threshold, float) and threshold > 1)):
             raise ParameterError(f"threshold must be a positive int, a fraction in (0, 1], or None; got {threshold!r}")
+        for name, value in (("dropout_fraction", dropout_fraction), ("corrupt_fraction", corrupt_fraction)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ParameterError(f"{name} must be in [0, 1), got {value!r}")
+        if dropout_fraction + corrupt_fraction >= 1:
+            raise ParameterError("dropout_fraction + corrupt_fraction must be below 1")
         self.threshold = threshold
         self.neighbors = neighbors
         self.malicious = bool(malicious)
@@ -106,9 +111,7 @@ class MaskingAggregator(Aggregator):
             neighbors = params.neighbors
         if isinstance(neighbors, int) and neighbors >= n - 1:
             neighbors = None
-        if isinstance(neighbors, int) and (neighbors * n) % 2:
-            neighbors -= 1  # a k-regular graph on n nodes needs k * n even
-        holders = n if neighbors is None else neighbors
+        holders = n - 1 if neighbors is None else neighbors
         if self.threshold is None or isinstance(self.threshold, float):
             fraction = 2 / 3 if self.threshold is None else self.threshold
             threshold = max(1, min(holders, math.ceil(fraction * holders - 1e-9)))
@@ -117,6 +120,14 @@ class MaskingAggregator(Aggregator):
         if threshold > holders:
             raise ParameterError(f"threshold {threshold} exceeds the {holders} share holders of a round of {n}")
         return neighbors, threshold
+
+    def config_for(self, n: int, vector_length: int, modulus_bits: int) -> SecAggConfig:
+        """The checked session configuration of a round of n clients."""
+        neighbors, threshold = self.graph_for(n)
+        return SecAggConfig(num_clients=n, threshold=threshold, vector_length=vector_length,
+                            modulus_bits=modulus_bits, neighbors=neighbors, malicious=self.malicious,
+                            corrupt_clients=min(n - 1, math.ceil(self.corrupt_fraction * n - 1e-9)),
+                            dropout_fraction=self.dropout_fraction)
 
     def open_round(self, participants, dimension, *, max_weight, clip=1.0, rng):
         return _MaskingRound(self, participants, dimension, max_weight, clip, rng)

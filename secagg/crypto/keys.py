@@ -18,11 +18,11 @@ __all__ = [
 ]
 
 KEY_BYTES = 32
-DOMAIN = b"secagg/v1/"
+DOMAIN = b"secagg/v2/"
 
 
 def hkdf(input_key: bytes, label: bytes, context: bytes = b"", length: int = 32) -> bytes:
-    """HKDF-SHA256 (empty salt) with info = ``b"secagg/v1/" + label + b"\\x00" + context``.
+    """HKDF-SHA256 (empty salt) with info = ``b"secagg/v2/" + label + b"\\x00" + context``.
 
     The label names the purpose (e.g. ``b"pairwise-mask"``); the context binds the session and
     the parties, so a key derived for one purpose or pair can never serve another.

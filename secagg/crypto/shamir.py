@@ -35,6 +35,7 @@ __all__ = [
     "mod_matmul",
     "lagrange_at_zero",
     "reconstruct",
+    "decode_with_errors",
 ]
 
 FIELD_PRIME = 2**31 - 1
@@ -220,3 +221,99 @@ def reconstruct(x_sets: np.ndarray, shares: np.ndarray) -> np.ndarray:
         weighted = GF(coefficients[start:stop])[:, :, None] * GF(values[start:stop].astype(np.int64))
         out[start:stop] = np.add.reduce(weighted, axis=1).view(np.ndarray)
     return out
+
+
+def _solve_any(A, b):
+    """Some solution of ``A z = b`` over GF(p) (free variables 0), or None if there is none."""
+    GF = field()
+    rows, cols = A.shape
+    reduced = GF(np.hstack([A.view(np.ndarray), b.view(np.ndarray)[:, None]])).row_reduce()
+    z = GF.Zeros(cols)
+    for row in reduced:
+        nonzero = np.flatnonzero(row[:cols].view(np.ndarray))
+        if nonzero.size == 0:
+            if int(row[cols]) != 0:
+                return None  # 0 = nonzero: inconsistent
+            continue
+        z[nonzero[0]] = row[cols]
+    return z
+
+
+def _berlekamp_welch(x, y, threshold: int, errors: int):
+    """The polynomial of degree < threshold through all but at most ``errors`` of the points
+    (x, y), as coefficients (constant first), or None. Needs len(x) >= threshold + 2 * errors."""
+    GF = field()
+    X, Y = GF(np.asarray(x, dtype=np.int64) % FIELD_PRIME), GF(np.asarray(y, dtype=np.int64))
+    if errors == 0:
+        V = GF(vandermonde(X.view(np.ndarray), threshold))
+        z = _solve_any(V, Y)
+        if z is None or np.any(V @ z != Y):
+            return None
+        return z
+    # Q(x_i) = y_i E(x_i) with E monic of degree e: unknowns Q_0..Q_{t+e-1}, E_0..E_{e-1}.
+    e = errors
+    Vq = GF(vandermonde(X.view(np.ndarray), threshold + e))
+    Ve = GF(vandermonde(X.view(np.ndarray), e + 1))
+    A = np.hstack([Vq.view(np.ndarray), (-(Y[:, None] * Ve[:, :e])).view(np.ndarray)])
+    z = _solve_any(GF(A), Y * Ve[:, e])
+    if z is None:
+        return None
+    import galois
+
+    Q = galois.Poly(z[:threshold + e][::-1], field=GF)
+    E = galois.Poly(np.concatenate([GF([1]), z[threshold + e:][::-1]]), field=GF)
+    P, remainder = divmod(Q, E)
+    if remainder != 0 or P.degree >= threshold:
+        return None
+    coefficients = GF.Zeros(threshold)
+    values = P.coeffs[::-1]
+    coefficients[:values.size] = values
+    return coefficients
+
+
+def decode_with_errors(x_coords, shares, threshold: int, check=None):
+    """Reconstruct one secret's limbs from ``r >= threshold`` shares some of which may be wrong.
+
+    ``shares`` is ``(r, limbs)``. Shamir shares are a Reed-Solomon codeword, so up to
+    ``(r - threshold) // 2`` wrong shares are corrected (Berlekamp-Welch on each limb). With a
+    ``check(limbs) -> bool`` (a commitment to the secret), a single wrong share is also found when
+    only ``r >= threshold + 1`` shares arrived, by leaving each share out in turn; and a decoding
+    is only accepted when it passes the check. Returns ``(limbs, wrong)``: the limbs and a boolean
+    mask of the shares that lie off the secret's polynomials; None when nothing passes.
+    """
+    x = _check_x(x_coords, "share")
+    values = np.asarray(shares, dtype=np.int64)
+    if values.ndim != 2 or values.shape[0] != x.size:
+        raise ParameterError("shares must have shape (len(x_coords), limbs)")
+    r = x.size
+    if r < threshold:
+        return None
+    V = vandermonde(x, threshold)
+
+    def fit(use: np.ndarray, errors: int):
+        limbs = np.empty(values.shape[1], dtype=np.uint32)
+        wrong = np.zeros(r, dtype=bool)
+        for limb in range(values.shape[1]):
+            coefficients = _berlekamp_welch(x[use], values[use, limb], threshold, errors)
+            if coefficients is None:
+                return None
+            limbs[limb] = int(coefficients[0])
+            fitted = mod_matmul(V, coefficients.view(np.ndarray).astype(np.int64)[:, None])[:, 0]
+            wrong |= fitted != values[:, limb]
+        if int(wrong[use].sum()) > errors or (check is not None and not check(limbs)):
+            return None
+        return limbs, wrong
+
+    everyone = np.ones(r, dtype=bool)
+    for errors in range(0, (r - threshold) // 2 + 1):
+        found = fit(everyone, errors)
+        if found is not None:
+            return found
+    if check is not None and r > threshold:
+        for left_out in range(r):
+            use = everyone.copy()
+            use[left_out] = False
+            found = fit(use, 0)
+            if found is not None:
+                return found
+    return None

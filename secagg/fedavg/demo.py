@@ -134,8 +134,9 @@ def _private_run(args: argparse.Namespace, n_features: int, banks: int, dropout:
     if args.aggregator == "paillier":
         options = {"key_bits": getattr(args, "key_bits", 2048)}
     elif args.aggregator == "masking":
-        # the protocol itself refuses to unmask a sum carrying fewer noise shares than calibrated
-        options = {"threshold": config.min_shares(banks)}
+        # the protocol itself refuses to unmask a sum carrying fewer noise shares than calibrated: every
+        # survivor needs t other survivors, so a sum has at least t + 1 inputs
+        options = {"threshold": max(1, config.min_shares(banks) - 1)}
     fl = FedAvg(LogisticRegression(n_features), aggregator=args.aggregator, rounds=getattr(args, "dp_rounds", 100),
                 learning_rate=getattr(args, "dp_learning_rate", 1.0), dropout=dropout, seed=args.seed,
                 aggregator_options=options, dp=config)

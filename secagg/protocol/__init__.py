@@ -3,7 +3,8 @@
 from secagg.protocol.client import ClientSession, ClientState
 from secagg.protocol.config import SecAggConfig
 from secagg.protocol.derivation import Round
-from secagg.protocol.graph import GraphParameters, NeighbourGraph, choose_graph_parameters
+from secagg.protocol.bounds import ThreatModel
+from secagg.protocol.graph import GraphParameters, HolderGraph, choose_graph_parameters, draw_holders
 from secagg.protocol.messages import Message, MessageType, decode_message, encode_broadcast
 from secagg.protocol.server import AggregationResult, ServerSession, ServerState
 
@@ -14,12 +15,14 @@ __all__ = [
     "GraphParameters",
     "Message",
     "MessageType",
-    "NeighbourGraph",
+    "HolderGraph",
     "Round",
     "SecAggConfig",
     "ServerSession",
     "ServerState",
+    "ThreatModel",
     "choose_graph_parameters",
     "decode_message",
+    "draw_holders",
     "encode_broadcast",
 ]

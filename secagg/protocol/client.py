@@ -27,7 +27,7 @@ from secagg.errors import (
 )
 from secagg.protocol import derivation as d
 from secagg.protocol.config import SecAggConfig
-from secagg.protocol.graph import NeighbourGraph
+from secagg.protocol.graph import draw_holders
 from secagg.protocol.messages import (
     SEALED_SHARES_BYTES,
     SESSION_ID_BYTES,
@@ -83,12 +83,29 @@ def check_verify_keys(config: SecAggConfig, verify_keys: Mapping[int, bytes] | N
     return keys
 
 
+class _CheckedRandomness:
+    """Passes a caller's random source through, refusing short or non-bytes answers (typed)."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: RandomSource) -> None:
+        self.inner = inner
+
+    def random_bytes(self, n: int) -> bytes:
+        data = self.inner.random_bytes(n)
+        if not isinstance(data, (bytes, bytearray)) or len(data) != n:
+            got = len(data) if isinstance(data, (bytes, bytearray)) else type(data).__name__
+            raise ParameterError(f"the random source returned {got} bytes where {n} were asked for")
+        return bytes(data)
+
+
 class ClientSession:
     """One client's part in one secure-aggregation session.
 
     ``input_vector`` holds m integers in [0, 2**modulus_bits). In malicious mode the client
     needs its long-term ``identity`` key and every client's public ``verify_keys``. ``rng`` is
-    the source of all key material and seeds (the OS CSPRNG unless a test passes its own).
+    the source of all key material, seeds and holder draws (the OS CSPRNG unless a test passes
+    its own).
     """
 
     def __init__(
@@ -118,41 +135,53 @@ class ClientSession:
         if config.malicious and identity.public_bytes != self._verify_keys[self.client_id]:  # type: ignore[union-attr]
             raise ParameterError("identity does not match this client's entry in verify_keys")
         self._identity = identity if config.malicious else None
-        self._rng = rng if rng is not None else system_randomness()
-        self._graph = NeighbourGraph.for_config(config, self.session_id)
-        self._holders = self._graph.holders(self.client_id)  # who holds this client's shares
-        self._holder_set = frozenset(self._holders.tolist())
+        self._rng = _CheckedRandomness(rng) if rng is not None else system_randomness()
         self.state = ClientState.READY
         self.abort_reason: str | None = None
         # carried between rounds; each is set by the round that produces it
         self._cipher_key: AgreementKey | None = None
         self._mask_key: AgreementKey | None = None
         self._advertised: AdvertiseKeys | None = None
-        self._peer_keys: dict[int, tuple[bytes, bytes]] = {}
+        self._drawn: np.ndarray | None = None  # SecAgg+: the holders this client drew (None: all others)
+        self._transcript_root: bytes | None = None
+        self._mask_secrets: dict[int, bytes] = {}  # X25519 agreements of the mask keys, round 1 -> 2
+        self._mask_owners: np.ndarray | None = None  # clients whose bundles arrived in round 2
+        self._holders: np.ndarray | None = None  # holders its shares were sealed to
+        self._owners: np.ndarray | None = None  # clients that drew this one (the directory says)
         self._incoming_keys: dict[int, bytes] = {}
         self._self_mask_seed: bytes | None = None
-        self._own_shares: np.ndarray | None = None
         self._held_owners: np.ndarray | None = None  # sorted ids whose shares this client holds
         self._held_shares: np.ndarray | None = None  # (owners, 2, 9): self-mask and mask-key shares
-        self._mask_peers: np.ndarray | None = None
+        self._live_holders: np.ndarray | None = None  # its holders still in the session at round 2
         self._signed_survivors: np.ndarray | None = None
+        self.rejected: list[int] = []  # senders whose share bundle did not open (reported)
         self.revealed: dict[int, str] = {}
 
     # ------------------------------------------------------------------ public interface
 
+    @property
+    def drawn_holders(self) -> np.ndarray | None:
+        """SecAgg+: the holders this client drew in :meth:`start` (public: they are in its
+        AdvertiseKeys); None in the complete graph or before start."""
+        return self._drawn
+
     def start(self) -> bytes:
-        """Round 0: generate fresh keys and return the AdvertiseKeys message."""
+        """Round 0: generate fresh keys (and, in SecAgg+, draw holders); return AdvertiseKeys."""
         if self.state is not ClientState.READY:
             raise SessionStateError(f"start() called in state {self.state.value}")
         cipher_key = AgreementKey.generate(self._rng)
         mask_key = AgreementKey.generate(self._rng)
+        drawn = None
+        if self.config.is_sparse:
+            drawn = draw_holders(self.client_id, self.config.num_clients, self.config.neighbors, self._rng)
+        holders = drawn if drawn is not None else np.zeros(0, np.int64)
         signature = None
         if self._identity is not None:
             signature = self._identity.sign(d.advertise_payload(
-                self.session_id, self.client_id, cipher_key.public_bytes, mask_key.public_bytes))
+                self.session_id, self.client_id, cipher_key.public_bytes, mask_key.public_bytes, holders))
         message = AdvertiseKeys(self.session_id, self.client_id, cipher_key.public_bytes,
-                                mask_key.public_bytes, signature)
-        self._cipher_key, self._mask_key, self._advertised = cipher_key, mask_key, message
+                                mask_key.public_bytes, holders, signature)
+        self._cipher_key, self._mask_key, self._advertised, self._drawn = cipher_key, mask_key, message, drawn
         self.state = ClientState.AWAIT_KEY_DIRECTORY
         return message.encode()
 
@@ -161,8 +190,10 @@ class ClientSession:
 
         Raises :class:`MalformedMessage` / :class:`ProtocolViolation` (``party="server"``) for a
         message the client refuses, leaving the session unchanged; :class:`AbortError` when the
-        server announces an abort.
+        server announces an abort; :class:`SessionStateError` before :meth:`start`.
         """
+        if self.state is ClientState.READY:
+            raise SessionStateError("handle() called before start()")
         try:
             message = decode_message(data)
         except ProtocolViolation as exc:
@@ -191,143 +222,166 @@ class ClientSession:
             raise _violation(f"message addressed to client {message.party}, not {self.client_id}")
 
     def _check_survivors(self, survivors: np.ndarray) -> None:
-        """The survivor list the server claims: plausible, consistent with what we saw, and big
-        enough that revealing shares cannot expose anyone (>= t of our share holders survive)."""
+        """The survivor list the server claims: plausible, consistent with what we saw, and leaving
+        at least t of our holders (others: this client never holds its own shares)."""
         if survivors.size and int(survivors[-1]) >= self.config.num_clients:
             raise _violation(f"survivor list names unknown client {int(survivors[-1])}")
         if not np.any(survivors == self.client_id):
             raise _violation("survivor list does not contain this client, which sent its masked input")
-        relevant = survivors[np.isin(survivors, self._holders)]
-        allowed = np.append(self._mask_peers, self.client_id)
-        if not np.all(np.isin(relevant, allowed)):
-            bad = int(relevant[~np.isin(relevant, allowed)][0])
-            raise _violation(f"survivor list names client {bad}, which never sent this client its shares")
-        if relevant.size < self.config.threshold:
-            raise _violation(f"survivor list leaves {relevant.size} of this client's share holders, "
-                             f"fewer than the threshold {self.config.threshold}")
+        partners = np.union1d(self._holders, self._owners)  # type: ignore[arg-type]
+        named = survivors[np.isin(survivors, partners)]
+        live = np.union1d(self._live_holders, self._mask_owners)  # type: ignore[arg-type]
+        if not np.all(np.isin(named, live)):
+            bad = int(named[~np.isin(named, live)][0])
+            raise _violation(f"survivor list names client {bad}, which left the session before the masked inputs")
+        kept = int(np.isin(self._live_holders, survivors).sum())  # type: ignore[arg-type]
+        if kept < self.config.threshold:
+            raise _violation(f"survivor list leaves {kept} of this client's holders, fewer than the threshold "
+                             f"{self.config.threshold}")
 
     # ------------------------------------------------------------------ round 1: share keys
 
     def _on_key_directory(self, message: KeyDirectory) -> bytes:
-        n, me = self.config.num_clients, self.client_id
+        n, me, t = self.config.num_clients, self.client_id, self.config.threshold
         entries = {e.client_id: e for e in message.entries}
         own, sent = entries.get(me), self._advertised
-        if own is None or (own.cipher_public_key, own.mask_public_key) != \
-                (sent.cipher_public_key, sent.mask_public_key):  # type: ignore[union-attr]
-            raise _violation("key directory misstates this client's own keys (substituted or missing)")
-        for client_id in entries:
+        if own is None or own != sent.entry:  # type: ignore[union-attr]
+            raise _violation("key directory misstates this client's own entry (keys, holders or signature)")
+        if d.transcript_root_from_path(d.transcript_leaf(sent.encode()), message.transcript) != \
+                message.transcript.root:  # type: ignore[union-attr]
+            raise _violation("the transcript root does not contain this client's AdvertiseKeys")
+        drawn = self._drawn
+        owners = []
+        for client_id, entry in entries.items():
             if client_id >= n:
                 raise _violation(f"key directory names unknown client {client_id}")
-            if client_id != me and client_id not in self._holder_set:
-                raise _violation(f"key directory names client {client_id}, which is not a neighbour")
-        seen: set[bytes] = set()
+            if client_id == me:
+                continue
+            if drawn is None:
+                if entry.holders.size:
+                    raise _violation(f"key directory entry of client {client_id} lists holders in the complete graph")
+                owners.append(client_id)
+                continue
+            if entry.holders.size != self.config.neighbors:
+                raise _violation(f"key directory entry of client {client_id} lists {entry.holders.size} holders, "
+                                 f"expected {self.config.neighbors}")
+            if int(entry.holders.max()) >= n:
+                raise _violation(f"client {client_id} drew an unknown holder {int(entry.holders.max())}")
+            drew_me = bool(np.any(entry.holders == me))
+            if drew_me:
+                owners.append(client_id)
+            elif not np.any(drawn == client_id):
+                raise _violation(f"key directory names client {client_id}, which neither holds for this client "
+                                 "nor drew it")
+        seen: dict[int, int] = {}
         for e in message.entries:
             for key in (e.cipher_public_key, e.mask_public_key):
-                if key in seen:
+                point = int.from_bytes(key, "little")  # canonical encodings (the codec refuses others)
+                if point in seen:
                     raise _violation(f"public key of client {e.client_id} appears twice in the key directory")
-                seen.add(key)
+                seen[point] = e.client_id
         if self._verify_keys is not None:
             for e in message.entries:
                 if e.signature is None:
                     raise _violation(f"key directory entry of client {e.client_id} is unsigned")
                 try:
                     verify_signature(self._verify_keys[e.client_id], e.signature, d.advertise_payload(
-                        self.session_id, e.client_id, e.cipher_public_key, e.mask_public_key))
+                        self.session_id, e.client_id, e.cipher_public_key, e.mask_public_key, e.holders))
                 except CryptoError:
                     raise _violation(f"bad signature on the keys of client {e.client_id}") from None
         elif message.signed:
             raise _violation("signed key directory in honest-but-curious mode")
-        holders = np.array(sorted(i for i in entries if i in self._holder_set), dtype=np.int64)
-        if holders.size < self.config.threshold:
-            raise _violation(f"only {holders.size} share holders advertised keys, fewer than the "
-                             f"threshold {self.config.threshold}")
-        # Agree on every bundle key first: a bad peer key is refused before any randomness is drawn.
+        others = np.array(sorted(i for i in entries if i != me), dtype=np.int64)
+        holders = others if drawn is None else others[np.isin(others, drawn)]
+        if holders.size < t:
+            raise _violation(f"only {holders.size} of this client's holders advertised keys, fewer than the "
+                             f"threshold {t} (a client never counts itself)")
+        # Agree with every peer key first (both kinds): a low-order key is refused before any
+        # randomness is drawn, and the mask agreements are kept for round 2.
         bundle_keys: dict[int, tuple[bytes, bytes]] = {}
-        for holder in holders.tolist():
-            if holder == me:
-                continue
+        mask_secrets: dict[int, bytes] = {}
+        for peer in others.tolist():
             try:
-                secret = self._cipher_key.exchange(entries[holder].cipher_public_key)  # type: ignore[union-attr]
+                cipher_secret = self._cipher_key.exchange(entries[peer].cipher_public_key)  # type: ignore[union-attr]
+                mask_secrets[peer] = self._mask_key.exchange(entries[peer].mask_public_key)  # type: ignore[union-attr]
             except CryptoError as exc:
-                raise _violation(f"unusable cipher key of client {holder}: {exc}") from None
-            bundle_keys[holder] = d.share_bundle_keys(secret, self.session_id, me, holder)
+                raise _violation(f"unusable public key of client {peer}: {exc}") from None
+            bundle_keys[peer] = d.share_bundle_keys(cipher_secret, self.session_id, me, peer)
         # Deal shares of the self-mask seed and of the mask private key among the holders.
         self_mask_seed = self._rng.random_bytes(SEED_BYTES)
         limbs = secrets_to_limbs([self_mask_seed, self._mask_key.private_bytes()]).ravel()  # type: ignore[union-attr]
-        shares = share(limbs, self.config.threshold, holders + 1, self._rng)
-        incoming_keys: dict[int, bytes] = {}  # key of the bundle each holder will seal to us
-        recipients, sealed = [], []
-        own_shares = None
+        shares = share(limbs, t, holders + 1, self._rng)
+        sealed = []
         for holder, holder_shares in zip(holders.tolist(), shares):
-            if holder == me:
-                own_shares = holder_shares.reshape(2, LIMBS_PER_SECRET)
-                continue
-            outgoing, incoming = bundle_keys[holder]
+            outgoing = bundle_keys[holder][0]
             ad = d.share_bundle_associated_data(self.session_id, me, holder)
-            recipients.append(holder)
             sealed.append(seal(outgoing, d.share_plaintext(me, holder, holder_shares), ad))
-            incoming_keys[holder] = incoming
         ciphertexts = np.frombuffer(b"".join(sealed), dtype=np.uint8).reshape(len(sealed), SEALED_SHARES_BYTES)
         reply = ShareKeys(self.session_id, me, d.self_mask_commitment(self.session_id, me, self_mask_seed),
-                          np.array(recipients, dtype=np.int64), ciphertexts)
+                          holders, ciphertexts)
         # commit
-        self._peer_keys = {i: (e.cipher_public_key, e.mask_public_key) for i, e in entries.items() if i != me}
-        self._incoming_keys = incoming_keys
+        self._mask_secrets = mask_secrets
+        self._incoming_keys = {o: bundle_keys[o][1] for o in owners}
+        self._holders = holders
+        self._owners = np.array(sorted(owners), dtype=np.int64)
+        self._transcript_root = message.transcript.root
         self._self_mask_seed = self_mask_seed
-        self._own_shares = own_shares
         self.state = ClientState.AWAIT_SHARE_BUNDLES
         return reply.encode()
 
     # ------------------------------------------------------------------ round 2: masked input
 
     def _on_share_bundles(self, message: ShareBundles) -> bytes:
-        session_id, client_id = self.session_id, self.client_id
-        received = []
+        session_id, client_id, t = self.session_id, self.client_id, self.config.threshold
+        live_holders = message.holders.astype(np.int64)
+        if not np.all(np.isin(live_holders, self._holders)):  # type: ignore[arg-type]
+            bad = int(live_holders[~np.isin(live_holders, self._holders)][0])  # type: ignore[arg-type]
+            raise _violation(f"share bundles name client {bad} as a holder of this client, which it did not seal "
+                             "shares to")
+        if live_holders.size < t:
+            raise _violation(f"only {live_holders.size} of this client's holders are left, fewer than the "
+                             f"threshold {t}")
+        received, rejected = [], []
         for sender, ciphertext in zip(message.peers.tolist(), message.ciphertexts):
             key = self._incoming_keys.get(sender)
             if key is None:
-                raise _violation(f"share bundle from client {sender}, to whom this client sent no shares")
+                raise _violation(f"share bundle from client {sender}, which did not draw this client")
             try:
                 plaintext = open_sealed(key, ciphertext.tobytes(),
                                         d.share_bundle_associated_data(session_id, sender, client_id))
                 claimed_sender, claimed_recipient, limbs = d.parse_share_plaintext(plaintext)
-            except (CryptoError, ParameterError) as exc:
-                raise _violation(f"share bundle from client {sender} does not open: {exc}") from None
-            if (claimed_sender, claimed_recipient) != (sender, client_id):
-                raise _violation(f"share bundle from client {sender} names {claimed_sender}->{claimed_recipient}")
+                if (claimed_sender, claimed_recipient) != (sender, client_id):
+                    raise ParameterError(f"the plaintext names {claimed_sender}->{claimed_recipient}")
+            except (CryptoError, ParameterError):
+                # A bad bundle costs only its sender's shares: this client holds nothing for it,
+                # still masks with it (the sender does too) and reports it to the server.
+                rejected.append(sender)
+                continue
             received.append((sender, limbs))
-        senders = np.array([s for s, _ in received], dtype=np.int64)
-        alive_holders = senders.size + (self._own_shares is not None)  # self holds in the complete graph
-        if alive_holders < self.config.threshold:
-            raise _violation(f"only {alive_holders} share holders are left, fewer than the threshold "
-                             f"{self.config.threshold}")
-        # Pairwise mask seeds with every peer that sent shares.
+        senders = message.peers.astype(np.int64)
+        partners = np.union1d(live_holders, senders)
         add_seeds, subtract_seeds = [self._self_mask_seed], []
-        for sender in senders.tolist():
-            try:
-                secret = self._mask_key.exchange(self._peer_keys[sender][1])  # type: ignore[union-attr]
-            except CryptoError as exc:
-                raise _violation(f"unusable mask key of client {sender}: {exc}") from None
-            seed = d.pairwise_mask_seed(secret, session_id, client_id, sender)
-            (add_seeds if client_id < sender else subtract_seeds).append(seed)
+        for peer in partners.tolist():
+            seed = d.pairwise_mask_seed(self._mask_secrets[peer], session_id, client_id, peer)
+            (add_seeds if client_id < peer else subtract_seeds).append(seed)
         masked = self._input.copy()  # type: ignore[union-attr]
         apply_masks(masked, add_seeds, subtract_seeds, self._ring)
-        reply = MaskedInput(session_id, client_id, self.config.modulus_bits, masked).encode()
+        reply = MaskedInput(session_id, client_id, self.config.modulus_bits, masked,
+                            np.array(rejected, dtype=np.int64)).encode()
         del masked
         # commit: keep only the shares held for others; forget the input and the secrets
-        owners = [s for s, _ in received]
-        tables = [limbs for _, limbs in received]
-        if self._own_shares is not None:
-            owners.append(client_id)
-            tables.append(self._own_shares)
+        owners = np.array([s for s, _ in received], dtype=np.int64)
         order = np.argsort(owners)
-        self._held_owners = np.asarray(owners, dtype=np.int64)[order]
-        self._held_shares = np.stack(tables)[order] if tables else np.zeros((0, 2, LIMBS_PER_SECRET), np.uint32)
-        self._mask_peers = senders
+        self._held_owners = owners[order]
+        self._held_shares = (np.stack([limbs for _, limbs in received])[order] if received
+                             else np.zeros((0, 2, LIMBS_PER_SECRET), np.uint32))
+        self._live_holders = live_holders
+        self._mask_owners = senders
+        self.rejected = rejected
         self._input = None
         self._self_mask_seed = None
         self._mask_key = self._cipher_key = None
-        self._incoming_keys = {}
+        self._incoming_keys, self._mask_secrets = {}, {}
         self.state = (ClientState.AWAIT_CONSISTENCY_REQUEST if self.config.malicious
                       else ClientState.AWAIT_UNMASK_REQUEST)
         return reply
@@ -336,7 +390,8 @@ class ClientSession:
 
     def _on_consistency_request(self, message: ConsistencyRequest) -> bytes:
         self._check_survivors(message.survivors)
-        signature = self._identity.sign(d.consistency_payload(self.session_id, message.survivors))  # type: ignore[union-attr]
+        signature = self._identity.sign(d.consistency_payload(  # type: ignore[union-attr]
+            self.session_id, self._transcript_root, message.survivors))  # type: ignore[arg-type]
         reply = ConsistencySignature(self.session_id, self.client_id, signature).encode()
         self._signed_survivors = message.survivors
         self.state = ClientState.AWAIT_UNMASK_REQUEST
@@ -349,7 +404,7 @@ class ClientSession:
         if self.config.malicious:
             if not np.array_equal(survivors, self._signed_survivors):
                 raise _violation("unmask request names a survivor list other than the one this client signed")
-            payload = d.consistency_payload(self.session_id, survivors)
+            payload = d.consistency_payload(self.session_id, self._transcript_root, survivors)  # type: ignore[arg-type]
             valid_from_holders = 0
             for signer, signature in message.signatures:
                 if signer >= self.config.num_clients or not np.any(survivors == signer):
@@ -358,9 +413,9 @@ class ClientSession:
                     verify_signature(self._verify_keys[signer], signature, payload)  # type: ignore[index]
                 except CryptoError:
                     raise _violation(f"bad consistency signature from client {signer}") from None
-                valid_from_holders += signer in self._holder_set
+                valid_from_holders += bool(np.any(self._live_holders == signer))
             if valid_from_holders < self.config.threshold:
-                raise _violation(f"only {valid_from_holders} share holders signed the survivor list, "
+                raise _violation(f"only {valid_from_holders} of this client's holders signed the survivor list, "
                                  f"fewer than the threshold {self.config.threshold}")
         else:
             if message.signatures:

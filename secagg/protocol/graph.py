@@ -1,86 +1,138 @@
-"""Who shares with whom: the complete graph (SecAgg) or a sparse k-regular graph (SecAgg+).
+"""Who holds whose shares: every other client (SecAgg), or K holders each client draws itself (SecAgg+).
 
-In the complete graph every client's secrets are shared among all n clients, itself included,
-and every pair of clients masks with each other. In SecAgg+ (Bell et al., CCS 2020) each client
-shares among and masks with only its k neighbours in a Harary graph H(k, n) laid out on a ring in
-a random order: the order comes from AES-CTR keyed by HKDF(session id), so every party derives
-the same graph from public data and no party (but whoever picks the session id) chooses it.
+In the complete graph every client shares its secrets among all n - 1 other clients and masks with
+each of them. In SecAgg+ (Bell et al., CCS 2020, with the graph drawn by the clients) each client
+draws its K holders uniformly without replacement among the other n - 1 clients, with its own
+CSPRNG, when it generates its keys, and announces them in its (signed) AdvertiseKeys. Two clients
+mask with each other when either one drew the other.
+
+Why the clients draw: in protocol version 1 the graph was a pure function of the session id, which
+the coordinator picks, so a coordinator could grind session ids until a victim's neighbours were
+its colluders. Now no one but the client influences its draw, and a coordinator that excludes
+clients only removes holders; it cannot add corrupt ones (docs/security.md, "SecAgg+ graph").
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from secagg.crypto.keys import hkdf
-from secagg.crypto.prg import keystream
+from secagg.crypto.randomness import RandomSource
 from secagg.errors import ParameterError
+from secagg.protocol import bounds
 
-__all__ = ["NeighbourGraph", "GraphParameters", "choose_graph_parameters"]
+__all__ = ["draw_holders", "HolderGraph", "GraphParameters", "choose_graph_parameters", "complete_graph_threshold"]
 
-# Beyond this many neighbours a sparse graph saves little over the complete one.
-_MAX_SPARSE_NEIGHBOURS = 2048
+# Beyond this many holders a sparse graph saves little over the complete one.
+_MAX_SPARSE_HOLDERS = 2048
+_WORD = 1 << 32
 
 
-class NeighbourGraph:
-    """The neighbour relation of one session."""
+def draw_holders(client_id: int, num_clients: int, count: int, rng: RandomSource) -> np.ndarray:
+    """``count`` distinct holder ids, uniform among the other clients, sorted (spec section 7).
 
-    def __init__(self, num_clients: int, neighbors: int | None, session_id: bytes) -> None:
-        self.num_clients = num_clients
-        self.neighbors = neighbors
-        if neighbors is None:
-            self._order = self._position = None
-        else:
-            seed = hkdf(bytes(session_id), b"neighbour-graph")
-            keys = np.frombuffer(keystream(seed, 8 * num_clients), dtype="<u8")
-            self._order = np.lexsort((np.arange(num_clients), keys))  # ring position -> client id
-            self._position = np.empty(num_clients, dtype=np.int64)  # client id -> ring position
-            self._position[self._order] = np.arange(num_clients)
-            offsets = np.arange(1, neighbors // 2 + 1)
-            offsets = np.concatenate([offsets, -offsets])
-            if neighbors % 2:
-                offsets = np.append(offsets, num_clients // 2)
-            self._offsets = offsets
+    A partial Fisher-Yates shuffle of the other ids in increasing order; each swap index is a
+    little-endian u32 word, rejected when it falls in the incomplete last block so that every
+    index is exactly uniform.
+    """
+    others = [i for i in range(num_clients) if i != client_id]
+    for i in range(count):
+        bound = len(others) - i
+        limit = _WORD - _WORD % bound
+        while True:
+            word = int.from_bytes(_take(rng, 4), "little")
+            if word < limit:
+                break
+        j = i + word % bound
+        others[i], others[j] = others[j], others[i]
+    return np.array(sorted(others[:count]), dtype=np.int64)
 
-    @classmethod
-    def for_config(cls, config, session_id: bytes) -> NeighbourGraph:
-        return cls(config.num_clients, config.neighbors, session_id)
 
-    @property
-    def is_complete(self) -> bool:
-        return self.neighbors is None
+def _take(rng: RandomSource, n: int) -> bytes:
+    data = rng.random_bytes(n)
+    if not isinstance(data, (bytes, bytearray)) or len(data) != n:
+        raise ParameterError(f"the random source returned {len(data) if hasattr(data, '__len__') else data!r} "
+                             f"bytes, {n} were asked for")
+    return bytes(data)
 
-    def neighbours(self, client: int) -> np.ndarray:
-        """Sorted ids of the clients ``client`` masks with (never itself)."""
-        if self._order is None:
-            ids = np.arange(self.num_clients)
-            return ids[ids != client]
-        positions = (self._position[client] + self._offsets) % self.num_clients
-        return np.sort(self._order[positions])
 
-    def holders(self, client: int) -> np.ndarray:
-        """Sorted ids of the clients that receive shares of ``client``'s secrets.
+class HolderGraph:
+    """The holder relation of one session, as the server knows it from the advertised draws.
 
-        All n clients (``client`` included) in the complete graph; the k neighbours in SecAgg+.
+    ``draws`` maps each client to its sorted holders (SecAgg+), or is None (complete graph over
+    ``members``: everyone holds for everyone else).
+    """
+
+    def __init__(self, members: np.ndarray, draws: Mapping[int, np.ndarray] | None) -> None:
+        self.members = np.asarray(members, dtype=np.int64)
+        self.complete = draws is None
+        if draws is None:
+            self._holders = self._owners = None
+            return
+        self._holders = {int(u): np.asarray(draws[int(u)], dtype=np.int64) for u in self.members.tolist()}
+        member_set = set(self._holders)
+        owners: dict[int, list[int]] = {u: [] for u in member_set}
+        for u, held in self._holders.items():
+            for v in held.tolist():
+                if v in member_set:
+                    owners[v].append(u)
+        self._owners = {v: np.array(sorted(us), dtype=np.int64) for v, us in owners.items()}
+
+    def holders(self, owner: int) -> np.ndarray:
+        """Sorted ids of the clients ``owner`` drew (all other members in the complete graph)."""
+        if self._holders is None:
+            return self.members[self.members != owner]
+        return self._holders[owner]
+
+    def owners(self, holder: int) -> np.ndarray:
+        """Sorted ids of the members that drew ``holder``."""
+        if self._owners is None:
+            return self.members[self.members != holder]
+        return self._owners[holder]
+
+    def partners(self, client: int) -> np.ndarray:
+        """Sorted ids ``client`` masks with: those it drew and those that drew it."""
+        if self._holders is None:
+            return self.members[self.members != client]
+        return np.union1d(self._holders[client], self._owners[client])
+
+    def prune(self, alive: set[int], threshold: int, counts_as_holder=None) -> set[int]:
+        """Remove, until none is left to remove, every client with fewer than ``threshold`` holders
+        alive. Linear in the number of holder relations: each removal only decrements the counts of
+        the owners it held for (the SecAgg+ dropout cascade of version 1 was quadratic).
+
+        ``counts_as_holder(owner, holder)`` may exclude some relations (e.g. a holder that
+        reported the owner's bundle as invalid holds nothing for it).
         """
-        if self._order is None:
-            return np.arange(self.num_clients)
-        return self.neighbours(client)
-
-    def holds_for(self, holder: int, owner: int) -> bool:
-        if self._order is None:
-            return True
-        return holder != owner and bool(np.any(self.neighbours(owner) == holder))
+        alive = set(alive)
+        if self._holders is None and counts_as_holder is None:
+            return alive if len(alive) - 1 >= threshold else set()
+        valid = (lambda owner, holder: True) if counts_as_holder is None else counts_as_holder
+        count = {u: sum(1 for v in self.holders(u).tolist() if v in alive and valid(u, v)) for u in alive}
+        queue = [u for u, c in count.items() if c < threshold]
+        removed: set[int] = set()
+        while queue:
+            u = queue.pop()
+            if u in removed:
+                continue
+            removed.add(u)
+            for owner in self.owners(u).tolist():
+                if owner in alive and owner not in removed and valid(owner, u):
+                    count[owner] -= 1
+                    if count[owner] == threshold - 1:
+                        queue.append(owner)
+        return alive - removed
 
 
 @dataclass(frozen=True)
 class GraphParameters:
-    """A (neighbours, threshold) choice and the failure bounds it was chosen for.
+    """A (holders, threshold) choice and the failure bounds it was chosen for.
 
     ``neighbors`` is None when the complete graph is needed. The log2 bounds are union bounds
-    over all clients of one session (see :func:`choose_graph_parameters`).
+    over all clients of one session (see :mod:`secagg.protocol.bounds`).
     """
 
     num_clients: int
@@ -90,22 +142,10 @@ class GraphParameters:
     correctness_failure_log2: float
 
 
-def _log2_pmf(k: int, p: float) -> np.ndarray:
-    """log2 P[Bin(k, p) = i] for i = 0..k."""
-    i = np.arange(k + 1)
-    with np.errstate(divide="ignore"):
-        if p <= 0.0:
-            return np.where(i == 0, 0.0, -np.inf)
-        if p >= 1.0:
-            return np.where(i == k, 0.0, -np.inf)
-        lgamma = np.vectorize(math.lgamma)
-        log_e = lgamma(k + 1) - lgamma(i + 1) - lgamma(k - i + 1) + i * math.log(p) + (k - i) * math.log1p(-p)
-    return log_e / math.log(2)
-
-
-def _log2_cumsum(log2_terms: np.ndarray) -> np.ndarray:
-    """log2 of the running sums of 2**terms, computed stably."""
-    return np.logaddexp2.accumulate(log2_terms)
+def _log2_tail_table(log2_pmf: np.ndarray) -> np.ndarray:
+    """table[x] = log2 P[X >= x] for x = 0..len(pmf) (the last entry is -inf)."""
+    tail = np.logaddexp2.accumulate(log2_pmf[::-1])[::-1]
+    return np.append(np.minimum(tail, 0.0), -np.inf)
 
 
 def choose_graph_parameters(
@@ -117,24 +157,22 @@ def choose_graph_parameters(
     security_bits: float = 40.0,
     correctness_bits: float = 20.0,
 ) -> GraphParameters:
-    """Pick the smallest SecAgg+ neighbour count k and a threshold t for n clients.
+    """Pick the smallest number of holders K and a threshold t for n clients.
 
-    Following Bell et al. (CCS 2020), the adversary corrupts a ``corrupt_fraction`` of clients
-    and a ``dropout_fraction`` drop out, both independently of the (random) graph. With C the
-    number of corrupt neighbours of a client (bounded by Bin(k, gamma), which dominates the
-    hypergeometric) and S the number of neighbours that stay online:
+    The adversary corrupts ``ceil(corrupt_fraction * n)`` clients, and a ``dropout_fraction`` of
+    clients drop out independently. With C the number of corrupt holders among a client's K
+    draws (hypergeometric) and S the number of its holders that stay online:
 
-    * privacy fails if some client has C >= t (honest-but-curious server), or C >= 2t - k
-      (malicious server: the honest neighbours could be split between revealing the two kinds
-      of share), or if dropped and corrupt clients disconnect the Harary ring (bounded by
-      n^2 q^k, q = dropout + corrupt fraction); the union bound over n clients must stay below
-      ``2^-security_bits``;
-    * correctness fails if some client has S < t, with S ~ Bin(k, 1 - dropout) (corrupt clients
-      also counted as silent in malicious mode); below ``2^-correctness_bits``.
+    * privacy fails if some honest client has C >= t (honest-but-curious server) or C >= 2t - K
+      (malicious server, which could split the honest holders between the two kinds of share),
+      or (honest-but-curious) the honest survivors' mask graph is disconnected; the union bound
+      must stay below ``2^-security_bits``;
+    * correctness fails if some client has S < t, S ~ Bin(K, 1 - dropout) (corrupt clients also
+      count as silent in malicious mode); below ``2^-correctness_bits``.
 
-    Among feasible thresholds for the smallest feasible k, t balances the two margins. If no
-    k < n works, the complete graph is returned (``neighbors=None``) with a threshold from the
-    deterministic counts (t > corrupt clients, t <= online clients).
+    Among feasible thresholds for the smallest feasible K, t balances the two margins. If no
+    K < n - 1 works, the complete graph is returned (``neighbors=None``) with a threshold between
+    the exact bounds of :mod:`secagg.protocol.bounds`.
     """
     n = int(num_clients)
     if n < 2:
@@ -145,30 +183,47 @@ def choose_graph_parameters(
     delta, gamma = float(dropout_fraction), float(corrupt_fraction)
     if delta + gamma >= 1.0:
         raise ParameterError("dropout_fraction + corrupt_fraction must be below 1")
-    silent = delta + gamma if malicious else delta
-    log2_n = math.log2(n)
-    best: GraphParameters | None = None
-    for k in range(2, min(n, _MAX_SPARSE_NEIGHBOURS + 1), 2):
-        disconnect = 2 * log2_n + k * math.log2(delta + gamma) if delta + gamma > 0 else -math.inf
-        # upper[c] = log2 P[C >= c]; lower[t] = log2 P[S <= t - 1]
-        upper = _log2_cumsum(_log2_pmf(k, gamma)[::-1])[::-1]
-        lower = np.concatenate([[-np.inf], _log2_cumsum(_log2_pmf(k, 1.0 - silent))])
+    corrupt = math.ceil(gamma * n - 1e-9)
+    silent = min(1.0, delta + (corrupt / n if malicious else 0.0))
+    log2_honest = math.log2(max(1, n - corrupt))
+    survivors = n - corrupt - math.floor(delta * n)
+    for k in range(1, min(n - 1, _MAX_SPARSE_HOLDERS + 1)):
+        x = np.arange(k + 1)
+        feasible_draws = (k - x <= n - 1 - corrupt) & (x <= corrupt)
+        pmf = np.where(feasible_draws, bounds._log2_comb(corrupt, np.minimum(x, corrupt))
+                       + bounds._log2_comb(n - 1 - corrupt, np.clip(k - x, 0, n - 1 - corrupt))
+                       - bounds._log2_comb(n - 1, k), -np.inf)
+        upper = _log2_tail_table(pmf)  # upper[x] = log2 P[C >= x]
         t = np.arange(1, k + 1)
-        bad_corrupt = np.clip(2 * t - k if malicious else t, 0, k)
-        privacy = np.logaddexp2(log2_n + upper[bad_corrupt], disconnect)
-        correctness = log2_n + lower[t]
+        at_least = np.clip(2 * t - k if malicious else t, 0, k + 1)
+        privacy = log2_honest + upper[at_least] if corrupt else np.where(at_least > 0, -np.inf, 0.0)
+        correctness = np.array([math.log2(n) + bounds.log2_binomial_below(k, 1.0 - silent, int(ti)) for ti in t])
         slack = np.minimum(-security_bits - privacy, -correctness_bits - correctness)
-        if slack.max() >= 0:
-            i = int(np.argmax(slack))
-            best = GraphParameters(n, k, int(t[i]), float(privacy[i]), float(correctness[i]))
-            break
-    if best is not None:
-        return best
-    corrupt = math.ceil(gamma * n)
-    online = math.floor((1.0 - silent) * n)
-    low = (n + corrupt) // 2 + 1 if malicious else corrupt + 1
-    if low > online:
-        raise ParameterError(f"no threshold tolerates {delta:.0%} dropout with {gamma:.0%} corrupt clients "
-                             f"among {n}")
-    t = (low + online) // 2
-    return GraphParameters(n, None, max(1, t), -math.inf, -math.inf)
+        if slack.max() < 0:
+            continue
+        i = int(np.argmax(slack))
+        total_privacy = float(privacy[i])
+        if not malicious:
+            total_privacy = float(np.logaddexp2(total_privacy, bounds.log2_disconnection(n, k, survivors)))
+            if total_privacy > -security_bits:
+                continue
+        return GraphParameters(n, k, int(t[i]), total_privacy, float(correctness[i]))
+    return GraphParameters(n, None, complete_graph_threshold(n, delta, corrupt, malicious=malicious),
+                           -math.inf, -math.inf)
+
+
+def complete_graph_threshold(num_clients: int, dropout_fraction: float, corrupt_clients: int, *,
+                             malicious: bool = False) -> int:
+    """A complete-graph threshold halfway between the exact bounds: above the privacy bound for
+    ``corrupt_clients`` (t > c, or 2t > n - 1 + c) and reachable with ``floor(dropout * n)``
+    dropouts (t <= n - 1 - d, minus c silent corrupt clients in malicious mode)."""
+    n, c = num_clients, corrupt_clients
+    d = math.floor(dropout_fraction * n)
+    if malicious:
+        low, high = (n - 1 + c) // 2 + 1, n - 1 - d - c
+    else:
+        low, high = c + 1, n - 1 - d
+    if low > high or high < 1:
+        raise ParameterError(f"no threshold tolerates {dropout_fraction:.0%} dropout with {c} corrupt clients "
+                             f"among {n}" + (" against a malicious server" if malicious else ""))
+    return max(1, (low + high) // 2)

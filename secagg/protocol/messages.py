@@ -36,6 +36,9 @@ __all__ = [
     "SHARE_PLAINTEXT_BYTES",
     "SEALED_SHARES_BYTES",
     "MAX_ABORT_REASON_BYTES",
+    "HASH_BYTES",
+    "Transcript",
+    "audit_path_length",
     "MessageType",
     "Message",
     "KeyEntry",
@@ -51,10 +54,13 @@ __all__ = [
     "AbortNotice",
     "decode_message",
     "encode_broadcast",
+    "encode_key_directories",
 ]
 
 MAGIC = b"SAGG"
-VERSION = 1
+VERSION = 2
+HASH_BYTES = 32
+_X25519_P = 2**255 - 19
 SESSION_ID_BYTES = 16
 MAX_ID = (1 << 32) - 1
 # Plaintext of one share bundle: sender u32 | recipient u32 | 9 self-mask limbs | 9 mask-key limbs.
@@ -67,6 +73,7 @@ _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _KEY_ENTRY = struct.Struct(f"<I{KEY_BYTES}s{KEY_BYTES}s")
+_TRANSCRIPT = struct.Struct(f"<{HASH_BYTES}sIIB")
 _SEALED_ROW = np.dtype([("peer", "<u4"), ("ciphertext", "u1", (SEALED_SHARES_BYTES,))])
 _SIGNED_ID = struct.Struct(f"<I{SIGNATURE_BYTES}s")
 _SHARE_ROW = 1 + LIMBS_PER_SECRET  # owner id + limbs, as u32 words
@@ -103,6 +110,18 @@ def _id(name: str, value: object) -> int:
     if not 0 <= value <= MAX_ID:
         raise ParameterError(f"{name} must be in 0..{MAX_ID}, got {value}")
     return value
+
+
+def _public_key(name: str, value: object) -> bytes:
+    """A canonical X25519 public key: the little-endian u-coordinate below 2^255 - 19.
+
+    RFC 7748 ignores the top bit and reduces larger values, so without this rule one key would
+    have several encodings, and a duplicate-key check on bytes could be fooled by a flipped bit.
+    """
+    key = _bytes(name, value, KEY_BYTES)
+    if int.from_bytes(key, "little") >= _X25519_P:
+        raise ParameterError(f"{name} is not a canonical X25519 public key (u-coordinate >= 2^255 - 19)")
+    return key
 
 
 def _increasing(name: str, ids: list[int]) -> None:
@@ -207,21 +226,39 @@ class _ToClient(Message):
 
 # ----------------------------------------------------------------------------- entries
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class KeyEntry:
-    """One client's advertised public keys (and, in malicious mode, its signature over them)."""
+    """One client's advertised public keys, the holders it drew (SecAgg+; empty in the complete
+    graph) and, in malicious mode, its signature over all of them."""
 
     client_id: int
     cipher_public_key: bytes
     mask_public_key: bytes
+    holders: np.ndarray = ()  # type: ignore[assignment]
     signature: bytes | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_id", _id("client_id", self.client_id))
-        object.__setattr__(self, "cipher_public_key", _bytes("cipher_public_key", self.cipher_public_key, KEY_BYTES))
-        object.__setattr__(self, "mask_public_key", _bytes("mask_public_key", self.mask_public_key, KEY_BYTES))
+        object.__setattr__(self, "cipher_public_key", _public_key("cipher_public_key", self.cipher_public_key))
+        object.__setattr__(self, "mask_public_key", _public_key("mask_public_key", self.mask_public_key))
+        holders = _id_array("holders", self.holders)
+        if np.any(holders == self.client_id):
+            raise ParameterError("a client cannot hold its own shares (holders lists the client itself)")
+        object.__setattr__(self, "holders", holders)
         if self.signature is not None:
             object.__setattr__(self, "signature", _bytes("signature", self.signature, SIGNATURE_BYTES))
+
+    def _body(self) -> list[bytes | memoryview]:
+        """id | c_pk | s_pk | u32 count | holder ids (the signature is not included)."""
+        return [_KEY_ENTRY.pack(self.client_id, self.cipher_public_key, self.mask_public_key),
+                _U32.pack(self.holders.size), _raw(self.holders)]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KeyEntry):
+            return NotImplemented
+        return b"".join(self._body()) == b"".join(other._body()) and self.signature == other.signature
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _sealed_table(peers: object, ciphertexts: object) -> tuple[np.ndarray, np.ndarray]:
@@ -250,37 +287,82 @@ def _sealed_rows(peers: np.ndarray, ciphertexts: np.ndarray) -> list[bytes]:
 
 @dataclass(frozen=True, eq=False)
 class AdvertiseKeys(_FromClient):
-    """Round 0, client -> server: two fresh X25519 public keys (c: share encryption, s: masks)."""
+    """Round 0, client -> server: two fresh X25519 public keys (c: share encryption, s: masks)
+    and, in SecAgg+, the holders the client drew (empty in the complete graph)."""
 
     TYPE: ClassVar[MessageType] = MessageType.ADVERTISE_KEYS
     cipher_public_key: bytes
     mask_public_key: bytes
+    holders: np.ndarray = ()  # type: ignore[assignment]
     signature: bytes | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        entry = KeyEntry(self.sender, self.cipher_public_key, self.mask_public_key, self.signature)
+        entry = KeyEntry(self.sender, self.cipher_public_key, self.mask_public_key, self.holders, self.signature)
         object.__setattr__(self, "cipher_public_key", entry.cipher_public_key)
         object.__setattr__(self, "mask_public_key", entry.mask_public_key)
+        object.__setattr__(self, "holders", entry.holders)
         object.__setattr__(self, "signature", entry.signature)
 
     @property
     def entry(self) -> KeyEntry:
-        return KeyEntry(self.sender, self.cipher_public_key, self.mask_public_key, self.signature)
+        return KeyEntry(self.sender, self.cipher_public_key, self.mask_public_key, self.holders, self.signature)
 
     def _body(self):
         signed = self.signature is not None
-        return [self.cipher_public_key, self.mask_public_key, _U8.pack(signed),
-                self.signature if signed else b""]
+        return [self.cipher_public_key, self.mask_public_key, _U32.pack(self.holders.size), _raw(self.holders),
+                _U8.pack(signed), self.signature if signed else b""]
+
+
+def audit_path_length(index: int, size: int) -> int:
+    """Number of hashes in the RFC 6962 audit path of leaf ``index`` in a tree of ``size`` leaves."""
+    length = 0
+    while size > 1:
+        split = 1 << ((size - 1).bit_length() - 1)  # largest power of two below size
+        if index < split:
+            size = split
+        else:
+            index, size = index - split, size - split
+        length += 1
+    return length
+
+
+@dataclass(frozen=True, eq=False)
+class Transcript:
+    """The session's transcript root (a Merkle tree over every accepted AdvertiseKeys message,
+    sorted by client id) and the audit path of the recipient's own message in it."""
+
+    root: bytes
+    leaf_index: int
+    tree_size: int
+    path: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", _bytes("root", self.root, HASH_BYTES))
+        index, size = _id("leaf_index", self.leaf_index), _id("tree_size", self.tree_size)
+        if not 0 <= index < size:
+            raise ParameterError(f"leaf_index {index} is outside a tree of {size} leaves")
+        path = tuple(_bytes("path hash", h, HASH_BYTES) for h in self.path)
+        if len(path) != audit_path_length(index, size):
+            raise ParameterError(f"an audit path for leaf {index} of {size} has {audit_path_length(index, size)} "
+                                 f"hashes, got {len(path)}")
+        object.__setattr__(self, "leaf_index", index)
+        object.__setattr__(self, "tree_size", size)
+        object.__setattr__(self, "path", path)
+
+    def _body(self) -> list[bytes]:
+        return [_TRANSCRIPT.pack(self.root, self.leaf_index, self.tree_size, len(self.path)), *self.path]
 
 
 @dataclass(frozen=True, eq=False)
 class KeyDirectory(_ToClient):
-    """Round 1 start, server -> client: the advertised keys of the recipient's share holders
-    (its own entry included), sorted by client id."""
+    """Round 1 start, server -> client: the advertised entries of the recipient's holders and of
+    the clients that drew it (its own entry included), sorted by client id, and the transcript
+    root with the audit path of the recipient's own AdvertiseKeys."""
 
     TYPE: ClassVar[MessageType] = MessageType.KEY_DIRECTORY
     entries: tuple[KeyEntry, ...]
+    transcript: Transcript
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -291,6 +373,8 @@ class KeyDirectory(_ToClient):
         if len({e.signature is None for e in entries}) > 1:
             raise ParameterError("either every entry of a key directory is signed or none is")
         _increasing("entries", [e.client_id for e in entries])
+        if not isinstance(self.transcript, Transcript):
+            raise ParameterError("transcript must be a Transcript")
         object.__setattr__(self, "entries", entries)
 
     @property
@@ -299,12 +383,12 @@ class KeyDirectory(_ToClient):
 
     def _body(self):
         signed = self.signed
-        parts: list[bytes] = [_U8.pack(signed), _U32.pack(len(self.entries))]
+        parts: list[bytes | memoryview] = [_U8.pack(signed), _U32.pack(len(self.entries))]
         for e in self.entries:
-            parts.append(_KEY_ENTRY.pack(e.client_id, e.cipher_public_key, e.mask_public_key))
+            parts += e._body()
             if signed:
                 parts.append(e.signature)  # type: ignore[arg-type]
-        return parts
+        return parts + self.transcript._body()
 
 
 # ----------------------------------------------------------------------------- round 1
@@ -335,31 +419,37 @@ class ShareKeys(_FromClient):
 @dataclass(frozen=True, eq=False)
 class ShareBundles(_ToClient):
     """Round 2 start, server -> client: every sealed share addressed to the recipient (``peers``
-    are the senders)."""
+    are the senders, the clients that drew it) and ``holders``: the recipient's own holders that
+    are still in the session (they received its bundle; it masks with them)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SHARE_BUNDLES
     peers: np.ndarray
     ciphertexts: np.ndarray
+    holders: np.ndarray = ()  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         super().__post_init__()
         peers, ciphertexts = _sealed_table(self.peers, self.ciphertexts)
         object.__setattr__(self, "peers", peers)
         object.__setattr__(self, "ciphertexts", ciphertexts)
+        object.__setattr__(self, "holders", _id_array("holders", self.holders))
 
     def _body(self):
-        return _sealed_rows(self.peers, self.ciphertexts)
+        return [*_sealed_rows(self.peers, self.ciphertexts), _U32.pack(self.holders.size), _raw(self.holders)]
 
 
 # ----------------------------------------------------------------------------- round 2
 
 @dataclass(frozen=True, eq=False)
 class MaskedInput(_FromClient):
-    """Round 2, client -> server: the masked input vector y_u in Z_(2^bits)^m."""
+    """Round 2, client -> server: the masked input vector y_u in Z_(2^bits)^m, and ``rejected``:
+    the senders whose share bundle did not open (the client holds nothing for them but still
+    masks with them)."""
 
     TYPE: ClassVar[MessageType] = MessageType.MASKED_INPUT
     modulus_bits: int
     values: np.ndarray
+    rejected: np.ndarray = ()  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -378,9 +468,11 @@ class MaskedInput(_FromClient):
             raise ParameterError(f"values must be below 2**{bits}")
         object.__setattr__(self, "modulus_bits", int(bits))
         object.__setattr__(self, "values", _frozen(values.astype(ring.dtype, copy=False)))
+        object.__setattr__(self, "rejected", _id_array("rejected", self.rejected))
 
     def _body(self):
-        return [_U8.pack(self.modulus_bits), _U32.pack(self.values.size), _raw(self.values)]
+        return [_U8.pack(self.modulus_bits), _U32.pack(self.values.size), _raw(self.values),
+                _U32.pack(self.rejected.size), _raw(self.rejected)]
 
 
 # ----------------------------------------------------------------------------- round 3 (malicious)
@@ -521,6 +613,21 @@ def encode_broadcast(message: Message, recipients: list[int]) -> dict[int, bytes
             for r in recipients}
 
 
+def encode_key_directories(session_id: bytes, entries: tuple[KeyEntry, ...],
+                           transcripts: dict[int, Transcript]) -> dict[int, bytes]:
+    """KeyDirectory messages that list the same ``entries`` (the complete graph) for every
+    recipient in ``transcripts``, each with its own audit path; the entries are encoded once."""
+    first = KeyDirectory(session_id, 0, entries, next(iter(transcripts.values())))
+    shared = b"".join(first._body()[:-1 - len(first.transcript.path)])
+    out = {}
+    for recipient, transcript in transcripts.items():
+        if not isinstance(transcript, Transcript):
+            raise ParameterError("transcripts must map recipients to Transcript objects")
+        header = _HEADER.pack(MAGIC, VERSION, int(MessageType.KEY_DIRECTORY), session_id, _id("recipient", recipient))
+        out[recipient] = header + shared + b"".join(transcript._body())
+    return out
+
+
 # ----------------------------------------------------------------------------- decoding
 
 class _Reader:
@@ -576,6 +683,11 @@ class _Reader:
             raise MalformedMessage(f"{len(self.data) - self.pos} trailing bytes after the message")
 
 
+def _read_ids(r: _Reader, name: str) -> np.ndarray:
+    """u32 count || count x u32 id (strictness is checked by the message constructor)."""
+    return r.records(r.count(4, name), "<u4")
+
+
 def _read_share_table(r: _Reader, name: str) -> tuple[np.ndarray, np.ndarray]:
     count = r.count(4 * _SHARE_ROW, name)
     rows = r.records(count * _SHARE_ROW, "<u4").reshape(count, _SHARE_ROW)
@@ -585,25 +697,29 @@ def _read_share_table(r: _Reader, name: str) -> tuple[np.ndarray, np.ndarray]:
 def _decode_body(kind: MessageType, session_id: bytes, party: int, r: _Reader) -> Message:
     if kind is MessageType.ADVERTISE_KEYS:
         c_pk, s_pk = r.take(KEY_BYTES), r.take(KEY_BYTES)
+        holders = _read_ids(r, "holder")
         signature = r.take(SIGNATURE_BYTES) if r.flag("signature") else None
-        return AdvertiseKeys(session_id, party, c_pk, s_pk, signature)
+        return AdvertiseKeys(session_id, party, c_pk, s_pk, holders, signature)
     if kind is MessageType.KEY_DIRECTORY:
         signed = r.flag("signed")
-        entry_bytes = _KEY_ENTRY.size + (SIGNATURE_BYTES if signed else 0)
+        entry_bytes = _KEY_ENTRY.size + 4 + (SIGNATURE_BYTES if signed else 0)
         count = r.count(entry_bytes, "entry")
         if signed and count == 0:
             raise MalformedMessage("an empty key directory must have its signed flag 0")
         entries = []
         for _ in range(count):
             client_id, c_pk, s_pk = _KEY_ENTRY.unpack(r.take(_KEY_ENTRY.size))
-            entries.append(KeyEntry(client_id, c_pk, s_pk, r.take(SIGNATURE_BYTES) if signed else None))
-        return KeyDirectory(session_id, party, tuple(entries))
+            holders = _read_ids(r, "holder")
+            entries.append(KeyEntry(client_id, c_pk, s_pk, holders, r.take(SIGNATURE_BYTES) if signed else None))
+        root, index, size, length = _TRANSCRIPT.unpack(r.take(_TRANSCRIPT.size))
+        path = tuple(r.take(HASH_BYTES) for _ in range(length))
+        return KeyDirectory(session_id, party, tuple(entries), Transcript(root, index, size, path))
     if kind in (MessageType.SHARE_KEYS, MessageType.SHARE_BUNDLES):
         commitment = r.take(32) if kind is MessageType.SHARE_KEYS else None
         rows = r.records(r.count(_SEALED_ROW.itemsize, "sealed share"), _SEALED_ROW)
         if commitment is not None:
             return ShareKeys(session_id, party, commitment, rows["peer"], rows["ciphertext"])
-        return ShareBundles(session_id, party, rows["peer"], rows["ciphertext"])
+        return ShareBundles(session_id, party, rows["peer"], rows["ciphertext"], _read_ids(r, "holder"))
     if kind is MessageType.MASKED_INPUT:
         bits = r.u8()
         if not MIN_BITS <= bits <= MAX_BITS:
@@ -612,7 +728,7 @@ def _decode_body(kind: MessageType, session_id: bytes, party: int, r: _Reader) -
         values = r.records(r.count(ring.element_bytes, "value"), ring.dtype.str)
         if not ring.in_range(values):
             raise MalformedMessage(f"masked input has values >= 2**{bits}")
-        return MaskedInput(session_id, party, bits, values)
+        return MaskedInput(session_id, party, bits, values, _read_ids(r, "rejected sender"))
     if kind is MessageType.CONSISTENCY_REQUEST:
         return ConsistencyRequest(session_id, party, r.records(r.count(4, "survivor"), "<u4"))
     if kind is MessageType.CONSISTENCY_SIGNATURE:

@@ -18,7 +18,7 @@ import numpy as np
 from secagg.crypto.keys import AgreementKey
 from secagg.crypto.prg import apply_masks
 from secagg.crypto.randomness import system_randomness
-from secagg.crypto.shamir import LIMBS_PER_SECRET, limbs_to_secrets, reconstruct
+from secagg.crypto.shamir import LIMBS_PER_SECRET, decode_with_errors, limbs_to_secrets, reconstruct
 from secagg.crypto.signatures import verify_signature
 from secagg.errors import (
     AbortError,
@@ -32,7 +32,7 @@ from secagg.protocol import derivation as d
 from secagg.protocol.client import check_session_id, check_verify_keys
 from secagg.protocol.config import SecAggConfig
 from secagg.protocol.derivation import Round
-from secagg.protocol.graph import NeighbourGraph
+from secagg.protocol.graph import HolderGraph
 from secagg.protocol.messages import (
     AbortNotice,
     AdvertiseKeys,
@@ -48,6 +48,7 @@ from secagg.protocol.messages import (
     UnmaskRequest,
     decode_message,
     encode_broadcast,
+    encode_key_directories,
 )
 
 __all__ = ["ServerState", "AggregationResult", "ServerSession"]
@@ -65,11 +66,19 @@ class ServerState(str, Enum):
 
 @dataclass(frozen=True)
 class AggregationResult:
-    """What the server learns: the sum over ``survivors`` (sorted ids) modulo 2**modulus_bits."""
+    """What the server learns: the sum over ``survivors`` (sorted ids) modulo 2**modulus_bits.
+
+    ``reports``: (reporter, sender) pairs, a client that could not open the share bundle of a
+    sender (it held nothing for that sender). ``misbehaving``: holder id -> why its revealed
+    shares were refused (they lie off the owner's sharing polynomial: the holder lied, or the
+    owner dealt inconsistent shares). Neither stopped the session.
+    """
 
     aggregate: np.ndarray
     survivors: list[int]
     dropped: dict[str, list[int]] = field(default_factory=dict)
+    reports: list[tuple[int, int]] = field(default_factory=list)
+    misbehaving: dict[int, str] = field(default_factory=dict)
 
 
 Outbox = dict[int, bytes]
@@ -79,27 +88,13 @@ Outbox = dict[int, bytes]
 class _Context:
     config: SecAggConfig
     session_id: bytes
-    graph: NeighbourGraph
     verify_keys: dict[int, bytes] | None
     dropped: dict[str, list[int]]
+    reports: list[tuple[int, int]] = field(default_factory=list)
+    misbehaving: dict[int, str] = field(default_factory=dict)
 
     def abort(self, round_name: Round, reason: str) -> AbortError:
         return AbortError(f"{round_name.value}: {reason}", round=round_name.value)
-
-    def alive_with_enough_holders(self, candidates: set[int]) -> set[int]:
-        """Drop, until none is left to drop, every client with fewer than t share holders alive.
-
-        In the complete graph this is all-or-nothing (every client's holders are all clients).
-        """
-        t = self.config.threshold
-        if self.graph.is_complete:
-            return candidates if len(candidates) >= t else set()
-        alive = set(candidates)
-        while True:
-            short = {u for u in alive if sum(v in alive for v in self.graph.holders(u).tolist()) < t}
-            if not short:
-                return alive
-            alive -= short
 
 
 class _RoundState:
@@ -128,6 +123,10 @@ def _violation(sender: int, text: str) -> ProtocolViolation:
     return ProtocolViolation(f"client {sender}: {text}", party=sender)
 
 
+def _ids(values) -> np.ndarray:
+    return np.array(sorted(values), dtype=np.int64)
+
+
 # ---------------------------------------------------------------------------- round 0
 
 class _AdvertiseKeysRound(_RoundState):
@@ -142,6 +141,7 @@ class _AdvertiseKeysRound(_RoundState):
         self.probe = AgreementKey.generate(system_randomness())
 
     def validate(self, sender: int, message: AdvertiseKeys) -> None:  # type: ignore[override]
+        cfg = self.ctx.config
         if message.cipher_public_key == message.mask_public_key:
             raise _violation(sender, "advertised the same key twice")
         for key in (message.cipher_public_key, message.mask_public_key):
@@ -149,9 +149,14 @@ class _AdvertiseKeysRound(_RoundState):
                 self.probe.exchange(key)
             except CryptoError:
                 raise _violation(sender, "advertised an unusable X25519 key (low-order point)") from None
-        for key in (message.cipher_public_key, message.mask_public_key):
+        for key in (message.cipher_public_key, message.mask_public_key):  # canonical: bytes equal iff points equal
             if key in self.key_owner:
                 raise _violation(sender, f"advertised a public key already used by client {self.key_owner[key]}")
+        holders = message.holders
+        if not cfg.is_sparse and holders.size:
+            raise _violation(sender, "drew holders in the complete graph")
+        if cfg.is_sparse and (holders.size != cfg.neighbors or int(holders[-1]) >= cfg.num_clients):
+            raise _violation(sender, f"drew {holders.size} holders (ids < {cfg.num_clients}), expected {cfg.neighbors}")
         if self.ctx.verify_keys is None:
             if message.signature is not None:
                 raise _violation(sender, "signed its keys in honest-but-curious mode")
@@ -160,7 +165,7 @@ class _AdvertiseKeysRound(_RoundState):
             raise _violation(sender, "unsigned keys in malicious mode")
         try:
             verify_signature(self.ctx.verify_keys[sender], message.signature, d.advertise_payload(
-                self.ctx.session_id, sender, message.cipher_public_key, message.mask_public_key))
+                self.ctx.session_id, sender, message.cipher_public_key, message.mask_public_key, holders))
         except CryptoError:
             raise _violation(sender, "bad signature on its advertised keys") from None
 
@@ -170,27 +175,30 @@ class _AdvertiseKeysRound(_RoundState):
         self.key_owner[message.mask_public_key] = sender
 
     def close(self):
-        ctx = self.ctx
+        ctx, cfg = self.ctx, self.ctx.config
         self.log_dropped()
-        alive = ctx.alive_with_enough_holders(set(self.received))
-        if len(alive) < ctx.config.threshold:
-            raise ctx.abort(self.name, f"{len(alive)} clients can go on, fewer than the threshold "
-                                       f"{ctx.config.threshold}")
-        entries = {u: self.received[u].entry for u in sorted(alive)}  # type: ignore[attr-defined]
-        peers: dict[int, np.ndarray] = {}
-        if ctx.graph.is_complete:
-            everyone = np.array(sorted(alive), dtype=np.int64)
-            for u in everyone.tolist():
-                peers[u] = everyone[everyone != u]
-            outbox = encode_broadcast(KeyDirectory(ctx.session_id, 0, tuple(entries.values())), everyone.tolist())
+        members = _ids(self.received)
+        draws = {u: m.holders.astype(np.int64) for u, m in self.received.items()} if cfg.is_sparse else None
+        graph = HolderGraph(members, draws)
+        alive = graph.prune(set(self.received), cfg.threshold)
+        if not alive:
+            raise ctx.abort(self.name, f"{len(self.received)} clients advertised keys; none keeps "
+                                       f"{cfg.threshold} holders (the threshold)")
+        live = _ids(alive)
+        graph = HolderGraph(live, draws)
+        tree = d.TranscriptTree([d.transcript_leaf(self.received[u].encode()) for u in live.tolist()])
+        entries = {u: self.received[u].entry for u in live.tolist()}  # type: ignore[attr-defined]
+        transcripts = {u: tree.transcript(i) for i, u in enumerate(live.tolist())}
+        if graph.complete:
+            outbox = encode_key_directories(ctx.session_id, tuple(entries.values()), transcripts)
         else:
             outbox = {}
-            for u in sorted(alive):
-                neighbours = [v for v in ctx.graph.neighbours(u).tolist() if v in alive]
-                peers[u] = np.array(neighbours, dtype=np.int64)
-                listed = sorted(neighbours + [u])
-                outbox[u] = KeyDirectory(ctx.session_id, u, tuple(entries[v] for v in listed)).encode()
-        return _ShareKeysRound(ctx, entries, peers), outbox
+            for u in live.tolist():
+                listed = np.union1d(np.union1d(graph.holders(u)[np.isin(graph.holders(u), live)], graph.owners(u)),
+                                    [u]).tolist()
+                outbox[u] = KeyDirectory(ctx.session_id, u, tuple(entries[v] for v in listed),
+                                         transcripts[u]).encode()
+        return _ShareKeysRound(ctx, entries, graph, tree.root), outbox
 
 
 # ---------------------------------------------------------------------------- round 1
@@ -199,30 +207,32 @@ class _ShareKeysRound(_RoundState):
     name = Round.SHARE_KEYS
     message_type = ShareKeys
 
-    def __init__(self, ctx: _Context, keys: dict[int, KeyEntry], peers: dict[int, np.ndarray]) -> None:
+    def __init__(self, ctx: _Context, keys: dict[int, KeyEntry], graph: HolderGraph, root: bytes) -> None:
         super().__init__(ctx, set(keys))
-        self.keys = keys
-        self.peers = peers  # the holders each client must seal shares to
+        self.keys, self.graph, self.root = keys, graph, root
 
     def validate(self, sender: int, message: ShareKeys) -> None:  # type: ignore[override]
-        if not np.array_equal(message.peers, self.peers[sender]):
-            raise _violation(sender, "sealed shares for a set of clients other than its share holders")
+        holders = self.graph.holders(sender)
+        if not np.array_equal(message.peers, holders[np.isin(holders, self.graph.members)]):
+            raise _violation(sender, "sealed shares for a set of clients other than its holders")
 
     def close(self):
-        ctx = self.ctx
+        ctx, cfg = self.ctx, self.ctx.config
         self.log_dropped()
-        alive = ctx.alive_with_enough_holders(set(self.received))
-        if len(alive) < ctx.config.threshold:
-            raise ctx.abort(self.name, f"{len(alive)} clients can go on, fewer than the threshold "
-                                       f"{ctx.config.threshold}")
+        alive = self.graph.prune(set(self.received), cfg.threshold)
+        if not alive:
+            raise ctx.abort(self.name, f"{len(self.received)} clients shared keys; none keeps {cfg.threshold} "
+                                       "holders (the threshold)")
         # Route every bundle between two live clients, as whole arrays: sort all (recipient,
         # sender) pairs once and cut the table into one ShareBundles message per recipient.
-        live = np.array(sorted(alive), dtype=np.int64)
+        live = _ids(alive)
         recipients, senders, ciphertexts = [], [], []
+        live_holders: dict[int, np.ndarray] = {}
         for sender in live.tolist():
             message = self.received[sender]
             keep = np.isin(message.peers, live)  # type: ignore[attr-defined]
-            recipients.append(message.peers[keep])  # type: ignore[attr-defined]
+            live_holders[sender] = message.peers[keep].astype(np.int64)  # type: ignore[attr-defined]
+            recipients.append(live_holders[sender])
             senders.append(np.full(int(keep.sum()), sender, dtype=np.int64))
             ciphertexts.append(message.ciphertexts[keep])  # type: ignore[attr-defined]
         recipient_col = np.concatenate(recipients).astype(np.int64)
@@ -232,12 +242,13 @@ class _ShareKeysRound(_RoundState):
         table = np.concatenate(ciphertexts)[order]
         starts = np.searchsorted(recipient_col, live, side="left")
         stops = np.searchsorted(recipient_col, live, side="right")
-        mask_peers = {u: sender_col[a:b] for u, a, b in zip(live.tolist(), starts, stops)}
-        outbox = {u: ShareBundles(ctx.session_id, u, sender_col[a:b], table[a:b]).encode()
+        held = {u: sender_col[a:b] for u, a, b in zip(live.tolist(), starts, stops)}  # owners u holds for
+        outbox = {u: ShareBundles(ctx.session_id, u, sender_col[a:b], table[a:b], live_holders[u]).encode()
                   for u, a, b in zip(live.tolist(), starts, stops)}
         commitments = {u: self.received[u].self_mask_commitment for u in alive}  # type: ignore[attr-defined]
         keys = {u: self.keys[u] for u in alive}
-        return _MaskedInputRound(ctx, keys, commitments, mask_peers), outbox
+        partners = {u: np.union1d(live_holders[u], held[u]) for u in live.tolist()}
+        return _MaskedInputRound(ctx, keys, commitments, live_holders, held, partners, self.root), outbox
 
 
 # ---------------------------------------------------------------------------- round 2
@@ -247,12 +258,15 @@ class _MaskedInputRound(_RoundState):
     message_type = MaskedInput
 
     def __init__(self, ctx: _Context, keys: dict[int, KeyEntry], commitments: dict[int, bytes],
-                 mask_peers: dict[int, np.ndarray]) -> None:
-        super().__init__(ctx, set(mask_peers))
-        self.keys = keys
-        self.commitments = commitments
-        self.mask_peers = mask_peers
+                 holders: dict[int, np.ndarray], held: dict[int, np.ndarray], partners: dict[int, np.ndarray],
+                 root: bytes) -> None:
+        super().__init__(ctx, set(partners))
+        self.keys, self.commitments, self.root = keys, commitments, root
+        self.holders = holders  # owner -> live holders its bundle went to
+        self.held = held  # holder -> owners whose bundle it received
+        self.partners = partners
         self.sum = ctx.config.ring.zeros(ctx.config.vector_length)
+        self.rejected: dict[int, np.ndarray] = {}
 
     def validate(self, sender: int, message: MaskedInput) -> None:  # type: ignore[override]
         cfg = self.ctx.config
@@ -260,41 +274,44 @@ class _MaskedInputRound(_RoundState):
             raise _violation(sender, f"masked input in Z_2^{message.modulus_bits}, expected Z_2^{cfg.modulus_bits}")
         if message.values.size != cfg.vector_length:
             raise _violation(sender, f"masked input of length {message.values.size}, expected {cfg.vector_length}")
+        if not np.all(np.isin(message.rejected, self.held[sender])):
+            raise _violation(sender, "reported bundles from clients that sent it none")
 
     def accept(self, sender: int, message: MaskedInput) -> None:  # type: ignore[override]
         np.add(self.sum, message.values, out=self.sum)
         self.received[sender] = None  # type: ignore[assignment]  # y_u is in the sum; keep no reference
+        rejected = message.rejected.astype(np.int64)
+        self.rejected[sender] = rejected
+        self.ctx.reports.extend((sender, int(o)) for o in rejected.tolist())
 
     def close(self):
-        ctx = self.ctx
+        ctx, cfg = self.ctx, self.ctx.config
         self.log_dropped()
-        survivors = np.array(sorted(self.received), dtype=np.int64)
-        if survivors.size < ctx.config.threshold:
-            raise ctx.abort(self.name, f"{survivors.size} masked inputs, fewer than the threshold "
-                                       f"{ctx.config.threshold}")
-        held_by = {u: _held_by(ctx, u, peers) for u, peers in self.mask_peers.items()}
-        holders_alive = np.bincount(np.concatenate([held_by[u] for u in survivors.tolist()]),
-                                    minlength=ctx.config.num_clients)
-        dropped_partners = np.setdiff1d(np.concatenate([self.mask_peers[u] for u in survivors.tolist()]), survivors)
-        needed = np.concatenate([survivors, dropped_partners])
-        short = needed[holders_alive[needed] < ctx.config.threshold]
+        survivors = _ids(self.received)
+        survivor_set = set(survivors.tolist())
+        # A holder holds valid shares of an owner when it received the owner's bundle and did not
+        # report it, and answers at the end only if it is a survivor.
+        valid_held = {v: np.setdiff1d(self.held[v], self.rejected[v]) for v in survivors.tolist()}
+        count = np.zeros(cfg.num_clients, dtype=np.int64)
+        for v in survivors.tolist():
+            np.add.at(count, valid_held[v], 1)
+        dropped = np.setdiff1d(np.concatenate([self.partners[u] for u in survivors.tolist()]) if survivors.size
+                               else np.zeros(0, np.int64), survivors)
+        needed = np.concatenate([survivors, dropped])
+        short = needed[count[needed] < cfg.threshold]
+        if not survivors.size:
+            raise ctx.abort(self.name, "no masked input arrived")
         if short.size:
             u = int(short[0])
-            raise ctx.abort(self.name, f"client {u} has {int(holders_alive[u])} share holders left, fewer than "
-                                       f"the threshold {ctx.config.threshold}; its mask cannot be removed")
-        carry = _Unmasking(self.keys, self.commitments, self.mask_peers, held_by, survivors, self.sum)
-        if ctx.config.malicious:
+            raise ctx.abort(self.name, f"client {u} has {int(count[u])} share holders left, fewer than the "
+                                       f"threshold {cfg.threshold}; its mask cannot be removed")
+        carry = _Unmasking(self.keys, self.commitments, self.holders, valid_held, self.partners, survivors,
+                           dropped, self.sum, self.root, survivor_set)
+        if cfg.malicious:
             outbox = encode_broadcast(ConsistencyRequest(ctx.session_id, 0, survivors), survivors.tolist())
             return _ConsistencyRound(ctx, carry), outbox
         outbox = encode_broadcast(UnmaskRequest(ctx.session_id, 0, survivors), survivors.tolist())
-        return _UnmaskingRound(ctx, carry, set(survivors.tolist())), outbox
-
-
-def _held_by(ctx: _Context, client: int, mask_peers: np.ndarray) -> np.ndarray:
-    """Sorted ids whose shares ``client`` holds: its mask peers, and itself in the complete graph."""
-    if ctx.graph.is_complete:
-        return np.sort(np.append(mask_peers, client))
-    return mask_peers
+        return _UnmaskingRound(ctx, carry, survivor_set), outbox
 
 
 @dataclass
@@ -303,10 +320,14 @@ class _Unmasking:
 
     keys: dict[int, KeyEntry]
     commitments: dict[int, bytes]
-    mask_peers: dict[int, np.ndarray]
-    held_by: dict[int, np.ndarray]
+    holders: dict[int, np.ndarray]
+    valid_held: dict[int, np.ndarray]  # survivor -> owners whose valid shares it holds
+    partners: dict[int, np.ndarray]
     survivors: np.ndarray
+    dropped: np.ndarray  # clients that shared keys, masked with a survivor, sent no masked input
     sum: np.ndarray
+    root: bytes
+    survivor_set: set[int]
 
 
 # ---------------------------------------------------------------------------- round 3 (malicious)
@@ -318,7 +339,7 @@ class _ConsistencyRound(_RoundState):
     def __init__(self, ctx: _Context, carry: _Unmasking) -> None:
         super().__init__(ctx, set(carry.survivors.tolist()))
         self.carry = carry
-        self.payload = d.consistency_payload(ctx.session_id, carry.survivors)
+        self.payload = d.consistency_payload(ctx.session_id, carry.root, carry.survivors)
 
     def validate(self, sender: int, message: ConsistencySignature) -> None:  # type: ignore[override]
         try:
@@ -327,19 +348,18 @@ class _ConsistencyRound(_RoundState):
             raise _violation(sender, "bad signature on the survivor list") from None
 
     def close(self):
-        ctx = self.ctx
+        ctx, carry = self.ctx, self.carry
         self.log_dropped()
         signers = set(self.received)
-        if len(signers) < ctx.config.threshold:
-            raise ctx.abort(self.name, f"{len(signers)} clients signed the survivor list, fewer than the "
-                                       f"threshold {ctx.config.threshold}")
         signatures = tuple((u, self.received[u].signature) for u in sorted(signers))  # type: ignore[attr-defined]
-        # Ask only the signers that will see t signatures from their own share holders.
+        # Ask only the signers that will see t signatures from their own live holders.
         recipients = [u for u in sorted(signers)
-                      if ctx.graph.is_complete or
-                      sum(v in signers for v in ctx.graph.holders(u).tolist()) >= ctx.config.threshold]
-        outbox = encode_broadcast(UnmaskRequest(ctx.session_id, 0, self.carry.survivors, signatures), recipients)
-        return _UnmaskingRound(ctx, self.carry, set(recipients)), outbox
+                      if int(np.isin(carry.holders[u], list(signers)).sum()) >= ctx.config.threshold]
+        if not recipients:
+            raise ctx.abort(self.name, f"{len(signers)} clients signed the survivor list; none has "
+                                       f"{ctx.config.threshold} signing holders (the threshold)")
+        outbox = encode_broadcast(UnmaskRequest(ctx.session_id, 0, carry.survivors, signatures), recipients)
+        return _UnmaskingRound(ctx, carry, set(recipients)), outbox
 
 
 # ---------------------------------------------------------------------------- round 4
@@ -353,7 +373,7 @@ class _UnmaskingRound(_RoundState):
         self.carry = carry
 
     def validate(self, sender: int, message: UnmaskingShares) -> None:  # type: ignore[override]
-        held = self.carry.held_by[sender]
+        held = self.carry.valid_held[sender]
         alive = np.isin(held, self.carry.survivors)
         if not np.array_equal(message.self_mask_owners, held[alive]):
             raise _violation(sender, "revealed self-mask shares for other clients than the survivors it holds for")
@@ -364,26 +384,17 @@ class _UnmaskingRound(_RoundState):
         ctx = self.ctx
         self.log_dropped()
         carry = self.carry
-        survivors = carry.survivors
-        responders = sorted(self.received)
-        self_masks = self._reconstruct(responders, survivors, "self_mask")
-        dropped = np.setdiff1d(np.concatenate([carry.mask_peers[u] for u in survivors.tolist()]), survivors)
-        mask_keys = self._reconstruct(responders, dropped, "mask_key")
+        survivors, dropped = carry.survivors, carry.dropped
+        self_masks = self._reconstruct(survivors, "self_mask", lambda owner, secret: d.self_mask_commitment(
+            ctx.session_id, owner, secret) == carry.commitments[owner])
+        mask_keys = self._reconstruct(dropped, "mask_key", lambda owner, secret: AgreementKey.from_private_bytes(
+            secret).public_bytes == carry.keys[owner].mask_public_key)
         add_seeds: list[bytes] = []
-        subtract_seeds: list[bytes] = []
-        for owner, seed in zip(survivors.tolist(), self_masks):
-            if d.self_mask_commitment(ctx.session_id, owner, seed) != carry.commitments[owner]:
-                raise ctx.abort(self.name, f"the self-mask shares of client {owner} are inconsistent "
-                                           "(a share holder sent a wrong share)")
-            subtract_seeds.append(seed)
-        survivor_set = set(survivors.tolist())
+        subtract_seeds: list[bytes] = list(self_masks)
         for owner, private in zip(dropped.tolist(), mask_keys):
             key = AgreementKey.from_private_bytes(private)
-            if key.public_bytes != carry.keys[owner].mask_public_key:
-                raise ctx.abort(self.name, f"the mask-key shares of client {owner} are inconsistent "
-                                           "(a share holder sent a wrong share)")
-            for peer in carry.mask_peers[owner].tolist():
-                if peer not in survivor_set:
+            for peer in carry.partners[owner].tolist():
+                if peer not in carry.survivor_set:
                     continue
                 seed = d.pairwise_mask_seed(key.exchange(carry.keys[peer].mask_public_key),
                                             ctx.session_id, owner, peer)
@@ -391,15 +402,13 @@ class _UnmaskingRound(_RoundState):
                 (subtract_seeds if peer < owner else add_seeds).append(seed)
         aggregate = carry.sum
         apply_masks(aggregate, add_seeds, subtract_seeds, ctx.config.ring)
-        return AggregationResult(aggregate, survivors.tolist(), dict(ctx.dropped)), {}
+        return AggregationResult(aggregate, survivors.tolist(), dict(ctx.dropped), list(ctx.reports),
+                                 dict(ctx.misbehaving)), {}
 
-    def _reconstruct(self, responders: list[int], owners: np.ndarray, kind: str) -> list[bytes]:
-        """Reconstruct one secret per owner from the first t responding holders (batched)."""
-        t = self.ctx.config.threshold
-        if owners.size == 0:
-            return []
+    def _table(self, owners: np.ndarray, kind: str):
+        """Every revealed share of ``owners``: (owner, holder, limbs) columns, sorted by (owner, holder)."""
         owner_col, holder_col, share_rows = [], [], []
-        for w in responders:
+        for w in sorted(self.received):
             message = self.received[w]
             ids = getattr(message, f"{kind}_owners")
             owner_col.append(ids.astype(np.int64))
@@ -411,22 +420,68 @@ class _UnmaskingRound(_RoundState):
         keep = np.isin(owner_all, owners)
         owner_all, holder_all, shares_all = owner_all[keep], holder_all[keep], shares_all[keep]
         order = np.lexsort((holder_all, owner_all))
-        owner_all, holder_all, shares_all = owner_all[order], holder_all[order], shares_all[order]
-        present, starts, counts = np.unique(owner_all, return_index=True, return_counts=True)
-        available = np.zeros(owners.size, dtype=np.int64)
-        available[np.searchsorted(owners, present)] = counts
-        if np.any(available < t):
-            i = int(np.argmax(available < t))
-            u = int(owners[i])
-            raise self.ctx.abort(self.name, f"{int(available[i])} {kind.replace('_', '-')} shares of client "
-                                            f"{u} arrived, fewer than the threshold {t}")
-        rows = starts[:, None] + np.arange(t)[None, :]
-        limbs = reconstruct(holder_all[rows] + 1, shares_all[rows])
-        try:
-            return limbs_to_secrets(limbs)
-        except CryptoError:
-            raise self.ctx.abort(self.name, f"{kind.replace('_', '-')} shares are inconsistent "
-                                            "(a share holder sent a wrong share)") from None
+        return owner_all[order], holder_all[order], shares_all[order]
+
+    def _reconstruct(self, owners: np.ndarray, kind: str, check) -> list[bytes]:
+        """One secret per owner, checked against its commitment (self-mask) or public key (mask key).
+
+        Fast path: the t lowest responding holders of every owner, batched. An owner whose secret
+        fails its check is decoded from all its shares with error correction (Berlekamp-Welch);
+        holders whose shares lie off the decoded polynomial are recorded in ``misbehaving`` and
+        left out of every later reconstruction. Aborts only when an owner has fewer than t
+        consistent shares.
+        """
+        t = self.ctx.config.threshold
+        if owners.size == 0:
+            return []
+        owner_all, holder_all, shares_all = self._table(owners, kind)
+        label = kind.replace("_", "-")
+        secrets: dict[int, bytes] = {}
+        pending = owners
+        while pending.size:
+            usable = ~np.isin(holder_all, list(self.ctx.misbehaving)) & np.isin(owner_all, pending)
+            o_col, h_col, s_col = owner_all[usable], holder_all[usable], shares_all[usable]
+            present, starts, counts = np.unique(o_col, return_index=True, return_counts=True)
+            available = np.zeros(pending.size, dtype=np.int64)
+            available[np.searchsorted(pending, present)] = counts
+            if np.any(available < t):
+                i = int(np.argmax(available < t))
+                raise self.ctx.abort(self.name, f"{int(available[i])} consistent {label} shares of client "
+                                                f"{int(pending[i])} arrived, fewer than the threshold {t}")
+            rows = starts[:, None] + np.arange(t)[None, :]
+            limbs = reconstruct(h_col[rows] + 1, s_col[rows])
+            failed = []
+            for owner, row in zip(pending.tolist(), limbs):
+                secret = _secret(row)
+                if secret is not None and check(owner, secret):
+                    secrets[owner] = secret
+                else:
+                    failed.append(owner)
+            if not failed:
+                break
+            owner = failed[0]  # decode one, learn who lied, retry the rest without them
+            mine = o_col == owner
+
+            def passes(limbs, owner=owner):
+                secret = _secret(limbs)
+                return secret is not None and check(owner, secret)
+
+            decoded = decode_with_errors(h_col[mine] + 1, s_col[mine], t, check=passes)
+            if decoded is None:
+                raise self.ctx.abort(self.name, f"the {label} shares of client {owner} are inconsistent beyond "
+                                                "correction (too many wrong shares)")
+            for holder in h_col[mine][decoded[1]].tolist():
+                self.ctx.misbehaving[int(holder)] = f"revealed a wrong {label} share of client {owner}"
+            secrets[owner] = _secret(decoded[0])  # type: ignore[assignment]
+            pending = np.array(failed[1:], dtype=np.int64)
+        return [secrets[o] for o in owners.tolist()]
+
+
+def _secret(limbs: np.ndarray) -> bytes | None:
+    try:
+        return limbs_to_secrets(np.asarray(limbs, dtype=np.uint32)[None, :])[0]
+    except CryptoError:
+        return None
 
 
 # ---------------------------------------------------------------------------- the session
@@ -444,8 +499,7 @@ class ServerSession:
         session_id = check_session_id(session_id)
         self.config = config
         self.session_id = session_id
-        self._ctx = _Context(config, session_id, NeighbourGraph.for_config(config, session_id),
-                             check_verify_keys(config, verify_keys), {})
+        self._ctx = _Context(config, session_id, check_verify_keys(config, verify_keys), {})
         self._round: _RoundState | None = _AdvertiseKeysRound(self._ctx)
         self.state = ServerState.ADVERTISE_KEYS
         self.result: AggregationResult | None = None
@@ -467,6 +521,16 @@ class ServerSession:
     def dropped(self) -> dict[str, list[int]]:
         """Per closed round, the expected clients whose message never arrived."""
         return dict(self._ctx.dropped)
+
+    @property
+    def reports(self) -> list[tuple[int, int]]:
+        """(reporter, sender): share bundles that did not open, as reported by their recipients."""
+        return list(self._ctx.reports)
+
+    @property
+    def misbehaving(self) -> dict[int, str]:
+        """Holders whose revealed shares were wrong (detected and corrected at unmasking)."""
+        return dict(self._ctx.misbehaving)
 
     def receive(self, client_id: int, data: bytes) -> Outbox:
         """Take one message from ``client_id`` (as authenticated by the transport).

@@ -87,7 +87,6 @@ def _demo_data(banks: int, samples: int, seed: int):
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from secagg.protocol.config import SecAggConfig
     from secagg.transport.network import Coordinator, Deadlines
     from secagg.transport.tasks import FedAvgSettings, FedAvgTask, SumTask
 
@@ -99,12 +98,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.task == "sum":
         from secagg.aggregation.masking import MaskingAggregator
 
-        neighbors, threshold = MaskingAggregator(threshold=_threshold(args.threshold),
-                                                 neighbors=args.neighbors).graph_for(n)
-        task = SumTask(SecAggConfig(num_clients=n, threshold=threshold, vector_length=args.length,
-                                    modulus_bits=args.bits, neighbors=neighbors, malicious=args.malicious),
-                       output=args.output,
-                       sessions=args.sessions)
+        config = MaskingAggregator(threshold=_threshold(args.threshold), neighbors=args.neighbors,
+                                   malicious=args.malicious).config_for(n, args.length, args.bits)
+        task = SumTask(config, output=args.output, sessions=args.sessions)
         max_message = args.max_message_mb * 2**20 if args.max_message_mb else \
             task.config.vector_length * task.config.ring.dtype.itemsize + n * 256 + 2**20
     else:
@@ -242,7 +238,7 @@ def add_network_commands(sub) -> None:
                        help="from the second session on, close the first round this many quiet seconds after every "
                        "connected client sent its keys (absent clients do not hold it open)")
     serve.add_argument("--join-quorum", type=int, default=None,
-                       help="close the first round as soon as this many clients (at least t) sent their keys, "
+                       help="close the first round as soon as this many clients (at least t + 1) sent their keys, "
                        "instead of waiting out the join window for the others")
     serve.add_argument("--deadline", type=float, default=60.0, help="seconds each later round stays open")
     serve.add_argument("--max-message-mb", type=float, default=None,

@@ -149,7 +149,9 @@ class RetryPolicy:
 def config_to_header(config: SecAggConfig) -> dict:
     return {"num_clients": config.num_clients, "threshold": config.threshold,
             "vector_length": config.vector_length, "modulus_bits": config.modulus_bits,
-            "neighbors": config.neighbors, "malicious": config.malicious}
+            "neighbors": config.neighbors, "malicious": config.malicious,
+            "corrupt_clients": config.threat_model.corrupt_clients if config.threat_model else None,
+            "dropout_fraction": config.dropout_fraction}
 
 
 def config_from_header(header: dict) -> SecAggConfig:
@@ -160,6 +162,10 @@ def config_from_header(header: dict) -> SecAggConfig:
                                                                "modulus_bits")}
         values["neighbors"] = field_of(raw, "neighbors", int, optional=True)
         values["malicious"] = field_of(raw, "malicious", bool)
+        # The bounds are checked again here, by the client: a coordinator cannot send parameters its
+        # own declared threat model (or, with none declared, no corrupt client at all) refuses.
+        values["corrupt_clients"] = field_of(raw, "corrupt_clients", int, optional=True)
+        values["dropout_fraction"] = float(field_of(raw, "dropout_fraction", (int, float), optional=True) or 0.0)
         return SecAggConfig(**values)
     except (ParameterError, MalformedMessage) as exc:
         raise ProtocolViolation(f"coordinator sent an invalid configuration: {exc}", party="server") from None
@@ -273,8 +279,9 @@ class Coordinator:
     ``max_message_bytes`` bounds every incoming message (gRPC refuses larger ones).
     ``join_grace``: from the second session on, the first round closes once every connected client
     has sent its keys (at least t) and nobody joined or answered for this many seconds.
-    ``join_quorum``: the first round closes as soon as this many clients (never fewer than t) have
-    sent their keys, without waiting out the join window for the rest; None waits for all n.
+    ``join_quorum``: the first round closes as soon as this many clients have
+    sent their keys, without waiting out the join window for the rest (never fewer than t + 1:
+    each client needs t others); None waits for all n.
     """
 
     #: Fault injection only: called as ``hook(point, session_index)`` at each of :data:`CHECKPOINTS`
@@ -468,7 +475,7 @@ class Coordinator:
         if self.join_quorum is None:
             return False
         answered = len(server.expected_clients) - len(server.pending_clients)
-        return answered >= max(self.join_quorum, server.config.threshold)
+        return answered >= max(self.join_quorum, server.config.threshold + 1)  # each needs t others
 
     def _quorum_settled(self, run: _Run, server: ServerSession, now: float) -> bool:
         """From the second session on, clients stay connected between sessions, so one that is not
@@ -479,7 +486,7 @@ class Coordinator:
         with self._lock:
             connected = {c for c, p in self._peers.items() if p.session == run.index and not p.closed.is_set()}
         answered = server.expected_clients - server.pending_clients
-        return (len(answered) >= server.config.threshold and connected <= answered
+        return (len(answered) >= server.config.threshold + 1 and connected <= answered
                 and now - run.last_activity >= self.join_grace)
 
     def _checkpoint(self, point: str, index: int) -> None:

@@ -55,6 +55,7 @@ class SimulationResult:
     config: SecAggConfig
     session_id: bytes = field(repr=False, default=b"")
     bytes_sent: dict[int, int] = field(repr=False, default_factory=dict)  # per client, whole session
+    holders: dict[int, np.ndarray] | None = field(repr=False, default=None)  # SecAgg+: each client's draw
 
     @property
     def server_seconds(self) -> float:
@@ -182,5 +183,7 @@ def simulate(
     result = server.result
     if result is None:  # unreachable: the last round either completes or raises AbortError
         raise SessionStateError(f"session ended in state {server.state.value}")
+    holders = {u: c.drawn_holders for u, c in clients.items() if c.drawn_holders is not None} \
+        if config.is_sparse else None
     return SimulationResult(result.aggregate, result.survivors, reports, result.dropped, config, session_id,
-                            bytes_sent)
+                            bytes_sent, holders)

@@ -180,12 +180,10 @@ class FedAvgTask:
                                          clip=settings.clip, fractional_bits=settings.fractional_bits)
         self.server = FedAvgServer(model.get_weights(), settings.server_learning_rate)
         self.template = self.server.weights
-        neighbors, threshold = MaskingAggregator(threshold=settings.threshold, neighbors=settings.neighbors,
-                                                 malicious=settings.malicious).graph_for(num_clients)
-        self.config = SecAggConfig(num_clients=num_clients, threshold=threshold,
-                                   vector_length=self.encoder.vector_length(self.server.vector.size),
-                                   modulus_bits=self.encoder.modulus_bits, neighbors=neighbors,
-                                   malicious=settings.malicious)
+        self.config = MaskingAggregator(threshold=settings.threshold, neighbors=settings.neighbors,
+                                        malicious=settings.malicious).config_for(
+            num_clients, self.encoder.vector_length(self.server.vector.size), self.encoder.modulus_bits)
+        neighbors, threshold = self.config.neighbors, self.config.threshold
         self.eval_data = eval_data
         self.history: list[dict] = []
         self.state_dir = Path(state_dir) if state_dir is not None else None

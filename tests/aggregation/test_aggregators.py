@@ -17,14 +17,15 @@ def run(name, drop=None, n=5, dim=6, seed=0, **options):
     return round_.finish(drop), updates, weights
 
 
-@pytest.mark.parametrize("name,options", [("plain", {}), ("masking", {"threshold": 3}), ("masking", {"neighbors": 4, "threshold": 1}),
-                                          ("masking", {"malicious": True, "threshold": 0.4}), ("masking", {"neighbors": "auto"})])
-def test_sums_over_included_clients(name, options):
-    # (sparse case: t = 1 of 4 neighbours survives these three drops in any graph the session yields)
+@pytest.mark.parametrize("name,options,n", [
+    ("plain", {}, 6), ("masking", {"threshold": 2}, 6), ("masking", {"neighbors": 6, "threshold": 1, "corrupt_fraction": 0, "dropout_fraction": 0}, 12),
+    ("masking", {"malicious": True, "threshold": 0.6}, 9), ("masking", {"neighbors": "auto", "dropout_fraction": 0.5}, 6)])
+def test_sums_over_included_clients(name, options, n):
+    # (sparse case: t = 1 of 6 holders survives these three drops in any draw)
     drop = {"share_keys": [11], "masked_input": [13], "unmasking": [14]}
-    result, updates, weights = run(name, drop, n=6, **options)
+    result, updates, weights = run(name, drop, n=n, **options)
     assert isinstance(result, AggregateResult) and result.ok
-    assert result.included == (10, 12, 14, 15) and result.dropped == (11, 13)
+    assert result.included == tuple(c for c in range(10, 10 + n) if c not in (11, 13)) and result.dropped == (11, 13)
     expected = sum(weights[c] * updates[c] for c in result.included)
     assert result.total_weight == sum(weights[c] for c in result.included)
     assert np.all(np.abs(result.weighted_sum - expected) <= result.error_bound + 1e-12)

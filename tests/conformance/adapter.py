@@ -24,6 +24,7 @@ class Server(Protocol):
     def receive(self, client_id: int, data: bytes) -> dict[int, bytes]: ...
     def close_round(self) -> dict[int, bytes]: ...
     def outcome(self) -> tuple[list[int], list[int]] | None: ...  # (survivors, aggregate) once complete
+    def flagged(self) -> tuple[list[list[int]], list[int]]: ...  # (bundle reports [reporter, sender], misbehaving ids)
 
 
 class Implementation(Protocol):
@@ -34,6 +35,8 @@ class Implementation(Protocol):
     def shamir_share(self, limbs: list[int], threshold: int, holders: list[int], randomness: bytes) -> dict[int, list[int]]: ...
     def shamir_reconstruct(self, holders: list[int], shares: list[list[int]]) -> list[int]: ...
     def reencode(self, data: bytes) -> bytes: ...
+    def draw_holders(self, client: int, num_clients: int, count: int, randomness: bytes) -> list[int]: ...
+    def transcript_tree(self, advertise_keys: list[bytes]) -> tuple[bytes, list[list[bytes]]]: ...  # root, paths
     def new_client(self, config: dict, client_id: int, session_id: bytes, inputs: list[int], randomness: bytes,
                    identity_seed: bytes | None, verify_keys: dict[int, bytes] | None) -> Client: ...
     def new_server(self, config: dict, session_id: bytes, verify_keys: dict[int, bytes] | None) -> Server: ...
@@ -92,6 +95,21 @@ class SecaggImplementation:
     def reencode(self, data):
         return self._decode(data).encode()
 
+    def draw_holders(self, client, num_clients, count, randomness):
+        from secagg.protocol.graph import draw_holders
+
+        source = ReplayRandomness(randomness)
+        holders = [int(v) for v in draw_holders(client, num_clients, count, source)]
+        if not source.exhausted:
+            raise AssertionError("the draw left recorded randomness unused")
+        return holders
+
+    def transcript_tree(self, advertise_keys):
+        from secagg.protocol import derivation
+
+        tree = derivation.TranscriptTree([derivation.transcript_leaf(m) for m in advertise_keys])
+        return tree.root, [list(tree.transcript(i).path) for i in range(len(advertise_keys))]
+
     def _config(self, config):
         return self._secagg.SecAggConfig(**config)
 
@@ -123,6 +141,10 @@ class SecaggImplementation:
             def outcome():
                 result = server.result
                 return None if result is None else (result.survivors, [int(v) for v in result.aggregate])
+
+            @staticmethod
+            def flagged():
+                return [list(p) for p in server.reports], sorted(server.misbehaving)
 
         return _Server()
 

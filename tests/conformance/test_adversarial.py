@@ -53,7 +53,7 @@ def test_client_refuses_a_substituted_own_key(impl):
     directory = m.decode_message(honest)
     forged = [dataclasses.replace(e, mask_public_key=bytes(range(32))) if e.client_id == 0 else e
               for e in directory.entries]
-    refuses(impl, client, m.KeyDirectory(directory.session_id, 0, tuple(forged)).encode())
+    refuses(impl, client, m.KeyDirectory(directory.session_id, 0, tuple(forged), directory.transcript).encode())
     assert client.handle(honest) == reply
 
 
@@ -62,7 +62,7 @@ def test_client_refuses_a_peer_key_that_appears_twice(impl):
     directory = m.decode_message(honest)
     entries = list(directory.entries)
     entries[3] = dataclasses.replace(entries[3], cipher_public_key=entries[4].cipher_public_key)
-    refuses(impl, client, m.KeyDirectory(directory.session_id, 0, tuple(entries)).encode())
+    refuses(impl, client, m.KeyDirectory(directory.session_id, 0, tuple(entries), directory.transcript).encode())
     assert client.handle(honest) == reply
 
 
@@ -74,20 +74,38 @@ def test_client_refuses_an_unusable_peer_key_before_drawing_randomness(impl):
     directory = m.decode_message(honest)
     entries = [dataclasses.replace(e, cipher_public_key=bytes(32)) if e.client_id == 4 else e
                for e in directory.entries]
-    refuses(impl, client, m.KeyDirectory(directory.session_id, 0, tuple(entries)).encode())
+    refuses(impl, client, m.KeyDirectory(directory.session_id, 0, tuple(entries), directory.transcript).encode())
     assert client.handle(honest) == reply
 
 
-def test_client_refuses_tampered_and_misdirected_bundles(impl):
-    client, honest, reply = advance(impl, HONEST, 0, "masked_input")
+def test_client_reports_tampered_and_misdirected_bundles_and_goes_on(impl):
+    # A bundle that does not open costs only its sender's shares (spec section 8): the client
+    # masks exactly as before and names the sender in its MaskedInput.
+    honest_reply = None
+    for swap in (False, True):
+        client, honest, reply = advance(impl, HONEST, 0, "masked_input")
+        honest_reply = m.decode_message(reply)
+        bundles = m.decode_message(honest)
+        table = bundles.ciphertexts.copy()
+        if swap:  # client 1's bundle for client 3, handed to client 0
+            other = m.decode_message(HONEST.received("masked_input")[3])
+            table[list(bundles.peers).index(1)] = other.ciphertexts[list(other.peers).index(1)]
+        else:
+            table[list(bundles.peers).index(1), 20] ^= 0x40
+        got = m.decode_message(client.handle(m.ShareBundles(bundles.session_id, 0, bundles.peers, table,
+                                                           bundles.holders).encode()))
+        assert got.rejected.tolist() == [1]
+        assert np.array_equal(got.values, honest_reply.values)
+    assert honest_reply.rejected.tolist() == []
+
+
+def test_client_refuses_bundles_from_clients_it_does_not_hold_for(impl):
+    transcript = Transcript(load("transcripts/complete-drops-every-round.json"))  # client 0 never advertised
+    client, honest, reply = advance(impl, transcript, 1, "masked_input")
     bundles = m.decode_message(honest)
-    tampered = bundles.ciphertexts.copy()
-    tampered[1, 20] ^= 0x40
-    refuses(impl, client, m.ShareBundles(bundles.session_id, 0, bundles.peers, tampered).encode())
-    other = m.decode_message(HONEST.received("masked_input")[3])  # bundles meant for client 3
-    swapped = bundles.ciphertexts.copy()
-    swapped[list(bundles.peers).index(1)] = other.ciphertexts[list(other.peers).index(1)]
-    refuses(impl, client, m.ShareBundles(bundles.session_id, 0, bundles.peers, swapped).encode())
+    peers = np.append([0], bundles.peers)
+    table = np.vstack([bundles.ciphertexts[:1], bundles.ciphertexts])
+    refuses(impl, client, m.ShareBundles(bundles.session_id, 1, peers, table, bundles.holders).encode())
     assert client.handle(honest) == reply
 
 

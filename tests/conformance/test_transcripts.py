@@ -23,6 +23,8 @@ def test_server_reproduces_the_transcript(impl, transcript):
         survivors, aggregate = server.outcome()
         assert survivors == outcome["survivors"]
         assert [str(v) for v in aggregate] == outcome["aggregate"]
+        reports, misbehaving = server.flagged()
+        assert reports == outcome["reports"] and misbehaving == outcome["misbehaving"]
 
 
 @pytest.mark.parametrize("transcript", CASES, ids=IDS)
@@ -36,4 +38,7 @@ def test_clients_reproduce_the_transcript(impl, transcript):
                 pending = data
                 continue
             reply = client.start() if entry["round"] == "advertise_keys" else client.handle(pending)
+            if "tampered" in entry:  # the cheater's message is not what an honest client sends
+                assert reply != data, f"client {u}, round {entry['round']}: tampering changed nothing"
+                continue
             assert reply == data, f"client {u}, round {entry['round']}"

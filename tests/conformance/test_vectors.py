@@ -41,6 +41,21 @@ def test_shamir(impl, case):
     assert limbs == case["limbs"]
 
 
+@pytest.mark.parametrize("case", load("holders.json")["cases"],
+                         ids=lambda c: f"u{c['client']}-n{c['num_clients']}-k{c['holders_to_draw']}")
+def test_holder_draws(impl, case):
+    holders = impl.draw_holders(case["client"], case["num_clients"], case["holders_to_draw"],
+                                bytes.fromhex(case["randomness"]))
+    assert holders == case["holders"]
+
+
+@pytest.mark.parametrize("case", load("transcript_tree.json")["cases"], ids=lambda c: f"size{len(c['leaves'])}")
+def test_transcript_tree(impl, case):
+    root, paths = impl.transcript_tree([bytes.fromhex(m) for m in case["advertise_keys"]])
+    assert root.hex() == case["root"]
+    assert [[h.hex() for h in path] for path in paths] == case["audit_paths"]
+
+
 @pytest.mark.parametrize("case", load("codec.json")["valid"], ids=lambda c: c["type"])
 def test_valid_encodings_round_trip(impl, case):
     data = bytes.fromhex(case["encoding"])

@@ -24,7 +24,7 @@ def rfc5869_hkdf_sha256(ikm, info, length):
 
 def test_hkdf_labels_follow_rfc5869_with_domain_separation():
     ikm = bytes(range(32))
-    assert hkdf(ikm, b"pairwise-mask", b"ctx") == rfc5869_hkdf_sha256(ikm, b"secagg/v1/pairwise-mask\x00ctx", 32)
+    assert hkdf(ikm, b"pairwise-mask", b"ctx") == rfc5869_hkdf_sha256(ikm, b"secagg/v2/pairwise-mask\x00ctx", 32)
     assert hkdf(ikm, b"a", b"") != hkdf(ikm, b"b", b"")
     assert hkdf(ikm, b"a", b"x") != hkdf(ikm, b"a", b"y")
     assert len(hkdf(ikm, b"a", length=64)) == 64

@@ -86,7 +86,7 @@ def test_record_level_dp_sgd_across_institutions():
     clients, test = blobs(24, clients=4, n=(800, 1200))
     fl = FedAvg(LogisticRegression(8), aggregator="masking", rounds=25, learning_rate=0.5, seed=6, dropout=0.25,
                 dp=DPConfig(epsilon=3.0, delta=1e-5, clip=1.0, level="record", record_sampling_rate=0.05,
-                            dropout_tolerance=0.25), aggregator_options={"threshold": 3})
+                            dropout_tolerance=0.25), aggregator_options={"threshold": 2})
     history = fl.fit(clients, eval_data=test)
     assert history.metric("roc_auc")[-1] > 0.9
     assert all(len(r.participants) == 4 for r in history)  # every institution, every round

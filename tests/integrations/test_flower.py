@@ -107,7 +107,7 @@ def session_cache(request, monkeypatch):
 def test_twelve_clients_one_crashes_after_sharing_keys_exact_weighted_average(session_cache):
     n, crashed = 12, 4
     grid = InProcessGrid(client_app(), n)
-    workflow = SecAggMaskingWorkflow(neighbors=6, threshold=4)
+    workflow = SecAggMaskingWorkflow(neighbors=6, threshold=4, dropout_fraction=0, corrupt_fraction=0)
     context = run_fl(grid, workflow, crash=str(crashed))
     report = workflow.reports[-1]
     assert report.ok, report.aborted
@@ -206,7 +206,7 @@ def _check_server_never_sees_an_individual_update(grid, workflow, mods_weighted_
 def test_the_server_never_holds_an_unmasked_individual_update(session_cache):
     n = 10
     grid = InProcessGrid(client_app(), n)
-    workflow = SecAggMaskingWorkflow(neighbors=4, threshold=3)
+    workflow = SecAggMaskingWorkflow(neighbors=4, threshold=3, dropout_fraction=0, corrupt_fraction=0)
     seen_by_strategy = []
 
     class Spy(FedAvg):
@@ -253,7 +253,7 @@ def test_a_node_refuses_a_train_message_without_secagg_instructions():
 # ---------------------------------------------------------------------------- setup validation
 
 def _setup_record(**changes):
-    workflow = SecAggMaskingWorkflow(neighbors=4, threshold=3)
+    workflow = SecAggMaskingWorkflow(neighbors=4, threshold=3, dropout_fraction=0, corrupt_fraction=0)
     setup = workflow._setup([11, 22, 33, 44, 55, 66], 20)
     record = setup.to_record(2)
     record.update(changes)
@@ -335,7 +335,8 @@ def test_a_node_without_an_identity_refuses_malicious_mode():
     n = 4
     grid = InProcessGrid(client_app(), n)
     directory = {node: bytes(32) for node in grid.node_ids}
-    workflow = SecAggMaskingWorkflow(neighbors=None, threshold=3, malicious=True, verify_keys=directory)
+    workflow = SecAggMaskingWorkflow(neighbors=None, threshold=3, malicious=True, verify_keys=directory,
+                                     corrupt_fraction=0)
     run_fl(grid, workflow)
     assert not workflow.reports[-1].ok
     assert all(r.has_error() and "no identity key" in r.error.reason for r in grid.replies)

@@ -5,10 +5,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from secagg.crypto.signatures import IdentityKey
 from secagg.crypto.randomness import TestOnlySeededRandomness
+from secagg.crypto.signatures import IdentityKey
 from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, SessionStateError
 from secagg.protocol.client import ClientSession, ClientState
+from secagg.protocol.config import SecAggConfig
 from secagg.protocol.messages import (
     AbortNotice,
     ConsistencyRequest,
@@ -17,9 +18,10 @@ from secagg.protocol.messages import (
     UnmaskRequest,
     decode_message,
 )
-from secagg.protocol.config import SecAggConfig
 from secagg.protocol.server import ServerSession, ServerState
 from tests.harness import SESSION, Harness
+
+SPARSE = {"n": 20, "t": 3, "neighbors": 6}
 
 
 def refused(client, data, error=ProtocolViolation, match=None):
@@ -44,7 +46,7 @@ def directory_for(h, u):
 
 
 def with_entries(msg, entries):
-    return KeyDirectory(msg.session_id, msg.recipient, tuple(entries)).encode()
+    return KeyDirectory(msg.session_id, msg.recipient, tuple(entries), msg.transcript).encode()
 
 
 # ---------------------------------------------------------------- addressing and rounds
@@ -62,23 +64,57 @@ def test_garbage_wrong_session_wrong_recipient_and_wrong_round_are_refused():
     finish_and_check(h)
 
 
-def test_start_twice_is_a_caller_error():
+def test_start_twice_and_handle_before_start_are_caller_errors():
     h = Harness()
+    with pytest.raises(SessionStateError, match="before start"):
+        h.clients[0].handle(b"anything")
     h.clients[0].start()
     with pytest.raises(SessionStateError):
         h.clients[0].start()
 
 
+class ShortRandomness:
+    def random_bytes(self, n):
+        return b"\x01" * (n - 1)
+
+
+def test_a_random_source_that_returns_too_few_bytes_is_a_parameter_error():
+    cfg = SecAggConfig(num_clients=5, threshold=3, vector_length=8)
+    client = ClientSession(cfg, 0, SESSION, [0] * 8, rng=ShortRandomness())
+    with pytest.raises(ParameterError, match="returned 31 bytes where 32 were asked for"):
+        client.start()
+    assert client.state is ClientState.READY
+
+
 # ---------------------------------------------------------------- key directory (round 1)
 
-def test_substituted_own_key_is_refused():
+def test_substituted_own_key_or_draw_is_refused():
     h = Harness()
     h.run_until(ServerState.SHARE_KEYS)
     msg = directory_for(h, 0)
     forged = [dataclasses.replace(e, mask_public_key=b"\x42" * 32) if e.client_id == 0 else e for e in msg.entries]
-    refused(h.clients[0], with_entries(msg, forged), match="own keys")
+    refused(h.clients[0], with_entries(msg, forged), match="own entry")
     missing = [e for e in msg.entries if e.client_id != 0]
-    refused(h.clients[0], with_entries(msg, missing), match="own keys")
+    refused(h.clients[0], with_entries(msg, missing), match="own entry")
+    s = Harness(**SPARSE)
+    s.run_until(ServerState.SHARE_KEYS)
+    msg = directory_for(s, 0)
+    own = next(e for e in msg.entries if e.client_id == 0)
+    other_draw = np.array(sorted(set(range(1, 20)) - set(own.holders.tolist()))[:6])
+    forged = [dataclasses.replace(e, holders=other_draw) if e.client_id == 0 else e for e in msg.entries]
+    refused(s.clients[0], with_entries(msg, forged), match="own entry")
+    finish_and_check(h)
+    finish_and_check(s)
+
+
+def test_transcript_without_this_clients_advertisement_is_refused():
+    h = Harness()
+    h.run_until(ServerState.SHARE_KEYS)
+    msg = directory_for(h, 0)
+    foreign = directory_for(h, 1).transcript  # a valid path, for someone else's leaf
+    refused(h.clients[0], KeyDirectory(SESSION, 0, msg.entries, foreign).encode(), match="transcript root")
+    forged_root = dataclasses.replace(msg.transcript, root=b"\x00" * 32)
+    refused(h.clients[0], KeyDirectory(SESSION, 0, msg.entries, forged_root).encode(), match="transcript root")
     finish_and_check(h)
 
 
@@ -92,26 +128,44 @@ def test_peer_key_appearing_twice_is_refused():
     finish_and_check(h)
 
 
-def test_unknown_ids_and_non_neighbours_are_refused():
-    h = Harness(n=8, t=2, neighbors=2)
+def test_a_key_with_its_ignored_top_bit_set_is_malformed_not_a_new_key():
+    # RFC 7748 ignores bit 255: a copy of a key with that bit flipped is the same point. The codec
+    # refuses every non-canonical encoding, so a duplicate can never hide behind different bytes.
+    h = Harness()
     h.run_until(ServerState.SHARE_KEYS)
+    raw = bytearray(h.inbox[0])
     msg = directory_for(h, 0)
-    extra = dataclasses.replace(msg.entries[-1], client_id=99, cipher_public_key=b"\x01" * 32,
-                                mask_public_key=b"\x02" * 32)
-    refused(h.clients[0], with_entries(msg, list(msg.entries) + [extra]), match="unknown client 99")
-    outsider = next(u for u in range(8) if u != 0 and u not in h.clients[0]._holder_set)
-    stranger = dataclasses.replace(msg.entries[-1], client_id=outsider, cipher_public_key=b"\x01" * 32,
-                                   mask_public_key=b"\x02" * 32)
-    entries = sorted(list(msg.entries) + [stranger], key=lambda e: e.client_id)
-    refused(h.clients[0], with_entries(msg, entries), match="not a neighbour")
+    offset = raw.index(msg.entries[1].cipher_public_key)
+    raw[offset + 31] |= 0x80
+    refused(h.clients[0], bytes(raw), MalformedMessage, match="canonical X25519")
     finish_and_check(h)
 
 
-def test_too_few_holders_in_directory_is_refused():
-    h = Harness(n=5, t=4)
+def test_unknown_ids_and_strangers_are_refused():
+    h = Harness(**SPARSE)
     h.run_until(ServerState.SHARE_KEYS)
     msg = directory_for(h, 0)
-    refused(h.clients[0], with_entries(msg, msg.entries[:3]), match="fewer than the threshold")
+    listed = {e.client_id for e in msg.entries}
+    extra = dataclasses.replace(msg.entries[-1], client_id=99, cipher_public_key=b"\x01" * 32,
+                                mask_public_key=b"\x02" * 32)
+    refused(h.clients[0], with_entries(msg, list(msg.entries) + [extra]), match="unknown client 99")
+    outsider = next(u for u in range(20) if u not in listed)
+    stranger = dataclasses.replace(msg.entries[-1], client_id=outsider, cipher_public_key=b"\x01" * 32,
+                                   mask_public_key=b"\x02" * 32,
+                                   holders=np.array([v for v in range(20) if v not in (0, outsider)][:6]))
+    entries = sorted(list(msg.entries) + [stranger], key=lambda e: e.client_id)
+    refused(h.clients[0], with_entries(msg, entries), match="neither holds for this client nor drew it")
+    finish_and_check(h)
+
+
+def test_a_directory_with_fewer_than_t_other_holders_is_refused():
+    # The victim never counts itself: a directory trimmed to the victim and t - 1 others (the
+    # coordinator's colluders, say) is refused, so its shares never go to fewer than t others.
+    h = Harness(n=5, t=3)
+    h.run_until(ServerState.SHARE_KEYS)
+    msg = directory_for(h, 0)
+    trimmed = [e for e in msg.entries if e.client_id in (0, 1, 2)]
+    refused(h.clients[0], with_entries(msg, trimmed), match="only 2 of this client's holders")
     finish_and_check(h)
 
 
@@ -119,8 +173,8 @@ def test_malicious_mode_refuses_unsigned_and_badly_signed_directories():
     h = Harness(malicious=True)
     h.run_until(ServerState.SHARE_KEYS)
     msg = directory_for(h, 0)
-    unsigned = [dataclasses.replace(e, signature=None) for e in msg.entries]
-    refused(h.clients[0], with_entries(msg, unsigned), match="unsigned")
+    unsigned = [dataclasses.replace(e, signature=None) for e in msg.entries]  # all or none are signed
+    refused(h.clients[0], with_entries(msg, unsigned), match="own entry")
     entries = list(msg.entries)
     entries[1] = dataclasses.replace(entries[1], signature=entries[2].signature)
     refused(h.clients[0], with_entries(msg, entries), match="bad signature")
@@ -133,48 +187,67 @@ def test_malicious_mode_refuses_unsigned_and_badly_signed_directories():
 
 # ---------------------------------------------------------------- share bundles (round 2)
 
-def test_tampered_misdirected_and_foreign_bundles_are_refused():
-    h = Harness()
+def test_a_bundle_that_does_not_open_costs_only_its_senders_shares():
+    # A cheating peer (or the server) corrupts the bundle it sends to client 0: client 0 keeps
+    # going, holds nothing for the sender, still masks with it, and reports it.
+    h = Harness(n=6, t=3)
     h.run_until(ServerState.MASKED_INPUT)
     msg = decode_message(h.inbox[0])
     flipped = msg.ciphertexts.copy()
     flipped[0, -1] ^= 1
-    refused(h.clients[0], ShareBundles(SESSION, 0, msg.peers, flipped).encode(), match="does not open")
-    # client 1's bundle for client 2, handed to client 0 as if it came from client 1
-    other = decode_message(h.inbox[2])
+    h.inbox[0] = ShareBundles(SESSION, 0, msg.peers, flipped, msg.holders).encode()
+    h.step()
+    assert h.clients[0].rejected == [int(msg.peers[0])]
+    assert h.server.reports == [(0, int(msg.peers[0]))]
+    result = finish_and_check(h)
+    assert result.survivors == list(range(6)) and result.reports == [(0, int(msg.peers[0]))]
+
+
+def test_a_bundle_sealed_for_another_recipient_is_reported_too():
+    h = Harness(n=6, t=3)
+    h.run_until(ServerState.MASKED_INPUT)
+    msg = decode_message(h.inbox[0])
+    other = decode_message(h.inbox[2])  # client 1's bundle for client 2, handed to client 0
     swapped = msg.ciphertexts.copy()
     swapped[list(msg.peers).index(1)] = other.ciphertexts[list(other.peers).index(1)]
-    refused(h.clients[0], ShareBundles(SESSION, 0, msg.peers, swapped).encode(), match="does not open")
+    h.inbox[0] = ShareBundles(SESSION, 0, msg.peers, swapped, msg.holders).encode()
+    h.step()
+    assert h.clients[0].rejected == [1]
     finish_and_check(h)
 
 
-def test_too_few_bundles_are_refused():
-    h = Harness(n=5, t=4)
+def test_too_few_live_holders_are_refused():
+    h = Harness(n=5, t=3)
     h.run_until(ServerState.MASKED_INPUT)
     msg = decode_message(h.inbox[0])
-    refused(h.clients[0], ShareBundles(SESSION, 0, msg.peers[:2], msg.ciphertexts[:2]).encode(),
+    refused(h.clients[0], ShareBundles(SESSION, 0, msg.peers, msg.ciphertexts, msg.holders[:2]).encode(),
             match="fewer than the threshold")
     finish_and_check(h)
 
 
-def test_bundle_from_a_client_never_shared_with_is_refused():
-    h = Harness(n=8, t=2, neighbors=2)
+def test_bundles_from_clients_that_did_not_draw_this_one_are_refused():
+    h = Harness(**SPARSE)
     h.run_until(ServerState.MASKED_INPUT)
     msg = decode_message(h.inbox[0])
-    outsider = next(u for u in range(8) if u != 0 and u not in h.clients[0]._holder_set)
+    outsider = next(u for u in range(1, 20) if u not in h.clients[0]._owners)
     peers = np.append(msg.peers, outsider)
-    table = np.vstack([msg.ciphertexts, msg.ciphertexts[:1]])
+    table = np.vstack([msg.ciphertexts, np.zeros((1, msg.ciphertexts.shape[1]), np.uint8)])
     order = np.argsort(peers)
-    refused(h.clients[0], ShareBundles(SESSION, 0, peers[order], table[order]).encode(), match="sent no shares")
+    refused(h.clients[0], ShareBundles(SESSION, 0, peers[order], table[order], msg.holders).encode(),
+            match="did not draw this client")
+    not_mine = np.array(sorted(set(msg.holders.tolist()) | {outsider}))
+    if outsider not in h.clients[0]._holders:
+        refused(h.clients[0], ShareBundles(SESSION, 0, msg.peers, msg.ciphertexts, not_mine).encode(),
+                match="did not seal shares to")
     finish_and_check(h)
 
 
 # ---------------------------------------------------------------- unmasking (round 4)
 
-def test_unmask_request_with_fewer_than_t_survivors_is_refused():
+def test_unmask_request_with_fewer_than_t_holders_is_refused():
     h = Harness(n=6, t=4)
     h.run_until(ServerState.UNMASKING)
-    refused(h.clients[0], UnmaskRequest(SESSION, 0, [0, 1, 2]).encode(), match="fewer than the threshold")
+    refused(h.clients[0], UnmaskRequest(SESSION, 0, [0, 1, 2, 3]).encode(), match="fewer than the threshold")
     finish_and_check(h)
 
 
@@ -187,12 +260,12 @@ def test_unmask_request_inconsistent_with_what_the_client_saw_is_refused():
     finish_and_check(h)
 
 
-def test_survivor_that_never_sent_shares_is_refused():
+def test_survivor_that_left_before_the_masked_inputs_is_refused():
     h = Harness(n=6, t=3)
     h.start()
     h.step(skip={5})  # 5 vanishes before sharing keys: nobody holds its shares
     h.step()
-    refused(h.clients[0], UnmaskRequest(SESSION, 0, [0, 1, 5]).encode(), match="never sent this client its shares")
+    refused(h.clients[0], UnmaskRequest(SESSION, 0, [0, 1, 2, 3, 5]).encode(), match="left the session")
     finish_and_check(h)
 
 
@@ -204,7 +277,8 @@ def test_a_client_answers_one_unmask_request_only_so_never_reveals_both_shares()
     reply = decode_message(h.clients[0].handle(honest))
     assert set(reply.self_mask_owners.tolist()).isdisjoint(reply.mask_key_owners.tolist())
     assert 5 in reply.mask_key_owners and 5 not in reply.self_mask_owners
-    assert h.clients[0].revealed[5] == "mask_key" and h.clients[0].revealed[0] == "self_mask"
+    assert 0 not in reply.self_mask_owners  # a client holds no share of its own secrets
+    assert h.clients[0].revealed[5] == "mask_key" and h.clients[0].revealed[1] == "self_mask"
     # the server now "changes its mind" and claims client 5 survived: refused, nothing revealed
     refused(h.clients[0], UnmaskRequest(SESSION, 0, [0, 1, 2, 3, 4, 5]).encode(), match="unexpected")
     refused(h.clients[0], honest, match="unexpected")
@@ -218,7 +292,8 @@ def test_malicious_mode_refuses_unsigned_or_altered_survivor_lists():
     honest = decode_message(h.inbox[0])
     c = h.clients[0]
     refused(c, UnmaskRequest(SESSION, 0, [0, 1, 2, 3, 4], honest.signatures[:5]).encode(), match="other than the one")
-    refused(c, UnmaskRequest(SESSION, 0, honest.survivors, honest.signatures[:2]).encode(), match="fewer than the threshold")
+    own_and_one = tuple(s for s in honest.signatures if s[0] in (0, 1, 2))
+    refused(c, UnmaskRequest(SESSION, 0, honest.survivors, own_and_one).encode(), match="fewer than the threshold")
     bad = list(honest.signatures)
     bad[1] = (bad[1][0], bad[2][1])
     refused(c, UnmaskRequest(SESSION, 0, honest.survivors, tuple(bad)).encode(), match="bad consistency signature")
@@ -256,7 +331,6 @@ def test_abort_notice_moves_to_aborted_and_raises():
     {"input_vector": [1, 2, 3]}, {"input_vector": [2**40] * 8}, {"input_vector": [-1] * 8},
 ])
 def test_bad_construction_is_a_parameter_error(kwargs):
-    from secagg.protocol.config import SecAggConfig
     cfg = SecAggConfig(num_clients=5, threshold=3, vector_length=8)
     args = {"client_id": 0, "session_id": SESSION, "input_vector": [0] * 8} | kwargs
     with pytest.raises(ParameterError):
@@ -264,7 +338,6 @@ def test_bad_construction_is_a_parameter_error(kwargs):
 
 
 def test_malicious_mode_needs_matching_identity():
-    from secagg.protocol.config import SecAggConfig
     cfg = SecAggConfig(num_clients=3, threshold=2, vector_length=1, malicious=True)
     keys = [IdentityKey.generate(TestOnlySeededRandomness(i)) for i in range(3)]
     verify = {i: k.public_bytes for i, k in enumerate(keys)}
@@ -279,7 +352,7 @@ def test_malicious_mode_needs_matching_identity():
 
 def _transcript(vector_length, n=4, drop_before_unmasking=(3,)):
     """Every client message of one seeded session, by round, for vectors of ``vector_length``."""
-    config = SecAggConfig(num_clients=n, threshold=3, vector_length=vector_length)
+    config = SecAggConfig(num_clients=n, threshold=2, vector_length=vector_length)
     session_id = bytes(range(16))
     server = ServerSession(config, session_id)
     clients = {u: ClientSession(config, u, session_id, np.full(vector_length, u, dtype=np.uint32),

@@ -17,24 +17,47 @@ from secagg.protocol.messages import (
     MaskedInput,
     ShareBundles,
     ShareKeys,
+    Transcript,
     UnmaskingShares,
     UnmaskRequest,
+    audit_path_length,
     decode_message,
     encode_broadcast,
+    encode_key_directories,
 )
 
 SID = bytes(range(16))
 ids = st.integers(0, 2**32 - 1)
-key = st.binary(min_size=32, max_size=32)
+key = st.integers(0, 2**255 - 20).map(lambda v: v.to_bytes(32, "little"))  # canonical X25519 encodings
 sig = st.binary(min_size=64, max_size=64)
+digest = st.binary(min_size=32, max_size=32)
 sorted_ids = st.lists(ids, max_size=12, unique=True).map(sorted)
+
+
+def holders_of(client):
+    return st.lists(ids.filter(lambda v: v != client), max_size=6, unique=True).map(sorted)
+
+
+@st.composite
+def transcripts(draw):
+    size = draw(st.integers(1, 70))
+    index = draw(st.integers(0, size - 1))
+    path = tuple(draw(digest) for _ in range(audit_path_length(index, size)))
+    return Transcript(draw(digest), index, size, path)
 
 
 @st.composite
 def key_directories(draw):
     signed = draw(st.booleans())
-    entries = tuple(KeyEntry(i, draw(key), draw(key), draw(sig) if signed else None) for i in draw(sorted_ids))
-    return KeyDirectory(SID, draw(ids), entries)
+    entries = tuple(KeyEntry(i, draw(key), draw(key), draw(holders_of(i)), draw(sig) if signed else None)
+                    for i in draw(sorted_ids))
+    return KeyDirectory(SID, draw(ids), entries, draw(transcripts()))
+
+
+@st.composite
+def advertise_keys(draw):
+    sender = draw(ids)
+    return AdvertiseKeys(SID, sender, draw(key), draw(key), draw(holders_of(sender)), draw(st.one_of(st.none(), sig)))
 
 
 def sealed_table(draw):
@@ -47,7 +70,8 @@ def sealed_table(draw):
 def masked_inputs(draw):
     bits = draw(st.integers(1, 64))
     values = draw(st.lists(st.integers(0, 2**bits - 1), max_size=20))
-    return MaskedInput(SID, draw(ids), bits, np.array(values, dtype=np.uint32 if bits <= 32 else np.uint64))
+    return MaskedInput(SID, draw(ids), bits, np.array(values, dtype=np.uint32 if bits <= 32 else np.uint64),
+                       draw(sorted_ids))
 
 
 @st.composite
@@ -62,10 +86,10 @@ def unmasking_shares(draw):
 
 
 messages = st.one_of(
-    st.builds(AdvertiseKeys, st.just(SID), ids, key, key, st.one_of(st.none(), sig)),
+    advertise_keys(),
     key_directories(),
-    st.composite(lambda draw: ShareKeys(SID, draw(ids), draw(key), *sealed_table(draw)))(),
-    st.composite(lambda draw: ShareBundles(SID, draw(ids), *sealed_table(draw)))(),
+    st.composite(lambda draw: ShareKeys(SID, draw(ids), draw(digest), *sealed_table(draw)))(),
+    st.composite(lambda draw: ShareBundles(SID, draw(ids), *sealed_table(draw), draw(sorted_ids)))(),
     masked_inputs(),
     st.builds(ConsistencyRequest, st.just(SID), ids, sorted_ids),
     st.builds(ConsistencySignature, st.just(SID), ids, sig),
@@ -131,14 +155,17 @@ def test_every_single_byte_change_is_refused_or_canonical(message):
             assert decoded.encode() == mutated, (type(message).__name__, i, value)
 
 
+ONE_LEAF = Transcript(bytes(32), 0, 1, ())
+
+
 def test_empty_key_directory_with_signed_flag_is_malformed():
-    raw = bytearray(KeyDirectory(SID, 0, ()).encode())
+    raw = bytearray(KeyDirectory(SID, 0, (), ONE_LEAF).encode())
     raw[26] = 1  # the signed flag, right after the 26-byte header
     with pytest.raises(MalformedMessage, match="empty key directory"):
         decode_message(bytes(raw))
 
 
-def header(kind, party=0, version=1, magic=b"SAGG"):
+def header(kind, party=0, version=2, magic=b"SAGG"):
     return struct.pack("<4sBB16sI", magic, version, kind, SID, party)
 
 
@@ -146,10 +173,18 @@ def header(kind, party=0, version=1, magic=b"SAGG"):
     (b"", "shorter"),
     (header(1)[:-1], "shorter"),
     (header(1, magic=b"XXXX") + bytes(65), "magic"),
-    (header(1, version=2) + bytes(65), "version"),
+    (header(1, version=1) + bytes(69), "version 1"),
     (header(99), "unknown message type"),
-    (header(1) + bytes(64) + b"\x02", "flag"),
-    (header(1) + bytes(64) + b"\x00\x00", "trailing"),
+    (header(1) + bytes(68) + b"\x02", "flag"),
+    (header(1) + bytes(68) + b"\x00\x00", "trailing"),
+    (header(1) + (2**255 - 19).to_bytes(32, "little") + bytes(37), "canonical X25519"),
+    (header(1) + bytes(31) + b"\x80" + bytes(37), "canonical X25519"),
+    (header(1) + bytes(64) + struct.pack("<II", 1, 0) + b"\x00", "own shares"),
+    (header(1) + bytes(64) + struct.pack("<III", 2, 4, 4) + b"\x00", "increasing"),
+    (header(2) + b"\x00" + struct.pack("<I", 0) + bytes(32) + struct.pack("<IIB", 0, 1, 1) + bytes(32), "audit path"),
+    (header(2) + b"\x00" + struct.pack("<I", 0) + bytes(32) + struct.pack("<IIB", 3, 2, 1) + bytes(32), "outside"),
+    (header(4) + struct.pack("<I", 0) + struct.pack("<III", 2, 7, 7), "increasing"),
+    (header(5) + struct.pack("<BII", 8, 1, 8) + struct.pack("<II", 1, 3) + b"\x00", "trailing"),
     (header(6) + struct.pack("<III", 2, 5, 5), "increasing"),
     (header(6) + struct.pack("<III", 2, 5, 4), "increasing"),
     (header(6) + struct.pack("<I", 1_000_000), "exceeds"),
@@ -197,9 +232,16 @@ def test_broadcast_encodes_each_recipient_like_a_single_message():
     lambda: AdvertiseKeys(SID, -1, bytes(32), bytes(32)),
     lambda: AdvertiseKeys(SID, 2**32, bytes(32), bytes(32)),
     lambda: AdvertiseKeys(SID, 0, bytes(31), bytes(32)),
-    lambda: AdvertiseKeys(SID, 0, bytes(32), bytes(32), bytes(63)),
-    lambda: KeyDirectory(SID, 0, (KeyEntry(2, bytes(32), bytes(32)), KeyEntry(1, bytes(32), bytes(32)))),
-    lambda: KeyDirectory(SID, 0, (KeyEntry(1, bytes(32), bytes(32)), KeyEntry(2, bytes(32), bytes(32), bytes(64)))),
+    lambda: AdvertiseKeys(SID, 0, bytes(32), bytes(32), signature=bytes(63)),
+    lambda: AdvertiseKeys(SID, 0, bytes(32), b"\xff" * 32),
+    lambda: AdvertiseKeys(SID, 3, bytes(32), bytes(32), [1, 3]),
+    lambda: KeyDirectory(SID, 0, (KeyEntry(2, bytes(32), bytes(32)), KeyEntry(1, bytes(32), bytes(32))), ONE_LEAF),
+    lambda: KeyDirectory(SID, 0, (KeyEntry(1, bytes(32), bytes(32)),
+                                  KeyEntry(2, bytes(32), bytes(32), signature=bytes(64))), ONE_LEAF),
+    lambda: KeyDirectory(SID, 0, (), "no transcript"),
+    lambda: Transcript(bytes(32), 2, 4, (bytes(32),)),
+    lambda: Transcript(bytes(32), 4, 4, (bytes(32),) * 2),
+    lambda: MaskedInput(SID, 0, 8, np.array([1], dtype=np.uint32), [5, 2]),
     lambda: ShareKeys(SID, 0, bytes(32), [1], np.zeros((1, 10), np.uint8)),
     lambda: ShareKeys(SID, 0, bytes(32), [1, 2], np.zeros((1, SEALED_SHARES_BYTES), np.uint8)),
     lambda: ShareBundles(SID, 0, [2, 1], np.zeros((2, SEALED_SHARES_BYTES), np.uint8)),
@@ -215,3 +257,12 @@ def test_broadcast_encodes_each_recipient_like_a_single_message():
 def test_constructors_refuse_invalid_fields(build):
     with pytest.raises(ParameterError):
         build()
+
+
+def test_key_directories_for_the_complete_graph_encode_like_single_messages():
+    entries = (KeyEntry(0, bytes(32), (1).to_bytes(32, "little")), KeyEntry(1, (2).to_bytes(32, "little"),
+                                                                          (3).to_bytes(32, "little")))
+    transcripts = {0: Transcript(b"\x01" * 32, 0, 2, (b"\x02" * 32,)),
+                   1: Transcript(b"\x01" * 32, 1, 2, (b"\x03" * 32,))}
+    for recipient, data in encode_key_directories(SID, entries, transcripts).items():
+        assert data == KeyDirectory(SID, recipient, entries, transcripts[recipient]).encode()

@@ -79,7 +79,7 @@ def test_masked_input_of_wrong_length_or_ring_is_refused():
     refused(h.server, 0, MaskedInput(SESSION, 0, 20, np.zeros(7, np.uint32)).encode(), match="length 7")
     refused(h.server, 0, MaskedInput(SESSION, 0, 21, np.zeros(8, np.uint32)).encode(), match="Z_2\\^21")
     out_of_range = bytearray(MaskedInput(SESSION, 0, 20, np.zeros(8, np.uint32)).encode())
-    out_of_range[-1] = 0xFF
+    out_of_range[-5] = 0xFF  # the last value's top byte (a u32 count of reported bundles follows)
     refused(h.server, 0, bytes(out_of_range), MalformedMessage, match="values >= 2\\*\\*20")
     run_to_end(h)
 
@@ -89,9 +89,9 @@ def test_share_keys_for_the_wrong_holders_are_refused():
     h.run_until(ServerState.SHARE_KEYS)
     honest = decode_message(h.clients[0].handle(h.inbox.pop(0)))
     fewer = dataclasses.replace(honest, peers=honest.peers[:-1], ciphertexts=honest.ciphertexts[:-1])
-    refused(h.server, 0, fewer.encode(), match="share holders")
+    refused(h.server, 0, fewer.encode(), match="other than its holders")
     to_self = dataclasses.replace(honest, peers=np.array([0, 2, 3, 4]))
-    refused(h.server, 0, to_self.encode(), match="share holders")
+    refused(h.server, 0, to_self.encode(), match="other than its holders")
     h.server.receive(0, honest.encode())
     run_to_end(h)
 
@@ -162,12 +162,12 @@ def test_abort_below_threshold_in_every_round(round_name):
 
 def test_abort_in_consistency_check():
     h = Harness(n=5, t=4, malicious=True)
-    with pytest.raises(AbortError, match="signed the survivor list"):
+    with pytest.raises(AbortError, match="signed the survivor list; none has 4 signing holders"):
         h.run(drops={"consistency_check": {0, 1}})
 
 
 def test_deadline_closes_the_round_and_missing_clients_count_as_dropped():
-    h = Harness(n=5, t=3)
+    h = Harness(n=5, t=2)
     h.start()
     for u in (0, 1, 2):
         h.server.receive(u, h.clients[u].handle(h.inbox[u]))
@@ -188,36 +188,50 @@ def test_driver_abort_sends_notices():
     assert h.server.state is ServerState.ABORTED
 
 
-def test_wrong_share_from_a_cheating_client_aborts_instead_of_a_wrong_sum():
+def _unmask_with(h, tamper):
+    """Answer the unmask requests, letting ``tamper(u, reply)`` alter each reply."""
+    for u in sorted(h.inbox):
+        reply = tamper(u, decode_message(h.clients[u].handle(h.inbox[u])))
+        h.server.receive(u, reply.encode())
+
+
+def _shifted(shares, row, limb, by):
+    shares = shares.copy()
+    shares[row, limb] = (int(shares[row, limb]) + by) % (2**31 - 1)
+    return shares
+
+
+@pytest.mark.parametrize("n, t", [(5, 3), (8, 3)])
+def test_a_wrong_self_mask_share_is_corrected_and_its_sender_named(n, t):
+    # (5, 3): four shares of each owner for t = 3, one wrong: found by leaving each out in turn;
+    # (8, 3): seven shares, Berlekamp-Welch corrects up to two wrong ones.
+    h = Harness(n=n, t=t)
+    h.run_until(ServerState.UNMASKING)
+    _unmask_with(h, lambda u, r: dataclasses.replace(r, self_mask_shares=_shifted(r.self_mask_shares, 0, 0, 1))
+                 if u == 0 else r)
+    result = h.server.result
+    assert h.server.state is ServerState.COMPLETED and result.survivors == list(range(n))
+    assert np.array_equal(result.aggregate, h.expected_sum(result.survivors))
+    assert result.misbehaving == {0: "revealed a wrong self-mask share of client 1"}
+
+
+def test_a_wrong_mask_key_share_is_corrected_too():
+    h = Harness(n=6, t=3)
+    h.run_until(ServerState.MASKED_INPUT)
+    h.step(skip={5})
+    _unmask_with(h, lambda u, r: dataclasses.replace(r, mask_key_shares=_shifted(r.mask_key_shares, 0, 3, 5))
+                 if u == 2 else r)
+    result = h.server.result
+    assert result.survivors == [0, 1, 2, 3, 4] and result.misbehaving == {2: "revealed a wrong mask-key share of client 5"}
+    assert np.array_equal(result.aggregate, h.expected_sum(result.survivors))
+
+
+def test_too_many_wrong_shares_abort_instead_of_a_wrong_sum():
     h = Harness(n=5, t=3)
     h.run_until(ServerState.UNMASKING)
-    with pytest.raises(AbortError, match="inconsistent"):
-        for u in sorted(h.inbox):
-            reply = decode_message(h.clients[u].handle(h.inbox[u]))
-            if u == 0:
-                shares = reply.self_mask_shares.copy()
-                shares[1, 0] = (int(shares[1, 0]) + 1) % (2**31 - 1)
-                reply = dataclasses.replace(reply, self_mask_shares=shares)
-            h.server.receive(u, reply.encode())
-    assert h.server.state is ServerState.ABORTED and h.server.result is None
-    assert "inconsistent" in h.server.abort_reason
-
-
-def test_wrong_mask_key_share_aborts_instead_of_a_wrong_sum():
-    h = Harness(n=5, t=3)
-    h.run_until(ServerState.MASKED_INPUT)
-    h.step(skip={4})
-    for u in sorted(h.inbox):
-        reply = decode_message(h.clients[u].handle(h.inbox[u]))
-        if u == 0:
-            shares = reply.mask_key_shares.copy()
-            shares[0, 3] = (int(shares[0, 3]) + 5) % (2**31 - 1)
-            reply = dataclasses.replace(reply, mask_key_shares=shares)
-        try:
-            h.server.receive(u, reply.encode())
-        except AbortError as exc:
-            assert "inconsistent" in str(exc)
-            break
+    with pytest.raises(AbortError, match="inconsistent beyond correction"):
+        _unmask_with(h, lambda u, r: dataclasses.replace(r, self_mask_shares=_shifted(r.self_mask_shares, 0, 0, 1))
+                     if u in (2, 3) else r)
     assert h.server.state is ServerState.ABORTED and h.server.result is None
 
 

@@ -174,7 +174,7 @@ def test_unknown_client_id_is_refused_at_once():
 
 
 def test_client_that_never_connects_is_a_dropout_and_the_sum_is_exact():
-    config = SecAggConfig(num_clients=4, threshold=3, vector_length=100)
+    config = SecAggConfig(num_clients=4, threshold=2, vector_length=100)
     task = SumTask(config)
     job = Job(task, 4, join_quorum=3).start()  # the first round closes once the three are in
     inputs = vectors(4, 100, seed=1)
@@ -227,7 +227,7 @@ def test_garbage_hello_and_duplicate_sessions_get_typed_refusals():
 
 
 def test_garbage_protocol_bytes_expel_only_the_sender():
-    config = SecAggConfig(num_clients=4, threshold=3, vector_length=50)
+    config = SecAggConfig(num_clients=4, threshold=2, vector_length=50)
     task = SumTask(config)
     job = Job(task, 4).start()
     inputs = vectors(4, 50, seed=2)
@@ -369,7 +369,7 @@ class LeavesAfterFirstSession(SumClient):
 
 
 def test_a_client_gone_for_good_does_not_hold_later_sessions_for_the_join_window():
-    config = SecAggConfig(num_clients=4, threshold=3, vector_length=30)
+    config = SecAggConfig(num_clients=4, threshold=2, vector_length=30)
     task = SumTask(config, sessions=2)
     job = Job(task, 4, join_grace=0.3).start()
     inputs = vectors(4, 30, seed=8)
@@ -438,12 +438,16 @@ def test_a_client_contributes_its_vector_to_one_sum_only():
 
 
 def test_policy_refuses_shrunken_neighbour_graphs():
+    # a graph of 2 holders out of 100 is refused by the core already (it falls apart too easily) ...
+    with pytest.raises(ParameterError, match="SecAgg\\+"):
+        SecAggConfig(num_clients=100, threshold=2, vector_length=4, neighbors=2)
+    # ... and the client's policy adds what this client agreed to
     policy = ClientPolicy(num_clients=100)
     with pytest.raises(ProtocolViolation, match="complete graph only"):
-        policy.check(SecAggConfig(num_clients=100, threshold=2, vector_length=4, neighbors=2))
+        policy.check(SecAggConfig(num_clients=100, threshold=16, vector_length=4, neighbors=30))
     sparse_ok = ClientPolicy(num_clients=100, min_neighbors=40)
     with pytest.raises(ProtocolViolation, match="at least 40"):
-        sparse_ok.check(SecAggConfig(num_clients=100, threshold=2, vector_length=4, neighbors=2))
+        sparse_ok.check(SecAggConfig(num_clients=100, threshold=16, vector_length=4, neighbors=30))
     sparse_ok.check(SecAggConfig(num_clients=100, threshold=30, vector_length=4, neighbors=50))
     with pytest.raises(ProtocolViolation, match="threshold 20"):
         sparse_ok.check(SecAggConfig(num_clients=100, threshold=20, vector_length=4, neighbors=50))
@@ -467,8 +471,8 @@ def test_join_quorum_outside_one_to_n_is_refused(quorum):
 
 
 def test_join_quorum_never_closes_the_first_round_below_the_threshold():
-    # quorum 1 with t = 3: the round closes only once three clients are in, and the sum is exact
-    config = SecAggConfig(num_clients=4, threshold=3, vector_length=20)
+    # quorum 1 with t = 2: the round closes only once three clients are in (each needs t others)
+    config = SecAggConfig(num_clients=4, threshold=2, vector_length=20)
     task = SumTask(config)
     job = Job(task, 4, join_quorum=1).start()
     inputs = vectors(4, 20, seed=11)

@@ -196,11 +196,9 @@ class SecAggMaskingWorkflow:
 
     def _setup(self, node_ids: list[int], dimension: int) -> SessionSetup:
         n = len(node_ids)
-        neighbors, threshold = self._graph.graph_for(n)
         encoder = FixedPointEncoder(num_clients=n, max_weight=self.max_weight, clip=self.clip,
                                     fractional_bits=self.fractional_bits, modulus_bits=self.modulus_bits)
-        config = SecAggConfig(num_clients=n, threshold=threshold, vector_length=encoder.vector_length(dimension),
-                              modulus_bits=encoder.modulus_bits, neighbors=neighbors, malicious=self.malicious)
+        config = self._graph.config_for(n, encoder.vector_length(dimension), encoder.modulus_bits)
         return SessionSetup(os.urandom(SESSION_ID_BYTES), tuple(node_ids), config, encoder)
 
     @staticmethod
