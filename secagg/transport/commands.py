@@ -146,7 +146,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
               + (f"; written to {args.output}.npy" if args.output else ""))
         return 0
     last = task.history[-1] if task.history else None
-    report = f"FedAvg finished: {task.completed_rounds} rounds, {task.applied_updates} updates applied"
+    applied = task.applied_updates
+    report = f"FedAvg finished: {task.completed_rounds} rounds, {applied} update{'' if applied == 1 else 's'} applied"
     not_applied = [r["round"] for r in task.history if not r["applied"]]
     if not_applied:
         report += f" (not applied: rounds {not_applied})"

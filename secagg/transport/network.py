@@ -694,6 +694,7 @@ class NetworkClient:
         self.sessions = {"completed": 0, "included": 0, "aborted": 0, "refused": 0}
         self.identity, self.verify_keys = identity, verify_keys
         self._last_contact = 0.0
+        self._seen_sessions: set[bytes] = set()  # a session id is never taken twice (replays)
         if identity is not None and not policy.require_malicious:
             self.policy = ClientPolicy(policy.num_clients, policy.min_threshold, policy.min_neighbors, True)
 
@@ -770,6 +771,10 @@ class NetworkClient:
                     config = config_from_header(envelope.header)
                     self.policy.check(config)
                     session_id = _session_id(field_of(envelope.header, "session_id", str))
+                    if session_id in self._seen_sessions:
+                        raise ProtocolViolation(f"coordinator reused session id {session_id.hex()}: this client "
+                                                "takes part in a session once", party="server")
+                    self._seen_sessions.add(session_id)
                     announced, contributed = envelope.header, False
                     vector = self.task.prepare(config, envelope.header, envelope.blob)
                     if vector is None:

@@ -296,19 +296,36 @@ class FedAvgClient:
         self.template = model.get_weights()
         self.rng = np.random.default_rng(seed)
         self.rounds_trained = 0
-        self.contributed_rounds: set[int] = set()
+        self.contributed_requests: set[str] = set()  # digests of requests whose masked update went out
+        self._pending: str | None = None
+
+    @staticmethod
+    def request_digest(header: dict, blob: bytes) -> str:
+        """What the coordinator actually asked for: the global model and the training settings.
+
+        The round number is left out on purpose: it is the coordinator's to choose, so a guard
+        keyed by it let the same model be retrained and contributed again under a new number.
+        """
+        training = json.dumps(field_of(header, "training", dict), sort_keys=True, default=str).encode()
+        return hashlib.sha256(b"secagg-fedavg-request\x00" + len(training).to_bytes(4, "little") + training
+                              + bytes(blob)).hexdigest()
 
     def contributed(self, header):
-        self.contributed_rounds.add(header.get("round"))
+        if self._pending is not None:
+            self.contributed_requests.add(self._pending)
 
     def prepare(self, config, header, blob):
         from secagg.transport.envelope import Envelope, Kind
 
         training = field_of(header, "training", dict)
-        if field_of(header, "round", int) in self.contributed_rounds:
-            # a rerun of a round this client already sent its masked update for (e.g. after a
-            # coordinator restart): a second sum over other clients would expose a difference
+        digest = self.request_digest(header, blob)
+        if digest in self.contributed_requests:
+            # The same model and settings as a request this client already sent its masked
+            # update for (a rerun after a coordinator restart, or the same model under a new
+            # round number): a second sum over other clients would expose the difference.
+            self._pending = None
             return None
+        self._pending = digest
         try:
             epochs = field_of(training, "local_epochs", int)
             batch_size = field_of(training, "batch_size", int)

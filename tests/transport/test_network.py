@@ -302,8 +302,7 @@ def test_fedavg_rounds_over_the_network_match_the_plaintext_weighted_average(tmp
         state.write_text(corrupt)
         with pytest.raises(ParameterError):
             FedAvgTask(LogisticRegression(banks[0].X_train.shape[1]), 3, settings, state_dir=tmp_path)
-    # a rerun of a round a client already sent its masked update for is declined
-    assert clients[0].prepare(task.config, {"round": 1, "training": settings.announced()}, b"") is None
+    assert all(client.contributed_requests for client in clients)
 
 
 def test_malicious_server_mode_over_the_network(pki):
@@ -495,3 +494,42 @@ def test_fault_injection_refuses_mismatched_command_lines(argv, match, capsys):
     with pytest.raises(SystemExit):
         faults_main(argv)
     assert match in capsys.readouterr().err
+
+
+def test_a_model_already_contributed_to_is_declined_under_any_round_number():
+    # Issue 12, attack 6: the guard was keyed by the coordinator's round counter, so the same
+    # global model sent as "round 7" was retrained and contributed again; with a second sum that
+    # lacks the victim the coordinator subtracts the two and gets the victim's update.
+    from secagg.fedavg.data import make_bank_transactions
+    from secagg.fedavg.models import LogisticRegression
+    from secagg.transport.envelope import vector_blob
+
+    bank = make_bank_transactions(2, 300, seed=1)[0]
+    settings = FedAvgSettings(rounds=3, max_weight=300.0)
+    task = FedAvgTask(LogisticRegression(bank.X_train.shape[1]), 3, settings)
+    client = FedAvgClient(LogisticRegression(bank.X_train.shape[1]), bank.X_train, bank.y_train, seed=0)
+    blob = vector_blob(task.server.vector)
+    header = {"round": 0, "training": settings.announced()}
+    assert client.prepare(task.config, header, blob) is not None
+    client.contributed(header)
+    for round_number in (0, 1, 7):
+        assert client.prepare(task.config, {**header, "round": round_number}, blob) is None
+    other_model = vector_blob(task.server.vector + 0.5)
+    assert client.prepare(task.config, {**header, "round": 1}, other_model) is not None
+    other_settings = {**settings.announced(), "learning_rate": 0.2}
+    assert client.prepare(task.config, {"round": 1, "training": other_settings}, blob) is not None
+
+
+def test_a_client_never_takes_the_same_session_id_twice():
+    # Issue 12, attack 5 (defence in depth beside the transcript root): a stateful client refuses
+    # a session id it has already seen, whatever the coordinator announces.
+    session_id = "11" * 16
+    announce = Envelope(Kind.SESSION, {"session_id": session_id, "config": CONFIG}).encode()
+    server, port = fake_coordinator([announce, Envelope(Kind.SESSION_END, {"aborted": "x"}).encode(), announce])
+    try:
+        client = NetworkClient(f"127.0.0.1:{port}", 0, SumClient(np.zeros(4, dtype=np.uint32), repeat=True),
+                               tls=INSECURE, retry=QUICK_RETRY)
+        with pytest.raises(ProtocolViolation, match="reused session id"):
+            client.run()
+    finally:
+        server.stop(0)
