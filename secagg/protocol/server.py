@@ -303,8 +303,11 @@ class _MaskedInputRound(_RoundState):
             raise ctx.abort(self.name, "no masked input arrived")
         if short.size:
             u = int(short[0])
+            reporters = sorted(r for r, sender in ctx.reports if sender == u)
+            blame = (f" ({len(reporters)} holders reported its share bundles as invalid: {reporters})"
+                     if reporters else "")
             raise ctx.abort(self.name, f"client {u} has {int(count[u])} share holders left, fewer than the "
-                                       f"threshold {cfg.threshold}; its mask cannot be removed")
+                                       f"threshold {cfg.threshold}; its mask cannot be removed{blame}")
         carry = _Unmasking(self.keys, self.commitments, self.holders, valid_held, self.partners, survivors,
                            dropped, self.sum, self.root, survivor_set)
         if cfg.malicious:
