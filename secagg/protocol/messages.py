@@ -1,6 +1,6 @@
 """Every protocol message, defined once, with its canonical binary encoding.
 
-Layout (all integers little-endian; see protocols/secagg-v1.md for the byte-level spec)::
+Layout (all integers little-endian; see protocols/secagg-v2.md for the byte-level spec)::
 
     header  = magic "SAGG" | version u8 (=1) | type u8 | session_id 16 bytes | party u32
     message = header | body (type-specific, fixed field order, no padding, no trailing bytes)
@@ -148,6 +148,16 @@ def _id_array(name: str, values: object) -> np.ndarray:
     return array
 
 
+_NO_IDS = np.zeros(0, dtype="<u4")
+_NO_IDS.flags.writeable = False
+
+
+def _is_empty(values: object) -> bool:
+    """An empty id list (the complete graph's holders): skips the general validation."""
+    return (isinstance(values, tuple) and not values) or (isinstance(values, np.ndarray) and values.size == 0
+                                                          and values.ndim == 1)
+
+
 def _raw(array: np.ndarray) -> memoryview | bytes:
     """The bytes of a little-endian contiguous array, without copying."""
     return memoryview(array).cast("B") if array.size else b""
@@ -241,8 +251,8 @@ class KeyEntry:
         object.__setattr__(self, "client_id", _id("client_id", self.client_id))
         object.__setattr__(self, "cipher_public_key", _public_key("cipher_public_key", self.cipher_public_key))
         object.__setattr__(self, "mask_public_key", _public_key("mask_public_key", self.mask_public_key))
-        holders = _id_array("holders", self.holders)
-        if np.any(holders == self.client_id):
+        holders = _NO_IDS if _is_empty(self.holders) else _id_array("holders", self.holders)
+        if holders.size and np.any(holders == self.client_id):
             raise ParameterError("a client cannot hold its own shares (holders lists the client itself)")
         object.__setattr__(self, "holders", holders)
         if self.signature is not None:
@@ -613,16 +623,29 @@ def encode_broadcast(message: Message, recipients: list[int]) -> dict[int, bytes
             for r in recipients}
 
 
-def encode_key_directories(session_id: bytes, entries: tuple[KeyEntry, ...],
-                           transcripts: dict[int, Transcript]) -> dict[int, bytes]:
-    """KeyDirectory messages that list the same ``entries`` (the complete graph) for every
-    recipient in ``transcripts``, each with its own audit path; the entries are encoded once."""
-    first = KeyDirectory(session_id, 0, entries, next(iter(transcripts.values())))
-    shared = b"".join(first._body()[:-1 - len(first.transcript.path)])
+def encode_key_directories(session_id: bytes, entries: dict[int, KeyEntry], transcripts: dict[int, Transcript],
+                           listed: dict[int, list[int]] | None = None) -> dict[int, bytes]:
+    """One KeyDirectory per recipient in ``transcripts``, each with its own audit path, listing
+    ``listed[recipient]`` (sorted ids) of ``entries``, or every entry when ``listed`` is None (the
+    complete graph). Each entry is validated once (it is a KeyEntry) and encoded once."""
+    values = list(entries.values())
+    if not values or not all(isinstance(e, KeyEntry) for e in values):
+        raise ParameterError("entries must map client ids to KeyEntry objects")
+    if len({e.signature is None for e in values}) > 1:
+        raise ParameterError("either every entry of a key directory is signed or none is")
+    signed = values[0].signature is not None
+    encoded = {u: b"".join(e._body()) + (e.signature if signed else b"") for u, e in entries.items()}  # type: ignore[operator]
+    if listed is None:
+        ids = sorted(entries)
+        shared = _U8.pack(signed) + _U32.pack(len(ids)) + b"".join(encoded[u] for u in ids)
     out = {}
     for recipient, transcript in transcripts.items():
         if not isinstance(transcript, Transcript):
             raise ParameterError("transcripts must map recipients to Transcript objects")
+        if listed is not None:
+            ids = listed[recipient]
+            _increasing("entries", ids)
+            shared = _U8.pack(signed and bool(ids)) + _U32.pack(len(ids)) + b"".join(encoded[u] for u in ids)
         header = _HEADER.pack(MAGIC, VERSION, int(MessageType.KEY_DIRECTORY), session_id, _id("recipient", recipient))
         out[recipient] = header + shared + b"".join(transcript._body())
     return out

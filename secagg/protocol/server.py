@@ -38,7 +38,6 @@ from secagg.protocol.messages import (
     AdvertiseKeys,
     ConsistencyRequest,
     ConsistencySignature,
-    KeyDirectory,
     KeyEntry,
     MaskedInput,
     Message,
@@ -189,15 +188,11 @@ class _AdvertiseKeysRound(_RoundState):
         tree = d.TranscriptTree([d.transcript_leaf(self.received[u].encode()) for u in live.tolist()])
         entries = {u: self.received[u].entry for u in live.tolist()}  # type: ignore[attr-defined]
         transcripts = {u: tree.transcript(i) for i, u in enumerate(live.tolist())}
-        if graph.complete:
-            outbox = encode_key_directories(ctx.session_id, tuple(entries.values()), transcripts)
-        else:
-            outbox = {}
-            for u in live.tolist():
-                listed = np.union1d(np.union1d(graph.holders(u)[np.isin(graph.holders(u), live)], graph.owners(u)),
-                                    [u]).tolist()
-                outbox[u] = KeyDirectory(ctx.session_id, u, tuple(entries[v] for v in listed),
-                                         transcripts[u]).encode()
+        listed = None
+        if not graph.complete:  # the recipient, its live holders and the clients that drew it
+            listed = {u: sorted({u, *(h for h in graph.holders(u).tolist() if h in alive), *graph.owners(u).tolist()})
+                      for u in live.tolist()}
+        outbox = encode_key_directories(ctx.session_id, entries, transcripts, listed)
         return _ShareKeysRound(ctx, entries, graph, tree.root), outbox
 
 

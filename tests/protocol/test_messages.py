@@ -264,5 +264,8 @@ def test_key_directories_for_the_complete_graph_encode_like_single_messages():
                                                                           (3).to_bytes(32, "little")))
     transcripts = {0: Transcript(b"\x01" * 32, 0, 2, (b"\x02" * 32,)),
                    1: Transcript(b"\x01" * 32, 1, 2, (b"\x03" * 32,))}
-    for recipient, data in encode_key_directories(SID, entries, transcripts).items():
+    for recipient, data in encode_key_directories(SID, dict(enumerate(entries)), transcripts).items():
         assert data == KeyDirectory(SID, recipient, entries, transcripts[recipient]).encode()
+    some = encode_key_directories(SID, dict(enumerate(entries)), transcripts, listed={0: [0], 1: []})
+    assert some[0] == KeyDirectory(SID, 0, entries[:1], transcripts[0]).encode()
+    assert some[1] == KeyDirectory(SID, 1, (), transcripts[1]).encode()
