@@ -123,10 +123,12 @@ class Aggregator(ABC):
 
     @abstractmethod
     def open_round(self, participants: Sequence[int], dimension: int, *, max_weight: float, clip: float,
-                   rng: np.random.Generator) -> AggregationRound:
+                   rng: np.random.Generator, min_contributions: int = 1) -> AggregationRound:
         """Start a round for ``participants`` with updates of ``dimension`` floats, each coordinate of
         an update in ``[-clip, clip]`` and weights up to ``max_weight``; ``rng`` drives randomness
-        that is not key material (e.g. stochastic rounding)."""
+        that is not key material (e.g. stochastic rounding). ``min_contributions``: no sum of fewer
+        updates may be released (DP's ``min_shares``); a path that can refuse to compute one does
+        (Paillier: no bank decrypts it), and the trainer discards such sums on every path."""
 
 
 _REGISTRY = {

@@ -129,5 +129,5 @@ class MaskingAggregator(Aggregator):
                             corrupt_clients=min(n - 1, math.ceil(self.corrupt_fraction * n - 1e-9)),
                             dropout_fraction=self.dropout_fraction)
 
-    def open_round(self, participants, dimension, *, max_weight, clip=1.0, rng):
+    def open_round(self, participants, dimension, *, max_weight, clip=1.0, rng, min_contributions=1):
         return _MaskingRound(self, participants, dimension, max_weight, clip, rng)

@@ -1,21 +1,24 @@
-"""Aggregation under additively homomorphic Paillier encryption with threshold decryption.
+"""Aggregation under additively homomorphic Paillier encryption with verifiable threshold decryption.
 
-For a consortium of a few institutions with stable links: every party encrypts its packed,
-fixed-point update under one public key whose decryption key is split t-of-n among the parties
-(trusted-dealer setup, :func:`secagg.paillier.generate_threshold_keypair`). The coordinator only
-multiplies ciphertexts; ``t`` parties then partially decrypt the *aggregate* — never an individual
-update — and the coordinator combines the partial decryptions into the sums.
+For a consortium of a few institutions with stable links: every bank encrypts its packed,
+fixed-point update under one public key whose decryption key is split t-of-n among the banks
+(:func:`secagg.paillier.generate_threshold_keypair`, a dealer's ceremony). Each round runs the two
+sans-IO roles of :mod:`secagg.paillier.roles` in this process: a :class:`PaillierCoordinator` that
+holds no key share, and one :class:`BankSession` per bank that signs its contribution, recomputes
+the aggregate from the signed contributions itself and proves its partial decryption. In a
+deployment every bank runs its own process (``secagg join --aggregator paillier``); here the banks'
+objects live side by side, which is a simulation of that, not a trust model.
 
-Dropouts, in the protocol-round vocabulary shared by every aggregator: a party that vanishes before
-``masked_input`` (i.e. before sending its ciphertexts) is not in the sum; one that vanishes later
+Dropouts, in the protocol-round vocabulary shared by every aggregator: a bank that vanishes before
+``masked_input`` (before sending its contribution) is not in the sum; one that vanishes later
 (``consistency_check``/``unmasking``: before decrypting) is in the sum but does not help decrypt,
-which is tolerated while ``t`` parties remain.
+which is tolerated while ``t`` banks remain.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,32 +27,29 @@ import numpy as np
 
 from secagg.aggregation.base import DROP_BEFORE_INPUT, AggregateResult, AggregationRound, Aggregator
 from secagg.encoding import FixedPointEncoder
-from secagg.errors import CryptoError, ParameterError, ProtocolViolation
+from secagg.errors import AbortError, CryptoError, ParameterError, ProtocolViolation
 
 __all__ = ["PaillierAggregator", "EncryptedUpdate"]
 
 
 @dataclass(frozen=True)
 class EncryptedUpdate:
-    """One party's contribution: the packed ciphertexts and the fingerprint of the key used."""
+    """One bank's contribution as its signed message bytes (see :class:`secagg.paillier.messages.Contribution`)."""
 
-    key_fingerprint: bytes
-    ciphertexts: tuple[int, ...]
-
-
-def key_fingerprint(n: int) -> bytes:
-    return hashlib.sha256(b"secagg/v1/paillier-key\x00" + n.to_bytes((n.bit_length() + 7) // 8, "big")).digest()[:16]
+    bank: int
+    message: bytes
 
 
 class _PaillierRound(AggregationRound):
     def __init__(self, aggregator: PaillierAggregator, participants: Sequence[int], dimension: int,
-                 max_weight: float, clip: float, rng: np.random.Generator) -> None:
+                 max_weight: float, clip: float, rng: np.random.Generator, min_contributions: int) -> None:
         super().__init__(participants, dimension, max_weight)
         from secagg.paillier import PackingScheme
+        from secagg.paillier.roles import PaillierCoordinator
 
         self.aggregator = aggregator
         self.key = aggregator.public_key
-        unknown = [p for p in self.participants if p >= self.key.parties]
+        unknown = [p for p in self.participants if not 0 <= p < self.key.parties]
         if unknown:
             raise ParameterError(f"clients {unknown} hold no key share (the key was set up for {self.key.parties})")
         self.encoder = FixedPointEncoder(num_clients=len(self.participants), max_weight=max_weight, clip=clip,
@@ -57,98 +57,116 @@ class _PaillierRound(AggregationRound):
         self.scheme = PackingScheme(self.key.key_bits, max(self.encoder.value_bound, math.ceil(max_weight)),
                                     len(self.participants))
         self.ciphertext_count = self.scheme.plaintexts_for(dimension + 1)
-        self._fingerprint = key_fingerprint(self.key.n)
-        self._received: dict[int, tuple[int, ...]] = {}
+        floor = max(aggregator.min_contributors_for(len(self.participants)), int(min_contributions))
+        if floor > len(self.participants):
+            raise ParameterError(f"a round of {len(self.participants)} banks cannot reach {floor} contributions")
+        for bank in self.participants:  # a bank's own floor only ever rises (e.g. DP's min_shares)
+            aggregator.banks[bank].require_at_least(floor)
+        aggregator.round_number += 1
+        self.coordinator = PaillierCoordinator(self.key, aggregator.session_id, aggregator.verify_keys,
+                                               round=aggregator.round_number, ciphertexts=self.ciphertext_count,
+                                               min_contributors=floor, banks=self.participants,
+                                               corrupt_banks=aggregator.corrupt_banks)
+        self._requests = self.coordinator.start()
+        self._contributions: dict[int, bytes] = {}
         self._rng = rng
         self.client_seconds: dict[int, float] = {}
 
-    # client side ---------------------------------------------------------------------------
-    def encrypt(self, weighted_update: np.ndarray, weight: float) -> EncryptedUpdate:
-        """What a party computes: quantise, pack with the weight as the last value, encrypt."""
+    # bank side -----------------------------------------------------------------------------
+    def encrypt(self, client_id: int, weighted_update: np.ndarray, weight: float) -> EncryptedUpdate:
+        """What bank ``client_id`` computes: quantise, pack with the weight last, encrypt, sign."""
         from secagg.paillier import encrypt_packed
 
+        bank = self.aggregator.banks[client_id]
+        request = bank.read_request(self._requests[client_id])
         client_rng = np.random.default_rng(self._rng.integers(2**63))
         values = np.append(self.encoder.quantize(weighted_update, weight, client_rng), int(weight))
-        return EncryptedUpdate(self._fingerprint, tuple(encrypt_packed(self.key, self.scheme.pack(values))))
+        return EncryptedUpdate(client_id, bank.contribute(request, encrypt_packed(self.key, self.scheme.pack(values))))
 
     def _accept(self, client_id, weighted_update, weight):
         start = time.perf_counter()
-        update = self.encrypt(weighted_update, weight)
+        update = self.encrypt(client_id, weighted_update, weight)
         self.client_seconds[client_id] = time.perf_counter() - start
-        self.receive(client_id, update)
+        self._contributions[client_id] = update.message
 
-    # server side ---------------------------------------------------------------------------
+    # coordinator side ----------------------------------------------------------------------
     def receive(self, client_id: int, update: EncryptedUpdate) -> None:
-        """Check a party's ciphertexts (key, count, range) before keeping them."""
+        """Hand one bank's contribution to the coordinator (ProtocolViolation if it is refused)."""
         if not isinstance(update, EncryptedUpdate):
             raise ProtocolViolation(f"client {client_id} sent {type(update).__name__}", party=client_id)
-        if update.key_fingerprint != self._fingerprint:
-            raise ProtocolViolation(f"client {client_id} encrypted under another key", party=client_id)
-        if len(update.ciphertexts) != self.ciphertext_count:
-            raise ProtocolViolation(f"client {client_id} sent {len(update.ciphertexts)} ciphertexts, expected "
-                                    f"{self.ciphertext_count}", party=client_id)
-        try:
-            checked = tuple(self.key.check_ciphertext(c) for c in update.ciphertexts)
-        except CryptoError as exc:
-            raise ProtocolViolation(f"client {client_id}: {exc}", party=client_id) from None
-        self._received[client_id] = checked
+        self.coordinator.receive(client_id, update.message)
 
     def _finish(self, drop):
-        from secagg.paillier import add_ciphertexts, combine_partial_decryptions, partial_decrypt
+        from secagg.paillier.roles import PaillierRoundState
 
         start = time.perf_counter()
+        coordinator = self.coordinator
         gone_before_input = set().union(*(drop[name] for name in DROP_BEFORE_INPUT))
-        in_sum = sorted(set(self._received) - gone_before_input)
         gone = set().union(*drop.values())
-        decryptors = sorted(set(self.participants) - gone)
-        dropped = tuple(sorted(set(self.participants) - set(in_sum)))
         cipher_bytes = 2 * ((self.key.key_bits + 7) // 8)
-        sent = {c: cipher_bytes * self.ciphertext_count for c in in_sum}
+        sent: dict[int, int] = {}
+        failures: list[str] = []
 
         def aborted(reason):
             return AggregateResult(None, 0.0, (), self.participants, time.perf_counter() - start, sent, aborted=reason)
 
-        if not in_sum:
-            return aborted("no encrypted update arrived")
-        if len(decryptors) < self.key.threshold:
-            return aborted(f"{len(decryptors)} parties can decrypt, the threshold is {self.key.threshold}")
-        aggregate = add_ciphertexts(self.key, [self._received[c] for c in in_sum])
-        self._received.clear()
-        # The coordinator asks t parties, or t + 1 when available so that two threshold subsets can
-        # be cross-checked, for partial decryptions of the aggregate (each on its own machine in a
-        # deployment; here one after another).
-        asked = decryptors[: self.key.threshold + (1 if self.aggregator.cross_check else 0)]
-        partials = []
-        for party in asked:
-            partials.append(partial_decrypt(self.aggregator.key_shares[party], aggregate))
-            sent[party] = sent.get(party, 0) + cipher_bytes * len(aggregate)
         try:
-            plaintexts = combine_partial_decryptions(self.key, partials)
-            sums = self.scheme.unpack(plaintexts, self.dimension + 1, len(in_sum))
-        except CryptoError as exc:
+            requests: dict[int, bytes] = {}
+            for bank in sorted(self._contributions):
+                if bank in gone_before_input:
+                    continue
+                sent[bank] = cipher_bytes * self.ciphertext_count
+                try:
+                    requests = coordinator.receive(bank, self._contributions[bank]) or requests
+                except ProtocolViolation as exc:
+                    failures.append(str(exc))
+            self._contributions.clear()
+            if coordinator.state is PaillierRoundState.CONTRIBUTION:
+                requests = coordinator.close_round()
+            for bank in sorted(requests):
+                if bank in gone or coordinator.state is not PaillierRoundState.DECRYPTION:
+                    continue
+                reply = self.aggregator.banks[bank].handle(requests[bank])
+                sent[bank] = sent.get(bank, 0) + cipher_bytes * self.ciphertext_count
+                try:
+                    coordinator.receive(bank, reply)
+                except ProtocolViolation as exc:
+                    failures.append(str(exc))
+            if coordinator.state is PaillierRoundState.DECRYPTION:
+                coordinator.close_round()
+        except AbortError as exc:
+            return aborted(str(exc))
+        result = coordinator.result
+        included = result.contributors
+        try:
+            sums = self.scheme.unpack(result.plaintexts, self.dimension + 1, len(included))
+        except CryptoError as exc:  # pragma: no cover - proven decryptions of signed contributions
             return aborted(f"decryption failed: {exc}")
-        return AggregateResult(sums[:-1].astype(np.float64) / self.encoder.scale, float(sums[-1]), tuple(in_sum),
+        dropped = tuple(sorted(set(self.participants) - set(included)))
+        return AggregateResult(sums[:-1].astype(np.float64) / self.encoder.scale, float(sums[-1]), tuple(included),
                                dropped, time.perf_counter() - start, sent,
-                               error_bound=self.encoder.error_bound(len(in_sum)))
+                               error_bound=self.encoder.error_bound(len(included)))
 
 
 class PaillierAggregator(Aggregator):
-    """Paillier encryption of packed updates, decryption key split t-of-n among the parties.
+    """Paillier encryption of packed updates, decryption key split t-of-n among the banks.
 
     * ``key_bits``: 2048 (default) or 3072; generating safe primes takes seconds to a minute.
-    * ``threshold``: partial decryptions needed; an int, a fraction of the parties (ceil), or None
+    * ``threshold``: partial decryptions needed; an int, a fraction of the banks (ceil), or None
       for 2/3.
+    * ``corrupt_banks``: how many banks may collude with the coordinator; None: the most that
+      ``t`` tolerates (``t > c`` and ``2t > n + c``). Checked: ParameterError naming the bound.
+    * ``min_contributors``: no bank helps decrypt an aggregate of fewer contributions; None means
+      ``c + 2`` (two honest ones at least). DP raises it to its ``min_shares``.
     * ``fractional_bits``: fixed-point precision, as for the masking path.
-    * ``keys``: an existing ``(ThresholdPublicKey, [KeyShare, ...])`` setup to reuse.
-    * ``cross_check``: ask one party more than the threshold when one is available and require two
-      threshold subsets to decrypt alike, so a single party sending a wrong partial decryption makes
-      the round abort instead of shifting the sum.
+    * ``keys``: an existing ``(ThresholdPublicKey, [KeyShare, ...])`` setup to reuse (with
+      verification keys: :func:`secagg.paillier.generate_threshold_keypair` publishes them).
     """
 
     name = "paillier"
 
     def __init__(self, *, key_bits: int = 2048, threshold: int | float | None = None, fractional_bits: int = 16,
-                 keys=None, cross_check: bool = True) -> None:
+                 keys=None, corrupt_banks: int | None = None, min_contributors: int | None = None) -> None:
         from secagg.paillier import _gmpy2, _phe
 
         _phe(), _gmpy2()  # fail now, with the extra's name, rather than mid-training
@@ -158,34 +176,65 @@ class PaillierAggregator(Aggregator):
         self.key_bits = key_bits
         self.threshold = threshold
         self.fractional_bits = fractional_bits
-        self.cross_check = bool(cross_check)
+        self.corrupt_banks = corrupt_banks
+        self.min_contributors = min_contributors
         self.public_key = None
-        self.key_shares: dict[int, object] = {}
+        self.banks: dict[int, object] = {}  # bank id -> BankSession (each would be its own process)
+        self.verify_keys: dict[int, bytes] = {}
+        self.session_id = b""
+        self.round_number = 0
         self.setup_seconds = 0.0
+        self._shares = None
         if keys is not None:
             public, shares = keys
-            self.public_key = public
-            self.key_shares = {share.index - 1: share for share in shares}
+            if not public.verifiable:
+                raise ParameterError("the key has no verification keys: partial decryptions could not be proven")
+            self.public_key, self._shares = public, list(shares)
+
+    def min_contributors_for(self, round_size: int) -> int:
+        """The banks' floor: ``min_contributors``, or ``c + 2`` for the corrupt banks tolerated."""
+        key = self.public_key
+        if self.min_contributors is not None:
+            return self.min_contributors
+        n, t = key.parties, key.threshold
+        c = self.corrupt_banks if self.corrupt_banks is not None else max(0, min(t - 1, 2 * t - n - 1))
+        return min(n, c + 2)
 
     def setup(self, num_clients: int) -> None:
-        """Trusted-dealer key generation for clients ``0..num_clients-1`` (once)."""
+        """The dealer's key generation for banks ``0..num_clients-1`` (once), then one bank session
+        (key share, Ed25519 identity) per bank, and a fresh session id."""
+        from secagg.crypto.randomness import system_randomness
+        from secagg.crypto.signatures import IdentityKey
         from secagg.paillier import generate_threshold_keypair
+        from secagg.paillier.roles import BankSession
 
-        if self.public_key is not None:
+        if self.public_key is not None and self.banks:
             if num_clients > self.public_key.parties:
-                raise ParameterError(f"the key was set up for {self.public_key.parties} parties, not {num_clients}")
+                raise ParameterError(f"the key was set up for {self.public_key.parties} banks, not {num_clients}")
             return
-        if isinstance(self.threshold, int):
-            t = self.threshold
-        else:
-            t = math.ceil((2 / 3 if self.threshold is None else self.threshold) * num_clients - 1e-9)
-        t = max(1, min(num_clients, t))
-        start = time.perf_counter()
-        self.public_key, shares = generate_threshold_keypair(num_clients, t, self.key_bits)
-        self.key_shares = {share.index - 1: share for share in shares}
-        self.setup_seconds = time.perf_counter() - start
-
-    def open_round(self, participants, dimension, *, max_weight, clip=1.0, rng):
         if self.public_key is None:
+            if isinstance(self.threshold, int):
+                t = self.threshold
+            else:
+                t = math.ceil((2 / 3 if self.threshold is None else self.threshold) * num_clients - 1e-9)
+            t = max(1, min(num_clients, t))
+            start = time.perf_counter()
+            self.public_key, self._shares = generate_threshold_keypair(num_clients, t, self.key_bits)
+            self.setup_seconds = time.perf_counter() - start
+        key = self.public_key
+        if num_clients > key.parties:
+            raise ParameterError(f"the key was set up for {key.parties} banks, not {num_clients}")
+        identities = {i: IdentityKey.generate(system_randomness()) for i in range(key.parties)}
+        self.verify_keys = {i: k.public_bytes for i, k in identities.items()}
+        self.session_id = os.urandom(16)
+        floor = self.min_contributors_for(key.parties)
+        self.banks = {share.index - 1: BankSession(share, self.session_id, identities[share.index - 1],
+                                                   self.verify_keys, min_contributors=floor,
+                                                   corrupt_banks=self.corrupt_banks)
+                      for share in self._shares}
+        self._shares = None  # the coordinator side keeps no share; only the bank sessions do
+
+    def open_round(self, participants, dimension, *, max_weight, clip=1.0, rng, min_contributions=1):
+        if not self.banks:
             self.setup(max(participants) + 1)
-        return _PaillierRound(self, participants, dimension, max_weight, clip, rng)
+        return _PaillierRound(self, participants, dimension, max_weight, clip, rng, min_contributions)

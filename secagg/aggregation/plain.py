@@ -41,5 +41,5 @@ class PlainAggregator(Aggregator):
 
     name = "plain"
 
-    def open_round(self, participants, dimension, *, max_weight, clip=1.0, rng=None):
+    def open_round(self, participants, dimension, *, max_weight, clip=1.0, rng=None, min_contributions=1):
         return _PlainRound(participants, dimension, max_weight)

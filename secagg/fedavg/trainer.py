@@ -304,7 +304,8 @@ class FedAvg:
             else:
                 signs = dp.mechanism.signs(self._rng(4, index).bytes(32)) if self.dp.rotation else None
                 aggregation = self.aggregator.open_round(participants, dp.mechanism.padded, max_weight=1.0,
-                                                         clip=float(dp.value_bound), rng=self._rng(3, index))
+                                                         clip=float(dp.value_bound), rng=self._rng(3, index),
+                                                         min_contributions=dp.mechanism.min_shares)
             global_vector = self.server.vector
             for client in participants:
                 if client in drop["advertise_keys"]:

@@ -83,7 +83,8 @@ class PackingScheme:
         slots = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(-1, self.slot_bytes)[:count]
         padded = np.zeros((count, 8), dtype=np.uint8)
         padded[:, : self.slot_bytes] = slots
-        sums = padded.view("<u8").ravel().astype(np.int64)
-        if sums.size and int(sums.max()) > summands * 2 * self.value_bound:
+        raw = padded.view("<u8").ravel()
+        # compared as unsigned 64-bit words: an int64 view would wrap 2^64 - 1 to -1 and pass
+        if raw.size and int(raw.max()) > summands * 2 * self.value_bound:
             raise CryptoError("a decrypted slot exceeds its bound (not a sum of packed vectors)")
-        return sums - summands * self.value_bound
+        return raw.astype(np.int64) - summands * self.value_bound

@@ -51,22 +51,43 @@ def test_too_few_decryptors_abort(aggregator):
     assert not result.ok and "threshold is 3" in result.aborted
 
 
-def test_bad_ciphertexts_are_refused(aggregator):
+def test_bad_contributions_are_refused_and_named(aggregator):
+    import dataclasses
+
+    from secagg.paillier.messages import decode_paillier_message
+
     rng = np.random.default_rng(1)
     round_ = aggregator.open_round(list(range(5)), 10, max_weight=50, clip=1.0, rng=rng)
-    good = round_.encrypt(np.zeros(10), 1)
+    good = round_.encrypt(0, np.zeros(10), 1)
+    message = decode_paillier_message(good.message)
     other = make_aggregator("paillier", key_bits=512, threshold=2)
     other.setup(3)
-    foreign = other.open_round([0, 1], 10, max_weight=50, clip=1.0, rng=rng).encrypt(np.zeros(10), 1)
-    for bad, match in [(foreign, "another key"),
-                       (EncryptedUpdate(good.key_fingerprint, good.ciphertexts + good.ciphertexts), "expected"),
-                       (EncryptedUpdate(good.key_fingerprint, (0,) * len(good.ciphertexts)), "out of range"),
-                       (EncryptedUpdate(good.key_fingerprint, (aggregator.public_key.nsquare,) * len(good.ciphertexts)),
-                        "out of range"),
+    foreign = other.open_round([0, 1], 10, max_weight=50, clip=1.0, rng=rng).encrypt(0, np.zeros(10), 1)
+    tampered = dataclasses.replace(message, ciphertexts=(message.ciphertexts[0] + 1,) + message.ciphertexts[1:])
+    longer = dataclasses.replace(message, ciphertexts=message.ciphertexts + message.ciphertexts)
+    for bad, match in [(EncryptedUpdate(0, foreign.message), "not its message for this session"),
+                       (EncryptedUpdate(0, longer.encode()), "ciphertexts, the round takes"),
+                       (EncryptedUpdate(0, tampered.encode()), "invalid contribution"),
                        ("not an update", "sent str")]:
         with pytest.raises(ProtocolViolation, match=match):
             round_.receive(0, bad)
-    round_.receive(0, good)
+    assert 0 in round_.coordinator.misbehaving  # the tampered one names its (claimed) sender
+
+
+def test_the_coordinator_side_holds_no_key_share(aggregator):
+    # every share lives in a bank session; the aggregator's coordinator never sees one
+    assert aggregator._shares is None
+    round_ = aggregator.open_round(list(range(5)), 4, max_weight=5, clip=1.0, rng=np.random.default_rng(0))
+    assert not any(hasattr(value, "share") for value in vars(round_.coordinator).values())
+
+
+def test_dp_min_shares_makes_the_banks_refuse_a_smaller_sum(aggregator):
+    rng = np.random.default_rng(2)
+    round_ = aggregator.open_round(list(range(5)), 10, max_weight=50, clip=1.0, rng=rng, min_contributions=5)
+    submit_all(round_, rng, range(5), 10)
+    result = round_.finish({"masked_input": [2]})  # four contributions arrive, five are needed
+    assert not result.ok and "fewer than 5" in result.aborted
+    assert all(bank.min_contributors == 5 for bank in aggregator.banks.values())
 
 
 def test_clients_without_a_key_share_are_refused(aggregator):

@@ -45,3 +45,23 @@ def test_out_of_bound_values_and_corrupt_sums_are_refused():
 def test_impossible_schemes(args):
     with pytest.raises(ParameterError):
         PackingScheme(*args)
+
+
+@pytest.mark.parametrize("slot_value", [2**64 - 1, 2**63, 2**63 - 1])
+def test_a_full_width_slot_is_refused_not_wrapped(slot_value):
+    # Issue 14, attack 6: 8-byte slots were read as int64, so 2^64 - 1 wrapped to -1 and passed the
+    # bound check; every slot width is compared unsigned now.
+    scheme = PackingScheme(2048, 2**58, 10)
+    assert scheme.slot_bytes == 8
+    with pytest.raises(CryptoError, match="bound"):
+        scheme.unpack([slot_value], 1, 1)
+
+
+@pytest.mark.parametrize("bound, summands", [(1, 1), (2**7, 2), (2**20, 10), (2**40, 100), (2**58, 10)])
+def test_the_largest_legal_slot_decodes_and_one_more_is_refused_at_every_width(bound, summands):
+    scheme = PackingScheme(2048, bound, summands)
+    top = summands * 2 * bound
+    assert list(scheme.unpack([top], 1, summands)) == [summands * bound]
+    if top + 1 < 1 << (8 * scheme.slot_bytes):
+        with pytest.raises(CryptoError):
+            scheme.unpack([top + 1], 1, summands)

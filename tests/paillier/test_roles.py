@@ -1,0 +1,340 @@
+"""The Paillier path's bank and coordinator roles, attacked by a coordinator and by cheating banks.
+
+Issue 14: on the previous code the coordinator alone got any bank's update decrypted (it handed
+that bank's ciphertexts to ``partial_decrypt`` of the other banks, optionally "disguised" as a
+sum by multiplying in its own encryptions of zero), a bank could shift a coordinate of the sum
+undetected with exactly t decryptors, a cheater among t + 1 aborted the round anonymously, and a
+base of 1 made every ciphertext readable without a key. Each of those attacks fails here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+pytest.importorskip("gmpy2")
+
+from secagg.crypto.randomness import TestOnlySeededRandomness  # noqa: E402
+from secagg.crypto.signatures import IdentityKey  # noqa: E402
+from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation  # noqa: E402
+from secagg.paillier import encrypt_packed, generate_threshold_keypair  # noqa: E402
+from secagg.paillier.messages import (  # noqa: E402
+    Contribution,
+    DecryptionRequest,
+    PartialDecryptions,
+    SignedContribution,
+    decode_paillier_message,
+)
+from secagg.paillier.roles import BankSession, PaillierCoordinator, element_width, paillier_threat_model  # noqa: E402
+from secagg.paillier.threshold import (  # noqa: E402
+    ThresholdPublicKey,
+    load_key_share,
+    load_public_key,
+    safe_prime,
+    save_key_material,
+)
+
+SID = bytes(range(16))
+N_BANKS, T = 6, 4
+
+
+@pytest.fixture(scope="module")
+def setup():
+    p, q = safe_prime(256), safe_prime(256)
+    while q == p:
+        q = safe_prime(256)
+    public, shares = generate_threshold_keypair(N_BANKS, T, primes=(p, q))
+    identities = {i: IdentityKey.generate(TestOnlySeededRandomness(i, b"bank")) for i in range(N_BANKS)}
+    verify = {i: k.public_bytes for i, k in identities.items()}
+    return public, shares, identities, verify, (p, q)
+
+
+def banks(setup, floor=2, corrupt=None):
+    public, shares, identities, verify, _ = setup
+    return {s.index - 1: BankSession(s, SID, identities[s.index - 1], verify, min_contributors=floor,
+                                     corrupt_banks=corrupt) for s in shares}
+
+
+def coordinator(setup, round_=1, count=2, floor=2):
+    public, _, _, verify, _ = setup
+    return PaillierCoordinator(public, SID, verify, round=round_, ciphertexts=count, min_contributors=floor)
+
+
+def contributions(setup, sessions, coord, values):
+    """Every bank's signed contribution of ``values[bank]`` (plaintext integers) to coord's round."""
+    public = setup[0]
+    requests = coord.start()
+    out = {}
+    for b, plaintexts in values.items():
+        request = sessions[b].read_request(requests[b])
+        out[b] = sessions[b].contribute(request, encrypt_packed(public, plaintexts))
+    return out
+
+
+def run_round(setup, sessions, coord, values, tamper=None):
+    messages = contributions(setup, sessions, coord, values)
+    requests = {}
+    for b, data in messages.items():
+        requests = coord.receive(b, data) or requests
+    refused = {}
+    for b in sorted(requests):
+        reply = sessions[b].handle(requests[b])
+        if tamper is not None:
+            reply = tamper(b, reply)
+        try:
+            coord.receive(b, reply)
+        except ProtocolViolation as exc:
+            refused[b] = str(exc)
+        if coord.result is not None:
+            break
+    return refused
+
+
+def test_an_honest_round_decrypts_the_sum_of_the_signed_contributions(setup):
+    sessions, coord = banks(setup), coordinator(setup)
+    values = {b: [10 * b, 7] for b in range(N_BANKS)}
+    assert run_round(setup, sessions, coord, values) == {}
+    assert coord.result.plaintexts == [sum(10 * b for b in range(N_BANKS)), 7 * N_BANKS]
+    assert coord.result.contributors == tuple(range(N_BANKS)) and len(coord.result.decryptors) == T
+
+
+# ---------------------------------------------------------------- 1. the decryption oracle
+
+def _forged_request(setup, bank, round_, chosen):
+    public = setup[0]
+    return DecryptionRequest(SID, bank, round_, public.fingerprint, element_width(public), tuple(chosen)).encode()
+
+
+def test_a_bank_will_not_decrypt_one_banks_contribution_alone(setup):
+    sessions, coord = banks(setup), coordinator(setup)
+    messages = contributions(setup, sessions, coord, {b: [b, b] for b in range(N_BANKS)})
+    victim = decode_paillier_message(messages[0]).signed()
+    for bank in range(1, N_BANKS):
+        with pytest.raises(ProtocolViolation, match="fewer than 2"):
+            sessions[bank].handle(_forged_request(setup, bank, 1, [victim]))
+
+
+def test_the_disguised_oracle_with_the_coordinators_own_zero_encryptions_is_refused(setup):
+    # the coordinator pads the victim's contribution with "contributions" it encrypted itself
+    public = setup[0]
+    sessions, coord = banks(setup), coordinator(setup)
+    messages = contributions(setup, sessions, coord, {b: [b, b] for b in range(N_BANKS)})
+    victim = decode_paillier_message(messages[0]).signed()
+    zeros = [SignedContribution(b, tuple(encrypt_packed(public, [0, 0])), victim.signature) for b in (2, 3, 4)]
+    with pytest.raises(ProtocolViolation, match="not its signed contribution"):
+        sessions[1].handle(_forged_request(setup, 1, 1, [victim, *zeros]))
+
+
+def test_colluding_banks_zero_contributions_cannot_make_a_sum_of_one(setup):
+    # with c corrupt banks signing encryptions of zero, a floor of c + 2 contributions still needs
+    # two honest ones; a floor below that is refused by the threat model
+    with pytest.raises(ParameterError, match=r"min_contributors >= c \+ 2"):
+        banks(setup, floor=2, corrupt=1)
+    sessions = banks(setup, floor=3, corrupt=1)
+    coord = coordinator(setup, floor=3)
+    messages = contributions(setup, sessions, coord, {b: [b, b] for b in range(N_BANKS)})
+    victim, corrupt_zero = decode_paillier_message(messages[0]).signed(), decode_paillier_message(messages[5]).signed()
+    with pytest.raises(ProtocolViolation, match="fewer than 3"):
+        sessions[1].handle(_forged_request(setup, 1, 1, [victim, corrupt_zero]))
+
+
+def test_each_bank_decrypts_one_aggregate_per_round_and_two_quorums_always_share_one(setup):
+    # Two aggregates of one round, with and without the victim, differ by its update. A bank
+    # refuses a second decryption in a round; 2t > n + c makes every two quorums overlap in an
+    # honest bank, and a key without that property is refused.
+    sessions, coord = banks(setup), coordinator(setup)
+    messages = contributions(setup, sessions, coord, {b: [b, b] for b in range(N_BANKS)})
+    signed = [decode_paillier_message(messages[b]).signed() for b in range(N_BANKS)]
+    sessions[1].handle(_forged_request(setup, 1, 1, signed))
+    with pytest.raises(ProtocolViolation, match="second decryption in round 1"):
+        sessions[1].handle(_forged_request(setup, 1, 1, signed[1:]))
+    with pytest.raises(ParameterError, match=r"2t > n \+ c"):
+        paillier_threat_model(parties=6, threshold=3, min_contributors=2)  # two disjoint quorums of 3
+
+
+def test_contributions_are_bound_to_their_round_and_session(setup):
+    sessions, coord = banks(setup), coordinator(setup)
+    messages = contributions(setup, sessions, coord, {b: [b, b] for b in range(N_BANKS)})
+    signed = [decode_paillier_message(messages[b]).signed() for b in range(N_BANKS)]
+    with pytest.raises(ProtocolViolation, match="not its signed contribution to round 2"):
+        sessions[2].handle(_forged_request(setup, 2, 2, signed))  # round 1's contributions as round 2's
+    other = BankSession(setup[1][2], bytes(16), setup[2][2], setup[3], min_contributors=2)
+    with pytest.raises(ProtocolViolation, match="another session"):
+        other.handle(_forged_request(setup, 2, 1, signed))
+    with pytest.raises(ProtocolViolation, match="already contributed"):
+        sessions[0].read_request(coord.start()[0])
+
+
+# ---------------------------------------------------------------- 2. unverifiable partial decryptions
+
+def _shift(public, bank_to_cheat, amount=7):
+    def tamper(bank, reply):
+        if bank not in bank_to_cheat:
+            return reply
+        message = decode_paillier_message(reply)
+        values = list(message.values)
+        values[0] = values[0] * pow(1 + public.n, amount, public.nsquare) % public.nsquare
+        return dataclasses.replace(message, values=tuple(values)).encode()
+    return tamper
+
+
+def test_a_shifted_partial_decryption_is_rejected_and_its_sender_named(setup):
+    public = setup[0]
+    sessions, coord = banks(setup), coordinator(setup)
+    values = {b: [b, 1] for b in range(N_BANKS)}
+    refused = run_round(setup, sessions, coord, values, tamper=_shift(public, {0}))
+    assert set(refused) == {0} and "proof" in refused[0]
+    assert coord.result.plaintexts == [sum(range(N_BANKS)), N_BANKS]  # the others decrypt exactly
+    assert 0 in coord.result.misbehaving and 0 not in coord.result.decryptors
+
+
+def test_two_colluding_banks_cannot_shift_the_sum_consistently(setup):
+    public = setup[0]
+    sessions, coord = banks(setup), coordinator(setup)
+    refused = run_round(setup, sessions, coord, {b: [b, 1] for b in range(N_BANKS)}, tamper=_shift(public, {1, 2}))
+    assert set(refused) == {1, 2}
+    assert coord.result.plaintexts == [sum(range(N_BANKS)), N_BANKS]
+
+
+def test_with_exactly_t_banks_a_cheater_aborts_the_round_and_is_named(setup):
+    # only t banks answer, one cheats: the round cannot finish, and the abort says who
+    public = setup[0]
+    sessions, coord = banks(setup), coordinator(setup)
+    messages = contributions(setup, sessions, coord, {b: [b, 1] for b in range(N_BANKS)})
+    requests = {}
+    for b, data in messages.items():
+        requests = coord.receive(b, data) or requests
+    for b in range(T):
+        reply = _shift(public, {3})(b, sessions[b].handle(requests[b]))
+        if b == 3:
+            with pytest.raises(ProtocolViolation, match="bank 3"):
+                coord.receive(b, reply)
+        else:
+            coord.receive(b, reply)
+    with pytest.raises(AbortError, match="refused: {3:"):
+        coord.close_round()
+
+
+def test_a_proof_from_another_bank_or_round_does_not_transfer(setup):
+    sessions, coord = banks(setup), coordinator(setup)
+    messages = contributions(setup, sessions, coord, {b: [b, 1] for b in range(N_BANKS)})
+    requests = {}
+    for b, data in messages.items():
+        requests = coord.receive(b, data) or requests
+    genuine = decode_paillier_message(sessions[0].handle(requests[0]))
+    stolen = dataclasses.replace(genuine, party=1)  # bank 1 replays bank 0's partials and proof
+    with pytest.raises(ProtocolViolation, match="bank 1"):
+        coord.receive(1, stolen.encode())
+
+
+# ---------------------------------------------------------------- 4. published values are validated
+
+@pytest.mark.parametrize("field, value", [("obfuscation_base", 1), ("obfuscation_base", -1),
+                                          ("verification_base", 1), ("verification_base", -1)])
+def test_a_base_that_hides_nothing_is_refused(setup, field, value):
+    public = setup[0]
+    bad = value % public.nsquare
+    with pytest.raises(ParameterError, match="other than 1 and N\\^2 - 1|tiny order"):
+        dataclasses.replace(public, **{field: bad})
+
+
+def test_a_base_of_tiny_order_other_than_minus_one_is_refused(setup):
+    # x = 1 mod p^2 and x = -1 mod q^2: a square root of 1 that is neither 1 nor -1
+    public, (p, q) = setup[0], setup[4]
+    x = (1 * q * q * pow(q * q, -1, p * p) - 1 * p * p * pow(p * p, -1, q * q)) % public.nsquare
+    assert pow(x, 2, public.nsquare) == 1 and x not in (1, public.nsquare - 1)
+    for field in ("obfuscation_base", "verification_base"):
+        with pytest.raises(ParameterError, match="tiny order"):
+            dataclasses.replace(public, **{field: x})
+
+
+def test_key_files_round_trip_and_tampering_is_refused(setup, tmp_path):
+    public, shares = setup[0], setup[1]
+    save_key_material(tmp_path, public, shares)
+    loaded = load_public_key(tmp_path / "public.json", min_key_bits=256)
+    assert loaded == public
+    share = load_key_share(tmp_path / "share-3.json", loaded)
+    assert share.index == 3 and share.share == shares[2].share
+    assert oct((tmp_path / "share-3.json").stat().st_mode)[-3:] == "600"
+    with pytest.raises(ParameterError, match="below the 2048 bits"):
+        load_public_key(tmp_path / "public.json")
+    import json
+
+    document = json.loads((tmp_path / "public.json").read_text())
+    document["obfuscation_base"] = hex(1)
+    (tmp_path / "bad.json").write_text(json.dumps(document))
+    with pytest.raises(ParameterError, match="obfuscation_base"):
+        load_public_key(tmp_path / "bad.json", min_key_bits=256)
+    document = json.loads((tmp_path / "public.json").read_text())
+    document["verification_keys"][0] = document["verification_keys"][1]
+    (tmp_path / "bad.json").write_text(json.dumps(document))
+    with pytest.raises(ParameterError, match="fingerprint"):
+        load_public_key(tmp_path / "bad.json", min_key_bits=256)
+    wrong = json.loads((tmp_path / "share-3.json").read_text())
+    wrong["share"] = hex(shares[3].share)
+    (tmp_path / "share-x.json").write_text(json.dumps(wrong))
+    with pytest.raises(ParameterError, match="does not match its verification key"):
+        load_key_share(tmp_path / "share-x.json", loaded)
+
+
+def test_a_key_without_verification_keys_cannot_be_used_by_a_bank(setup):
+    public, shares, identities, verify, _ = setup
+    bare = ThresholdPublicKey(public.n, public.threshold, public.parties, public.delta, public.obfuscation_base)
+    share = dataclasses.replace(shares[0], public_key=bare)
+    with pytest.raises(ParameterError, match="verification keys"):
+        BankSession(share, SID, identities[0], verify, min_contributors=2)
+
+
+# ---------------------------------------------------------------- 5. DP: no decryption below min_shares
+
+def test_a_banks_floor_refuses_an_under_noised_sum(setup):
+    sessions, coord = banks(setup), coordinator(setup)
+    messages = contributions(setup, sessions, coord, {b: [b, b] for b in range(N_BANKS)})
+    signed = [decode_paillier_message(messages[b]).signed() for b in range(N_BANKS)]
+    sessions[4].require_at_least(6)  # DP calibrated for 6 noise shares
+    with pytest.raises(ProtocolViolation, match="fewer than 6"):
+        sessions[4].handle(_forged_request(setup, 4, 1, signed[:5]))
+    sessions[4].require_at_least(2)  # a floor never goes down
+    assert sessions[4].min_contributors == 6
+
+
+# ---------------------------------------------------------------- codec and construction
+
+def test_paillier_messages_are_canonical_and_malformed_bytes_typed(setup):
+    sessions, coord = banks(setup), coordinator(setup)
+    messages = contributions(setup, sessions, coord, {0: [1, 2]})
+    raw = messages[0]
+    assert decode_paillier_message(raw).encode() == raw
+    for bad in (raw[:-1], raw + b"\x00", b"SAGX" + raw[4:], raw[:4] + b"\x02" + raw[5:], b"", raw[:30]):
+        with pytest.raises(MalformedMessage):
+            decode_paillier_message(bad)
+    with pytest.raises(MalformedMessage, match="leading zero"):
+        message = PartialDecryptions(SID, 0, 1, bytes(32), 4, (1,), 0, 5).encode()
+        decode_paillier_message(message[:-3] + b"\x02\x00\x00" + message[-1:])
+
+
+def test_a_bank_refuses_messages_not_for_it(setup):
+    sessions, coord = banks(setup), coordinator(setup)
+    requests = coord.start()
+    with pytest.raises(ProtocolViolation, match="addressed to bank 1"):
+        sessions[0].read_request(requests[1])
+    contribution = contributions(setup, banks(setup), coordinator(setup), {0: [1, 2]})[0]
+    with pytest.raises(ProtocolViolation, match="bank-to-coordinator"):
+        sessions[0].handle(contribution)
+    assert isinstance(decode_paillier_message(contribution), Contribution)
+    with pytest.raises(ParameterError, match="verify_keys"):
+        BankSession(setup[1][0], SID, setup[2][0], {0: setup[3][0]}, min_contributors=2)
+    with pytest.raises(ParameterError, match="identity does not match"):
+        BankSession(setup[1][0], SID, setup[2][1], setup[3], min_contributors=2)
+
+
+def test_contributions_with_another_count_or_a_bad_signature_are_refused_and_named(setup):
+    sessions, coord = banks(setup), coordinator(setup)
+    messages = contributions(setup, sessions, coord, {b: [b, b] for b in range(3)})
+    forged = dataclasses.replace(decode_paillier_message(messages[1]), signature=bytes(64))
+    with pytest.raises(ProtocolViolation, match="invalid contribution"):
+        coord.receive(1, forged.encode())
+    assert 1 in coord.misbehaving
+    with pytest.raises(ProtocolViolation, match="not its message"):
+        coord.receive(2, messages[0])  # bank 2's stream carrying bank 0's message
