@@ -39,7 +39,6 @@ from secagg.paillier.messages import (
     PaillierAbort,
     PartialDecryptions,
     RoundRequest,
-    SignedContribution,
     decode_paillier_message,
 )
 from secagg.paillier.proofs import DecryptionProof, prove_partial_decryptions, verify_partial_decryptions
