@@ -18,13 +18,17 @@ Per ciphertext, same key: python-paillier's ``raw_encrypt`` (``r^N`` with a full
 against secagg's encryption with short-exponent obfuscators from the fixed-base table (the default
 for keys from ``generate_threshold_keypair``) and with textbook ``r^N`` obfuscators.
 
+Proofs: per ciphertext, the cost of a partial decryption beside the cost of proving and of
+verifying a batch of them (secagg.paillier.proofs).
+
 End to end (``--e2e-only``): the whole job of 10 banks x 100,000 parameters (2048-bit key,
-t = 7) on this machine, every bank's work as a task in a pool of ``--workers`` processes (the
-machine's cores standing in for the banks' own machines): each bank quantises, packs and
-encrypts; the coordinator multiplies; t banks (or t + 1 with ``--cross-check``, so that two
-different t-subsets check each other) partially decrypt the aggregate; the coordinator combines,
-unpacks and decodes. Reported: wall time of the whole job, one bank's encryption time, and the
-largest decoding error against its bound.
+t = 7) on this machine through the two roles (secagg.paillier.roles), every bank's work as a task
+in a pool of ``--workers`` processes (the machine's cores standing in for the banks' own
+machines): each bank quantises, packs, encrypts and signs its contribution; the coordinator checks
+every contribution; t banks each check the signed contributions, recompute the aggregate,
+partially decrypt it and prove it; the coordinator verifies the proofs, combines, unpacks and
+decodes. Reported: wall time of the whole job, one bank's encryption and decryption times, the
+coordinator's verification times and the largest decoding error against its bound.
 """
 
 from __future__ import annotations
@@ -119,52 +123,96 @@ def throughput(key_bits: int, samples: int) -> dict:
     return row
 
 
-def _bank_encrypt(args) -> tuple[list[int], float]:
-    """One bank: quantise w*u and w, pack, encrypt (in its own process)."""
-    public, scheme, encoder, update, weight, seed = args
+def _bank(share, bank_seed, verify_keys, session_id, floor):
+    from secagg.crypto.randomness import TestOnlySeededRandomness
+    from secagg.crypto.signatures import IdentityKey
+    from secagg.paillier.roles import BankSession
+
+    identity = IdentityKey.generate(TestOnlySeededRandomness(bank_seed, b"bench-bank"))  # benchmark only
+    return BankSession(share, session_id, identity, verify_keys, min_contributors=floor)
+
+
+def _bank_contribute(args) -> tuple[bytes, float]:
+    """One bank, in its own process: read the round request, quantise w*u and w, pack, encrypt, sign."""
+    share, seed, verify_keys, session_id, floor, request, scheme, encoder, update, weight = args
+    bank = _bank(share, seed, verify_keys, session_id, floor)
     start = time.perf_counter()
+    checked = bank.read_request(request)
     values = encoder.quantize(weight * update, weight, np.random.default_rng(seed))
-    ciphertexts = encrypt_packed(public, scheme.pack(np.append(values, weight)))
-    return ciphertexts, time.perf_counter() - start
+    message = bank.contribute(checked, encrypt_packed(share.public_key, scheme.pack(np.append(values, weight))))
+    return message, time.perf_counter() - start
 
 
-def _bank_partial_decrypt(args):
-    share, aggregate = args
-    return partial_decrypt(share, aggregate)
-
-
-def end_to_end(banks: int, params: int, key_bits: int, threshold: int, workers: int, cross_check: bool) -> dict:
+def end_to_end(banks: int, params: int, key_bits: int, threshold: int, workers: int) -> dict:
+    """The whole job through the roles: signed contributions, banks recomputing the aggregate,
+    proven partial decryptions that the coordinator verifies."""
+    import os
     from concurrent.futures import ProcessPoolExecutor
 
+    from secagg.crypto.randomness import TestOnlySeededRandomness
+    from secagg.crypto.signatures import IdentityKey
+    from secagg.paillier.roles import PaillierCoordinator
+
     (public, shares), setup_s = timed(lambda: generate_threshold_keypair(banks, threshold, key_bits))
+    verify_keys = {i: IdentityKey.generate(TestOnlySeededRandomness(i, b"bench-bank")).public_bytes
+                   for i in range(banks)}
     encoder = FixedPointEncoder(num_clients=banks, max_weight=1000, clip=1.0, fractional_bits=16)
     scheme = PackingScheme(key_bits, max(encoder.value_bound, 1000), banks)
     rng = np.random.default_rng(1)
     updates = [rng.uniform(-1, 1, params) for _ in range(banks)]
-    weight = 500
+    weight, session_id, floor = 500, os.urandom(16), 2
+    count = scheme.plaintexts_for(params + 1)
+    coordinator = PaillierCoordinator(public, session_id, verify_keys, round=1, ciphertexts=count,
+                                      min_contributors=floor)
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(abs, range(workers)))  # start the workers before the clock
         start = time.perf_counter()
-        encrypted = list(pool.map(_bank_encrypt, [(public, scheme, encoder, u, weight, i) for i, u in enumerate(updates)]))
-        aggregate = add_ciphertexts(public, [c for c, _ in encrypted])
-        asked = shares[: threshold + (1 if cross_check and threshold < banks else 0)]
-        # each bank's partial decryption in chunks, so that the pool's processes stay equally busy
-        # (the banks' own machines would each do theirs in parallel)
-        step = -(-len(aggregate) // (2 * workers))
-        chunks = [(share, aggregate[i:i + step]) for share in asked for i in range(0, len(aggregate), step)]
-        pieces = list(pool.map(_bank_partial_decrypt, chunks))
-        per_chunk = -(-len(aggregate) // step)
-        partials = [sum(pieces[k * per_chunk:(k + 1) * per_chunk], []) for k in range(len(asked))]
-        sums = combine_partial_decryptions(public, partials)
-        totals = scheme.unpack(sums, params + 1, banks)
+        requests = coordinator.start()
+        contributed = list(pool.map(_bank_contribute, [
+            (shares[i], i, verify_keys, session_id, floor, requests[i], scheme, encoder, u, weight)
+            for i, u in enumerate(updates)]))
+        verify_start = time.perf_counter()
+        decryption = {}
+        for i, (message, _) in enumerate(contributed):
+            decryption = coordinator.receive(i, message) or decryption
+        contributions_verified_s = time.perf_counter() - verify_start
+        # t banks decrypt (the others would too, in parallel on their own machines); each bank
+        # spreads its exponentiations over the pool, so both cores stay busy however many banks
+        # there are (a bank's own machine would use its own cores the same way)
+        asked = sorted(decryption)[:threshold]
+        replies = []
+        for i in asked:
+            bank = _bank(shares[i], i, verify_keys, session_id, floor)
+            replies.append(timed(lambda bank=bank, i=i: bank.handle(decryption[i], mapper=pool.map)))
+        coordinator.mapper = pool.map  # the coordinator's machine verifies on all its cores too
+        verify_start = time.perf_counter()
+        for i, (reply, _) in zip(asked, replies):
+            coordinator.receive(i, reply)
+        proofs_verified_s = time.perf_counter() - verify_start
+        totals = scheme.unpack(coordinator.result.plaintexts, params + 1, banks)
         wall = time.perf_counter() - start
     weighted_sum, total_weight = totals[:-1] / encoder.scale, int(totals[-1])
     error = float(np.max(np.abs(weighted_sum - weight * np.sum(updates, axis=0))))
     return {"banks": banks, "params": params, "key_bits": key_bits, "threshold": threshold, "workers": workers,
-            "decryptors": len(asked), "setup_s": setup_s, "ciphertexts_per_bank": len(encrypted[0][0]),
-            "bank_encrypt_s_mean": float(np.mean([s for _, s in encrypted])), "job_s": wall,
-            "upload_mib_per_bank": len(encrypted[0][0]) * 2 * key_bits / 8 / 2**20,
+            "decryptors": len(asked), "setup_s": setup_s, "ciphertexts_per_bank": count,
+            "bank_encrypt_s_mean": float(np.mean([s for _, s in contributed])),
+            "bank_decrypt_and_prove_s_mean": float(np.mean([s for _, s in replies])),
+            "contributions_verified_s": contributions_verified_s, "proofs_verified_s": proofs_verified_s,
+            "job_s": wall, "upload_mib_per_bank": count * 2 * key_bits / 8 / 2**20,
             "max_abs_error": error, "error_bound": encoder.error_bound(banks), "total_weight_ok": total_weight == banks * weight}
+
+
+def proof_cost(key_bits: int = 2048, count: int = 200) -> dict:
+    """Per ciphertext, same key: the partial decryption itself, proving a batch, verifying it."""
+    from secagg.paillier.proofs import prove_partial_decryptions, verify_partial_decryptions
+
+    public, shares = generate_threshold_keypair(3, 2, key_bits)
+    ciphertexts = encrypt_packed(public, list(range(count)))
+    partials, decrypt_s = timed(lambda: [p.value for p in partial_decrypt(shares[0], ciphertexts)])
+    proof, prove_s = timed(lambda: prove_partial_decryptions(shares[0], ciphertexts, partials, b"bench"))
+    _, verify_s = timed(lambda: verify_partial_decryptions(public, 1, ciphertexts, partials, proof, b"bench"))
+    return {"key_bits": key_bits, "ciphertexts": count, "partial_decrypt_ms": 1e3 * decrypt_s / count,
+            "prove_ms": 1e3 * prove_s / count, "verify_ms": 1e3 * verify_s / count}
 
 
 def main() -> int:
@@ -174,7 +222,6 @@ def main() -> int:
     parser.add_argument("--e2e-only", action="store_true", help="the end-to-end round only")
     parser.add_argument("--workers", type=int, default=2, help="processes standing in for the banks' machines")
     parser.add_argument("--threshold", type=int, default=7, help="t of the 10 banks")
-    parser.add_argument("--cross-check", action="store_true", help="decrypt with t + 1 banks (two t-subsets)")
     args = parser.parse_args()
     info = machine_info()
     print(f"# Paillier benchmark {info['date']}: {info['cpu']}, {info['cores']} cores, Python {info['python']}")
@@ -193,13 +240,24 @@ def main() -> int:
               f"obfuscator (pool): {1e3 * r['obfuscator_pool_s_per_ciphertext']:.2f} ms per ciphertext; "
               f"partial decryption: {1e3 * r['partial_decrypt_s_per_ciphertext_per_party']:.2f} ms per ciphertext "
               "per party", flush=True)
+    if not args.e2e_only:
+        for key_bits in (2048, 3072):
+            r = proof_cost(key_bits)
+            print(f"      proofs, {key_bits} bits, batch of {r['ciphertexts']}: partial decryption "
+                  f"{r['partial_decrypt_ms']:.2f} ms per ciphertext; proving {r['prove_ms']:.2f} ms, verifying "
+                  f"{r['verify_ms']:.2f} ms per ciphertext ({100 * r['prove_ms'] / r['partial_decrypt_ms']:.0f}% and "
+                  f"{100 * r['verify_ms'] / r['partial_decrypt_ms']:.0f}% of a partial decryption)", flush=True)
     if not args.skip_e2e:
-        r = end_to_end(10, 100_000, 2048, args.threshold, args.workers, args.cross_check)
+        r = end_to_end(10, 100_000, 2048, args.threshold, args.workers)
         print(f"\nend to end, {r['banks']} banks x {r['params']:,} parameters, {r['key_bits']}-bit key, t = {r['threshold']}, "
-              f"{r['decryptors']} decrypting banks, {r['workers']} worker processes: whole job {r['job_s']:.1f} s "
-              f"(all encryptions, aggregation, threshold decryption, decoding); one bank encrypts its "
+              f"{r['decryptors']} decrypting banks with proofs, {r['workers']} worker processes: whole job "
+              f"{r['job_s']:.1f} s (signed encryptions, the coordinator's checks, the banks recomputing the "
+              f"aggregate, proven partial decryptions, their verification, decoding); one bank encrypts its "
               f"{r['ciphertexts_per_bank']} ciphertexts ({r['upload_mib_per_bank']:.2f} MiB) in "
-              f"{r['bank_encrypt_s_mean']:.2f} s; key setup {r['setup_s']:.1f} s; max error {r['max_abs_error']:.2e} "
+              f"{r['bank_encrypt_s_mean']:.2f} s and decrypts and proves in {r['bank_decrypt_and_prove_s_mean']:.1f} s "
+              f"(on {r['workers']} cores); "
+              f"the coordinator checks the contributions in {r['contributions_verified_s']:.2f} s and the proofs in "
+              f"{r['proofs_verified_s']:.1f} s; key setup {r['setup_s']:.1f} s; max error {r['max_abs_error']:.2e} "
               f"(bound {r['error_bound']:.2e}); total weight exact: {r['total_weight_ok']}")
     return 0
 

@@ -3,6 +3,7 @@
 ``secagg demo`` trains a fraud model across banks with FedAvg on secure aggregation (the main job).
 ``secagg serve`` / ``secagg join`` / ``secagg certs`` run the network mode (coordinator and clients
 as separate processes over gRPC with TLS; see docs/network.md).
+``secagg paillier-keygen`` is the dealer's key ceremony of the Paillier path (docs/paillier.md).
 ``secagg simulate`` runs one secure-aggregation session in process with dropouts and prints,
 per round, who dropped, who survived and what each party spent, then checks the server's output
 against the plaintext sum of the survivors' inputs.
@@ -143,6 +144,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_paillier_keygen(args: argparse.Namespace) -> int:
+    from secagg.paillier import generate_threshold_keypair
+    from secagg.paillier.roles import paillier_threat_model
+    from secagg.paillier.threshold import save_key_material
+
+    threshold = args.threshold if args.threshold is not None else math.ceil(2 * args.banks / 3)
+    floor = args.min_contributors if args.min_contributors is not None else 2
+    model = paillier_threat_model(args.banks, threshold, floor, args.corrupt)  # refuse an unsafe key now
+    print(f"secagg paillier-keygen: {args.banks} banks, decryption needs {threshold}; tolerates "
+          f"{model.tolerated_corrupt} corrupt banks; generating a {args.key_bits}-bit key (safe primes: "
+          "seconds to a minute)...", flush=True)
+    public, shares = generate_threshold_keypair(args.banks, threshold, args.key_bits)
+    written = save_key_material(args.out, public, shares)
+    print(f"wrote {written[0]} (public parameters, fingerprint {public.fingerprint.hex()[:16]}...) and "
+          f"{len(written) - 1} key shares share-1.json .. share-{args.banks}.json (mode 0600)")
+    print("Hand share-i.json to bank i only (bank ids 0..n-1 hold shares 1..n), over a channel only that bank "
+          "reads; then erase every share file on this machine. This process kept nothing else: p, q and d "
+          "existed only in its memory. Every bank checks the fingerprint out of band.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="secagg", description="Secure aggregation for federated learning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _demo_arguments(demo)
     demo.set_defaults(func=_cmd_demo)
+    keygen = sub.add_parser("paillier-keygen", help="Paillier path: the dealer's key ceremony (public parameters "
+                            "and one key share per bank)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    keygen.add_argument("--banks", "-n", type=int, required=True, help="number of banks (key shares)")
+    keygen.add_argument("--threshold", "-t", type=int, default=None, help="banks needed to decrypt (default 2n/3)")
+    keygen.add_argument("--key-bits", type=int, default=2048, help="modulus size (2048 or 3072)")
+    keygen.add_argument("--corrupt", type=int, default=None,
+                        help="corrupt banks the key must withstand (checked: t > c and 2t > n + c)")
+    keygen.add_argument("--min-contributors", type=int, default=None,
+                        help="the banks' floor of contributions per decrypted aggregate (checked: >= c + 2)")
+    keygen.add_argument("--out", default="paillier-keys", help="directory to write to")
+    keygen.set_defaults(func=_cmd_paillier_keygen)
     from secagg.transport.commands import add_network_commands
 
     add_network_commands(sub)

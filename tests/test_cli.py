@@ -45,3 +45,18 @@ def test_console_script_entry_point():
     out = subprocess.run([sys.executable, "-m", "secagg.cli", "simulate", "-n", "5", "-m", "3", "--dropout", "0"],
                          capture_output=True, text=True, check=True).stdout
     assert "inputs in the aggregate: 5 of 5 clients" in out
+
+
+def test_paillier_keygen_writes_loadable_key_files_and_refuses_unsafe_parameters(tmp_path, capsys):
+    import pytest
+
+    pytest.importorskip("gmpy2")
+    from secagg.paillier.threshold import load_key_share, load_public_key
+
+    assert main(["paillier-keygen", "-n", "4", "-t", "3", "--key-bits", "512", "--out", str(tmp_path)]) == 0
+    assert "erase every share file" in capsys.readouterr().out
+    public = load_public_key(tmp_path / "public.json", min_key_bits=512)
+    assert (public.parties, public.threshold) == (4, 3)
+    assert load_key_share(tmp_path / "share-2.json", public).index == 2
+    assert main(["paillier-keygen", "-n", "6", "-t", "3", "--key-bits", "512", "--out", str(tmp_path / "x")]) == 2
+    assert "2t > n + c" in capsys.readouterr().err

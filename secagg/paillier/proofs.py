@@ -61,14 +61,19 @@ def _batch_coefficients(key: ThresholdPublicKey, context: bytes, ciphertexts: Se
     return [int.from_bytes(stream[i:i + step], "big") | 1 for i in range(0, len(stream), step)]
 
 
-def _combined(key: ThresholdPublicKey, ciphertexts: Sequence[int], partials: Sequence[int], context: bytes):
+def _combined(key: ThresholdPublicKey, ciphertexts: Sequence[int], partials: Sequence[int], context: bytes,
+              mapper=None):
+    from secagg.paillier.vector import powmod_many
+
     gmpy2 = _gmpy2()
     nsquare = gmpy2.mpz(key.nsquare)
     rho = _batch_coefficients(key, context, ciphertexts, partials)
+    powers = powmod_many(list(ciphertexts) + list(partials), [4 * r for r in rho] + [2 * r for r in rho],
+                         key.nsquare, mapper=mapper)
     big_c, big_ci = gmpy2.mpz(1), gmpy2.mpz(1)
-    for c, d, r in zip(ciphertexts, partials, rho):
-        big_c = big_c * gmpy2.powmod(gmpy2.mpz(c), 4 * r, nsquare) % nsquare
-        big_ci = big_ci * gmpy2.powmod(gmpy2.mpz(d), 2 * r, nsquare) % nsquare
+    for a, b in zip(powers[:len(rho)], powers[len(rho):]):
+        big_c = big_c * a % nsquare
+        big_ci = big_ci * b % nsquare
     return big_c, big_ci
 
 
@@ -81,7 +86,7 @@ def _challenge(key: ThresholdPublicKey, context: bytes, index: int, values: Sequ
 
 
 def prove_partial_decryptions(share: KeyShare, ciphertexts: Sequence[int], partials: Sequence[int],
-                              context: bytes) -> DecryptionProof:
+                              context: bytes, *, mapper=None) -> DecryptionProof:
     """Party ``share.index``'s proof that ``partials[j] = ciphertexts[j]^(2 Delta s_i)`` for every j."""
     gmpy2 = _gmpy2()
     key = share.public_key
@@ -91,7 +96,7 @@ def prove_partial_decryptions(share: KeyShare, ciphertexts: Sequence[int], parti
         raise ParameterError("one partial decryption per ciphertext, at least one")
     nsquare = gmpy2.mpz(key.nsquare)
     x = key.delta * share.share
-    big_c, big_ci = _combined(key, ciphertexts, partials, context)
+    big_c, big_ci = _combined(key, ciphertexts, partials, context, mapper)
     v, vi = key.verification_base, key.verification_keys[share.index - 1]
     r = secrets.randbits(x.bit_length() + _HIDING_BITS)
     a, b = gmpy2.powmod(big_c, r, nsquare), gmpy2.powmod(v, r, nsquare)
@@ -100,7 +105,8 @@ def prove_partial_decryptions(share: KeyShare, ciphertexts: Sequence[int], parti
 
 
 def verify_partial_decryptions(key: ThresholdPublicKey, index: int, ciphertexts: Sequence[int],
-                               partials: Sequence[int], proof: DecryptionProof, context: bytes) -> None:
+                               partials: Sequence[int], proof: DecryptionProof, context: bytes, *,
+                               mapper=None) -> None:
     """Raise :class:`CryptoError` unless ``proof`` shows every partial of party ``index`` is correct."""
     gmpy2 = _gmpy2()
     if not key.verifiable:
@@ -115,7 +121,7 @@ def verify_partial_decryptions(key: ThresholdPublicKey, index: int, ciphertexts:
     for d in partials:
         key.check_ciphertext(d)
     nsquare = gmpy2.mpz(key.nsquare)
-    big_c, big_ci = _combined(key, ciphertexts, partials, context)
+    big_c, big_ci = _combined(key, ciphertexts, partials, context, mapper)
     v, vi = gmpy2.mpz(key.verification_base), gmpy2.mpz(key.verification_keys[index - 1])
     e, z = proof.challenge, gmpy2.mpz(proof.response)
     a = gmpy2.powmod(big_c, z, nsquare) * gmpy2.invert(gmpy2.powmod(big_ci, e, nsquare), nsquare) % nsquare

@@ -43,6 +43,7 @@ from secagg.paillier.messages import (
 )
 from secagg.paillier.proofs import DecryptionProof, prove_partial_decryptions, verify_partial_decryptions
 from secagg.paillier.threshold import KeyShare, PartialDecryption, ThresholdPublicKey, _combine
+from secagg.paillier.vector import powmod_many
 
 __all__ = ["PaillierThreatModel", "paillier_threat_model", "BankSession", "PaillierCoordinator",
            "PaillierRoundState", "PaillierRoundResult", "contribution_payload", "element_width"]
@@ -214,10 +215,11 @@ class BankSession:
         self.contributed.add(request.round)
         return message.encode()
 
-    def handle(self, data: bytes) -> bytes:
+    def handle(self, data: bytes, *, mapper=None) -> bytes:
         """A DecryptionRequest -> this bank's proven partial decryptions of the aggregate it
         recomputed itself. Refusals (ProtocolViolation, ``party="server"``) change nothing;
-        a PaillierAbort raises :class:`AbortError`."""
+        a PaillierAbort raises :class:`AbortError`. ``mapper`` (e.g. a process pool's ``map`` on
+        this bank's own machine) spreads the exponentiations over its cores."""
         message = self._decode(data)
         if isinstance(message, PaillierAbort):
             self.aborted[-1] = message.reason
@@ -244,11 +246,10 @@ class BankSession:
                 raise self._violation(f"the contribution of bank {c.sender} is not its signed contribution to round "
                                       f"{round_} (bad signature or ciphertext)") from None
         aggregate = _product(self.public, [c.ciphertexts for c in message.contributions])
-        gmpy2 = _gmpy2()
-        exponent = gmpy2.mpz(2 * self.public.delta * self.share.share)
-        nsquare = gmpy2.mpz(self.public.nsquare)
-        partials = [int(gmpy2.powmod(gmpy2.mpz(c), exponent, nsquare)) for c in aggregate]
-        proof = prove_partial_decryptions(self.share, aggregate, partials, _proof_context(self.session_id, round_))
+        partials = powmod_many(aggregate, 2 * self.public.delta * self.share.share, self.public.nsquare,
+                               mapper=mapper)
+        proof = prove_partial_decryptions(self.share, aggregate, partials, _proof_context(self.session_id, round_),
+                                          mapper=mapper)
         reply = PartialDecryptions(self.session_id, self.bank, round_, self.fingerprint, self.width, tuple(partials),
                                    proof.challenge, proof.response)
         self.decrypted.add(round_)
@@ -295,7 +296,7 @@ class PaillierCoordinator:
 
     def __init__(self, public: ThresholdPublicKey, session_id: bytes, verify_keys: Mapping[int, bytes], *,
                  round: int, ciphertexts: int, min_contributors: int, banks: Sequence[int] | None = None,  # noqa: A002
-                 corrupt_banks: int | None = None) -> None:
+                 corrupt_banks: int | None = None, mapper=None) -> None:
         if not isinstance(public, ThresholdPublicKey) or not public.verifiable:
             raise ParameterError("public must be a ThresholdPublicKey with verification keys")
         if not isinstance(session_id, (bytes, bytearray)) or len(session_id) != 16:
@@ -309,6 +310,7 @@ class PaillierCoordinator:
             raise ParameterError(f"banks must be ids in 0..{public.parties - 1}")
         self.banks = frozenset(ids)
         self.width = element_width(public)
+        self.mapper = mapper  # spreads proof verification over the coordinator's cores
         self.state = PaillierRoundState.CONTRIBUTION
         self.contributions: dict[int, Contribution] = {}
         self.partials: dict[int, PartialDecryptions] = {}
@@ -398,7 +400,7 @@ class PaillierCoordinator:
         try:
             verify_partial_decryptions(self.public, bank + 1, self.aggregate, message.values,
                                        DecryptionProof(message.challenge, message.response),
-                                       _proof_context(self.session_id, self.request.round))
+                                       _proof_context(self.session_id, self.request.round), mapper=self.mapper)
         except CryptoError as exc:
             self.misbehaving[bank] = f"wrong partial decryption: {exc}"
             raise ProtocolViolation(f"bank {bank}: {exc}", party=bank) from None

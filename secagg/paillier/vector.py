@@ -25,7 +25,7 @@ from secagg.errors import CryptoError, ParameterError
 from secagg.paillier import _gmpy2
 from secagg.paillier.threshold import ThresholdPublicKey
 
-__all__ = ["precompute_obfuscators", "encrypt_packed", "add_ciphertexts"]
+__all__ = ["precompute_obfuscators", "encrypt_packed", "add_ciphertexts", "powmod_many"]
 
 
 _WINDOW = 8
@@ -116,3 +116,30 @@ def add_ciphertexts(key: ThresholdPublicKey, vectors: Sequence[Sequence[int]]) -
         for i, c in enumerate(vector):
             total[i] = total[i] * gmpy2.mpz(key.check_ciphertext(c)) % nsquare
     return [int(x) for x in total]
+
+
+def _powmod_chunk(args) -> list[int]:
+    """Module-level (picklable) worker of :func:`powmod_many`."""
+    gmpy2 = _gmpy2()
+    bases, exponents, modulus = args
+    m = gmpy2.mpz(modulus)
+    return [int(gmpy2.powmod(gmpy2.mpz(b), gmpy2.mpz(e), m)) for b, e in zip(bases, exponents)]
+
+
+def powmod_many(bases: Sequence[int], exponents: Sequence[int] | int, modulus: int, *, mapper=None,
+                chunks: int = 8) -> list[int]:
+    """``[b^e mod modulus]`` for every base, with one exponent for all or one each.
+
+    ``mapper`` (e.g. ``ProcessPoolExecutor.map``) spreads the work over ``chunks`` pieces: the
+    exponentiations of a partial decryption or of a proof's batch are independent, so a machine
+    with several cores uses all of them. Without it, they run here, one after another.
+    """
+    bases = list(bases)
+    exps = [exponents] * len(bases) if isinstance(exponents, int) else list(exponents)
+    if len(exps) != len(bases):
+        raise ParameterError("one exponent per base, or a single one")
+    if mapper is None or len(bases) < 2 * chunks:
+        return _powmod_chunk((bases, exps, modulus))
+    step = -(-len(bases) // chunks)
+    pieces = [(bases[i:i + step], exps[i:i + step], modulus) for i in range(0, len(bases), step)]
+    return [value for piece in mapper(_powmod_chunk, pieces) for value in piece]
