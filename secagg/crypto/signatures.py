@@ -17,11 +17,25 @@ SIGNATURE_BYTES = 64
 class IdentityKey:
     """A long-term Ed25519 signing key; its public half is known to every party in advance."""
 
-    __slots__ = ("_private", "public_bytes")
+    __slots__ = ("_private", "public_bytes", "_sessions")
 
     def __init__(self, private: Ed25519PrivateKey) -> None:
         self._private = private
         self.public_bytes: bytes = private.public_key().public_bytes_raw()
+        self._sessions: dict[bytes, bytes] = {}  # session id -> what this identity advertised in it
+
+    def enter_session(self, session_id: bytes, advertisement: bytes) -> None:
+        """Record that this identity advertised ``advertisement`` in ``session_id``; refuse a
+        second, different one. Two sessions of one client under one id would let a malicious
+        coordinator count the client twice (it would sign two survivor lists). Replaying the
+        same session (same advertisement, e.g. the Flower mod rebuilding it) is fine."""
+        known = self._sessions.get(bytes(session_id))
+        if known is not None and known != advertisement:
+            from secagg.errors import SessionStateError
+
+            raise SessionStateError(f"this identity already takes part in session {bytes(session_id).hex()}: a "
+                                    "client joins a session id once")
+        self._sessions[bytes(session_id)] = bytes(advertisement)
 
     @classmethod
     def generate(cls, rng: RandomSource) -> IdentityKey:

@@ -170,8 +170,9 @@ def _sparse(n: int, k: int, t: int, malicious: bool, c: int, dropout: float,
             security_bits: float, correctness_bits: float) -> tuple[str | None, str | None, str, float, float]:
     honest = n - c
     at_least = 2 * t - k if malicious else t
-    holder_failure = -math.inf if c == 0 or honest <= 0 else \
-        math.log2(honest) + log2_hypergeometric_tail(n - 1, c, k, at_least)
+    # No shortcut for c = 0: in malicious mode 2t <= K lets the coordinator alone split the
+    # honest holders (the tail is then 1), whatever c is.
+    holder_failure = -math.inf if honest <= 0 else math.log2(honest) + log2_hypergeometric_tail(n - 1, c, k, at_least)
     privacy_failure = holder_failure
     if not malicious:
         survivors = n - c - math.floor(dropout * n)

@@ -76,10 +76,23 @@ def check_verify_keys(config: SecAggConfig, verify_keys: Mapping[int, bytes] | N
         return None
     if verify_keys is None:
         raise ParameterError("malicious mode needs verify_keys: every client's Ed25519 public key")
-    keys = {int(i): bytes(k) for i, k in verify_keys.items()}
-    missing = set(range(config.num_clients)) - keys.keys()
-    if missing or len(keys) != config.num_clients or any(len(k) != 32 for k in keys.values()):
-        raise ParameterError("verify_keys must map every client id 0..n-1 to a 32-byte Ed25519 public key")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    problem = "verify_keys must map every client id 0..n-1 to a 32-byte Ed25519 public key"
+    if not isinstance(verify_keys, Mapping):
+        raise ParameterError(problem)
+    keys: dict[int, bytes] = {}
+    for i, k in verify_keys.items():
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not isinstance(k, (bytes, bytearray)) \
+                or len(k) != 32:
+            raise ParameterError(problem)
+        try:
+            Ed25519PublicKey.from_public_bytes(bytes(k))
+        except ValueError:
+            raise ParameterError(f"verify_keys[{i}] is not an Ed25519 public key") from None
+        keys[int(i)] = bytes(k)
+    if set(keys) != set(range(config.num_clients)):
+        raise ParameterError(problem)
     return keys
 
 
@@ -181,6 +194,8 @@ class ClientSession:
                 self.session_id, self.client_id, cipher_key.public_bytes, mask_key.public_bytes, holders))
         message = AdvertiseKeys(self.session_id, self.client_id, cipher_key.public_bytes,
                                 mask_key.public_bytes, holders, signature)
+        if self._identity is not None:
+            self._identity.enter_session(self.session_id, message.encode())
         self._cipher_key, self._mask_key, self._advertised, self._drawn = cipher_key, mask_key, message, drawn
         self.state = ClientState.AWAIT_KEY_DIRECTORY
         return message.encode()
@@ -273,13 +288,19 @@ class ClientSession:
             elif not np.any(drawn == client_id):
                 raise _violation(f"key directory names client {client_id}, which neither holds for this client "
                                  "nor drew it")
-        seen: dict[int, int] = {}
+        seen: set[bytes] = set()
         for e in message.entries:
             for key in (e.cipher_public_key, e.mask_public_key):
-                point = int.from_bytes(key, "little")  # canonical encodings (the codec refuses others)
-                if point in seen:
+                # Compared by the secret they agree on with this client's cipher key: X25519
+                # clamps scalars to multiples of 8, so a key and the same point plus a small-order
+                # point (another encoding, e.g. u and 1/u) agree alike and are one key.
+                try:
+                    fingerprint = self._cipher_key.exchange(key)  # type: ignore[union-attr]
+                except CryptoError as exc:
+                    raise _violation(f"unusable public key of client {e.client_id}: {exc}") from None
+                if fingerprint in seen:
                     raise _violation(f"public key of client {e.client_id} appears twice in the key directory")
-                seen[point] = e.client_id
+                seen.add(fingerprint)
         if self._verify_keys is not None:
             for e in message.entries:
                 if e.signature is None:

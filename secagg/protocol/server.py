@@ -139,18 +139,26 @@ class _AdvertiseKeysRound(_RoundState):
         # all zeros: such a key would make every honest peer's agreement fail later.
         self.probe = AgreementKey.generate(system_randomness())
 
-    def validate(self, sender: int, message: AdvertiseKeys) -> None:  # type: ignore[override]
-        cfg = self.ctx.config
-        if message.cipher_public_key == message.mask_public_key:
-            raise _violation(sender, "advertised the same key twice")
+    def _fingerprints(self, sender: int, message: AdvertiseKeys) -> tuple[bytes, bytes]:
+        """Each key's agreement with the probe: equal for the same point up to a small-order point
+        (X25519 clamps scalars to multiples of 8), so two encodings of one key are caught."""
+        out = []
         for key in (message.cipher_public_key, message.mask_public_key):
             try:
-                self.probe.exchange(key)
+                out.append(self.probe.exchange(key))
             except CryptoError:
                 raise _violation(sender, "advertised an unusable X25519 key (low-order point)") from None
-        for key in (message.cipher_public_key, message.mask_public_key):  # canonical: bytes equal iff points equal
-            if key in self.key_owner:
-                raise _violation(sender, f"advertised a public key already used by client {self.key_owner[key]}")
+        return out[0], out[1]
+
+    def validate(self, sender: int, message: AdvertiseKeys) -> None:  # type: ignore[override]
+        cfg = self.ctx.config
+        cipher, mask = self._fingerprints(sender, message)
+        if cipher == mask:
+            raise _violation(sender, "advertised the same key twice")
+        for fingerprint in (cipher, mask):
+            if fingerprint in self.key_owner:
+                raise _violation(sender, f"advertised a public key already used by client "
+                                         f"{self.key_owner[fingerprint]}")
         holders = message.holders
         if not cfg.is_sparse and holders.size:
             raise _violation(sender, "drew holders in the complete graph")
@@ -170,8 +178,8 @@ class _AdvertiseKeysRound(_RoundState):
 
     def accept(self, sender: int, message: AdvertiseKeys) -> None:  # type: ignore[override]
         super().accept(sender, message)
-        self.key_owner[message.cipher_public_key] = sender
-        self.key_owner[message.mask_public_key] = sender
+        for fingerprint in self._fingerprints(sender, message):
+            self.key_owner[fingerprint] = sender
 
     def close(self):
         ctx, cfg = self.ctx, self.ctx.config

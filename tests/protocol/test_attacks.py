@@ -102,12 +102,15 @@ STRATEGIES = {
 
 @st.composite
 def accepted_sessions(draw):
-    n = draw(st.integers(4, 13))
+    sparse = draw(st.booleans())
+    n = draw(st.integers(24, 40)) if sparse else draw(st.integers(4, 13))
     malicious = draw(st.booleans())
-    t = draw(st.integers(1, n - 1))
-    c = draw(st.integers(0, n - 2))
+    k = draw(st.integers(4, 12)) if sparse else None
+    t = draw(st.integers(1, (k or n - 1)))
+    c = draw(st.integers(0, 3 if sparse else n - 2))
     try:
-        cfg = SecAggConfig(num_clients=n, threshold=t, vector_length=3, malicious=malicious, corrupt_clients=c)
+        cfg = SecAggConfig(num_clients=n, threshold=t, vector_length=3, neighbors=k, malicious=malicious,
+                           corrupt_clients=c)
     except ParameterError:
         cfg = None
     victim = draw(st.integers(0, n - 1))
@@ -115,7 +118,7 @@ def accepted_sessions(draw):
     return cfg, corrupt, victim, draw(st.sampled_from(sorted(STRATEGIES))), draw(st.integers(0, 2**16))
 
 
-@settings(max_examples=60)
+@settings(max_examples=80)
 @given(accepted_sessions())
 def test_no_strategy_exposes_an_honest_input_at_any_accepted_parameter_set(session):
     """For random parameters the config accepts and a random coalition of at most c corrupt clients,
@@ -270,3 +273,37 @@ def test_corrupting_too_many_bundles_aborts_naming_the_cheater_not_a_victim():
     h = _session_with_a_bundle_corrupter(7, 3, corrupted={0, 2, 3, 4, 5, 6})
     with pytest.raises(AbortError, match=r"client 1 has 0 share holders left.*reported its share bundles"):
         h.step()
+
+
+# ---------------------------------------------------------------- found in review
+
+@pytest.mark.parametrize("n, k, t", [(30, 8, 4), (100, 20, 10), (100, 20, 5), (20, 6, 3), (12, 4, 2)])
+def test_sparse_malicious_mode_with_no_corrupt_client_still_needs_2t_above_k(n, k, t):
+    # With 2t <= K the coordinator alone splits a victim's K honest holders between the two
+    # kinds (review of this change recovered inputs at these parameters): refused whatever c is.
+    with pytest.raises(ParameterError, match="2t - K"):
+        SecAggConfig(num_clients=n, threshold=t, vector_length=2, neighbors=k, malicious=True)
+
+
+def test_one_identity_cannot_take_part_twice_in_one_session_id():
+    # Two sessions of one client under one id would let the coordinator count it twice (each
+    # session signs its own survivor list). The identity refuses a second, different session.
+    from secagg.crypto.signatures import IdentityKey
+    from secagg.errors import SessionStateError
+    from secagg.protocol.client import ClientSession
+
+    cfg = SecAggConfig(num_clients=5, threshold=3, vector_length=2, malicious=True)
+    identities = [IdentityKey.generate(TestOnlySeededRandomness(u, b"id")) for u in range(5)]
+    verify = {u: k.public_bytes for u, k in enumerate(identities)}
+    first = ClientSession(cfg, 1, bytes(16), [0, 0], identity=identities[1], verify_keys=verify,
+                          rng=TestOnlySeededRandomness(1))
+    first.start()
+    replay = ClientSession(cfg, 1, bytes(16), [0, 0], identity=identities[1], verify_keys=verify,
+                           rng=TestOnlySeededRandomness(1))
+    replay.start()  # the same session rebuilt (same randomness): fine
+    second = ClientSession(cfg, 1, bytes(16), [0, 0], identity=identities[1], verify_keys=verify,
+                           rng=TestOnlySeededRandomness(2))
+    with pytest.raises(SessionStateError, match="joins a session id once"):
+        second.start()
+    other_id = ClientSession(cfg, 1, b"\x01" * 16, [0, 0], identity=identities[1], verify_keys=verify)
+    other_id.start()  # another session id: fine

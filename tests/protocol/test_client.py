@@ -385,3 +385,26 @@ def test_only_the_masked_input_depends_on_the_vector_length():
     assert all(len(long["masked_input"][u]) > len(short["masked_input"][u]) for u in long["masked_input"])
     assert long_result.survivors == [0, 1, 2, 3]
     assert np.array_equal(long_result.aggregate, np.full(1000, 0 + 1 + 2 + 3, dtype=np.uint32))
+
+
+def test_the_same_key_plus_a_point_of_order_two_is_a_duplicate_too():
+    # u and 1/u (mod 2^255 - 19) are P and P + (0, 0): X25519's clamped scalars agree alike with
+    # both, so the client compares keys by what they agree on, not by their bytes
+    h = Harness(malicious=False)
+    h.run_until(ServerState.SHARE_KEYS)
+    msg = directory_for(h, 0)
+    p = 2**255 - 19
+    twin = pow(int.from_bytes(msg.entries[1].mask_public_key, "little"), p - 2, p).to_bytes(32, "little")
+    entries = list(msg.entries)
+    entries[2] = dataclasses.replace(entries[2], mask_public_key=twin)
+    refused(h.clients[0], with_entries(msg, entries), match="appears twice")
+    finish_and_check(h)
+
+
+@pytest.mark.parametrize("verify_keys", [{"x": bytes(32)}, [bytes(32)] * 3, {0: "text", 1: bytes(32), 2: bytes(32)},
+                                         {0: b"\xff" * 32, 1: bytes(32), 2: bytes(32)}])
+def test_bad_verify_keys_are_parameter_errors(verify_keys):
+    cfg = SecAggConfig(num_clients=3, threshold=2, vector_length=1, malicious=True)
+    with pytest.raises(ParameterError, match="verify_keys"):
+        ClientSession(cfg, 0, SESSION, [0], identity=IdentityKey.generate(TestOnlySeededRandomness(0)),
+                      verify_keys=verify_keys)

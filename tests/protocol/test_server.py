@@ -244,3 +244,13 @@ def test_construction_is_validated():
         ServerSession(cfg, b"short", verify_keys={0: bytes(32), 1: bytes(32), 2: bytes(32)})
     with pytest.raises(ParameterError):
         ServerSession("not a config", SESSION)
+
+
+def test_the_same_key_under_another_encoding_is_a_duplicate_for_the_server_too():
+    h = Harness()
+    first = decode_message(h.clients[0].start())
+    h.server.receive(0, first.encode())
+    p = 2**255 - 19
+    twin = pow(int.from_bytes(first.mask_public_key, "little"), p - 2, p).to_bytes(32, "little")
+    copycat = AdvertiseKeys(SESSION, 1, (7).to_bytes(32, "little"), twin)
+    refused(h.server, 1, copycat.encode(), match="already used by client 0")
