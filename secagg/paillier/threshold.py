@@ -211,12 +211,16 @@ class PartialDecryption:
 
 
 def safe_prime(bits: int) -> int:
-    """A random safe prime p = 2p' + 1 of exactly ``bits`` bits (p' prime), from ``secrets``."""
+    """A random safe prime p = 2p' + 1 of exactly ``bits`` bits (p' prime), from ``secrets``.
+
+    The two top bits are set, so the product of two such primes has exactly ``2 * bits`` bits.
+    """
     gmpy2 = _gmpy2()
     if bits < 16:
         raise ParameterError("safe primes below 16 bits are not supported")
     while True:
-        candidate = secrets.randbits(bits - 1) | (1 << (bits - 2)) | 1  # p' with its top bit set, odd
+        # p' odd with its two top bits set: p >= 3 * 2^(bits-2), so p * q >= 2^(2 bits - 1)
+        candidate = secrets.randbits(bits - 1) | (3 << (bits - 3)) | 1
         # p' and 2p' + 1 must both avoid small factors; sieve before the expensive tests
         if any(candidate % s == 0 or (2 * candidate + 1) % s == 0 for s in _SMALL_PRIMES if s < candidate):
             continue

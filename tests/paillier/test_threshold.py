@@ -120,6 +120,13 @@ def test_safe_primes_are_safe():
     assert math.gcd(p, 2) == 1
 
 
+def test_the_product_of_two_safe_primes_has_exactly_twice_their_bits():
+    # Regression: with only the top bit set a 2k-bit key came out 2k-1 bits about a third of the
+    # time and load_public_key then refused the key files keygen had just written.
+    for _ in range(40):
+        assert (safe_prime(24) * safe_prime(24)).bit_length() == 48
+
+
 def test_a_shifted_partial_decryption_is_caught_by_the_cross_check():
     # Multiplying a partial by (1 + N)^x passes the L-function check and would shift the plaintext;
     # with t + 1 parties the two threshold subsets disagree.
