@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the banks' floor of contributions per decrypted aggregate (checked: >= c + 2)")
     keygen.add_argument("--out", default="paillier-keys", help="directory to write to")
     keygen.set_defaults(func=_cmd_paillier_keygen)
-    from secagg.transport.commands import add_network_commands
+    from secagg.cli_network import add_network_commands
 
     add_network_commands(sub)
     return parser

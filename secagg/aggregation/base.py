@@ -130,6 +130,13 @@ class Aggregator(ABC):
         updates may be released (DP's ``min_shares``); a path that can refuse to compute one does
         (Paillier: no bank decrypts it), and the trainer discards such sums on every path."""
 
+    def session_spec(self, num_clients: int, encoder, dimension: int, *, min_contributions: int = 1):
+        """Network mode: the session a coordinator announces for a round of ``num_clients``
+        clients whose contributions ``encoder`` (:class:`~secagg.encoding.FixedPointEncoder`)
+        encodes (a :class:`~secagg.transport.sessions.MaskingSpec` or ``PaillierSpec``); see
+        :class:`secagg.aggregation.codec.UpdateCodec` for the encoding both sides share."""
+        raise ParameterError(f"the {self.name!r} aggregator has no network mode")
+
 
 _REGISTRY = {
     "masking": "secagg.aggregation.masking:MaskingAggregator",

@@ -129,5 +129,11 @@ class MaskingAggregator(Aggregator):
                             corrupt_clients=min(n - 1, math.ceil(self.corrupt_fraction * n - 1e-9)),
                             dropout_fraction=self.dropout_fraction)
 
+    def session_spec(self, num_clients, encoder, dimension, *, min_contributions=1):
+        """Network mode: the masking session a coordinator announces for ``num_clients`` clients."""
+        from secagg.transport.sessions import MaskingSpec
+
+        return MaskingSpec(self.config_for(num_clients, encoder.vector_length(dimension), encoder.modulus_bits))
+
     def open_round(self, participants, dimension, *, max_weight, clip=1.0, rng, min_contributions=1):
         return _MaskingRound(self, participants, dimension, max_weight, clip, rng)

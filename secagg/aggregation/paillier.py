@@ -27,7 +27,7 @@ import numpy as np
 
 from secagg.aggregation.base import DROP_BEFORE_INPUT, AggregateResult, AggregationRound, Aggregator
 from secagg.encoding import FixedPointEncoder
-from secagg.errors import AbortError, CryptoError, ParameterError, ProtocolViolation
+from secagg.errors import AbortError, ParameterError, ProtocolViolation
 
 __all__ = ["PaillierAggregator", "EncryptedUpdate"]
 
@@ -44,25 +44,29 @@ class _PaillierRound(AggregationRound):
     def __init__(self, aggregator: PaillierAggregator, participants: Sequence[int], dimension: int,
                  max_weight: float, clip: float, rng: np.random.Generator, min_contributions: int) -> None:
         super().__init__(participants, dimension, max_weight)
-        from secagg.paillier import PackingScheme
+        from secagg.aggregation.codec import UpdateCodec
         from secagg.paillier.roles import PaillierCoordinator
+        from secagg.transport.sessions import PaillierSpec
 
         self.aggregator = aggregator
         self.key = aggregator.public_key
         unknown = [p for p in self.participants if not 0 <= p < self.key.parties]
         if unknown:
             raise ParameterError(f"clients {unknown} hold no key share (the key was set up for {self.key.parties})")
-        self.encoder = FixedPointEncoder(num_clients=len(self.participants), max_weight=max_weight, clip=clip,
-                                         fractional_bits=aggregator.fractional_bits)
-        self.scheme = PackingScheme(self.key.key_bits, max(self.encoder.value_bound, math.ceil(max_weight)),
-                                    len(self.participants))
-        self.ciphertext_count = self.scheme.plaintexts_for(dimension + 1)
         floor = max(aggregator.min_contributors_for(len(self.participants)), int(min_contributions))
         if floor > len(self.participants):
             raise ParameterError(f"a round of {len(self.participants)} banks cannot reach {floor} contributions")
         for bank in self.participants:  # a bank's own floor only ever rises (e.g. DP's min_shares)
             aggregator.banks[bank].require_at_least(floor)
         aggregator.round_number += 1
+        encoder = FixedPointEncoder(num_clients=len(self.participants), max_weight=max_weight, clip=clip,
+                                    fractional_bits=aggregator.fractional_bits)
+        spec = PaillierSpec(self.key, aggregator.verify_keys, **UpdateCodec.spec_values(encoder, dimension),
+                            min_contributors=floor, round=aggregator.round_number)
+        self.codec = UpdateCodec(spec, dimension, max_weight=max_weight, clip=clip,
+                                 fractional_bits=aggregator.fractional_bits)
+        self.scheme = spec.scheme
+        self.ciphertext_count = self.scheme.plaintexts_for(spec.values)
         self.coordinator = PaillierCoordinator(self.key, aggregator.session_id, aggregator.verify_keys,
                                                round=aggregator.round_number, ciphertexts=self.ciphertext_count,
                                                min_contributors=floor, banks=self.participants,
@@ -80,7 +84,7 @@ class _PaillierRound(AggregationRound):
         bank = self.aggregator.banks[client_id]
         request = bank.read_request(self._requests[client_id])
         client_rng = np.random.default_rng(self._rng.integers(2**63))
-        values = np.append(self.encoder.quantize(weighted_update, weight, client_rng), int(weight))
+        values = self.codec.encode(weighted_update, weight, client_rng)
         return EncryptedUpdate(client_id, bank.contribute(request, encrypt_packed(self.key, self.scheme.pack(values))))
 
     def _accept(self, client_id, weighted_update, weight):
@@ -126,6 +130,8 @@ class _PaillierRound(AggregationRound):
             for bank in sorted(requests):
                 if bank in gone or coordinator.state is not PaillierRoundState.DECRYPTION:
                     continue
+                if len(coordinator.partials) >= self.key.threshold:
+                    break  # in one process the rest would only repeat the work: close the round now
                 reply = self.aggregator.banks[bank].handle(requests[bank])
                 sent[bank] = sent.get(bank, 0) + cipher_bytes * self.ciphertext_count
                 try:
@@ -139,13 +145,12 @@ class _PaillierRound(AggregationRound):
         result = coordinator.result
         included = result.contributors
         try:
-            sums = self.scheme.unpack(result.plaintexts, self.dimension + 1, len(included))
-        except CryptoError as exc:  # pragma: no cover - proven decryptions of signed contributions
-            return aborted(f"decryption failed: {exc}")
+            weighted_sum, total_weight = self.codec.decode(result.plaintexts, len(included))
+        except ParameterError as exc:  # pragma: no cover - proven decryptions of signed contributions
+            return aborted(str(exc))
         dropped = tuple(sorted(set(self.participants) - set(included)))
-        return AggregateResult(sums[:-1].astype(np.float64) / self.encoder.scale, float(sums[-1]), tuple(included),
-                               dropped, time.perf_counter() - start, sent,
-                               error_bound=self.encoder.error_bound(len(included)))
+        return AggregateResult(weighted_sum, total_weight, tuple(included), dropped, time.perf_counter() - start,
+                               sent, error_bound=self.codec.error_bound(len(included)))
 
 
 class PaillierAggregator(Aggregator):
@@ -161,12 +166,16 @@ class PaillierAggregator(Aggregator):
     * ``fractional_bits``: fixed-point precision, as for the masking path.
     * ``keys``: an existing ``(ThresholdPublicKey, [KeyShare, ...])`` setup to reuse (with
       verification keys: :func:`secagg.paillier.generate_threshold_keypair` publishes them).
+    * ``verify_keys``: the network coordinator's form, ``keys=(public, None)`` with every bank's
+      Ed25519 key: it holds no share, runs no bank and only announces rounds
+      (:meth:`session_spec`); the banks are their own processes.
     """
 
     name = "paillier"
 
     def __init__(self, *, key_bits: int = 2048, threshold: int | float | None = None, fractional_bits: int = 16,
-                 keys=None, corrupt_banks: int | None = None, min_contributors: int | None = None) -> None:
+                 keys=None, corrupt_banks: int | None = None, min_contributors: int | None = None,
+                 verify_keys=None) -> None:
         from secagg.paillier import _gmpy2, _phe
 
         _phe(), _gmpy2()  # fail now, with the extra's name, rather than mid-training
@@ -189,16 +198,41 @@ class PaillierAggregator(Aggregator):
             public, shares = keys
             if not public.verifiable:
                 raise ParameterError("the key has no verification keys: partial decryptions could not be proven")
-            self.public_key, self._shares = public, list(shares)
+            self.public_key, self._shares = public, None if shares is None else list(shares)
+        if verify_keys is not None:
+            from secagg.paillier.roles import _check_identities
+
+            if self.public_key is None or self._shares is not None:
+                raise ParameterError("verify_keys is for the network coordinator: keys=(public, None)")
+            self.verify_keys = _check_identities(self.public_key, verify_keys)
+        if self.public_key is not None:
+            from secagg.paillier.roles import paillier_threat_model
+
+            key = self.public_key
+            paillier_threat_model(key.parties, key.threshold, self.min_contributors_for(key.parties),
+                                  self.corrupt_banks)  # ParameterError naming the bound, now
 
     def min_contributors_for(self, round_size: int) -> int:
         """The banks' floor: ``min_contributors``, or ``c + 2`` for the corrupt banks tolerated."""
         key = self.public_key
         if self.min_contributors is not None:
             return self.min_contributors
-        n, t = key.parties, key.threshold
-        c = self.corrupt_banks if self.corrupt_banks is not None else max(0, min(t - 1, 2 * t - n - 1))
-        return min(n, c + 2)
+        from secagg.paillier.roles import default_min_contributors
+
+        return default_min_contributors(key.parties, key.threshold, self.corrupt_banks)
+
+    def session_spec(self, num_clients, encoder, dimension, *, min_contributions=1):
+        """Network mode: the Paillier round a coordinator announces (it needs ``verify_keys``)."""
+        from secagg.aggregation.codec import UpdateCodec
+        from secagg.transport.sessions import PaillierSpec
+
+        if self.public_key is None or not self.verify_keys:
+            raise ParameterError("the Paillier coordinator needs keys=(public, None) and every bank's verify_keys")
+        if num_clients != self.public_key.parties:
+            raise ParameterError(f"the key was set up for {self.public_key.parties} banks, not {num_clients}")
+        floor = max(self.min_contributors_for(num_clients), int(min_contributions))
+        return PaillierSpec(self.public_key, self.verify_keys, **UpdateCodec.spec_values(encoder, dimension),
+                            min_contributors=floor)
 
     def setup(self, num_clients: int) -> None:
         """The dealer's key generation for banks ``0..num_clients-1`` (once), then one bank session
@@ -208,6 +242,9 @@ class PaillierAggregator(Aggregator):
         from secagg.paillier import generate_threshold_keypair
         from secagg.paillier.roles import BankSession
 
+        if self.public_key is not None and self._shares is None and not self.banks:
+            raise ParameterError("this aggregator holds no key shares (the network coordinator's form): "
+                                 "the banks run their own processes")
         if self.public_key is not None and self.banks:
             if num_clients > self.public_key.parties:
                 raise ParameterError(f"the key was set up for {self.public_key.parties} banks, not {num_clients}")
@@ -235,6 +272,9 @@ class PaillierAggregator(Aggregator):
         self._shares = None  # the coordinator side keeps no share; only the bank sessions do
 
     def open_round(self, participants, dimension, *, max_weight, clip=1.0, rng, min_contributions=1):
+        if not self.banks and self.public_key is not None and self._shares is None:
+            raise ParameterError("this aggregator holds no key shares (the network coordinator's form): "
+                                 "it cannot run a round in this process")
         if not self.banks:
             self.setup(max(participants) + 1)
         return _PaillierRound(self, participants, dimension, max_weight, clip, rng, min_contributions)

@@ -127,4 +127,4 @@ def verify_partial_decryptions(key: ThresholdPublicKey, index: int, ciphertexts:
     a = gmpy2.powmod(big_c, z, nsquare) * gmpy2.invert(gmpy2.powmod(big_ci, e, nsquare), nsquare) % nsquare
     b = gmpy2.powmod(v, z, nsquare) * gmpy2.invert(gmpy2.powmod(vi, e, nsquare), nsquare) % nsquare
     if _challenge(key, context, index, (big_c, big_ci, v, vi, a, b)) != e:
-        raise CryptoError(f"party {index}'s partial decryptions fail their proof of correctness")
+        raise CryptoError(f"the partial decryptions of key share {index} fail their proof of correctness")

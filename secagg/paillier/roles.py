@@ -45,7 +45,8 @@ from secagg.paillier.proofs import DecryptionProof, prove_partial_decryptions, v
 from secagg.paillier.threshold import KeyShare, PartialDecryption, ThresholdPublicKey, _combine
 from secagg.paillier.vector import powmod_many
 
-__all__ = ["PaillierThreatModel", "paillier_threat_model", "BankSession", "PaillierCoordinator",
+__all__ = ["PaillierThreatModel", "paillier_threat_model", "default_min_contributors", "BankSession",
+           "PaillierCoordinator",
            "PaillierRoundState", "PaillierRoundResult", "contribution_payload", "element_width"]
 
 _SERVER = "server"
@@ -112,6 +113,14 @@ def paillier_threat_model(parties: int, threshold: int, min_contributors: int,
     while tolerated + 1 < n and not _violations(n, t, floor, tolerated + 1):
         tolerated += 1
     return PaillierThreatModel(n, t, floor, tolerated if corrupt_banks is None else checked, tolerated)
+
+
+def default_min_contributors(parties: int, threshold: int, corrupt_banks: int | None = None) -> int:
+    """The banks' default floor, ``c + 2``, for ``corrupt_banks`` (None: the most ``t`` tolerates,
+    from ``t > c`` and ``2t > n + c``)."""
+    n, t = parties, threshold
+    c = corrupt_banks if corrupt_banks is not None else max(0, min(t - 1, 2 * t - n - 1))
+    return min(n, c + 2)
 
 
 def _check_identities(public: ThresholdPublicKey, verify_keys: Mapping[int, bytes]) -> dict[int, bytes]:
@@ -289,9 +298,12 @@ class PaillierRoundResult:
 class PaillierCoordinator:
     """The coordinator of one Paillier round (it holds no key share).
 
-    ``banks``: the bank ids taking part (default all). The contribution round closes by itself
-    when every bank has contributed, or at the driver's :meth:`close_round` (deadline); the
-    decryption round closes by itself as soon as ``t`` valid partial decryptions arrived.
+    ``banks``: the bank ids taking part (default all). Each round closes by itself when every
+    bank asked has answered or been refused, or at the driver's :meth:`close_round` (its deadline,
+    or every silent bank disconnected). The decryption round waits for every bank asked rather
+    than stopping at the first ``t`` valid partials: every wrong partial is then checked and its
+    sender named, whatever order the answers arrive in; a silent bank costs the deadline, as it
+    does in the contribution round.
     """
 
     def __init__(self, public: ThresholdPublicKey, session_id: bytes, verify_keys: Mapping[int, bytes], *,
@@ -405,7 +417,7 @@ class PaillierCoordinator:
             self.misbehaving[bank] = f"wrong partial decryption: {exc}"
             raise ProtocolViolation(f"bank {bank}: {exc}", party=bank) from None
         self.partials[bank] = message
-        if len(self.partials) >= self.public.threshold:
+        if not self.pending_clients:
             return self._close()
         return {}
 

@@ -4,7 +4,8 @@ Writes ``ca.pem``, ``coordinator.pem``/``coordinator.key`` (subject alternative 
 given host names and IP addresses) and, per client, ``client-<id>.pem``/``client-<id>.key`` whose
 common name ``client-<id>`` is how the coordinator knows which institution is which under mutual
 TLS; and, for the malicious-server mode, each client's Ed25519 identity key
-``identity-<id>.key`` with every public half in ``verify_keys.json``. Keys are ECDSA P-256 from ``cryptography``. In production, use your organisation's PKI:
+``identity-<id>.key`` (also a Paillier bank's signing key) with every public half in
+``verify_keys.json``. Keys are ECDSA P-256 from ``cryptography``. In production, use your organisation's PKI:
 the coordinator only needs a CA bundle and the certificate-to-id mapping (see docs/network.md).
 """
 

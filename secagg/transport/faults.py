@@ -10,6 +10,16 @@ that round arrives: ``unmasking`` means the client has sent its masked input and
 ``--garbage-at ROUND`` sends random bytes instead of that round's protocol message.
 ``--session K`` misbehaves in the client's K-th session (0-based) only, behaving before.
 
+A bank of the Paillier path (``join --paillier-share ...``)::
+
+    python -m secagg.transport.faults --bank-die-at decryption -- join --task sum --id 2 --paillier-share ...
+    python -m secagg.transport.faults --wrong-partials -- join --task sum --id 3 --paillier-share ...
+
+``--bank-die-at contribution|decryption`` SIGKILLs the bank when the coordinator's request for that
+round arrives (``decryption``: its contribution is in the aggregate, its partial never comes).
+``--wrong-partials`` multiplies the bank's first partial decryption by ``1 + N`` (which would shift
+the decrypted sum by one) and sends it with its proof: the cheat the proofs must catch.
+
 The coordinator's side, for restart experiments::
 
     python -m secagg.transport.faults --kill-coordinator-at masked_input_closed --session 1 -- serve ...
@@ -71,6 +81,41 @@ def _install(die_before: str | None, garbage_at: str | None, session: int = 0) -
     client_module.ClientSession.handle = handle
 
 
+def _install_bank(die_at: str | None, wrong_partials: bool, session: int = 0) -> None:
+    from secagg.paillier import roles
+    from secagg.paillier.messages import PartialDecryptions, decode_paillier_message
+
+    original_read, original_handle = roles.BankSession.read_request, roles.BankSession.handle
+    sessions: list[bytes] = []
+
+    def ours(bank) -> bool:
+        if bank.session_id not in sessions:
+            sessions.append(bank.session_id)
+        return sessions.index(bank.session_id) == session
+
+    def read_request(self, data):
+        if ours(self) and die_at == "contribution":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original_read(self, data)
+
+    def handle(self, data, **kwargs):
+        if not ours(self):
+            return original_handle(self, data, **kwargs)
+        if die_at == "decryption":
+            os.kill(os.getpid(), signal.SIGKILL)
+        reply = original_handle(self, data, **kwargs)
+        if wrong_partials:
+            m = decode_paillier_message(reply)
+            n = self.public.n
+            values = (m.values[0] * (1 + n) % (n * n),) + m.values[1:]
+            reply = PartialDecryptions(m.session_id, m.party, m.round, m.fingerprint, m.width, values, m.challenge,
+                                       m.response).encode()
+        return reply
+
+    roles.BankSession.read_request = read_request
+    roles.BankSession.handle = handle
+
+
 def _install_coordinator_kill(point: str, session: int) -> None:
     from secagg.transport.network import Coordinator
 
@@ -87,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--die-before", choices=rounds, help="SIGKILL this process when this round starts")
     parser.add_argument("--garbage-at", choices=rounds, help="send random bytes as this round's message")
+    parser.add_argument("--bank-die-at", choices=["contribution", "decryption"],
+                        help="Paillier bank: SIGKILL this process when this round's request arrives")
+    parser.add_argument("--wrong-partials", action="store_true",
+                        help="Paillier bank: send a wrong partial decryption (with the proof of the right one)")
     parser.add_argument("--kill-coordinator-at", choices=CHECKPOINTS,
                         help="SIGKILL this coordinator (secagg serve) at this point of the session")
     parser.add_argument("--session", type=int, default=0, help="misbehave in this session (0-based) only")
@@ -95,16 +144,22 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if args.session < 0:
         parser.error("--session must be >= 0")
+    bank_faults = args.bank_die_at is not None or args.wrong_partials
     if args.kill_coordinator_at is not None:
-        if args.die_before or args.garbage_at:
+        if args.die_before or args.garbage_at or bank_faults:
             parser.error("--kill-coordinator-at is for a coordinator; --die-before/--garbage-at for a client")
         if command[:1] != ["serve"]:
             parser.error("--kill-coordinator-at needs a 'serve' command line after --")
         _install_coordinator_kill(args.kill_coordinator_at, args.session)
     else:
         if command[:1] != ["join"]:
-            parser.error("--die-before/--garbage-at need a 'join' command line after --")
-        _install(args.die_before, args.garbage_at, args.session)
+            parser.error("--die-before/--garbage-at/--bank-die-at/--wrong-partials need a 'join' command line after --")
+        if bank_faults and (args.die_before or args.garbage_at):
+            parser.error("--bank-die-at/--wrong-partials are for Paillier banks; --die-before/--garbage-at for masking")
+        if bank_faults:
+            _install_bank(args.bank_die_at, args.wrong_partials, args.session)
+        else:
+            _install(args.die_before, args.garbage_at, args.session)
     from secagg.cli import main as secagg_main
 
     return secagg_main(command)

@@ -30,12 +30,21 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, SecAggError
-from secagg.protocol.client import ClientSession, ClientState
 from secagg.protocol.config import SecAggConfig
 from secagg.protocol.messages import SESSION_ID_BYTES
-from secagg.protocol.server import ServerSession, ServerState
 from secagg.transport.certs import client_common_name
 from secagg.transport.envelope import Envelope, Kind, decode_envelope, field_of
+from secagg.transport.sessions import (
+    DEADLINE_OF_ROUND,
+    MaskingSpec,
+    PaillierSpec,
+    SessionOutcome,
+    client_run,
+    client_spec,
+    config_from_header,
+    config_to_header,
+    server_run,
+)
 from secagg.transport.simulator import warm_up
 
 __all__ = ["TLSConfig", "Deadlines", "RetryPolicy", "SessionPlan", "CoordinatorTask", "ClientTask", "ClientPolicy",
@@ -127,8 +136,10 @@ class Deadlines:
             if not (isinstance(value, (int, float)) and 0 < value <= 86_400):
                 raise ParameterError(f"deadline {name} must be in (0, 86400] seconds, got {value!r}")
 
-    def for_round(self, state: ServerState) -> float:
-        return float(getattr(self, state.value))
+    def for_round(self, round_name: str) -> float:
+        """The deadline of a protocol round (Paillier's contribution round uses ``advertise_keys``,
+        its decryption round ``unmasking``)."""
+        return float(getattr(self, DEADLINE_OF_ROUND[getattr(round_name, "value", round_name)]))
 
 
 @dataclass(frozen=True)
@@ -146,40 +157,31 @@ class RetryPolicy:
             raise ParameterError("retry policy needs 0 < initial <= maximum, multiplier >= 1, give_up_after > 0")
 
 
-def config_to_header(config: SecAggConfig) -> dict:
-    return {"num_clients": config.num_clients, "threshold": config.threshold,
-            "vector_length": config.vector_length, "modulus_bits": config.modulus_bits,
-            "neighbors": config.neighbors, "malicious": config.malicious,
-            "corrupt_clients": config.threat_model.corrupt_clients if config.threat_model else None,
-            "dropout_fraction": config.dropout_fraction}
-
-
-def config_from_header(header: dict) -> SecAggConfig:
-    """The SecAgg config in a SESSION header; :class:`ProtocolViolation` (party "server") if invalid."""
-    raw = field_of(header, "config", dict)
-    try:
-        values = {name: field_of(raw, name, int) for name in ("num_clients", "threshold", "vector_length",
-                                                               "modulus_bits")}
-        values["neighbors"] = field_of(raw, "neighbors", int, optional=True)
-        values["malicious"] = field_of(raw, "malicious", bool)
-        # The bounds are checked again here, by the client: a coordinator cannot send parameters its
-        # own declared threat model (or, with none declared, no corrupt client at all) refuses.
-        values["corrupt_clients"] = field_of(raw, "corrupt_clients", int, optional=True)
-        values["dropout_fraction"] = float(field_of(raw, "dropout_fraction", (int, float), optional=True) or 0.0)
-        return SecAggConfig(**values)
-    except (ParameterError, MalformedMessage) as exc:
-        raise ProtocolViolation(f"coordinator sent an invalid configuration: {exc}", party="server") from None
-
-
 # ----------------------------------------------------------------------------- tasks
 
 @dataclass(frozen=True)
 class SessionPlan:
-    """One secure-aggregation session the coordinator runs: its config and what clients need."""
+    """One secure-aggregation session the coordinator runs: its protocol and what clients need.
 
-    config: SecAggConfig
+    ``spec`` is a :class:`~secagg.transport.sessions.MaskingSpec` or
+    :class:`~secagg.transport.sessions.PaillierSpec`; a bare :class:`SecAggConfig` means a
+    masking session (with the coordinator's ``verify_keys`` in malicious mode).
+    """
+
+    spec: object
     header: dict = field(default_factory=dict)  # task parameters sent to clients (JSON-able)
     blob: bytes = b""  # e.g. the global model (float64) of a FedAvg round
+
+    def __post_init__(self) -> None:
+        if isinstance(self.spec, SecAggConfig):
+            object.__setattr__(self, "spec", MaskingSpec(self.spec))
+        if not isinstance(self.spec, (MaskingSpec, PaillierSpec)):
+            raise ParameterError("a session plan needs a SecAggConfig, a MaskingSpec or a PaillierSpec")
+
+    @property
+    def config(self) -> SecAggConfig | None:
+        """The masking config (None for a Paillier round)."""
+        return self.spec.config if isinstance(self.spec, MaskingSpec) else None
 
 
 class CoordinatorTask(Protocol):
@@ -190,23 +192,29 @@ class CoordinatorTask(Protocol):
     def next_session(self) -> SessionPlan | None:
         """The next session to run, or None when the job is finished."""
 
-    def finish_session(self, plan: SessionPlan, aggregate: np.ndarray | None, survivors: list[int],
-                       dropped: Mapping[str, list[int]], aborted: str | None, seconds: float) -> bool:
-        """Consume one session's outcome (``aggregate`` is None when it aborted); True when that
-        was the job's last session."""
+    def finish_session(self, plan: SessionPlan, aggregate: np.ndarray | list[int] | None, survivors: list[int],
+                       dropped: Mapping[str, list[int]], aborted: str | None, seconds: float, *,
+                       misbehaving: Mapping[int, str]) -> bool:
+        """Consume one session's outcome; True when that was the job's last session.
+
+        ``aggregate`` is None when the session aborted; otherwise the ring vector of a masking
+        session, or the plaintext sums of a Paillier round (one integer per packed plaintext).
+        ``misbehaving`` names the clients whose messages were refused (bad proof, bad signature)."""
 
 
 class ClientTask(Protocol):
-    """The client's side of a task: turns a SESSION into this client's ring vector."""
+    """The client's side of a task: turns a SESSION into this client's input."""
 
     name: str
 
-    def prepare(self, config: SecAggConfig, header: dict, blob: bytes) -> np.ndarray | None:
-        """This client's input for the session (after local training, for FedAvg), or None to sit
-        the session out (e.g. this input was already revealed in a masked form once)."""
+    def prepare(self, spec, header: dict, blob: bytes) -> np.ndarray | None:
+        """This client's input for the session announced with ``spec`` (after local training, for
+        FedAvg): for a :class:`MaskingSpec`, a vector of ``spec.config``'s ring; for a
+        :class:`PaillierSpec`, ``spec.values`` signed integers of magnitude up to
+        ``spec.value_bound``. None sits the session out (e.g. this input was already in a sum)."""
 
     def contributed(self, header: dict) -> None:
-        """This client has sent its masked input in the session announced by ``header``."""
+        """This client's input has gone out in the session announced by ``header``."""
 
     def session_ended(self, header: dict) -> None:
         """The coordinator closed the session (header: included, aborted, final)."""
@@ -220,20 +228,8 @@ MAX_IN_FLIGHT = 8  # unprocessed messages one client may have queued before it i
 #: out; a round closed (the next round's messages not yet delivered: ``masked_input_closed`` means
 #: the survivors' masked inputs are out); the task recorded the outcome (FedAvg: the state is saved).
 CHECKPOINTS = ("session_started", "advertise_keys_closed", "share_keys_closed", "masked_input_closed",
-               "consistency_check_closed", "unmasking_closed", "session_recorded")
-_ROUND_ORDER = [ServerState.ADVERTISE_KEYS, ServerState.SHARE_KEYS, ServerState.MASKED_INPUT,
-                ServerState.CONSISTENCY_CHECK, ServerState.UNMASKING]
-_ROUND_OF_MESSAGE = {1: ServerState.ADVERTISE_KEYS, 3: ServerState.SHARE_KEYS, 5: ServerState.MASKED_INPUT,
-                     7: ServerState.CONSISTENCY_CHECK, 9: ServerState.UNMASKING}  # by MessageType value
-
-
-def _is_late(blob: bytes, state: ServerState) -> bool:
-    """A well-framed client message for a round that has already closed (a slow client, not a
-    cheat: it is dropped silently instead of expelling the sender)."""
-    if len(blob) < 6 or blob[:4] != b"SAGG" or state not in _ROUND_ORDER:
-        return False
-    round_of_message = _ROUND_OF_MESSAGE.get(blob[5])
-    return round_of_message is not None and _ROUND_ORDER.index(round_of_message) < _ROUND_ORDER.index(state)
+               "consistency_check_closed", "unmasking_closed", "contribution_closed", "decryption_closed",
+               "session_recorded")
 
 
 class _Peer:
@@ -261,8 +257,9 @@ class _Peer:
 class _Run:
     index: int
     plan: SessionPlan
-    server: ServerSession
+    server: object  # a session adapter of secagg.transport.sessions
     session_envelope: Envelope
+    opening: dict[int, bytes] = field(default_factory=dict)  # first protocol messages (Paillier requests)
     members: set[int] = field(default_factory=set)  # clients that received the SESSION envelope
     gone: set[int] = field(default_factory=set)  # members whose stream ended or who were expelled
     expelled: set[int] = field(default_factory=set)
@@ -281,7 +278,9 @@ class Coordinator:
     has sent its keys (at least t) and nobody joined or answered for this many seconds.
     ``join_quorum``: the first round closes as soon as this many clients have
     sent their keys, without waiting out the join window for the rest (never fewer than t + 1:
-    each client needs t others); None waits for all n.
+    each client needs t others; on the Paillier path never fewer than ``min_contributors``); None
+    waits for all n. ``mapper`` (a process pool's ``map``) spreads the coordinator's checks of the
+    Paillier decryption proofs over its cores.
     """
 
     #: Fault injection only: called as ``hook(point, session_index)`` at each of :data:`CHECKPOINTS`
@@ -292,7 +291,7 @@ class Coordinator:
                  tls: TLSConfig, deadlines: Deadlines = Deadlines(), max_message_bytes: int | None = None,
                  roster: Mapping[str, int] | None = None, linger: float = 2.0,
                  verify_keys: Mapping[int, bytes] | None = None, join_grace: float = 1.0,
-                 join_quorum: int | None = None) -> None:
+                 join_quorum: int | None = None, mapper: Callable | None = None) -> None:
         grpc = _grpc()
         if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 2:
             raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
@@ -319,6 +318,8 @@ class Coordinator:
         self._finished = False
         self._stopping = threading.Event()
         self.sessions_run = 0
+        self.mapper = mapper  # e.g. a process pool's map: spreads the Paillier proof checks over cores
+        self.outcomes: list[SessionOutcome] = []  # every session's outcome, misbehaving clients included
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=num_clients + 8, thread_name_prefix="secagg-stream"),
             handlers=[grpc.method_handlers_generic_handler("secagg.v1.Coordinator", {
@@ -382,14 +383,16 @@ class Coordinator:
                 peer.send(Envelope(Kind.FINISHED))
                 peer.close()
             elif self._accepting and self._run is not None and client not in self._run.advertised:
-                # (a client whose keys were already accepted and that reconnects has lost its
-                # session state: it sits this session out instead of advertising twice)
+                # (a client whose first message was already accepted and that reconnects has lost
+                # its session state: it sits this session out instead of answering twice)
                 peer.session = self._run.index
                 self._run.members.add(client)
                 self._run.gone.discard(client)
                 self._run.declined.discard(client)
                 self._run.last_activity = time.monotonic()
                 peer.send(self._run.session_envelope)
+                if client in self._run.opening:
+                    peer.send(Envelope(Kind.PROTOCOL, blob=self._run.opening[client]))
         log.info("client %d connected", client)
         context.add_callback(lambda: self._gone(peer))
         threading.Thread(target=self._read, args=(peer, request_iterator), daemon=True,
@@ -471,13 +474,13 @@ class Coordinator:
         run.expelled.add(peer.client_id)
         self._gone(peer)
 
-    def _quorum_reached(self, server: ServerSession) -> bool:
+    def _quorum_reached(self, server) -> bool:
         if self.join_quorum is None:
             return False
         answered = len(server.expected_clients) - len(server.pending_clients)
-        return answered >= max(self.join_quorum, server.config.threshold + 1)  # each needs t others
+        return answered >= max(self.join_quorum, server.threshold)  # masking: t + 1, each needs t others
 
-    def _quorum_settled(self, run: _Run, server: ServerSession, now: float) -> bool:
+    def _quorum_settled(self, run: _Run, server, now: float) -> bool:
         """From the second session on, clients stay connected between sessions, so one that is not
         connected when a session starts has most likely gone for good. The first round then closes
         once every connected member has sent its keys, at least t have, and nobody new has joined
@@ -486,7 +489,7 @@ class Coordinator:
         with self._lock:
             connected = {c for c, p in self._peers.items() if p.session == run.index and not p.closed.is_set()}
         answered = server.expected_clients - server.pending_clients
-        return (len(answered) >= server.config.threshold + 1 and connected <= answered
+        return (len(answered) >= server.threshold and connected <= answered
                 and now - run.last_activity >= self.join_grace)
 
     def _checkpoint(self, point: str, index: int) -> None:
@@ -494,8 +497,8 @@ class Coordinator:
         if hook is not None:
             hook(point, index)
 
-    def _round_closed(self, run: _Run, state: ServerState, outbox: Mapping[int, bytes]) -> None:
-        self._checkpoint(f"{state.value}_closed", run.index)
+    def _round_closed(self, run: _Run, round_name: str, outbox: Mapping[int, bytes]) -> None:
+        self._checkpoint(f"{round_name}_closed", run.index)
         self._deliver(run, outbox)
 
     def _deliver(self, run: _Run, outbox: Mapping[int, bytes]) -> None:
@@ -508,11 +511,13 @@ class Coordinator:
     def _run_session(self, plan: SessionPlan) -> None:
         started = time.perf_counter()
         session_id = os.urandom(SESSION_ID_BYTES)
-        server = ServerSession(plan.config, session_id,
-                               verify_keys=self.verify_keys if plan.config.malicious else None)
-        header = {**plan.header, "session_id": session_id.hex(), "config": config_to_header(plan.config),
+        spec = plan.spec
+        if isinstance(spec, MaskingSpec) and spec.verify_keys is None and spec.config.malicious:
+            spec = MaskingSpec(spec.config, self.verify_keys)
+        server = server_run(spec, session_id, self.num_clients, mapper=self.mapper)
+        header = {**plan.header, **spec.header(), "session_id": session_id.hex(),
                   "deadlines": dict(self.deadlines.__dict__)}
-        run = _Run(self.sessions_run, plan, server, Envelope(Kind.SESSION, header, plan.blob))
+        run = _Run(self.sessions_run, plan, server, Envelope(Kind.SESSION, header, plan.blob), server.opening())
         self.sessions_run += 1
         # Events from the previous session's streams are stale now.
         while True:
@@ -530,35 +535,36 @@ class Coordinator:
                     peer.session = run.index
                     run.members.add(peer.client_id)
                     peer.send(run.session_envelope)
-        log.info("session %d started (%s)", run.index, session_id.hex())
+                    if peer.client_id in run.opening:
+                        peer.send(Envelope(Kind.PROTOCOL, blob=run.opening[peer.client_id]))
+        log.info("session %d started (%s, %s)", run.index, spec.name, session_id.hex())
         self._checkpoint("session_started", run.index)
         aborted: str | None = None
-        deadline = time.monotonic() + self.deadlines.for_round(server.state)
+        deadline = time.monotonic() + self.deadlines.for_round(server.round)
         try:
-            while server.state not in (ServerState.COMPLETED, ServerState.ABORTED) and not self._stopping.is_set():
-                state = server.state
+            while not server.finished and not self._stopping.is_set():
+                state, joining = server.round, server.joining
                 now = time.monotonic()
                 # Later rounds close as soon as every pending client has disconnected; the first
                 # round keeps its join window open for reconnects, unless the rest were expelled.
                 reason = None
                 if now >= deadline:
                     reason = "its deadline"
-                elif server.pending_clients <= (run.expelled | run.declined if state is ServerState.ADVERTISE_KEYS
-                                                else run.gone):
+                elif server.pending_clients <= (run.expelled | run.declined if joining else run.gone | run.declined):
                     reason = "disconnects of every pending client"
-                elif state is ServerState.ADVERTISE_KEYS and self._quorum_reached(server):
+                elif joining and self._quorum_reached(server):
                     reason = f"the join quorum of {self.join_quorum} clients"
-                elif state is ServerState.ADVERTISE_KEYS and run.index > 0 and self._quorum_settled(run, server, now):
+                elif joining and run.index > 0 and self._quorum_settled(run, server, now):
                     reason = "every connected client having answered"
                 if reason is not None:
-                    if state is ServerState.ADVERTISE_KEYS:
+                    if joining:
                         with self._lock:
                             self._accepting = False
-                    log.info("round %s closed by %s; missing %s", state.value, reason, sorted(server.pending_clients))
+                    log.info("round %s closed by %s; missing %s", state, reason, sorted(server.pending_clients))
                     outbox = server.close_round()
                     self._round_closed(run, state, outbox)
-                    if server.state not in (ServerState.COMPLETED, ServerState.ABORTED):
-                        deadline = time.monotonic() + self.deadlines.for_round(server.state)
+                    if not server.finished:
+                        deadline = time.monotonic() + self.deadlines.for_round(server.round)
                     continue
                 try:
                     kind, peer, raw, tagged = self._events.get(timeout=min(0.25, deadline - now))
@@ -584,7 +590,7 @@ class Coordinator:
                 run.last_activity = time.monotonic()
                 try:
                     envelope = decode_envelope(raw)
-                    if envelope.kind is Kind.DECLINE and state is ServerState.ADVERTISE_KEYS:
+                    if envelope.kind is Kind.DECLINE and joining:
                         log.info("client %d sits session %d out: %s", peer.client_id, run.index,
                                  str(envelope.header.get("reason"))[:200])
                         run.declined.add(peer.client_id)
@@ -593,48 +599,50 @@ class Coordinator:
                         continue
                     if envelope.kind is not Kind.PROTOCOL:
                         raise MalformedMessage(f"clients send PROTOCOL envelopes, got {envelope.kind.name}")
-                    if _is_late(envelope.blob, state):
-                        log.debug("late %s message from client %d dropped", state.value, peer.client_id)
+                    if server.is_late(envelope.blob):
+                        log.debug("late message from client %d dropped in round %s", peer.client_id, state)
                         continue
                     outbox = server.receive(peer.client_id, envelope.blob)
-                    if state is ServerState.ADVERTISE_KEYS:
+                    if joining:
                         with self._lock:
                             run.advertised.add(peer.client_id)
                 except ProtocolViolation as exc:  # MalformedMessage included: the session is unchanged
                     self._expel(run, peer, exc)
                     continue
-                if outbox or server.state is not state:
-                    log.debug("round %s complete at %.1f ms", state.value, 1e3 * (time.perf_counter() - started))
+                if outbox or server.round != state:
+                    log.debug("round %s complete at %.1f ms", state, 1e3 * (time.perf_counter() - started))
                     with self._lock:
                         self._accepting = False
                     self._round_closed(run, state, outbox)
-                    if server.state not in (ServerState.COMPLETED, ServerState.ABORTED):
-                        deadline = time.monotonic() + self.deadlines.for_round(server.state)
-            if self._stopping.is_set() and server.state not in (ServerState.COMPLETED, ServerState.ABORTED):
+                    if not server.finished:
+                        deadline = time.monotonic() + self.deadlines.for_round(server.round)
+            if self._stopping.is_set() and not server.finished:
                 server.abort("coordinator shutting down")
         except AbortError as exc:
             aborted = str(exc)
         except Exception as exc:  # noqa: BLE001 - a bug must not take the coordinator down
             log.exception("session %d failed", run.index)
             aborted = f"internal error: {type(exc).__name__}: {exc}"
-        if aborted is None and server.state is ServerState.ABORTED:
-            aborted = server.abort_reason
         with self._lock:
             self._run, self._accepting = None, False
-        result = server.result
-        survivors = list(result.survivors) if result is not None else []
+        outcome = server.outcome(aborted)
+        survivors = outcome.survivors
+        if outcome.misbehaving:
+            log.warning("session %d: misbehaving clients %s", run.index, outcome.misbehaving)
         log.info("session %d %s in %.2f s: %d clients in the sum", run.index,
-                 f"ABORTED ({aborted})" if aborted else "completed", time.perf_counter() - started, len(survivors))
+                 f"ABORTED ({outcome.aborted})" if outcome.aborted else "completed", time.perf_counter() - started,
+                 len(survivors))
+        self.outcomes.append(outcome)
         final = False
         try:
-            final = self.task.finish_session(plan, result.aggregate if result is not None and not aborted else None,
-                                     survivors, server.dropped, aborted, time.perf_counter() - started)
+            final = self.task.finish_session(plan, outcome.aggregate, survivors, outcome.dropped, outcome.aborted,
+                                             time.perf_counter() - started, misbehaving=outcome.misbehaving)
         finally:
             with self._lock:
                 peers = [p for p in self._peers.values() if p.session == run.index]
             for peer in peers:  # streams stay open for the next session, unless this was the last
                 peer.send(Envelope(Kind.SESSION_END, {"included": peer.client_id in survivors,
-                                                      "aborted": aborted, "final": final}))
+                                                      "aborted": outcome.aborted, "final": final}))
                 if final:
                     peer.close()
         self._checkpoint("session_recorded", run.index)
@@ -679,13 +687,18 @@ class NetworkClient:
     """A client process: connects to ``target`` (``host:port``) as ``client_id`` and serves sessions
     until the coordinator says the job is finished (returns) or it gives up (:class:`NetworkError`).
 
+    A bank of the Paillier path passes ``paillier=(public, share, floor)``: the public parameters,
+    its own key share (client id = share index - 1) and the fewest contributions it will ever help
+    decrypt; with its ``identity`` and every bank's ``verify_keys``.
+
     A broken connection, or a coordinator that is not up yet or restarting, is retried with
     backoff; within a session a broken stream makes this client a dropout of that session.
     """
 
     def __init__(self, target: str, client_id: int, task: ClientTask, *, tls: TLSConfig,
                  policy: ClientPolicy = ClientPolicy(), retry: RetryPolicy = RetryPolicy(),
-                 max_message_bytes: int = 256 * 2**20, identity=None, verify_keys: Mapping[int, bytes] | None = None) -> None:
+                 max_message_bytes: int = 256 * 2**20, identity=None, verify_keys: Mapping[int, bytes] | None = None,
+                 paillier: tuple | None = None) -> None:
         if isinstance(client_id, bool) or not isinstance(client_id, int) or client_id < 0:
             raise ParameterError(f"client_id must be a non-negative int, got {client_id!r}")
         self.target, self.client_id, self.task, self.tls = target, client_id, task, tls
@@ -693,6 +706,15 @@ class NetworkClient:
         self.max_message_bytes = int(max_message_bytes)
         self.sessions = {"completed": 0, "included": 0, "aborted": 0, "refused": 0}
         self.identity, self.verify_keys = identity, verify_keys
+        if paillier is not None:
+            from secagg.paillier.threshold import KeyShare
+
+            if len(paillier) != 3 or not isinstance(paillier[1], KeyShare) or identity is None or verify_keys is None:
+                raise ParameterError("a bank needs paillier=(public key, its KeyShare, floor), an identity key and "
+                                     "every bank's verify key")
+            if paillier[1].index != client_id + 1:
+                raise ParameterError(f"client {client_id} holds the key share of bank {paillier[1].index - 1}")
+        self.paillier = paillier
         self._last_contact = 0.0
         self._seen_sessions: set[bytes] = set()  # a session id is never taken twice (replays)
         if identity is not None and not policy.require_malicious:
@@ -757,7 +779,7 @@ class NetworkClient:
                 yield item
 
         responses = call(outgoing())  # no deadline: the stream lives across sessions; keepalive pings
-        session: ClientSession | None = None
+        session = None
         announced: dict = {}
         contributed = False
         try:
@@ -768,24 +790,26 @@ class NetworkClient:
                 except MalformedMessage as exc:
                     raise ProtocolViolation(f"coordinator sent a malformed envelope: {exc}", party="server") from None
                 if envelope.kind is Kind.SESSION:
-                    config = config_from_header(envelope.header)
-                    self.policy.check(config)
+                    spec = client_spec(envelope.header, verify_keys=self.verify_keys, paillier=self.paillier)
+                    if isinstance(spec, MaskingSpec):
+                        self.policy.check(spec.config)
                     session_id = _session_id(field_of(envelope.header, "session_id", str))
                     if session_id in self._seen_sessions:
                         raise ProtocolViolation(f"coordinator reused session id {session_id.hex()}: this client "
                                                 "takes part in a session once", party="server")
                     self._seen_sessions.add(session_id)
                     announced, contributed = envelope.header, False
-                    vector = self.task.prepare(config, envelope.header, envelope.blob)
-                    if vector is None:
+                    prepared = self.task.prepare(spec, envelope.header, envelope.blob)
+                    if prepared is None:
                         session = None
                         requests.put(Envelope(Kind.DECLINE, {"reason": "this client's input is already in an "
                                                              "earlier sum"}).encode())
                         continue
-                    session = ClientSession(config, self.client_id, session_id, vector,
-                                            identity=self.identity if config.malicious else None,
-                                            verify_keys=self.verify_keys if config.malicious else None)
-                    requests.put(Envelope(Kind.PROTOCOL, blob=session.start()).encode())
+                    session = client_run(spec, self.client_id, session_id, prepared, identity=self.identity,
+                                         paillier=self.paillier)
+                    first = session.start()
+                    if first is not None:
+                        requests.put(Envelope(Kind.PROTOCOL, blob=first).encode())
                 elif envelope.kind is Kind.PROTOCOL:
                     if session is None:
                         raise ProtocolViolation("protocol message before the session", party="server")
@@ -796,9 +820,8 @@ class NetworkClient:
                         continue
                     if reply is not None:
                         requests.put(Envelope(Kind.PROTOCOL, blob=reply).encode())
-                    if not contributed and session.state in (ClientState.AWAIT_CONSISTENCY_REQUEST,
-                                                             ClientState.AWAIT_UNMASK_REQUEST, ClientState.DONE):
-                        contributed = True  # the masked input is out: never again for the same input
+                    if not contributed and session.contributed:
+                        contributed = True  # the input is out: never again for the same input
                         self.task.contributed(announced)
                 elif envelope.kind is Kind.SESSION_END:
                     self.sessions["completed" if not envelope.header.get("aborted") else "aborted"] += 1

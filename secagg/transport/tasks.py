@@ -1,97 +1,114 @@
-"""What the network mode aggregates for: one sum of integer vectors, or FedAvg training rounds.
+"""The network mode's own task: one sum of integer vectors, by masking or by Paillier.
 
 Each task has a coordinator half (plans sessions, consumes their sums) and a client half (turns a
-session announcement into this client's input vector). The FedAvg halves split
-:class:`secagg.fedavg.FedAvg`'s work across processes: the coordinator holds the global model
-and moves it only by decoded sums; each client trains on its own data and encodes ``w * u``
-and ``w`` exactly as the in-process masking aggregator does.
+session announcement into this client's input). FedAvg's halves live in :mod:`secagg.fedavg.network`
+(this layer knows messages, never models).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
-import math
 import os
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from secagg.aggregation import AggregateResult
-from secagg.aggregation.masking import MaskingAggregator
-from secagg.encoding import FixedPointEncoder
-from secagg.errors import MalformedMessage, ParameterError, ProtocolViolation
-from secagg.fedavg.models import ModelAdapter, check_dataset
-from secagg.fedavg.trainer import FedAvgServer, flatten, unflatten
+from secagg.errors import ParameterError, ProtocolViolation
 from secagg.protocol.config import SecAggConfig
-from secagg.transport.envelope import field_of, vector_blob
 from secagg.transport.network import SessionPlan
+from secagg.transport.sessions import MaskingSpec, PaillierSpec
 
-__all__ = ["SumTask", "SumClient", "FedAvgTask", "FedAvgClient", "FedAvgSettings"]
-
-log = logging.getLogger("secagg.net")
+__all__ = ["SumTask", "SumClient", "atomic_json"]
 
 
 # ----------------------------------------------------------------------------- one sum
 
-class SumTask:
-    """Coordinator: ``sessions`` sessions (default one) summing every client's vector of Z_(2^k)^m.
+def atomic_json(path: Path, payload: dict) -> None:
+    """Write ``payload`` to ``path`` so that a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    os.replace(tmp, path)
 
-    The last session's result (``aggregate``, ``survivors``, ``dropped``, ``aborted``) is kept on the
-    object, every session's in :attr:`results`; with ``output``, written as ``<output>.npy`` plus
-    ``<output>.json`` (and ``<output>-<k>.npy`` per session when there are several). Repeated
-    sessions are for measurements: the clients contribute the same vectors each time.
+
+class SumTask:
+    """Coordinator: ``sessions`` sessions (default one) summing every client's integer vector.
+
+    ``spec`` is a :class:`SecAggConfig` (masking: vectors of Z_(2^k)^m, the sum mod 2^k) or a
+    :class:`PaillierSpec` (Paillier: ``values`` signed integers of magnitude up to ``value_bound``
+    per bank, the exact integer sum). The last session's result (``aggregate``, ``survivors``,
+    ``dropped``, ``aborted``, ``misbehaving``) is kept on the object, every session's in
+    :attr:`results`; with ``output``, written as ``<output>.npy`` plus ``<output>.json`` (and
+    ``<output>-<k>.npy`` per session when there are several). Repeated sessions are for
+    measurements: the clients contribute the same vectors each time.
     """
 
     name = "sum"
 
-    def __init__(self, config: SecAggConfig, output: str | os.PathLike | None = None, *, sessions: int = 1) -> None:
-        if not isinstance(config, SecAggConfig):
-            raise ParameterError("config must be a SecAggConfig")
+    def __init__(self, spec: SecAggConfig | PaillierSpec, output: str | os.PathLike | None = None, *,
+                 sessions: int = 1) -> None:
+        if isinstance(spec, SecAggConfig):
+            spec = MaskingSpec(spec)
+        if not isinstance(spec, (MaskingSpec, PaillierSpec)):
+            raise ParameterError("spec must be a SecAggConfig or a PaillierSpec")
         if isinstance(sessions, bool) or not isinstance(sessions, int) or sessions < 1:
             raise ParameterError(f"sessions must be a positive int, got {sessions!r}")
-        self.config, self.output, self.sessions = config, output, sessions
+        self.spec, self.output, self.sessions = spec, output, sessions
         self.results: list[dict] = []
         self.aggregate: np.ndarray | None = None
         self.survivors: list[int] = []
         self.dropped: dict[str, list[int]] = {}
         self.aborted: str | None = None
+        self.misbehaving: dict[int, str] = {}
         self.seconds = 0.0
+
+    @property
+    def config(self) -> SecAggConfig | None:
+        """The masking configuration (None on the Paillier path)."""
+        return self.spec.config if isinstance(self.spec, MaskingSpec) else None
+
+    def describe(self) -> dict:
+        if isinstance(self.spec, MaskingSpec):
+            c = self.spec.config
+            return {"protocol": "masking", "num_clients": c.num_clients, "threshold": c.threshold,
+                    "vector_length": c.vector_length, "modulus_bits": c.modulus_bits, "neighbors": c.neighbors}
+        s = self.spec
+        return {"protocol": "paillier", "num_clients": s.public.parties, "threshold": s.public.threshold,
+                "values": s.values, "value_bound": s.value_bound, "min_contributors": s.min_contributors,
+                "key_bits": s.public.key_bits}
 
     def next_session(self) -> SessionPlan | None:
         if len(self.results) >= self.sessions:
             return None
-        return SessionPlan(self.config, {"task": self.name, "session": len(self.results)})
+        return SessionPlan(self.spec, {"task": self.name, "session": len(self.results)})
 
-    def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds) -> bool:
+    def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds, *, misbehaving=None) -> bool:
+        if aggregate is not None and isinstance(self.spec, PaillierSpec):
+            aggregate = self.spec.scheme.unpack(list(aggregate), self.spec.values, len(survivors))
         self.aggregate, self.survivors, self.dropped = aggregate, list(survivors), dict(dropped)
         self.aborted, self.seconds = aborted, seconds
+        self.misbehaving = {int(k): str(v) for k, v in (misbehaving or {}).items()}
         self.results.append({"survivors": self.survivors, "dropped": self.dropped, "aborted": aborted,
-                             "seconds": seconds})
+                             "seconds": seconds, "misbehaving": self.misbehaving})
         if self.output is not None:
             base = Path(self.output)
             if aggregate is not None:
                 np.save(base.with_suffix(".npy"), aggregate, allow_pickle=False)
                 if self.sessions > 1:
                     np.save(base.with_name(f"{base.name}-{len(self.results) - 1}.npy"), aggregate, allow_pickle=False)
-            _atomic_json(base.with_suffix(".json"), {
+            atomic_json(base.with_suffix(".json"), {
                 "survivors": self.survivors, "dropped": self.dropped, "aborted": aborted, "seconds": seconds,
-                "sessions": self.results,
-                "config": {"num_clients": self.config.num_clients, "threshold": self.config.threshold,
-                           "vector_length": self.config.vector_length, "modulus_bits": self.config.modulus_bits,
-                           "neighbors": self.config.neighbors}})
+                "misbehaving": self.misbehaving, "sessions": self.results, "config": self.describe()})
         return len(self.results) >= self.sessions
 
 
 class SumClient:
-    """Client: contributes one vector of integers in [0, 2**modulus_bits), to one sum only.
+    """Client: contributes one integer vector, to one sum only.
 
-    Once its masked input has gone out, it sits later sessions out: two sums over different client
-    sets that both contain the same vector would let the coordinator subtract them. ``repeat=True``
-    lifts this for measurements on synthetic data (``secagg join --repeat``), never for real data.
+    Masking: integers in [0, 2**modulus_bits); Paillier: signed integers of magnitude up to the
+    announced ``value_bound``. Once its input has gone out, it sits later sessions out: two sums
+    over different client sets that both contain the same vector would let the coordinator
+    subtract them. ``repeat=True`` lifts this for measurements on synthetic data
+    (``secagg join --repeat``), never for real data.
     """
 
     name = "sum"
@@ -103,9 +120,19 @@ class SumClient:
         self.repeat = bool(repeat)
         self.spent = False
 
-    def prepare(self, config, header, blob):
+    def prepare(self, spec, header, blob):
         if self.spent and not self.repeat:
             return None
+        if isinstance(spec, PaillierSpec):
+            if self.vector.size != spec.values:
+                raise ProtocolViolation(f"the coordinator sums {spec.values} values, this bank holds "
+                                        f"{self.vector.size}", party="server")
+            # compared in the vector's own dtype: a cast to int64 first would wrap 2^64 - 1 to -1
+            if self.vector.size and (int(self.vector.max()) > spec.value_bound
+                                     or int(self.vector.min()) < -spec.value_bound):
+                raise ParameterError(f"this bank's vector exceeds the announced bound {spec.value_bound}")
+            return self.vector.astype(np.int64)
+        config = spec.config
         if self.vector.size != config.vector_length:
             raise ProtocolViolation(f"the coordinator sums vectors of length {config.vector_length}, this client "
                                     f"holds {self.vector.size}", party="server")
@@ -113,251 +140,6 @@ class SumClient:
 
     def contributed(self, header):
         self.spent = True
-
-    def session_ended(self, header):
-        pass
-
-
-# ----------------------------------------------------------------------------- FedAvg
-
-@dataclass(frozen=True)
-class FedAvgSettings:
-    """Training parameters the coordinator announces every round (all public)."""
-
-    rounds: int = 20
-    local_epochs: int = 1
-    batch_size: int = 64
-    learning_rate: float = 0.1
-    proximal_mu: float = 0.0
-    server_learning_rate: float = 1.0
-    clip: float = 1.0
-    max_weight: float = 10_000.0
-    fractional_bits: int = 16
-    threshold: int | float | None = None  # as MaskingAggregator: int, fraction of holders, None = 2/3
-    neighbors: int | str | None = None
-    malicious: bool = False  # signatures and the consistency check (needs identity keys)
-
-    def __post_init__(self) -> None:
-        for name in ("rounds", "local_epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ParameterError(f"{name} must be a positive int, got {value!r}")
-        for name in ("learning_rate", "server_learning_rate", "clip", "max_weight"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ParameterError(f"{name} must be a positive number, got {value!r}")
-        if not (isinstance(self.proximal_mu, (int, float)) and self.proximal_mu >= 0):
-            raise ParameterError(f"proximal_mu must be >= 0, got {self.proximal_mu!r}")
-
-    def announced(self) -> dict:
-        return {"local_epochs": self.local_epochs, "batch_size": self.batch_size,
-                "learning_rate": self.learning_rate, "proximal_mu": self.proximal_mu, "clip": self.clip,
-                "max_weight": self.max_weight, "fractional_bits": self.fractional_bits}
-
-
-def _atomic_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
-class FedAvgTask:
-    """Coordinator: FedAvg rounds, one secure-aggregation session each, over ``num_clients`` clients.
-
-    ``state_dir`` makes training survive a coordinator restart: after every completed round the
-    global model and the history are written there (atomically); a coordinator started on the same
-    directory with the same job resumes after the last completed round. ``eval_data`` is evaluated
-    after every round.
-    """
-
-    name = "fedavg"
-
-    def __init__(self, model: ModelAdapter, num_clients: int, settings: FedAvgSettings = FedAvgSettings(), *,
-                 state_dir: str | os.PathLike | None = None,
-                 eval_data: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        self.model, self.num_clients, self.settings = model, num_clients, settings
-        self.encoder = FixedPointEncoder(num_clients=num_clients, max_weight=settings.max_weight,
-                                         clip=settings.clip, fractional_bits=settings.fractional_bits)
-        self.server = FedAvgServer(model.get_weights(), settings.server_learning_rate)
-        self.template = self.server.weights
-        self.config = MaskingAggregator(threshold=settings.threshold, neighbors=settings.neighbors,
-                                        malicious=settings.malicious).config_for(
-            num_clients, self.encoder.vector_length(self.server.vector.size), self.encoder.modulus_bits)
-        neighbors, threshold = self.config.neighbors, self.config.threshold
-        self.eval_data = eval_data
-        self.history: list[dict] = []
-        self.state_dir = Path(state_dir) if state_dir is not None else None
-        self.fingerprint = hashlib.sha256(json.dumps({
-            "settings": settings.__dict__, "num_clients": num_clients, "dimension": self.server.vector.size,
-            "threshold": threshold, "neighbors": neighbors}, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        if self.state_dir is not None:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._load()
-
-    @property
-    def completed_rounds(self) -> int:
-        """Rounds run to an outcome, applied or not (each is one entry of :attr:`history`)."""
-        return len(self.history)
-
-    @property
-    def applied_updates(self) -> int:
-        """Rounds whose aggregate moved the global model."""
-        return sum(bool(r["applied"]) for r in self.history)
-
-    def _load(self) -> None:
-        state_file = self.state_dir / "fedavg_state.json"  # type: ignore[operator]
-        if not state_file.exists():
-            return
-        try:
-            state = json.loads(state_file.read_text())
-            fingerprint, model_name, history = state["fingerprint"], state["model"], list(state["history"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ParameterError(f"{state_file} is not a readable FedAvg state: {exc}") from None
-        if fingerprint != self.fingerprint:
-            raise ParameterError(f"{state_file} belongs to another job (different settings, model size or clients); "
-                                 "use a fresh --state-dir")
-        if not (isinstance(model_name, str) and model_name.startswith("model-") and model_name.endswith(".npy")
-                and "/" not in model_name and "\\" not in model_name):
-            raise ParameterError(f"{state_file} names an unexpected model file {model_name!r}")
-        try:
-            vector = np.load(self.state_dir / model_name, allow_pickle=False)  # type: ignore[operator]
-        except (OSError, ValueError) as exc:
-            raise ParameterError(f"cannot read the saved model {model_name}: {exc}") from None
-        self.server = FedAvgServer(unflatten(vector, self.template), self.settings.server_learning_rate)
-        self.history = history
-        log.info("resuming FedAvg after round %d of %d from %s", len(self.history), self.settings.rounds,
-                 self.state_dir)
-
-    def _save(self) -> None:
-        if self.state_dir is None:
-            return
-        name = f"model-{self.completed_rounds:05d}.npy"
-        tmp = self.state_dir / (name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, self.server.vector, allow_pickle=False)
-        os.replace(tmp, self.state_dir / name)
-        _atomic_json(self.state_dir / "fedavg_state.json",
-                     {"fingerprint": self.fingerprint, "model": name, "history": self.history})
-        for old in self.state_dir.glob("model-*.npy"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
-
-    @property
-    def weights(self) -> list[np.ndarray]:
-        return self.server.weights
-
-    def next_session(self) -> SessionPlan | None:
-        if self.completed_rounds >= self.settings.rounds:
-            return None
-        header = {"task": self.name, "round": self.completed_rounds, "rounds": self.settings.rounds,
-                  "training": self.settings.announced()}
-        return SessionPlan(self.config, header, vector_blob(self.server.vector))
-
-    def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds) -> bool:
-        started = time.perf_counter()
-        if aggregate is not None:
-            weighted_sum, total_weight = self.encoder.decode_sum(aggregate)
-            if not 0 < total_weight <= len(survivors) * self.settings.max_weight:
-                # masked inputs cannot be range-checked: a client that wrapped its weight shows here
-                aborted, aggregate = f"implausible total weight {total_weight} for {len(survivors)} clients", None
-        if aggregate is not None:
-            result = AggregateResult(weighted_sum, float(total_weight), tuple(survivors),
-                                     tuple(sorted(set(range(self.num_clients)) - set(survivors))), seconds,
-                                     error_bound=self.encoder.error_bound(len(survivors)))
-        else:
-            result = AggregateResult(None, 0.0, (), tuple(range(self.num_clients)), seconds, aborted=aborted)
-        applied = self.server.apply(result)
-        metrics: dict[str, float] = {}
-        if self.eval_data is not None:
-            self.model.set_weights(self.server.weights)
-            metrics = {k: float(v) for k, v in self.model.evaluate(*self.eval_data).items()}
-        self.history.append({"round": plan.header["round"], "included": list(result.included),
-                             "dropped": {k: list(v) for k, v in dropped.items() if v}, "aborted": aborted,
-                             "applied": applied, "total_weight": result.total_weight, "metrics": metrics,
-                             "seconds": seconds + time.perf_counter() - started})
-        self._save()
-        auc = metrics.get("roc_auc")
-        log.info("FedAvg round %d/%d: %s%s", self.completed_rounds, self.settings.rounds,
-                 f"ABORTED ({aborted})" if aborted else f"{len(survivors)} of {self.num_clients} clients in the sum",
-                 f", ROC-AUC {auc:.3f}" if auc is not None else "")
-        return self.completed_rounds >= self.settings.rounds
-
-
-class FedAvgClient:
-    """Client: trains ``model`` on its ``(X, y)`` from each round's global weights and contributes
-    ``w * clip(update)`` and ``w = min(samples, max_weight)``, fixed-point encoded."""
-
-    name = "fedavg"
-
-    def __init__(self, model: ModelAdapter, X: np.ndarray, y: np.ndarray, *, seed: int | None = None) -> None:
-        self.model = model
-        self.X, self.y = check_dataset(X, y, getattr(model, "n_features", None), getattr(model, "n_classes", None),
-                                       name="client data")
-        self.template = model.get_weights()
-        self.rng = np.random.default_rng(seed)
-        self.rounds_trained = 0
-        self.contributed_requests: set[str] = set()  # digests of requests whose masked update went out
-        self._pending: str | None = None
-
-    @staticmethod
-    def request_digest(header: dict, blob: bytes) -> str:
-        """What the coordinator actually asked for: the global model and the training settings.
-
-        The round number is left out on purpose: it is the coordinator's to choose, so a guard
-        keyed by it let the same model be retrained and contributed again under a new number.
-        """
-        training = json.dumps(field_of(header, "training", dict), sort_keys=True, default=str).encode()
-        return hashlib.sha256(b"secagg-fedavg-request\x00" + len(training).to_bytes(4, "little") + training
-                              + bytes(blob)).hexdigest()
-
-    def contributed(self, header):
-        if self._pending is not None:
-            self.contributed_requests.add(self._pending)
-
-    def prepare(self, config, header, blob):
-        from secagg.transport.envelope import Envelope, Kind
-
-        training = field_of(header, "training", dict)
-        digest = self.request_digest(header, blob)
-        if digest in self.contributed_requests:
-            # The same model and settings as a request this client already sent its masked
-            # update for (a rerun after a coordinator restart, or the same model under a new
-            # round number): a second sum over other clients would expose the difference.
-            self._pending = None
-            return None
-        self._pending = digest
-        try:
-            epochs = field_of(training, "local_epochs", int)
-            batch_size = field_of(training, "batch_size", int)
-            learning_rate = float(field_of(training, "learning_rate", (int, float)))
-            proximal_mu = float(field_of(training, "proximal_mu", (int, float)))
-            clip = float(field_of(training, "clip", (int, float)))
-            max_weight = float(field_of(training, "max_weight", (int, float)))
-            fractional_bits = field_of(training, "fractional_bits", int)
-            global_vector = Envelope(Kind.SESSION, blob=blob).vector()
-            encoder = FixedPointEncoder(num_clients=config.num_clients, max_weight=max_weight, clip=clip,
-                                        fractional_bits=fractional_bits)
-        except (MalformedMessage, ParameterError) as exc:
-            raise ProtocolViolation(f"coordinator sent invalid training parameters: {exc}", party="server") from None
-        dimension = flatten(self.template).size
-        if global_vector.size != dimension or config.vector_length != encoder.vector_length(dimension):
-            raise ProtocolViolation(f"coordinator's model has {global_vector.size} weights, this client's model "
-                                    f"{dimension}", party="server")
-        if encoder.modulus_bits != config.modulus_bits:
-            raise ProtocolViolation(f"ring Z_2^{config.modulus_bits} does not match the announced encoding "
-                                    f"(needs {encoder.modulus_bits} bits)", party="server")
-        if not (1 <= epochs <= 10_000 and 1 <= batch_size and learning_rate > 0 and proximal_mu >= 0):
-            raise ProtocolViolation(f"coordinator asks for implausible training parameters: epochs {epochs}, batch "
-                                    f"size {batch_size}, learning rate {learning_rate}, mu {proximal_mu}", party="server")
-        self.model.set_weights(unflatten(global_vector, self.template))
-        self.model.train(self.X, self.y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                         proximal_mu=proximal_mu, rng=self.rng)
-        update = flatten(self.model.get_weights()) - global_vector
-        if not np.all(np.isfinite(update)):
-            raise ParameterError("local training diverged (NaN or infinity in the update): lower the learning rate")
-        weight = float(min(self.X.shape[0], max_weight))
-        self.rounds_trained += 1
-        return encoder.encode(weight * np.clip(update, -clip, clip), weight, self.rng)
 
     def session_ended(self, header):
         pass

@@ -189,6 +189,27 @@ def test_a_shifted_partial_decryption_is_rejected_and_its_sender_named(setup):
     assert 0 in coord.result.misbehaving and 0 not in coord.result.decryptors
 
 
+def test_a_cheater_answering_after_t_honest_banks_is_still_checked_and_named(setup):
+    # the decryption round waits for every bank asked: the order of the answers does not decide
+    # whether a wrong partial is seen
+    public = setup[0]
+    sessions, coord = banks(setup), coordinator(setup)
+    messages = contributions(setup, sessions, coord, {b: [b, 1] for b in range(N_BANKS)})
+    requests = {}
+    for b, data in messages.items():
+        requests = coord.receive(b, data) or requests
+    for b in range(N_BANKS - 1):  # banks 0..4 honest: more than t valid partials, the round stays open
+        coord.receive(b, sessions[b].handle(requests[b]))
+    assert coord.result is None and coord.pending_clients == {N_BANKS - 1}
+    cheat = _shift(public, {N_BANKS - 1})(N_BANKS - 1, sessions[N_BANKS - 1].handle(requests[N_BANKS - 1]))
+    with pytest.raises(ProtocolViolation, match=f"bank {N_BANKS - 1}"):
+        coord.receive(N_BANKS - 1, cheat)
+    assert not coord.pending_clients  # a refusal changes nothing else: the driver closes the round
+    coord.close_round()
+    assert coord.result.plaintexts == [sum(range(N_BANKS)), N_BANKS]
+    assert set(coord.result.misbehaving) == {N_BANKS - 1}
+
+
 def test_two_colluding_banks_cannot_shift_the_sum_consistently(setup):
     public = setup[0]
     sessions, coord = banks(setup), coordinator(setup)

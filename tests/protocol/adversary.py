@@ -88,7 +88,7 @@ class Coalition:
     # ------------------------------------------------------------------ the session
 
     def run(self, strategy: Strategy = Strategy()) -> Coalition:
-        cfg, n, t, v = self.config, self.config.num_clients, self.config.threshold, self.victim
+        cfg, n, v = self.config, self.config.num_clients, self.victim
         adverts = {u: self.clients[u].start() for u in range(n) if u not in strategy.exclude}
         members = sorted(adverts)
         tree = d.TranscriptTree([d.transcript_leaf(adverts[u]) for u in members])

@@ -23,7 +23,8 @@ from secagg.transport.network import (  # noqa: E402
     RetryPolicy,
     TLSConfig,
 )
-from secagg.transport.tasks import FedAvgClient, FedAvgSettings, FedAvgTask, SumClient, SumTask  # noqa: E402
+from secagg.fedavg.network import FedAvgClient, FedAvgSettings, FedAvgTask  # noqa: E402
+from secagg.transport.tasks import SumClient, SumTask  # noqa: E402
 
 INSECURE = TLSConfig(insecure=True)
 # Rounds close as soon as their messages are in, so no honest run waits for these; they are long
@@ -454,12 +455,15 @@ def test_policy_refuses_shrunken_neighbour_graphs():
 
 def test_late_messages_are_recognised_by_round():
     from secagg.protocol.server import ServerState
-    from secagg.transport.network import _is_late
+    from secagg.transport.sessions import MaskingSpec, server_run
 
-    masked_input = b"SAGG\x01\x05" + bytes(30)
-    assert _is_late(masked_input, ServerState.UNMASKING)
-    assert not _is_late(masked_input, ServerState.MASKED_INPUT)
-    assert not _is_late(b"garbage", ServerState.UNMASKING)
+    run = server_run(MaskingSpec(SecAggConfig(num_clients=4, threshold=3, vector_length=4)), bytes(16), 4)
+    masked_input = b"SAGG\x02\x05" + bytes(30)
+    run.session.state = ServerState.UNMASKING
+    assert run.is_late(masked_input)
+    assert not run.is_late(b"garbage")
+    run.session.state = ServerState.MASKED_INPUT
+    assert not run.is_late(masked_input)
 
 
 @pytest.mark.parametrize("quorum", [0, 5, True, 2.5])
@@ -510,14 +514,14 @@ def test_a_model_already_contributed_to_is_declined_under_any_round_number():
     client = FedAvgClient(LogisticRegression(bank.X_train.shape[1]), bank.X_train, bank.y_train, seed=0)
     blob = vector_blob(task.server.vector)
     header = {"round": 0, "training": settings.announced()}
-    assert client.prepare(task.config, header, blob) is not None
+    assert client.prepare(task.spec, header, blob) is not None
     client.contributed(header)
     for round_number in (0, 1, 7):
-        assert client.prepare(task.config, {**header, "round": round_number}, blob) is None
+        assert client.prepare(task.spec, {**header, "round": round_number}, blob) is None
     other_model = vector_blob(task.server.vector + 0.5)
-    assert client.prepare(task.config, {**header, "round": 1}, other_model) is not None
+    assert client.prepare(task.spec, {**header, "round": 1}, other_model) is not None
     other_settings = {**settings.announced(), "learning_rate": 0.2}
-    assert client.prepare(task.config, {"round": 1, "training": other_settings}, blob) is not None
+    assert client.prepare(task.spec, {"round": 1, "training": other_settings}, blob) is not None
 
 
 def test_a_client_never_takes_the_same_session_id_twice():

@@ -1,4 +1,9 @@
-"""``secagg serve``, ``secagg join`` and ``secagg certs``: the network mode from the command line."""
+"""``secagg serve``, ``secagg join`` and ``secagg certs``: the network mode from the command line.
+
+Both paths run here: masking sessions (default) and, with ``--aggregator paillier``, one Paillier
+round per session, the coordinator holding only the public parameters and the banks' verify keys,
+each bank its own key share (``secagg paillier-keygen``) and identity key (``secagg certs``).
+"""
 
 from __future__ import annotations
 
@@ -86,52 +91,93 @@ def _demo_data(banks: int, samples: int, seed: int):
     return make_bank_transactions(banks, samples, seed=seed)
 
 
+def _paillier_public(args: argparse.Namespace):
+    from secagg.paillier import _gmpy2
+    from secagg.paillier.threshold import load_public_key
+
+    _gmpy2()  # the paillier extra, named, before any work
+    if not args.paillier_public:
+        raise ParameterError("--aggregator paillier needs --paillier-public (public.json from secagg paillier-keygen)")
+    if not args.verify_keys:
+        raise ParameterError("--aggregator paillier needs --verify-keys (every bank's Ed25519 public key)")
+    from secagg.transport.certs import load_verify_keys
+
+    public = load_public_key(args.paillier_public, min_key_bits=args.min_key_bits)
+    return public, load_verify_keys(args.verify_keys)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from secagg.transport.network import Coordinator, Deadlines
-    from secagg.transport.tasks import FedAvgSettings, FedAvgTask, SumTask
+    from secagg.transport.tasks import SumTask
 
     _logging(args)
     n = args.clients
     round_deadline = args.deadline
     deadlines = Deadlines(advertise_keys=args.join_deadline, share_keys=round_deadline,
                           masked_input=round_deadline, consistency_check=round_deadline, unmasking=round_deadline)
-    if args.task == "sum":
+    paillier = args.aggregator == "paillier"
+    public = verify_keys = None
+    if paillier:
+        from secagg.aggregation.paillier import PaillierAggregator
+
+        public, verify_keys = _paillier_public(args)
+        if public.parties != n:
+            raise ParameterError(f"the Paillier key was set up for {public.parties} banks, not -n {n}")
+        aggregator = PaillierAggregator(keys=(public, None), verify_keys=verify_keys,
+                                        min_contributors=args.min_contributors, corrupt_banks=args.corrupt_banks)
+    else:
         from secagg.aggregation.masking import MaskingAggregator
 
-        config = MaskingAggregator(threshold=_threshold(args.threshold), neighbors=args.neighbors,
-                                   malicious=args.malicious).config_for(n, args.length, args.bits)
-        task = SumTask(config, output=args.output, sessions=args.sessions)
-        max_message = args.max_message_mb * 2**20 if args.max_message_mb else \
-            task.config.vector_length * task.config.ring.dtype.itemsize + n * 256 + 2**20
+        aggregator = MaskingAggregator(threshold=_threshold(args.threshold), neighbors=args.neighbors,
+                                       malicious=args.malicious)
+        if args.malicious:
+            from secagg.transport.certs import load_verify_keys
+
+            if not args.verify_keys:
+                raise ParameterError("--malicious needs --verify-keys (every client's Ed25519 public key)")
+            verify_keys = load_verify_keys(args.verify_keys)
+    if args.task == "sum":
+        if paillier:
+            from secagg.transport.sessions import PaillierSpec
+
+            floor = aggregator.min_contributors_for(n)
+            spec = PaillierSpec(public, verify_keys, values=args.length, value_bound=args.value_bound, max_summands=n,
+                                min_contributors=floor)
+            spec.scheme  # noqa: B018 - refuse an impossible packing now
+            task = SumTask(spec, output=args.output, sessions=args.sessions)
+        else:
+            task = SumTask(aggregator.config_for(n, args.length, args.bits), output=args.output,
+                           sessions=args.sessions)
     else:
         from secagg.fedavg.models import LogisticRegression
+        from secagg.fedavg.network import FedAvgSettings, FedAvgTask
 
         banks = _demo_data(n, args.samples, args.seed)
         X_test = np.vstack([b.X_test for b in banks])
         y_test = np.concatenate([b.y_test for b in banks])
         settings = FedAvgSettings(rounds=args.rounds, local_epochs=args.local_epochs, batch_size=args.batch_size,
-                                  learning_rate=args.learning_rate, max_weight=float(args.samples),
-                                  threshold=_threshold(args.threshold), neighbors=args.neighbors,
-                                  malicious=args.malicious)
+                                  learning_rate=args.learning_rate, max_weight=float(args.samples))
         task = FedAvgTask(LogisticRegression(X_test.shape[1]), n, settings, state_dir=args.state_dir,
-                          eval_data=(X_test, y_test))
-        max_message = args.max_message_mb * 2**20 if args.max_message_mb else \
-            task.config.vector_length * task.config.ring.dtype.itemsize + n * 256 + 2**20
+                          eval_data=(X_test, y_test), aggregator=aggregator)
+    if args.max_message_mb:
+        max_message = int(args.max_message_mb * 2**20)
+    elif paillier:
+        spec = task.spec
+        max_message = spec.scheme.plaintexts_for(spec.values) * (public.key_bits // 4 + 8) + 2**20
+    else:
+        max_message = task.config.vector_length * task.config.ring.dtype.itemsize + n * 256 + 2**20
     roster = _load_roster(args.roster) if getattr(args, "roster", None) else None
-    verify_keys = None
-    if args.malicious:
-        from secagg.transport.certs import load_verify_keys
-
-        if not args.verify_keys:
-            raise ParameterError("--malicious needs --verify-keys (every client's Ed25519 public key)")
-        verify_keys = load_verify_keys(args.verify_keys)
     coordinator = Coordinator(task, n, address=args.address, tls=_tls(args), deadlines=deadlines,
                               max_message_bytes=max_message, roster=roster, linger=args.linger,
                               verify_keys=verify_keys, join_grace=args.join_grace, join_quorum=args.join_quorum)
 
     def started(port: int) -> None:
-        print(f"secagg serve: task {args.task!r}, {n} clients, threshold {task.config.threshold}, listening on "
-              f"port {port}", flush=True)
+        if paillier:
+            what = (f"Paillier, decryption by {public.threshold} of {n} banks, at least "
+                    f"{task.spec.min_contributors} contributions")
+        else:
+            what = f"threshold {task.config.threshold}"
+        print(f"secagg serve: task {args.task!r}, {n} clients, {what}, listening on port {port}", flush=True)
         if args.port_file:
             tmp = Path(args.port_file + ".tmp")
             tmp.write_text(str(port))
@@ -144,6 +190,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             return 2
         print(f"sum of {len(task.survivors)} of {n} clients in {task.seconds:.2f} s; survivors {task.survivors}"
               + (f"; written to {args.output}.npy" if args.output else ""))
+        if task.misbehaving:
+            print(f"misbehaving clients (refused, named): {task.misbehaving}")
         return 0
     last = task.history[-1] if task.history else None
     applied = task.applied_updates
@@ -155,12 +203,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         report += (f", ROC-AUC {last['metrics']['roc_auc']:.3f}, "
                    f"average precision {last['metrics']['average_precision']:.3f}")
     print(report)
+    named = {c: why for r in task.history for c, why in r.get("misbehaving", {}).items()}
+    if named:
+        print(f"misbehaving clients (refused, named): {named}")
     return 0
 
 
 def _cmd_join(args: argparse.Namespace) -> int:
     from secagg.transport.network import ClientPolicy, NetworkClient, NetworkError, RetryPolicy
-    from secagg.transport.tasks import FedAvgClient, SumClient
+    from secagg.transport.tasks import SumClient
 
     _logging(args)
     if args.task == "sum":
@@ -168,7 +219,10 @@ def _cmd_join(args: argparse.Namespace) -> int:
             vector = _load_array(args.vector, "the client's vector")
         elif args.random_vector is not None:
             rng = np.random.default_rng(args.random_vector)
-            vector = rng.integers(0, 2**args.bits, size=args.length, dtype=np.uint64)
+            if args.paillier_share:
+                vector = rng.integers(-args.value_bound, args.value_bound + 1, size=args.length, dtype=np.int64)
+            else:
+                vector = rng.integers(0, 2**args.bits, size=args.length, dtype=np.uint64)
         else:
             raise ParameterError("give the client's vector: --vector FILE.npy (or --random-vector SEED for trials)")
         if args.repeat:
@@ -177,6 +231,7 @@ def _cmd_join(args: argparse.Namespace) -> int:
         task = SumClient(vector, repeat=args.repeat)
     else:
         from secagg.fedavg.models import LogisticRegression
+        from secagg.fedavg.network import FedAvgClient
 
         if args.data:
             X, y = _load_array(args.data, "this bank's data (arrays X and y)", ("X", "y"))
@@ -186,18 +241,31 @@ def _cmd_join(args: argparse.Namespace) -> int:
             bank = _demo_data(args.banks, args.samples, args.seed)[args.id]
             X, y = bank.X_train, bank.y_train
         task = FedAvgClient(LogisticRegression(X.shape[1]), X, y)
-    identity = verify_keys = None
-    if args.identity or args.verify_keys:
+    identity = verify_keys = paillier = None
+    if args.identity or args.verify_keys or args.paillier_share:
         from secagg.transport.certs import load_identity, load_verify_keys
 
         if not (args.identity and args.verify_keys):
-            raise ParameterError("the malicious-server mode needs both --identity and --verify-keys")
+            raise ParameterError("the malicious-server mode and a Paillier bank need both --identity and "
+                                 "--verify-keys")
         identity, verify_keys = load_identity(args.identity), load_verify_keys(args.verify_keys)
+    if args.paillier_share:
+        from secagg.paillier.roles import default_min_contributors, paillier_threat_model
+        from secagg.paillier.threshold import load_key_share
+
+        public = _paillier_public(args)[0]
+        share = load_key_share(args.paillier_share, public)
+        floor = args.min_contributors if args.min_contributors is not None else \
+            default_min_contributors(public.parties, public.threshold, args.corrupt_banks)
+        paillier_threat_model(public.parties, public.threshold, floor, args.corrupt_banks)  # refuse now
+        paillier = (public, share, floor)
+        print(f"bank {args.id}: key {public.fingerprint.hex()[:16]}..., decrypts no aggregate of fewer than {floor} "
+              "contributions", flush=True)
     client = NetworkClient(args.coordinator, args.id, task, tls=_tls(args),
                            policy=ClientPolicy(num_clients=args.clients, min_threshold=args.min_threshold,
                                                min_neighbors=args.min_neighbors),
                            retry=RetryPolicy(give_up_after=args.give_up_after),
-                           identity=identity, verify_keys=verify_keys)
+                           identity=identity, verify_keys=verify_keys, paillier=paillier)
     try:
         counts = client.run()
     except NetworkError as exc:
@@ -219,6 +287,26 @@ def _cmd_certs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _paillier_arguments(parser: argparse.ArgumentParser, side: str) -> None:
+    group = parser.add_argument_group("Paillier path (banks with key shares from secagg paillier-keygen)")
+    if side == "serve":
+        group.add_argument("--aggregator", choices=["masking", "paillier"], default="masking",
+                           help="'paillier': one Paillier round per session; the coordinator holds no key share")
+    else:
+        group.add_argument("--paillier-share", help="this bank's key share (share-<id+1>.json): join as a bank")
+    group.add_argument("--paillier-public", help="public parameters (public.json), checked against the fingerprint "
+                       "you were given out of band")
+    group.add_argument("--min-contributors", type=int, default=None,
+                       help="fewest contributions per decrypted aggregate (default c + 2)" if side == "serve" else
+                       "this bank decrypts no aggregate of fewer contributions (default c + 2)")
+    group.add_argument("--corrupt-banks", type=int, default=None,
+                       help="corrupt banks the parameters must withstand (checked: t > c, 2t > n + c, floor >= c + 2)")
+    group.add_argument("--value-bound", type=int, default=2**31 - 1,
+                       help="task sum: largest |value| of a bank's integer vector")
+    group.add_argument("--min-key-bits", type=int, default=2048,
+                       help="refuse a smaller modulus (lower it only for local trials with toy keys)")
+
+
 def add_network_commands(sub) -> None:
     """Register ``serve``, ``join`` and ``certs`` on the ``secagg`` sub-command parser."""
     fmt = argparse.ArgumentDefaultsHelpFormatter
@@ -231,6 +319,7 @@ def add_network_commands(sub) -> None:
     serve.add_argument("--malicious", action="store_true",
                        help="malicious-server mode: signed keys and the consistency check (needs --verify-keys)")
     serve.add_argument("--verify-keys", help="JSON {client id: Ed25519 public key, hex} (secagg certs writes one)")
+    _paillier_arguments(serve, "serve")
     serve.add_argument("--address", default="127.0.0.1:50051", help="host:port to listen on (port 0: any free)")
     serve.add_argument("--port-file", help="write the port actually bound to this file")
     serve.add_argument("--join-deadline", type=float, default=120.0,
@@ -276,6 +365,7 @@ def add_network_commands(sub) -> None:
     join.add_argument("--identity", help="this client's Ed25519 identity key (PEM): requires the malicious-server "
                       "mode, refusing sessions without it")
     join.add_argument("--verify-keys", help="JSON {client id: Ed25519 public key, hex}, obtained out of band")
+    _paillier_arguments(join, "join")
     join.add_argument("--give-up-after", type=float, default=120.0,
                       help="seconds without reaching the coordinator before giving up")
     join.add_argument("--quiet", action="store_true", help="warnings only")

@@ -1,0 +1,339 @@
+"""The protocols a network session can run, behind one small interface the drivers use.
+
+A session is one secure aggregation: the masking protocol (``ServerSession``/``ClientSession``)
+or one round of the Paillier path (``PaillierCoordinator``/``BankSession``). The network driver
+moves bytes, keeps the clocks and knows nothing else about either; the adapters here say, for each
+protocol, which round is open, which messages are late, and what the outcome is.
+
+* :func:`server_run` builds the coordinator's side from a plan's spec (:class:`MaskingSpec` or
+  :class:`PaillierSpec`); :func:`client_spec` parses and checks what a SESSION announces, and
+  :func:`client_run` builds the client's side for the input its task prepared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from secagg.errors import MalformedMessage, ParameterError, ProtocolViolation
+from secagg.protocol.client import ClientSession, ClientState
+from secagg.protocol.config import SecAggConfig
+from secagg.protocol.server import ServerSession, ServerState
+from secagg.transport.envelope import field_of
+
+__all__ = ["SessionOutcome", "MaskingSpec", "PaillierSpec", "server_run", "client_spec", "client_run",
+           "config_to_header", "config_from_header", "DEADLINE_OF_ROUND"]
+
+# Which Deadlines field governs each protocol round (the first round of either is the join window).
+DEADLINE_OF_ROUND = {"advertise_keys": "advertise_keys", "share_keys": "share_keys", "masked_input": "masked_input",
+                     "consistency_check": "consistency_check", "unmasking": "unmasking",
+                     "contribution": "advertise_keys", "decryption": "unmasking"}
+
+
+@dataclass(frozen=True)
+class SessionOutcome:
+    """What a finished session gave the coordinator."""
+
+    aggregate: np.ndarray | list[int] | None  # masking: ring vector; Paillier: plaintext integers
+    survivors: list[int]  # clients whose input is in the aggregate
+    dropped: dict[str, list[int]]
+    aborted: str | None
+    misbehaving: dict[int, str] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- masking
+
+def config_to_header(config: SecAggConfig) -> dict:
+    return {"num_clients": config.num_clients, "threshold": config.threshold,
+            "vector_length": config.vector_length, "modulus_bits": config.modulus_bits,
+            "neighbors": config.neighbors, "malicious": config.malicious,
+            "corrupt_clients": config.threat_model.corrupt_clients if config.threat_model else None,
+            "dropout_fraction": config.dropout_fraction}
+
+
+def config_from_header(header: dict) -> SecAggConfig:
+    """The SecAgg config in a SESSION header; :class:`ProtocolViolation` (party "server") if invalid.
+
+    The bounds are checked again here, by the client: a coordinator cannot send parameters its own
+    declared threat model (or, with none declared, no corrupt client at all) refuses."""
+    raw = field_of(header, "config", dict)
+    try:
+        values = {name: field_of(raw, name, int) for name in ("num_clients", "threshold", "vector_length",
+                                                               "modulus_bits")}
+        values["neighbors"] = field_of(raw, "neighbors", int, optional=True)
+        values["malicious"] = field_of(raw, "malicious", bool)
+        values["corrupt_clients"] = field_of(raw, "corrupt_clients", int, optional=True)
+        values["dropout_fraction"] = float(field_of(raw, "dropout_fraction", (int, float), optional=True) or 0.0)
+        return SecAggConfig(**values)
+    except (ParameterError, MalformedMessage) as exc:
+        raise ProtocolViolation(f"coordinator sent an invalid configuration: {exc}", party="server") from None
+
+
+@dataclass(frozen=True)
+class MaskingSpec:
+    """A masking session: its config (and, in malicious mode, every client's Ed25519 key)."""
+
+    config: SecAggConfig
+    verify_keys: Mapping[int, bytes] | None = None
+    name = "masking"
+
+    def header(self) -> dict:
+        return {"protocol": "masking", "config": config_to_header(self.config)}
+
+
+_ROUND_ORDER = ["advertise_keys", "share_keys", "masked_input", "consistency_check", "unmasking"]
+_ROUND_OF_MESSAGE = {1: "advertise_keys", 3: "share_keys", 5: "masked_input", 7: "consistency_check",
+                     9: "unmasking"}  # by MessageType value
+
+
+class _MaskingServerRun:
+    def __init__(self, spec: MaskingSpec, session_id: bytes) -> None:
+        self.spec = spec
+        self.session = ServerSession(spec.config, session_id,
+                                     verify_keys=spec.verify_keys if spec.config.malicious else None)
+
+    @property
+    def round(self) -> str:
+        return self.session.state.value
+
+    @property
+    def joining(self) -> bool:
+        return self.session.state is ServerState.ADVERTISE_KEYS
+
+    @property
+    def finished(self) -> bool:
+        return self.session.state in (ServerState.COMPLETED, ServerState.ABORTED)
+
+    @property
+    def threshold(self) -> int:
+        """Clients that must answer the first round before it may close early: t + 1 (each needs t others)."""
+        return self.spec.config.threshold + 1
+
+    expected_clients = property(lambda self: self.session.expected_clients)
+    pending_clients = property(lambda self: self.session.pending_clients)
+
+    def opening(self) -> dict[int, bytes]:
+        return {}
+
+    def receive(self, client: int, data: bytes) -> dict[int, bytes]:
+        return self.session.receive(client, data)
+
+    def close_round(self) -> dict[int, bytes]:
+        return self.session.close_round()
+
+    def abort(self, reason: str) -> dict[int, bytes]:
+        return self.session.abort(reason)
+
+    def is_late(self, data: bytes) -> bool:
+        """A well-framed client message for a round that has closed (a slow client, not a cheat)."""
+        if len(data) < 6 or data[:4] != b"SAGG" or self.round not in _ROUND_ORDER:
+            return False
+        round_of_message = _ROUND_OF_MESSAGE.get(data[5])
+        return round_of_message is not None and _ROUND_ORDER.index(round_of_message) < _ROUND_ORDER.index(self.round)
+
+    def outcome(self, aborted: str | None) -> SessionOutcome:
+        result = self.session.result
+        if aborted is None and self.session.state is ServerState.ABORTED:
+            aborted = self.session.abort_reason
+        if result is None or aborted:
+            return SessionOutcome(None, [], self.session.dropped, aborted or "no result")
+        return SessionOutcome(result.aggregate, list(result.survivors), self.session.dropped, None,
+                              dict(result.misbehaving))
+
+
+class _MaskingClientRun:
+    def __init__(self, spec: MaskingSpec, client_id: int, session_id: bytes, vector, identity) -> None:
+        config = spec.config
+        self.session = ClientSession(config, client_id, session_id, vector,
+                                     identity=identity if config.malicious else None,
+                                     verify_keys=spec.verify_keys if config.malicious else None)
+
+    def start(self) -> bytes | None:
+        return self.session.start()
+
+    def handle(self, data: bytes) -> bytes | None:
+        return self.session.handle(data)
+
+    @property
+    def contributed(self) -> bool:
+        """The masked input has gone out: this input must never enter another sum."""
+        return self.session.state in (ClientState.AWAIT_CONSISTENCY_REQUEST, ClientState.AWAIT_UNMASK_REQUEST,
+                                      ClientState.DONE)
+
+
+# ----------------------------------------------------------------------------- Paillier
+
+@dataclass(frozen=True)
+class PaillierSpec:
+    """One Paillier round: the public parameters, the banks' identities, the packing of the
+    values each bank contributes and the fewest contributions to decrypt."""
+
+    public: object  # ThresholdPublicKey
+    verify_keys: Mapping[int, bytes]
+    values: int  # integers per contribution (packed into ciphertexts)
+    value_bound: int  # |value| <= value_bound
+    max_summands: int
+    min_contributors: int
+    round: int = 1
+    name = "paillier"
+
+    @property
+    def scheme(self):
+        from secagg.paillier import PackingScheme
+
+        return PackingScheme(self.public.key_bits, self.value_bound, self.max_summands)
+
+    def header(self) -> dict:
+        return {"protocol": "paillier", "paillier": {
+            "fingerprint": self.public.fingerprint.hex(), "values": self.values, "value_bound": self.value_bound,
+            "max_summands": self.max_summands, "min_contributors": self.min_contributors, "round": self.round}}
+
+
+class _PaillierServerRun:
+    def __init__(self, spec: PaillierSpec, session_id: bytes, num_clients: int, mapper=None) -> None:
+        from secagg.paillier.roles import PaillierCoordinator
+
+        self.spec = spec
+        self.coordinator = PaillierCoordinator(spec.public, session_id, spec.verify_keys, round=spec.round,
+                                               ciphertexts=spec.scheme.plaintexts_for(spec.values),
+                                               min_contributors=spec.min_contributors,
+                                               banks=range(num_clients), mapper=mapper)
+
+    @property
+    def round(self) -> str:
+        return self.coordinator.state.value
+
+    @property
+    def joining(self) -> bool:
+        return self.round == "contribution"
+
+    @property
+    def finished(self) -> bool:
+        return self.round in ("completed", "aborted")
+
+    @property
+    def threshold(self) -> int:
+        return self.spec.min_contributors
+
+    expected_clients = property(lambda self: self.coordinator.expected_clients)
+    pending_clients = property(lambda self: self.coordinator.pending_clients)
+
+    def opening(self) -> dict[int, bytes]:
+        return self.coordinator.start()
+
+    def receive(self, client: int, data: bytes) -> dict[int, bytes]:
+        return self.coordinator.receive(client, data)
+
+    def close_round(self) -> dict[int, bytes]:
+        return self.coordinator.close_round()
+
+    def abort(self, reason: str) -> dict[int, bytes]:
+        return self.coordinator.abort(reason)
+
+    def is_late(self, data: bytes) -> bool:
+        # a contribution arriving in the decryption round; partials after completion never arrive here
+        return len(data) >= 6 and data[:4] == b"SAGP" and data[5] == 2 and self.round == "decryption"
+
+    def outcome(self, aborted: str | None) -> SessionOutcome:
+        c = self.coordinator
+        if aborted is None and c.abort_reason is not None:
+            aborted = c.abort_reason
+        if c.result is None or aborted:
+            return SessionOutcome(None, [], dict(c.dropped), aborted or "no result", dict(c.misbehaving))
+        return SessionOutcome(c.result.plaintexts, list(c.result.contributors), dict(c.dropped), None,
+                              dict(c.result.misbehaving))
+
+
+def paillier_spec_from_header(header: dict, public, verify_keys) -> PaillierSpec:
+    """The Paillier round a SESSION announces, checked against this bank's own key (its fingerprint)."""
+    raw = field_of(header, "paillier", dict)
+    try:
+        fingerprint = bytes.fromhex(field_of(raw, "fingerprint", str))
+        values = {name: field_of(raw, name, int) for name in ("values", "value_bound", "max_summands",
+                                                               "min_contributors", "round")}
+    except (MalformedMessage, ValueError) as exc:
+        raise ProtocolViolation(f"coordinator sent an invalid Paillier round: {exc}", party="server") from None
+    if fingerprint != public.fingerprint:
+        raise ProtocolViolation("coordinator announces another Paillier key (fingerprint mismatch)", party="server")
+    try:
+        spec = PaillierSpec(public, verify_keys, **values)
+        spec.scheme  # noqa: B018 - refuse an impossible packing now
+    except ParameterError as exc:
+        raise ProtocolViolation(f"coordinator sent an invalid Paillier round: {exc}", party="server") from None
+    if not 1 <= spec.values <= 1 << 28:
+        raise ProtocolViolation(f"coordinator asks for {spec.values} values", party="server")
+    return spec
+
+
+class _PaillierClientRun:
+    """A bank's side of one Paillier round: the BankSession decides everything security-relevant;
+    this adapter packs and encrypts the values the task prepared."""
+
+    def __init__(self, spec: PaillierSpec, share, session_id: bytes, values: np.ndarray, identity,
+                 floor: int) -> None:
+        from secagg.paillier.roles import BankSession
+
+        self.spec = spec
+        self.bank = BankSession(share, session_id, identity, spec.verify_keys, min_contributors=floor)
+        values = np.asarray(values)
+        if values.ndim != 1 or values.size != spec.values or values.dtype.kind not in "iu":
+            raise ParameterError(f"the task prepared {values.size} values, the round takes {spec.values} integers")
+        self.values = values
+        self.sent = False
+
+    def start(self) -> bytes | None:
+        return None  # the coordinator speaks first (its RoundRequest)
+
+    def handle(self, data: bytes) -> bytes | None:
+        from secagg.paillier import encrypt_packed
+        from secagg.paillier.messages import PaillierMessageType
+
+        if len(data) >= 6 and data[:4] == b"SAGP" and data[5] == PaillierMessageType.ROUND_REQUEST:
+            request = self.bank.read_request(data)
+            plaintexts = self.spec.scheme.pack(self.values)
+            if len(plaintexts) != request.ciphertexts:
+                raise ProtocolViolation(f"the round asks for {request.ciphertexts} ciphertexts, the announced packing "
+                                        f"gives {len(plaintexts)}", party="server")
+            reply = self.bank.contribute(request, encrypt_packed(self.spec.public, plaintexts))
+            self.sent = True
+            return reply
+        return self.bank.handle(data)
+
+    @property
+    def contributed(self) -> bool:
+        return self.sent
+
+
+# ----------------------------------------------------------------------------- factories
+
+def server_run(spec, session_id: bytes, num_clients: int, *, mapper=None):
+    """The coordinator side of a session for ``spec`` (MaskingSpec or PaillierSpec)."""
+    if isinstance(spec, MaskingSpec):
+        return _MaskingServerRun(spec, session_id)
+    if isinstance(spec, PaillierSpec):
+        return _PaillierServerRun(spec, session_id, num_clients, mapper)
+    raise ParameterError(f"unknown session protocol {type(spec).__name__}")
+
+
+def client_spec(header: dict, *, verify_keys=None, paillier=None):
+    """The session a SESSION header announces, as this client checks it: a MaskingSpec (its
+    SecAggConfig, bounds checked) or a PaillierSpec (checked against this bank's own key).
+    ``paillier`` is the bank's ``(public key, key share, floor)``; ProtocolViolation if invalid."""
+    protocol = field_of(header, "protocol", str, optional=True) or "masking"
+    if protocol == "masking":
+        return MaskingSpec(config_from_header(header), verify_keys)
+    if protocol == "paillier":
+        if paillier is None:
+            raise ProtocolViolation("coordinator runs the Paillier path; this client has no key share", party="server")
+        return paillier_spec_from_header(header, paillier[0], verify_keys)
+    raise ProtocolViolation(f"coordinator runs an unknown protocol {protocol!r}", party="server")
+
+
+def client_run(spec, client_id: int, session_id: bytes, prepared, *, identity=None, paillier=None):
+    """The client side of ``spec``'s session for the input the task ``prepared``."""
+    if isinstance(spec, MaskingSpec):
+        return _MaskingClientRun(spec, client_id, session_id, prepared, identity)
+    _, share, floor = paillier
+    return _PaillierClientRun(spec, share, session_id, prepared, identity, floor)
