@@ -11,6 +11,10 @@ protocol message travels as its canonical bytes in a ``ConfigRecord``, a client'
 client, and the strategy receives only the weighted average. A reply that fails or does not arrive
 within ``timeout`` is a dropout. See docs/flower.md.
 
+The Paillier path runs the same way for a bank consortium: ``SecAggPaillierWorkflow`` (holds only
+the public key) and ``make_secagg_paillier_mod(share=..., identity=..., verify_keys=...)`` on each
+bank's node.
+
 Needs Flower: ``pip install 'secagg[flower]'``.
 """
 
@@ -23,13 +27,22 @@ except ImportError:  # pragma: no cover - exercised by a test that hides flwr
 
 from secagg.integrations.flower.mod import make_secagg_masking_mod, secagg_masking_mod
 from secagg.integrations.flower.records import RECORD_KEY, SessionSetup
-from secagg.integrations.flower.workflow import SecAggMaskingWorkflow, SecureRoundReport
+from secagg.integrations.flower.workflow import SecAggMaskingWorkflow, SecureFitWorkflow, SecureRoundReport
+from secagg.integrations.flower.paillier import (  # noqa: I001 - after the workflow it builds on
+    PAILLIER_RECORD_KEY,
+    SecAggPaillierWorkflow,
+    make_secagg_paillier_mod,
+)
 
 __all__ = [
+    "PAILLIER_RECORD_KEY",
     "RECORD_KEY",
     "SecAggMaskingWorkflow",
+    "SecAggPaillierWorkflow",
+    "SecureFitWorkflow",
     "SecureRoundReport",
     "SessionSetup",
     "make_secagg_masking_mod",
+    "make_secagg_paillier_mod",
     "secagg_masking_mod",
 ]

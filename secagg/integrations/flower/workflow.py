@@ -37,7 +37,7 @@ from secagg.protocol.derivation import Round
 from secagg.protocol.messages import SESSION_ID_BYTES
 from secagg.protocol.server import ServerSession
 
-__all__ = ["SecAggMaskingWorkflow", "SecureRoundReport"]
+__all__ = ["SecAggMaskingWorkflow", "SecureFitWorkflow", "SecureRoundReport"]
 
 logger = logging.getLogger("secagg.flower")
 
@@ -57,13 +57,65 @@ class SecureRoundReport:
     error_bound: float = 0.0  # largest decoding error of one coordinate of the average
     seconds: dict[str, float] = field(default_factory=dict)  # per protocol round, wall time
     server_seconds: dict[str, float] = field(default_factory=dict)  # per protocol round, session work
+    misbehaving: dict[int, str] = field(default_factory=dict)  # node id -> why its message was refused
 
     @property
     def ok(self) -> bool:
         return self.aborted is None and bool(self.survivors)
 
 
-class SecAggMaskingWorkflow:
+class SecureFitWorkflow:
+    """What every secure fit workflow shares: Flower's entry point (``configure_fit``, one secure
+    round by :meth:`aggregate`, ``aggregate_fit`` on the weighted average) and the reports."""
+
+    reports: list[SecureRoundReport]
+
+    def aggregate(self, grid, server_round: int, fit_ins: dict) -> tuple[SecureRoundReport, list | None, dict]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ Flower entry point
+
+    def __call__(self, grid, context) -> None:
+        import flwr.compat.common.recorddict_compat as compat
+        from flwr.server.compat.legacy_context import LegacyContext
+        from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
+        from flwr.server.workflow.constant import Key as WorkflowKey
+
+        if not isinstance(context, LegacyContext):
+            raise ParameterError(f"{type(self).__name__} needs a LegacyContext, got {type(context).__name__}")
+        server_round = int(context.state.config_records[MAIN_CONFIGS_RECORD][WorkflowKey.CURRENT_ROUND])
+        parameters = compat.arrayrecord_to_parameters(context.state.array_records[MAIN_PARAMS_RECORD],
+                                                      keep_input=True)
+        selected = context.strategy.configure_fit(server_round, parameters, context.client_manager)
+        if not selected:
+            logger.info("configure_fit: no clients selected, round %s skipped", server_round)
+            return
+        proxies = {proxy.node_id: proxy for proxy, _ in selected}
+        fit_ins = {proxy.node_id: ins for proxy, ins in selected}
+        report, average, metrics = self.aggregate(grid, server_round, fit_ins)
+        self.reports.append(report)
+        if average is None:
+            logger.error("secure aggregation of round %s failed: %s", server_round, report.aborted)
+            return
+        results = self._legacy_results(proxies, report, average, metrics)
+        failures = [Exception(text) for text in report.failures]
+        aggregated, fit_metrics = context.strategy.aggregate_fit(server_round, results, failures)
+        if aggregated is not None:
+            context.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(aggregated, True)
+            context.history.add_metrics_distributed_fit(server_round=server_round, metrics=fit_metrics)
+
+    @staticmethod
+    def _legacy_results(proxies: dict, report: SecureRoundReport, average: list, metrics: dict) -> list:
+        from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+
+        parameters = ndarrays_to_parameters(average)
+        mean_weight = max(1, int(round(report.total_weight / len(report.survivors))))
+        return [(proxies[node], FitRes(Status(Code.OK, "secure aggregate"), parameters, mean_weight,
+                                       metrics.get(node, {})))
+                for node in report.survivors]
+
+
+class SecAggMaskingWorkflow(SecureFitWorkflow):
     """Secure weighted aggregation of Flower fit results by secagg's masking protocol.
 
     * ``neighbors``: ``"auto"`` (SecAgg+: k and t from the round size, the expected
@@ -99,37 +151,6 @@ class SecAggMaskingWorkflow:
         self.verify_keys = None if verify_keys is None else {int(k): bytes(v) for k, v in verify_keys.items()}
         self.timeout = None if timeout is None else check_finite_positive("timeout", timeout)
         self.reports: list[SecureRoundReport] = []
-
-    # ------------------------------------------------------------------ Flower entry point
-
-    def __call__(self, grid, context) -> None:
-        import flwr.compat.common.recorddict_compat as compat
-        from flwr.server.compat.legacy_context import LegacyContext
-        from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
-        from flwr.server.workflow.constant import Key as WorkflowKey
-
-        if not isinstance(context, LegacyContext):
-            raise ParameterError(f"SecAggMaskingWorkflow needs a LegacyContext, got {type(context).__name__}")
-        server_round = int(context.state.config_records[MAIN_CONFIGS_RECORD][WorkflowKey.CURRENT_ROUND])
-        parameters = compat.arrayrecord_to_parameters(context.state.array_records[MAIN_PARAMS_RECORD],
-                                                      keep_input=True)
-        selected = context.strategy.configure_fit(server_round, parameters, context.client_manager)
-        if not selected:
-            logger.info("configure_fit: no clients selected, round %s skipped", server_round)
-            return
-        proxies = {proxy.node_id: proxy for proxy, _ in selected}
-        fit_ins = {proxy.node_id: ins for proxy, ins in selected}
-        report, average, metrics = self.aggregate(grid, server_round, fit_ins)
-        self.reports.append(report)
-        if average is None:
-            logger.error("secure aggregation of round %s failed: %s", server_round, report.aborted)
-            return
-        results = self._legacy_results(proxies, report, average, metrics)
-        failures = [Exception(text) for text in report.failures]
-        aggregated, fit_metrics = context.strategy.aggregate_fit(server_round, results, failures)
-        if aggregated is not None:
-            context.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(aggregated, True)
-            context.history.add_metrics_distributed_fit(server_round=server_round, metrics=fit_metrics)
 
     # ------------------------------------------------------------------ one secure round
 
@@ -245,13 +266,3 @@ class SecAggMaskingWorkflow:
         if server.state.value == round_name.value:
             outbox = server.close_round()  # the deadline: whoever has not answered dropped out
         return outbox or {}
-
-    @staticmethod
-    def _legacy_results(proxies: dict, report: SecureRoundReport, average: list, metrics: dict) -> list:
-        from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
-
-        parameters = ndarrays_to_parameters(average)
-        mean_weight = max(1, int(round(report.total_weight / len(report.survivors))))
-        return [(proxies[node], FitRes(Status(Code.OK, "secure aggregate"), parameters, mean_weight,
-                                       metrics.get(node, {})))
-                for node in report.survivors]

@@ -1,0 +1,173 @@
+"""The Paillier path on Flower: SecAggPaillierWorkflow and one bank mod per node, driven by Flower's
+DefaultWorkflow over InProcessGrid (messages and node contexts pass as Flower protobuf bytes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+pytest.importorskip("gmpy2")
+
+from flwr.app import Message, RecordDict  # noqa: E402
+from flwr.client import ClientApp  # noqa: E402
+
+from secagg.crypto.randomness import TestOnlySeededRandomness  # noqa: E402
+from secagg.crypto.signatures import IdentityKey  # noqa: E402
+from secagg.errors import ParameterError  # noqa: E402
+from secagg.integrations.flower import (  # noqa: E402
+    PAILLIER_RECORD_KEY,
+    SecAggPaillierWorkflow,
+    make_secagg_paillier_mod,
+)
+from secagg.integrations.flower.paillier import PAILLIER_STATE_KEY  # noqa: E402
+from secagg.paillier import generate_threshold_keypair  # noqa: E402
+from secagg.paillier.messages import Contribution, PartialDecryptions, decode_paillier_message  # noqa: E402
+from secagg.paillier.threshold import safe_prime  # noqa: E402
+from tests.integrations.inprocess_grid import InProcessGrid  # noqa: E402
+from tests.integrations.test_flower import (  # noqa: E402
+    SHAPES,
+    FixedClient,
+    expected_average,
+    final_parameters,
+    run_fl,
+)
+
+BANKS, T = 5, 3
+
+
+@pytest.fixture(scope="module")
+def keys():
+    p = safe_prime(256)
+    q = safe_prime(256)
+    while q == p:
+        q = safe_prime(256)
+    public, shares = generate_threshold_keypair(BANKS, T, primes=(p, q))
+    identities = [IdentityKey.generate(TestOnlySeededRandomness(i, b"flower-bank")) for i in range(BANKS)]
+    return public, shares, identities, {i: k.public_bytes for i, k in enumerate(identities)}
+
+
+def bank_app(keys, tamper=None, floor=None):
+    """Node with partition i is bank i; ``tamper(partition, round, reply_message)`` may alter its reply."""
+    public, shares, identities, verify_keys = keys
+    mods = [make_secagg_paillier_mod(share=shares[i], identity=identities[i], verify_keys=verify_keys,
+                                     min_contributors=floor) for i in range(BANKS)]
+
+    def app(message, context):
+        partition = int(context.node_config["partition-id"])
+
+        def client_fn(ctx):
+            return FixedClient(partition).to_client()
+
+        def tampering(msg, ctxt, call_next):
+            reply = mods[partition](msg, ctxt, call_next)
+            return tamper(partition, msg, reply) if tamper is not None else reply
+
+        return ClientApp(client_fn=client_fn, mods=[tampering])(message, context)
+
+    return app
+
+
+def workflow(keys, grid, **kwargs):
+    public, _, _, verify_keys = keys
+    return SecAggPaillierWorkflow(public, {node: grid.partition[node] for node in grid.node_ids}, verify_keys,
+                                  **kwargs)
+
+
+def test_an_honest_round_gives_the_exact_weighted_average(keys):
+    grid = InProcessGrid(bank_app(keys), BANKS)
+    flow = workflow(keys, grid)
+    context = run_fl(grid, flow)
+    report = flow.reports[0]
+    assert report.ok and report.survivors == grid.node_ids and report.misbehaving == {}
+    for got, want in zip(final_parameters(context), expected_average(range(BANKS))):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)  # exact sums; one float division
+    # what the server received from the banks: signed ciphertexts and proven partials, nothing else
+    kinds = {type(decode_paillier_message(dict(r.content.config_records[PAILLIER_RECORD_KEY])["message"])).__name__
+             for r in grid.replies}
+    assert kinds == {Contribution.__name__, PartialDecryptions.__name__}
+
+
+def test_a_cheating_bank_is_named_and_a_bank_crashing_before_decryption_leaves_the_sum_exact(keys):
+    from flwr.app import ConfigRecord
+
+    def cheat(partition, msg, reply):
+        record = dict(reply.content.config_records[PAILLIER_RECORD_KEY])
+        if partition != 1 or record["round"] != "decryption":
+            return reply
+        m = decode_paillier_message(record["message"])
+        n = keys[0].n
+        bad = PartialDecryptions(m.session_id, m.party, m.round, m.fingerprint, m.width,
+                                 ((m.values[0] * (1 + n)) % (n * n),) + m.values[1:], m.challenge, m.response)
+        return Message(RecordDict({PAILLIER_RECORD_KEY: ConfigRecord({"round": "decryption",
+                                                                      "message": bad.encode()})}), reply_to=msg)
+
+    def fault(partition, node, message):
+        record = message.content.config_records.get(PAILLIER_RECORD_KEY)
+        return "crash" if partition == 4 and record is not None and record["round"] == "decryption" else None
+
+    grid = InProcessGrid(bank_app(keys, tamper=cheat), BANKS, fault=fault)
+    flow = workflow(keys, grid)
+    context = run_fl(grid, flow)
+    report = flow.reports[0]
+    assert report.ok, report.aborted
+    assert list(report.misbehaving) == [grid.node_ids[1]] and "proof" in report.misbehaving[grid.node_ids[1]]
+    assert report.survivors == grid.node_ids  # bank 4 contributed, then crashed: in the sum
+    for got, want in zip(final_parameters(context), expected_average(range(BANKS))):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
+
+
+def test_banks_refuse_to_decrypt_fewer_contributions_than_their_floor(keys):
+    # the workflow would accept 3 contributions, every bank insists on 5: two crash before
+    # contributing and nobody decrypts; the model stays where it was
+    def fault(partition, node, message):
+        record = message.content.config_records.get(PAILLIER_RECORD_KEY)
+        return "crash" if partition in (0, 1) and record is not None and record["round"] == "contribution" else None
+
+    grid = InProcessGrid(bank_app(keys, floor=5), BANKS, fault=fault)
+    flow = workflow(keys, grid, min_contributors=3)
+    context = run_fl(grid, flow)
+    report = flow.reports[0]
+    assert report.aborted is not None and "decryption" in report.aborted
+    assert sum("fewer than 5" in f for f in report.failures) == BANKS  # every bank asked refused
+    for got, start in zip(final_parameters(context), [np.full(s, 0.5) for s in SHAPES]):
+        np.testing.assert_array_equal(got, start)
+
+
+def test_a_bank_remembers_its_rounds_in_its_context_across_processes(keys):
+    grid = InProcessGrid(bank_app(keys), BANKS)
+    flow = workflow(keys, grid)
+    run_fl(grid, flow, rounds=2)
+    assert all(r.ok for r in flow.reports)
+    import json
+
+    state = json.loads(grid.context(grid.node_ids[0]).state.config_records[PAILLIER_STATE_KEY]["rounds"])
+    assert state["sessions"] == {flow.session_id.hex(): {"contributed": [1, 2], "decrypted": [1, 2]}}
+    assert len(state["models"]) == 2
+
+
+def test_a_bank_contributes_once_per_global_model(keys):
+    # round 1 aborts after the contributions (every bank but one crashes when asked to decrypt);
+    # round 2 sends the same model again: the banks refuse, whatever the server claims happened
+    def fault(partition, node, message):
+        record = message.content.config_records.get(PAILLIER_RECORD_KEY)
+        first = record is not None and record["round"] == "decryption" and message.metadata.group_id == "1"
+        return "crash" if first and partition != 0 else None
+
+    grid = InProcessGrid(bank_app(keys), BANKS, fault=fault)
+    flow = workflow(keys, grid)
+    run_fl(grid, flow, rounds=2)
+    assert flow.reports[0].aborted is not None
+    second = flow.reports[1]
+    assert second.aborted is not None
+    assert sum("contributes once per model" in f for f in second.failures) == BANKS
+
+
+def test_the_workflow_refuses_nodes_without_a_share_and_unsafe_floors(keys):
+    public, _, _, verify_keys = keys
+    with pytest.raises(ParameterError, match="distinct bank ids"):
+        SecAggPaillierWorkflow(public, {11: 0, 12: 0}, verify_keys)
+    with pytest.raises(ParameterError, match="min_contributors"):
+        SecAggPaillierWorkflow(public, {11: 0}, verify_keys, min_contributors=1)
+    with pytest.raises(ParameterError, match="KeyShare"):
+        make_secagg_paillier_mod(share=None, identity=keys[2][0], verify_keys=verify_keys)
