@@ -187,11 +187,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.task == "sum":
         if task.aborted:
             print(f"session ABORTED: {task.aborted}")
+            if task.refused:
+                print(f"clients that refused the session: {task.refused}")
             return 2
         print(f"sum of {len(task.survivors)} of {n} clients in {task.seconds:.2f} s; survivors {task.survivors}"
               + (f"; written to {args.output}.npy" if args.output else ""))
         if task.misbehaving:
             print(f"misbehaving clients (refused, named): {task.misbehaving}")
+        if task.refused:
+            print(f"clients that refused the session: {task.refused}")
         return 0
     last = task.history[-1] if task.history else None
     applied = task.applied_updates
@@ -206,6 +210,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     named = {c: why for r in task.history for c, why in r.get("misbehaving", {}).items()}
     if named:
         print(f"misbehaving clients (refused, named): {named}")
+    refusals = {}
+    for r in task.history:
+        for client, why in r.get("refused", {}).items():
+            refusals.setdefault(client, []).append((r["round"], why))
+    for client, items in sorted(refusals.items()):
+        rounds = [rnd for rnd, _ in items]
+        print(f"client {client} refused round{'s' if len(rounds) > 1 else ''} {rounds}: {items[-1][1]}")
     return 0
 
 

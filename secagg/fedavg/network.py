@@ -178,7 +178,8 @@ class FedAvgTask:
                   "training": self.settings.announced()}
         return SessionPlan(self.spec, header, vector_blob(self.server.vector))
 
-    def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds, *, misbehaving=None) -> bool:
+    def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds, *, misbehaving=None,
+                       refused=None) -> bool:
         started = time.perf_counter()
         if aggregate is not None:
             weighted_sum, total_weight = self.codec.decode(aggregate, len(survivors))
@@ -200,6 +201,7 @@ class FedAvgTask:
                              "dropped": {k: list(v) for k, v in dropped.items() if v}, "aborted": aborted,
                              "applied": applied, "total_weight": result.total_weight, "metrics": metrics,
                              "misbehaving": {str(k): v for k, v in (misbehaving or {}).items()},
+                             "refused": {str(k): v for k, v in (refused or {}).items()},
                              "seconds": seconds + time.perf_counter() - started})
         self._save()
         auc = metrics.get("roc_auc")

@@ -138,8 +138,10 @@ class BankSession:
     ``share`` is this bank's key share (bank id ``share.index - 1``), ``identity`` its Ed25519 key,
     ``verify_keys`` every bank's public key (obtained out of band). ``min_contributors`` is the
     fewest contributions this bank will ever help decrypt; DP sets it to the calibrated
-    ``min_shares``. The session remembers the rounds it contributed to and decrypted: a bank that
-    keeps state across restarts must keep these too (the network bank does).
+    ``min_shares``. The session remembers the rounds it contributed to and decrypted
+    (:attr:`contributed`, :attr:`decrypted`): a driver that rebuilds the session between messages
+    must restore them (the Flower bank mod keeps them in the node's Context; the network bank
+    keeps one session object per session id in memory).
     """
 
     def __init__(self, share: KeyShare, session_id: bytes, identity: IdentityKey, verify_keys: Mapping[int, bytes],

@@ -37,6 +37,7 @@ class Kind(IntEnum):
     ERROR = 5  # coordinator -> client: {"error": type name, "message": text}; the stream then closes
     FINISHED = 6  # coordinator -> client: the job is over, nothing more will come
     DECLINE = 7  # client -> coordinator: {"reason": text}; this client sits the announced session out
+    REFUSE = 8  # client -> coordinator: {"error": type name, "message": text}; it refuses the session and leaves
 
 
 def _reject_constant(name: str) -> float:

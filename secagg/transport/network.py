@@ -15,6 +15,7 @@ the :class:`ServerSession` and consumes the events, so the session needs no lock
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -194,12 +195,14 @@ class CoordinatorTask(Protocol):
 
     def finish_session(self, plan: SessionPlan, aggregate: np.ndarray | list[int] | None, survivors: list[int],
                        dropped: Mapping[str, list[int]], aborted: str | None, seconds: float, *,
-                       misbehaving: Mapping[int, str]) -> bool:
+                       misbehaving: Mapping[int, str], refused: Mapping[int, str]) -> bool:
         """Consume one session's outcome; True when that was the job's last session.
 
         ``aggregate`` is None when the session aborted; otherwise the ring vector of a masking
         session, or the plaintext sums of a Paillier round (one integer per packed plaintext).
-        ``misbehaving`` names the clients whose messages were refused (bad proof, bad signature)."""
+        ``misbehaving`` names the clients whose messages were refused (bad proof, bad signature);
+        ``refused`` the clients that refused the session themselves, with their reason (a
+        parameter they did not agree to, a model they cannot train)."""
 
 
 class ClientTask(Protocol):
@@ -264,6 +267,7 @@ class _Run:
     gone: set[int] = field(default_factory=set)  # members whose stream ended or who were expelled
     expelled: set[int] = field(default_factory=set)
     declined: set[int] = field(default_factory=set)  # connected, but sitting this session out
+    refused: dict[int, str] = field(default_factory=dict)  # clients that refused the session, and why
     advertised: set[int] = field(default_factory=set)  # clients whose keys the server accepted
     last_activity: float = field(default_factory=time.monotonic)  # last join or message (first round)
 
@@ -590,6 +594,15 @@ class Coordinator:
                 run.last_activity = time.monotonic()
                 try:
                     envelope = decode_envelope(raw)
+                    if envelope.kind is Kind.REFUSE:
+                        reason = (f"{str(envelope.header.get('error'))[:60]}: "
+                                  f"{str(envelope.header.get('message'))[:500]}")
+                        log.warning("client %d refuses session %d: %s", peer.client_id, run.index, reason)
+                        run.refused[peer.client_id] = reason
+                        run.declined.add(peer.client_id)
+                        with self._lock:
+                            peer.session = None
+                        continue
                     if envelope.kind is Kind.DECLINE and joining:
                         log.info("client %d sits session %d out: %s", peer.client_id, run.index,
                                  str(envelope.header.get("reason"))[:200])
@@ -626,6 +639,7 @@ class Coordinator:
         with self._lock:
             self._run, self._accepting = None, False
         outcome = server.outcome(aborted)
+        outcome = dataclasses.replace(outcome, refused=dict(run.refused))
         survivors = outcome.survivors
         if outcome.misbehaving:
             log.warning("session %d: misbehaving clients %s", run.index, outcome.misbehaving)
@@ -636,7 +650,8 @@ class Coordinator:
         final = False
         try:
             final = self.task.finish_session(plan, outcome.aggregate, survivors, outcome.dropped, outcome.aborted,
-                                             time.perf_counter() - started, misbehaving=outcome.misbehaving)
+                                             time.perf_counter() - started, misbehaving=outcome.misbehaving,
+                                             refused=outcome.refused)
         finally:
             with self._lock:
                 peers = [p for p in self._peers.values() if p.session == run.index]
@@ -840,8 +855,23 @@ class NetworkClient:
                 else:
                     raise ProtocolViolation(f"unexpected {envelope.kind.name} from the coordinator", party="server")
             raise _stream_ended()
-        except ProtocolViolation:
-            raise  # refusing the coordinator's message: the caller decides (the CLI exits non-zero)
+        except ProtocolViolation as exc:
+            # refusing the coordinator's message: say why before leaving (the coordinator logs it
+            # and stops waiting for this client), then the caller decides (the CLI exits non-zero)
+            log.warning("client %d refuses the coordinator: %s", self.client_id, exc)
+            requests.put(Envelope(Kind.REFUSE, {"error": type(exc).__name__, "message": str(exc)[:500]}).encode())
+            requests.put(None)  # half-close: the coordinator reads the refusal, then ends the stream
+            timer = threading.Timer(5.0, responses.cancel)
+            timer.daemon = True
+            timer.start()
+            try:
+                for _ in responses:
+                    pass
+            except Exception:  # noqa: BLE001 - cancelled, or the stream broke: the refusal went or never will
+                pass
+            finally:
+                timer.cancel()
+            raise
         finally:
             requests.put(None)
             responses.cancel()

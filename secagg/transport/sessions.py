@@ -40,7 +40,8 @@ class SessionOutcome:
     survivors: list[int]  # clients whose input is in the aggregate
     dropped: dict[str, list[int]]
     aborted: str | None
-    misbehaving: dict[int, str] = field(default_factory=dict)
+    misbehaving: dict[int, str] = field(default_factory=dict)  # refused messages (bad proof, signature)
+    refused: dict[int, str] = field(default_factory=dict)  # clients that refused the session, and why
 
 
 # ----------------------------------------------------------------------------- masking

@@ -59,6 +59,7 @@ class SumTask:
         self.dropped: dict[str, list[int]] = {}
         self.aborted: str | None = None
         self.misbehaving: dict[int, str] = {}
+        self.refused: dict[int, str] = {}
         self.seconds = 0.0
 
     @property
@@ -81,14 +82,16 @@ class SumTask:
             return None
         return SessionPlan(self.spec, {"task": self.name, "session": len(self.results)})
 
-    def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds, *, misbehaving=None) -> bool:
+    def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds, *, misbehaving=None,
+                       refused=None) -> bool:
         if aggregate is not None and isinstance(self.spec, PaillierSpec):
             aggregate = self.spec.scheme.unpack(list(aggregate), self.spec.values, len(survivors))
         self.aggregate, self.survivors, self.dropped = aggregate, list(survivors), dict(dropped)
         self.aborted, self.seconds = aborted, seconds
         self.misbehaving = {int(k): str(v) for k, v in (misbehaving or {}).items()}
+        self.refused = {int(k): str(v) for k, v in (refused or {}).items()}
         self.results.append({"survivors": self.survivors, "dropped": self.dropped, "aborted": aborted,
-                             "seconds": seconds, "misbehaving": self.misbehaving})
+                             "seconds": seconds, "misbehaving": self.misbehaving, "refused": self.refused})
         if self.output is not None:
             base = Path(self.output)
             if aggregate is not None:
@@ -97,7 +100,8 @@ class SumTask:
                     np.save(base.with_name(f"{base.name}-{len(self.results) - 1}.npy"), aggregate, allow_pickle=False)
             atomic_json(base.with_suffix(".json"), {
                 "survivors": self.survivors, "dropped": self.dropped, "aborted": aborted, "seconds": seconds,
-                "misbehaving": self.misbehaving, "sessions": self.results, "config": self.describe()})
+                "misbehaving": self.misbehaving, "refused": self.refused, "sessions": self.results,
+                "config": self.describe()})
         return len(self.results) >= self.sessions
 
 

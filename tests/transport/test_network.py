@@ -306,6 +306,31 @@ def test_fedavg_rounds_over_the_network_match_the_plaintext_weighted_average(tmp
     assert all(client.contributed_requests for client in clients)
 
 
+def test_a_client_with_another_model_refuses_and_the_round_closes_without_it():
+    # the refusal travels: the coordinator logs why, stops waiting for that client (the join
+    # window is 120 s) and records the reason; the others' sum goes on
+    import time
+
+    from secagg.fedavg.data import make_bank_transactions
+    from secagg.fedavg.models import LogisticRegression
+
+    banks = make_bank_transactions(4, 400, seed=2)
+    features = banks[0].X_train.shape[1]
+    task = FedAvgTask(LogisticRegression(features), 4, FedAvgSettings(rounds=1, max_weight=400.0))
+    job = Job(task, 4).start()
+    started = time.monotonic()
+    for i, b in enumerate(banks[:3]):
+        job.client(i, FedAvgClient(LogisticRegression(features), b.X_train, b.y_train, seed=i))
+    wide = np.hstack([banks[3].X_train, banks[3].X_train[:, :6]])  # a bank whose model has 6 more features
+    job.client(3, FedAvgClient(LogisticRegression(wide.shape[1]), wide, banks[3].y_train, seed=3))
+    job.join()
+    assert time.monotonic() - started < 60  # not the 120 s join window
+    assert isinstance(job.outcomes[3], ProtocolViolation)
+    [record] = task.history
+    assert record["applied"] and record["included"] == [0, 1, 2]
+    assert list(record["refused"]) == ["3"] and "weights" in record["refused"]["3"]
+
+
 def test_malicious_server_mode_over_the_network(pki):
     from secagg.transport.certs import load_identity, load_verify_keys
 
