@@ -145,7 +145,7 @@ def _bank_contribute(args) -> tuple[bytes, float]:
     start = time.perf_counter()
     checked = bank.read_request(request)
     values = encoder.quantize(weight * update, weight, np.random.default_rng(seed))
-    message = bank.contribute(checked, encrypt_packed(share.public_key, scheme.pack(np.append(values, weight))))
+    message = bank.contribute(checked, scheme.pack(np.append(values, weight)))
     return message, time.perf_counter() - start
 
 
@@ -266,15 +266,27 @@ def network_end_to_end(banks: int, params: int, key_bits: int, threshold: int) -
 
 def proof_cost(key_bits: int = 2048, count: int = 200) -> dict:
     """Per ciphertext, same key: the partial decryption itself, proving a batch, verifying it."""
-    from secagg.paillier.proofs import prove_partial_decryptions, verify_partial_decryptions
+    from secagg.paillier.proofs import (
+        prove_partial_decryptions,
+        prove_plaintext_knowledge,
+        verify_partial_decryptions,
+        verify_plaintext_knowledge,
+    )
+    from secagg.paillier.vector import encrypt_packed_with_exponents
 
     public, shares = generate_threshold_keypair(3, 2, key_bits)
-    ciphertexts = encrypt_packed(public, list(range(count)))
+    plaintexts = list(range(count))
+    (ciphertexts, exponents), encrypt_s = timed(lambda: encrypt_packed_with_exponents(public, plaintexts))
     partials, decrypt_s = timed(lambda: [p.value for p in partial_decrypt(shares[0], ciphertexts)])
     proof, prove_s = timed(lambda: prove_partial_decryptions(shares[0], ciphertexts, partials, b"bench"))
     _, verify_s = timed(lambda: verify_partial_decryptions(public, 1, ciphertexts, partials, proof, b"bench"))
+    knowledge, know_prove_s = timed(lambda: prove_plaintext_knowledge(public, ciphertexts, plaintexts, exponents,
+                                                                      b"bench"))
+    _, know_verify_s = timed(lambda: verify_plaintext_knowledge(public, ciphertexts, knowledge, b"bench"))
     return {"key_bits": key_bits, "ciphertexts": count, "partial_decrypt_ms": 1e3 * decrypt_s / count,
-            "prove_ms": 1e3 * prove_s / count, "verify_ms": 1e3 * verify_s / count}
+            "prove_ms": 1e3 * prove_s / count, "verify_ms": 1e3 * verify_s / count,
+            "encrypt_ms": 1e3 * encrypt_s / count, "knowledge_prove_ms": 1e3 * know_prove_s / count,
+            "knowledge_verify_ms": 1e3 * know_verify_s / count}
 
 
 def main() -> int:
@@ -284,6 +296,7 @@ def main() -> int:
     parser.add_argument("--e2e-only", action="store_true", help="the end-to-end round only")
     parser.add_argument("--workers", type=int, default=2, help="processes standing in for the banks' machines")
     parser.add_argument("--threshold", type=int, default=7, help="t of the 10 banks")
+    parser.add_argument("--proofs-only", action="store_true", help="the proof costs only")
     parser.add_argument("--network", action="store_true",
                         help="also the end-to-end job with a coordinator process and one process per bank (grpc)")
     args = parser.parse_args()
@@ -291,7 +304,7 @@ def main() -> int:
     print(f"# Paillier benchmark {info['date']}: {info['cpu']}, {info['cores']} cores, Python {info['python']}")
     print(f"{'key':>5} {'keygen s':>8} | {'phe enc v/s':>11} {'phe add v/s':>11} {'phe dec v/s':>11} | "
           f"{'slots':>5} {'packed enc v/s':>14} {'pool ready':>10} {'add v/s':>10} {'thr dec v/s':>11} | {'enc x':>6}")
-    for key_bits in () if args.e2e_only else (2048, 3072):
+    for key_bits in () if args.e2e_only or args.proofs_only else (2048, 3072):
         r = throughput(key_bits, args.samples)
         print(f"{key_bits:>5} {r['keygen_s']:>8.2f} | {r['phe_encrypt_vps']:>11.0f} {r['phe_add_vps']:>11.0f} "
               f"{r['phe_decrypt_vps']:>11.0f} | {r['slots']:>5} {r['packed_encrypt_vps']:>14.0f} "
@@ -311,7 +324,12 @@ def main() -> int:
                   f"{r['partial_decrypt_ms']:.2f} ms per ciphertext; proving {r['prove_ms']:.2f} ms, verifying "
                   f"{r['verify_ms']:.2f} ms per ciphertext ({100 * r['prove_ms'] / r['partial_decrypt_ms']:.0f}% and "
                   f"{100 * r['verify_ms'] / r['partial_decrypt_ms']:.0f}% of a partial decryption)", flush=True)
-    if not args.skip_e2e:
+            print(f"      proof of plaintext knowledge, {key_bits} bits, batch of {r['ciphertexts']}: encryption "
+                  f"{r['encrypt_ms']:.2f} ms per ciphertext; proving {r['knowledge_prove_ms']:.3f} ms, verifying "
+                  f"{r['knowledge_verify_ms']:.2f} ms per ciphertext ("
+                  f"{100 * r['knowledge_verify_ms'] / r['partial_decrypt_ms']:.0f}% of a partial decryption)",
+                  flush=True)
+    if not args.skip_e2e and not args.proofs_only:
         r = end_to_end(10, 100_000, 2048, args.threshold, args.workers)
         print(f"\nend to end, {r['banks']} banks x {r['params']:,} parameters, {r['key_bits']}-bit key, t = {r['threshold']}, "
               f"{r['decryptors']} decrypting banks with proofs, {r['workers']} worker processes: whole job "

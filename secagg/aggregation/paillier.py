@@ -78,14 +78,12 @@ class _PaillierRound(AggregationRound):
 
     # bank side -----------------------------------------------------------------------------
     def encrypt(self, client_id: int, weighted_update: np.ndarray, weight: float) -> EncryptedUpdate:
-        """What bank ``client_id`` computes: quantise, pack with the weight last, encrypt, sign."""
-        from secagg.paillier import encrypt_packed
-
+        """What bank ``client_id`` computes: quantise, pack with the weight last, encrypt, prove, sign."""
         bank = self.aggregator.banks[client_id]
         request = bank.read_request(self._requests[client_id])
         client_rng = np.random.default_rng(self._rng.integers(2**63))
         values = self.codec.encode(weighted_update, weight, client_rng)
-        return EncryptedUpdate(client_id, bank.contribute(request, encrypt_packed(self.key, self.scheme.pack(values))))
+        return EncryptedUpdate(client_id, bank.contribute(request, self.scheme.pack(values)))
 
     def _accept(self, client_id, weighted_update, weight):
         start = time.perf_counter()

@@ -2,15 +2,22 @@
 
 The same family as the masking protocol's codec (:mod:`secagg.protocol.messages`)::
 
-    header  = magic "SAGP" | version u8 (=1) | type u8 | session_id 16 bytes | party u32
+    header  = magic "SAGP" | version u8 (=2) | type u8 | session_id 16 bytes | party u32
     message = header | body (fixed field order, no padding, no trailing bytes)
 
 ``party`` is the sender of a bank-to-coordinator message and the recipient of a
 coordinator-to-bank message (bank ids ``0..n-1``; bank ``u`` holds key share ``u + 1``). Big integers
 (ciphertexts, partial decryptions) are big-endian in a fixed width ``W`` bytes given once per
-message (``u16``): the byte length of ``N^2``. :func:`decode_paillier_message` turns every invalid
-byte string into :class:`MalformedMessage` and nothing else; the roles check ``W`` and ranges
-against the key (:mod:`secagg.paillier.roles`).
+message (``u16``): the byte length of ``N^2``; unbounded integers (proof responses) are
+``u16 length | big-endian bytes`` without a leading zero byte. :func:`decode_paillier_message`
+turns every invalid byte string into :class:`MalformedMessage` and nothing else; the roles check
+``W`` and ranges against the key (:mod:`secagg.paillier.roles`).
+
+Version 2 (after an adversarial review): a Contribution carries a proof that its sender knows
+every plaintext (without it a corrupt bank could sign the inverse of an honest bank's ciphertexts
+and cancel them out of the aggregate, leaving one bank's update alone); PartialDecryptions carry
+the digest of the contributions they decrypt and the bank's signature, so blame is checkable by a
+third party.
 """
 
 from __future__ import annotations
@@ -23,13 +30,15 @@ from typing import ClassVar
 from secagg.crypto.signatures import SIGNATURE_BYTES
 from secagg.errors import MalformedMessage, ParameterError
 
-__all__ = ["PaillierMessageType", "RoundRequest", "Contribution", "SignedContribution", "DecryptionRequest",
+__all__ = ["PaillierMessageType", "RoundRequest", "Contribution", "KnowledgeProof", "SignedContribution",
+           "DecryptionRequest",
            "PartialDecryptions", "PaillierAbort", "decode_paillier_message", "MAGIC", "VERSION"]
 
 MAGIC = b"SAGP"
-VERSION = 1
+VERSION = 2
 SESSION_ID_BYTES = 16
 FINGERPRINT_BYTES = 32
+DIGEST_BYTES = 32
 CHALLENGE_BYTES = 32
 MAX_ABORT_REASON_BYTES = 1024
 _HEADER = struct.Struct("<4sBB16sI")
@@ -74,6 +83,34 @@ def _integers(name: str, values: object, width: int) -> tuple[int, ...]:
 
 def _pack_integers(values: tuple[int, ...], width: int) -> bytes:
     return b"".join(v.to_bytes(width, "big") for v in values)
+
+
+def _varint_ok(name: str, value: object) -> int:
+    _check(not isinstance(value, bool) and isinstance(value, int) and value >= 0
+           and (value.bit_length() + 7) // 8 < 1 << 16, f"{name} must be a non-negative integer of < 65536 bytes")
+    return int(value)  # type: ignore[arg-type]
+
+
+def _pack_varint(value: int) -> bytes:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return _U16.pack(len(raw)) + raw
+
+
+@dataclass(frozen=True, eq=False)
+class KnowledgeProof:
+    """A contribution's proof of plaintext knowledge (:class:`secagg.paillier.proofs.PlaintextProof`)."""
+
+    commitment: int
+    z_message: int
+    z_exponent: int
+
+    def check(self, width: int) -> KnowledgeProof:
+        _integers("proof commitment and z_message", (self.commitment, self.z_message), width)
+        _varint_ok("proof z_exponent", self.z_exponent)
+        return self
+
+    def encode(self, width: int) -> bytes:
+        return _pack_integers((self.commitment, self.z_message), width) + _pack_varint(self.z_exponent)
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,8 +163,9 @@ class RoundRequest(_Message):
 
 @dataclass(frozen=True, eq=False)
 class Contribution(_Message):
-    """Bank -> coordinator: its encrypted update for ``round``, signed (Ed25519) over the session,
-    the round, the key fingerprint, its id and the ciphertexts."""
+    """Bank -> coordinator: its encrypted update for ``round``, the proof that it knows every
+    plaintext, and its signature (Ed25519) over the session, the round, the key fingerprint, its
+    id, the ciphertexts and the proof."""
 
     TYPE: ClassVar[PaillierMessageType] = PaillierMessageType.CONTRIBUTION
     FROM_BANK: ClassVar[bool] = True
@@ -135,6 +173,7 @@ class Contribution(_Message):
     fingerprint: bytes
     width: int
     ciphertexts: tuple[int, ...]
+    proof: KnowledgeProof
     signature: bytes
 
     def __post_init__(self) -> None:
@@ -143,14 +182,16 @@ class Contribution(_Message):
         object.__setattr__(self, "fingerprint", _bytes("fingerprint", self.fingerprint, FINGERPRINT_BYTES))
         object.__setattr__(self, "ciphertexts", _integers("ciphertexts", self.ciphertexts, self.width))
         _check(len(self.ciphertexts) >= 1, "a contribution has at least one ciphertext")
+        _check(isinstance(self.proof, KnowledgeProof), "proof must be a KnowledgeProof")
+        self.proof.check(self.width)
         object.__setattr__(self, "signature", _bytes("signature", self.signature, SIGNATURE_BYTES))
 
     def _body(self) -> bytes:
         return (_ROUND.pack(self.round, self.fingerprint) + _U16.pack(self.width) + _U32.pack(len(self.ciphertexts))
-                + _pack_integers(self.ciphertexts, self.width) + self.signature)
+                + _pack_integers(self.ciphertexts, self.width) + self.proof.encode(self.width) + self.signature)
 
     def signed(self) -> SignedContribution:
-        return SignedContribution(self.party, self.ciphertexts, self.signature)
+        return SignedContribution(self.party, self.ciphertexts, self.proof, self.signature)
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,6 +200,7 @@ class SignedContribution:
 
     sender: int
     ciphertexts: tuple[int, ...]
+    proof: KnowledgeProof
     signature: bytes
 
 
@@ -188,22 +230,30 @@ class DecryptionRequest(_Message):
             _u32("sender", c.sender)
             _integers("ciphertexts", c.ciphertexts, self.width)
             _check(len(c.ciphertexts) == count and count >= 1, "every contribution has the same positive length")
+            _check(isinstance(c.proof, KnowledgeProof), "proof must be a KnowledgeProof")
+            c.proof.check(self.width)
             _bytes("signature", c.signature, SIGNATURE_BYTES)
         object.__setattr__(self, "contributions", contributions)
 
+    def contributions_bytes(self) -> bytes:
+        """The forwarded contributions, canonically (what a bank's partial decryptions answer)."""
+        parts = []
+        for c in self.contributions:
+            parts += [_U32.pack(c.sender), c.signature, c.proof.encode(self.width),
+                      _pack_integers(c.ciphertexts, self.width)]
+        return b"".join(parts)
+
     def _body(self) -> bytes:
         count = len(self.contributions[0].ciphertexts)
-        parts = [_ROUND.pack(self.round, self.fingerprint), _U16.pack(self.width), _U32.pack(count),
-                 _U32.pack(len(self.contributions))]
-        for c in self.contributions:
-            parts += [_U32.pack(c.sender), c.signature, _pack_integers(c.ciphertexts, self.width)]
-        return b"".join(parts)
+        return b"".join([_ROUND.pack(self.round, self.fingerprint), _U16.pack(self.width), _U32.pack(count),
+                         _U32.pack(len(self.contributions)), self.contributions_bytes()])
 
 
 @dataclass(frozen=True, eq=False)
 class PartialDecryptions(_Message):
     """Bank -> coordinator: its partial decryption of every ciphertext of the aggregate it
-    recomputed, and one proof (challenge, response) that all of them are correct."""
+    recomputed, one proof (challenge, response) that all of them are correct, the digest of the
+    contributions it decrypted and its signature over all of it (so that blame is checkable)."""
 
     TYPE: ClassVar[PaillierMessageType] = PaillierMessageType.PARTIAL_DECRYPTIONS
     FROM_BANK: ClassVar[bool] = True
@@ -213,6 +263,8 @@ class PartialDecryptions(_Message):
     values: tuple[int, ...]
     challenge: int
     response: int
+    request_digest: bytes
+    signature: bytes
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -222,14 +274,18 @@ class PartialDecryptions(_Message):
         _check(len(self.values) >= 1, "at least one partial decryption")
         _check(isinstance(self.challenge, int) and 0 <= self.challenge < 1 << (8 * CHALLENGE_BYTES),
                "challenge out of range")
-        _check(isinstance(self.response, int) and 0 <= self.response and
-               (self.response.bit_length() + 7) // 8 < 1 << 16, "response out of range")
+        _varint_ok("response", self.response)
+        object.__setattr__(self, "request_digest", _bytes("request_digest", self.request_digest, DIGEST_BYTES))
+        object.__setattr__(self, "signature", _bytes("signature", self.signature, SIGNATURE_BYTES))
 
-    def _body(self) -> bytes:
-        z = self.response.to_bytes((self.response.bit_length() + 7) // 8, "big")
+    def unsigned_body(self) -> bytes:
+        """Everything the bank signs (after a domain label, see the roles)."""
         return (_ROUND.pack(self.round, self.fingerprint) + _U16.pack(self.width) + _U32.pack(len(self.values))
                 + _pack_integers(self.values, self.width) + self.challenge.to_bytes(CHALLENGE_BYTES, "big")
-                + _U16.pack(len(z)) + z)
+                + _pack_varint(self.response) + self.request_digest)
+
+    def _body(self) -> bytes:
+        return self.unsigned_body() + self.signature
 
 
 @dataclass(frozen=True, eq=False)
@@ -270,6 +326,17 @@ class _Reader:
         raw = self.take(count * width)
         return tuple(int.from_bytes(raw[i:i + width], "big") for i in range(0, len(raw), width))
 
+    def varint(self, name: str) -> int:
+        (length,) = self.unpack(_U16)
+        raw = self.take(length)
+        if raw[:1] == b"\x00":
+            raise MalformedMessage(f"{name} has a leading zero byte (one encoding per integer)")
+        return int.from_bytes(raw, "big")
+
+    def proof(self, width: int) -> KnowledgeProof:
+        commitment, z_message = self.integers(2, width)
+        return KnowledgeProof(commitment, z_message, self.varint("proof z_exponent"))
+
     def end(self) -> None:
         if self.pos != len(self.data):
             raise MalformedMessage(f"{len(self.data) - self.pos} trailing bytes after the message")
@@ -283,28 +350,29 @@ def _decode_body(kind: PaillierMessageType, sid: bytes, party: int, r: _Reader) 
     if kind is PaillierMessageType.CONTRIBUTION:
         round_, fingerprint = r.unpack(_ROUND)
         (width,), (count,) = r.unpack(_U16), r.unpack(_U32)
-        return Contribution(sid, party, round_, fingerprint, width, r.integers(count, width), r.take(SIGNATURE_BYTES))
+        ciphertexts = r.integers(count, width)
+        return Contribution(sid, party, round_, fingerprint, width, ciphertexts, r.proof(width),
+                            r.take(SIGNATURE_BYTES))
     if kind is PaillierMessageType.DECRYPTION_REQUEST:
         round_, fingerprint = r.unpack(_ROUND)
         (width,), (count,), (contributors,) = r.unpack(_U16), r.unpack(_U32), r.unpack(_U32)
-        if contributors * (4 + SIGNATURE_BYTES + count * width) > len(r.data) - r.pos:
+        if contributors * (4 + SIGNATURE_BYTES + (count + 2) * width + 2) > len(r.data) - r.pos:
             raise MalformedMessage("contribution count exceeds the message length")
         contributions = []
         for _ in range(contributors):
             (sender,) = r.unpack(_U32)
             signature = r.take(SIGNATURE_BYTES)
-            contributions.append(SignedContribution(sender, r.integers(count, width), signature))
+            proof = r.proof(width)
+            contributions.append(SignedContribution(sender, r.integers(count, width), proof, signature))
         return DecryptionRequest(sid, party, round_, fingerprint, width, tuple(contributions))
     if kind is PaillierMessageType.PARTIAL_DECRYPTIONS:
         round_, fingerprint = r.unpack(_ROUND)
         (width,), (count,) = r.unpack(_U16), r.unpack(_U32)
         values = r.integers(count, width)
         challenge = int.from_bytes(r.take(CHALLENGE_BYTES), "big")
-        (length,) = r.unpack(_U16)
-        raw = r.take(length)
-        if raw[:1] == b"\x00":
-            raise MalformedMessage("response has a leading zero byte (one encoding per integer)")
-        return PartialDecryptions(sid, party, round_, fingerprint, width, values, challenge, int.from_bytes(raw, "big"))
+        response = r.varint("response")
+        return PartialDecryptions(sid, party, round_, fingerprint, width, values, challenge, response,
+                                  r.take(DIGEST_BYTES), r.take(SIGNATURE_BYTES))
     if kind is PaillierMessageType.ABORT:
         (length,) = r.unpack(_U16)
         raw = r.take(length)

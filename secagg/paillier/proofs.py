@@ -1,4 +1,23 @@
-"""Zero-knowledge proofs that a batch of partial decryptions is correct (Shoup 2000, batched).
+"""Zero-knowledge proofs of the Paillier path: a bank knows the plaintexts of its ciphertexts, and
+a batch of partial decryptions is correct (Shoup 2000, batched).
+
+**Plaintext knowledge** (with every contribution). A ciphertext is ``c = g^m h_N^a mod N^2``
+(``g = 1 + N``, ``h_N`` the key's short-exponent base, itself an N-th residue). For a batch
+``c_1..c_L`` the bank picks ``x`` uniform in ``Z_N`` and ``y`` uniform of ``|a| + 128 + log2 L + 80``
+bits, sends ``A = g^x h_N^y``, and with 128-bit coefficients ``e_i`` derived by Fiat-Shamir from
+the context (session, round, key, sender) and ``A`` and every ``c_i`` answers
+``z_m = x + sum e_i m_i mod N`` and ``z_a = y + sum e_i a_i`` (over the integers). The verifier
+checks ``g^z_m h_N^z_a = A prod c_i^e_i mod N^2``. Sound: from two answers for different
+coefficients the difference gives ``c^d = g^u h_N^w`` with ``d`` below the smallest prime factor of
+N, so with ``1 = alpha d + beta N``, ``c g^(-alpha u) = h_N^(alpha w) (c^beta)^N`` is an N-th residue:
+``c`` encrypts ``alpha u mod N``, which the prover therefore knows (batched, per ciphertext, with
+L + 1 such answers). Zero knowledge: ``z_m`` is uniform, ``z_a`` hides ``sum e_i a_i`` statistically.
+What it stops: a corrupt bank signing a ciphertext built from other banks' ciphertexts (e.g. the
+inverse of an honest bank's contribution, which would cancel it out of the aggregate), whose
+plaintext it cannot know; the context binds the proof to its sender, so copying another bank's
+contribution and proof fails too.
+
+**Partial decryptions.**
 
 Party ``i`` holds ``x = Delta s_i`` with ``v_i = v^x`` public, and publishes ``d_j = c_j^(2x)`` for
 every ciphertext ``c_j`` of an aggregate. One proof covers the whole batch: with coefficients
@@ -27,11 +46,84 @@ from secagg.errors import CryptoError, ParameterError
 from secagg.paillier import _gmpy2
 from secagg.paillier.threshold import KeyShare, ThresholdPublicKey
 
-__all__ = ["DecryptionProof", "prove_partial_decryptions", "verify_partial_decryptions", "BATCH_BITS"]
+__all__ = ["DecryptionProof", "PlaintextProof", "prove_partial_decryptions", "verify_partial_decryptions",
+           "prove_plaintext_knowledge", "verify_plaintext_knowledge", "BATCH_BITS"]
 
 BATCH_BITS = 128
 _CHALLENGE_BYTES = 32
 _HIDING_BITS = 384  # 256 bits of challenge + 128 bits of statistical hiding
+_POPK_HIDING_BITS = 80  # statistical hiding of z_a
+
+
+@dataclass(frozen=True)
+class PlaintextProof:
+    """Proof that the sender knows every plaintext of a batch of ciphertexts (module docstring)."""
+
+    commitment: int  # A = g^x h_N^y mod N^2
+    z_message: int  # x + sum e_i m_i mod N
+    z_exponent: int  # y + sum e_i a_i
+
+
+def plaintext_proof_bits(key: ThresholdPublicKey, count: int) -> int:
+    """Largest bit length of ``z_exponent`` for ``count`` ciphertexts (``y`` and the sum both fit)."""
+    from secagg.paillier.vector import short_exponent_bits
+
+    return short_exponent_bits(key) + BATCH_BITS + max(1, count).bit_length() + _POPK_HIDING_BITS + 1
+
+
+def _popk_coefficients(key: ThresholdPublicKey, context: bytes, ciphertexts: Sequence[int],
+                       commitment: int) -> list[int]:
+    width = 2 * ((key.n.bit_length() + 7) // 8)
+    digest = hashlib.sha256(b"secagg/paillier/v2/plaintext-knowledge\x00" + key.fingerprint
+                            + _integer(len(context)) + context + int(commitment).to_bytes(width, "big")
+                            + len(ciphertexts).to_bytes(4, "little"))
+    for c in ciphertexts:
+        digest.update(int(c).to_bytes(width, "big"))
+    stream = hashlib.shake_256(digest.digest()).digest(len(ciphertexts) * BATCH_BITS // 8)
+    step = BATCH_BITS // 8
+    return [int.from_bytes(stream[i:i + step], "big") for i in range(0, len(stream), step)]
+
+
+def prove_plaintext_knowledge(key: ThresholdPublicKey, ciphertexts: Sequence[int], plaintexts: Sequence[int],
+                              exponents: Sequence[int], context: bytes) -> PlaintextProof:
+    """The proof for ``ciphertexts[i] = g^plaintexts[i] h_N^exponents[i]`` (from
+    :func:`secagg.paillier.vector.encrypt_packed_with_exponents`)."""
+    gmpy2 = _gmpy2()
+    if key.obfuscation_base is None:
+        raise ParameterError("proofs of plaintext knowledge need a key with the short-exponent base")
+    if not (len(ciphertexts) == len(plaintexts) == len(exponents)) or not ciphertexts:
+        raise ParameterError("one plaintext and one exponent per ciphertext, at least one")
+    n, nsquare = gmpy2.mpz(key.n), gmpy2.mpz(key.nsquare)
+    x = secrets.randbelow(key.n)
+    y = secrets.randbits(plaintext_proof_bits(key, len(ciphertexts)) - 2)
+    commitment = int((1 + n * x) * gmpy2.powmod(key.obfuscation_base, y, nsquare) % nsquare)
+    e = _popk_coefficients(key, context, ciphertexts, commitment)
+    z_message = (x + sum(ei * int(m) for ei, m in zip(e, plaintexts))) % key.n
+    z_exponent = y + sum(ei * int(a) for ei, a in zip(e, exponents))
+    return PlaintextProof(commitment, z_message, z_exponent)
+
+
+def verify_plaintext_knowledge(key: ThresholdPublicKey, ciphertexts: Sequence[int], proof: PlaintextProof,
+                               context: bytes) -> None:
+    """Raise :class:`CryptoError` unless ``proof`` shows the sender knows every plaintext."""
+    from secagg.paillier.vector import multi_powmod
+
+    gmpy2 = _gmpy2()
+    if key.obfuscation_base is None:
+        raise ParameterError("proofs of plaintext knowledge need a key with the short-exponent base")
+    if not ciphertexts:
+        raise CryptoError("no ciphertexts")
+    if not (0 <= proof.z_message < key.n and 0 <= proof.z_exponent
+            and proof.z_exponent.bit_length() <= plaintext_proof_bits(key, len(ciphertexts))):
+        raise CryptoError("plaintext-knowledge proof out of range")
+    key.check_ciphertext(proof.commitment)
+    n, nsquare = gmpy2.mpz(key.n), gmpy2.mpz(key.nsquare)
+    e = _popk_coefficients(key, context, ciphertexts, proof.commitment)
+    left = (1 + n * proof.z_message) * gmpy2.powmod(key.obfuscation_base, proof.z_exponent, nsquare) % nsquare
+    right = gmpy2.mpz(proof.commitment) * multi_powmod(ciphertexts, e, key.nsquare) % nsquare
+    if left != right:
+        raise CryptoError("the contribution's proof of plaintext knowledge fails: its sender does not know what it "
+                          "encrypted (a ciphertext derived from others')")
 
 
 @dataclass(frozen=True)
@@ -63,18 +155,13 @@ def _batch_coefficients(key: ThresholdPublicKey, context: bytes, ciphertexts: Se
 
 def _combined(key: ThresholdPublicKey, ciphertexts: Sequence[int], partials: Sequence[int], context: bytes,
               mapper=None):
-    from secagg.paillier.vector import powmod_many
+    from secagg.paillier.vector import multi_powmod
 
     gmpy2 = _gmpy2()
-    nsquare = gmpy2.mpz(key.nsquare)
     rho = _batch_coefficients(key, context, ciphertexts, partials)
-    powers = powmod_many(list(ciphertexts) + list(partials), [4 * r for r in rho] + [2 * r for r in rho],
-                         key.nsquare, mapper=mapper)
-    big_c, big_ci = gmpy2.mpz(1), gmpy2.mpz(1)
-    for a, b in zip(powers[:len(rho)], powers[len(rho):]):
-        big_c = big_c * a % nsquare
-        big_ci = big_ci * b % nsquare
-    return big_c, big_ci
+    big_c = multi_powmod(ciphertexts, [4 * r for r in rho], key.nsquare, mapper=mapper)
+    big_ci = multi_powmod(partials, [2 * r for r in rho], key.nsquare, mapper=mapper)
+    return gmpy2.mpz(big_c), gmpy2.mpz(big_ci)
 
 
 def _challenge(key: ThresholdPublicKey, context: bytes, index: int, values: Sequence[int]) -> int:

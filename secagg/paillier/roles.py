@@ -36,18 +36,27 @@ from secagg.paillier import _gmpy2
 from secagg.paillier.messages import (
     Contribution,
     DecryptionRequest,
+    KnowledgeProof,
     PaillierAbort,
     PartialDecryptions,
     RoundRequest,
     decode_paillier_message,
 )
-from secagg.paillier.proofs import DecryptionProof, prove_partial_decryptions, verify_partial_decryptions
+from secagg.paillier.proofs import (
+    DecryptionProof,
+    PlaintextProof,
+    prove_partial_decryptions,
+    prove_plaintext_knowledge,
+    verify_partial_decryptions,
+    verify_plaintext_knowledge,
+)
 from secagg.paillier.threshold import KeyShare, PartialDecryption, ThresholdPublicKey, _combine
-from secagg.paillier.vector import powmod_many
+from secagg.paillier.vector import encrypt_packed_with_exponents, powmod_many
 
 __all__ = ["PaillierThreatModel", "paillier_threat_model", "default_min_contributors", "BankSession",
            "PaillierCoordinator",
-           "PaillierRoundState", "PaillierRoundResult", "contribution_payload", "element_width"]
+           "PaillierRoundState", "PaillierRoundResult", "contribution_payload", "partials_payload",
+           "contributions_digest", "check_contribution", "element_width"]
 
 _SERVER = "server"
 
@@ -58,15 +67,54 @@ def element_width(key: ThresholdPublicKey) -> int:
 
 
 def contribution_payload(session_id: bytes, round_: int, fingerprint: bytes, sender: int,
-                         ciphertexts: Sequence[int], width: int) -> bytes:
-    """What a bank signs: its contribution, bound to the session, the round and the key."""
-    digest = hashlib.sha256(b"".join(int(c).to_bytes(width, "big") for c in ciphertexts)).digest()
-    return (b"secagg/paillier/v1/contribution\x00" + session_id + struct.pack("<I", round_) + fingerprint
+                         ciphertexts: Sequence[int], width: int, proof: KnowledgeProof) -> bytes:
+    """What a bank signs: its contribution and its proof, bound to the session, the round and the key."""
+    digest = hashlib.sha256(b"".join(int(c).to_bytes(width, "big") for c in ciphertexts)
+                            + proof.encode(width)).digest()
+    return (b"secagg/paillier/v2/contribution\x00" + session_id + struct.pack("<I", round_) + fingerprint
             + struct.pack("<II", sender, len(ciphertexts)) + digest)
+
+
+def partials_payload(message: PartialDecryptions) -> bytes:
+    """What a bank signs with its partial decryptions: all of them, the proof and the digest of the
+    contributions they decrypt, so that anyone holding the signed contributions can check blame."""
+    return (b"secagg/paillier/v2/partials\x00" + message.session_id + struct.pack("<I", message.party)
+            + message.unsigned_body())
+
+
+def contributions_digest(request: DecryptionRequest) -> bytes:
+    return hashlib.sha256(b"secagg/paillier/v2/contributions\x00" + request.contributions_bytes()).digest()
 
 
 def _proof_context(session_id: bytes, round_: int) -> bytes:
     return session_id + struct.pack("<I", round_)
+
+
+def _knowledge_context(session_id: bytes, round_: int, fingerprint: bytes, sender: int) -> bytes:
+    return b"contribution\x00" + session_id + struct.pack("<I", round_) + fingerprint + struct.pack("<I", sender)
+
+
+def check_contribution(public: ThresholdPublicKey, verify_key: bytes, session_id: bytes, round_: int,
+                       sender: int, ciphertexts: Sequence[int], proof: KnowledgeProof, signature: bytes) -> None:
+    """:class:`CryptoError` unless the contribution is ``sender``'s, signed for this round, every
+    ciphertext valid, and its sender knows every plaintext (the proof)."""
+    width = element_width(public)
+    for value in ciphertexts:
+        public.check_ciphertext(value)
+    verify_signature(verify_key, signature, contribution_payload(session_id, round_, public.fingerprint, sender,
+                                                                 ciphertexts, width, proof))
+    verify_plaintext_knowledge(public, ciphertexts, PlaintextProof(proof.commitment, proof.z_message,
+                                                                   proof.z_exponent),
+                               _knowledge_context(session_id, round_, public.fingerprint, sender))
+
+
+def _check_contribution_task(args) -> str | None:
+    """Process-pool task: None if the contribution checks out, else the reason."""
+    try:
+        check_contribution(*args)
+    except CryptoError as exc:
+        return str(exc)
+    return None
 
 
 # ----------------------------------------------------------------------------- threat model
@@ -210,19 +258,25 @@ class BankSession:
                                   "round")
         return message
 
-    def contribute(self, request: RoundRequest, ciphertexts: Sequence[int]) -> bytes:
-        """This bank's signed contribution to ``request``'s round."""
+    def contribute(self, request: RoundRequest, plaintexts: Sequence[int]) -> bytes:
+        """This bank's signed contribution to ``request``'s round: it encrypts ``plaintexts`` (packed
+        integers in ``[0, N)``) itself and proves it knows them."""
         if not isinstance(request, RoundRequest) or request.session_id != self.session_id:
             raise ParameterError("request must be a RoundRequest of this session (from read_request)")
         if request.round in self.contributed:
             raise SessionStateError(f"round {request.round} was already contributed to")
-        values = [self.public.check_ciphertext(c) for c in ciphertexts]
+        values = [int(m) for m in plaintexts]
         if len(values) != request.ciphertexts:
             raise ParameterError(f"round {request.round} takes {request.ciphertexts} ciphertexts, got {len(values)}")
+        ciphertexts, exponents = encrypt_packed_with_exponents(self.public, values)
+        proof = prove_plaintext_knowledge(self.public, ciphertexts, values, exponents,
+                                          _knowledge_context(self.session_id, request.round, self.fingerprint,
+                                                             self.bank))
+        wire_proof = KnowledgeProof(proof.commitment, proof.z_message, proof.z_exponent)
         signature = self.identity.sign(contribution_payload(self.session_id, request.round, self.fingerprint,
-                                                            self.bank, values, self.width))
+                                                            self.bank, ciphertexts, self.width, wire_proof))
         message = Contribution(self.session_id, self.bank, request.round, self.fingerprint, self.width,
-                               tuple(values), signature)
+                               tuple(ciphertexts), wire_proof, signature)
         self.contributed.add(request.round)
         return message.encode()
 
@@ -248,21 +302,23 @@ class BankSession:
         for c in message.contributions:
             if c.sender >= self.public.parties:
                 raise self._violation(f"contribution from unknown bank {c.sender}")
-            try:
-                for value in c.ciphertexts:
-                    self.public.check_ciphertext(value)
-                verify_signature(self.verify_keys[c.sender], c.signature, contribution_payload(
-                    self.session_id, round_, self.fingerprint, c.sender, c.ciphertexts, self.width))
-            except CryptoError:
-                raise self._violation(f"the contribution of bank {c.sender} is not its signed contribution to round "
-                                      f"{round_} (bad signature or ciphertext)") from None
+        tasks = [(self.public, self.verify_keys[c.sender], self.session_id, round_, c.sender, c.ciphertexts, c.proof,
+                  c.signature) for c in message.contributions]
+        for c, failure in zip(message.contributions, (mapper or map)(_check_contribution_task, tasks)):
+            if failure is not None:
+                raise self._violation(f"the contribution of bank {c.sender} is not its own signed contribution to "
+                                      f"round {round_}: {failure}")
         aggregate = _product(self.public, [c.ciphertexts for c in message.contributions])
         partials = powmod_many(aggregate, 2 * self.public.delta * self.share.share, self.public.nsquare,
                                mapper=mapper)
         proof = prove_partial_decryptions(self.share, aggregate, partials, _proof_context(self.session_id, round_),
                                           mapper=mapper)
-        reply = PartialDecryptions(self.session_id, self.bank, round_, self.fingerprint, self.width, tuple(partials),
-                                   proof.challenge, proof.response)
+        unsigned = PartialDecryptions(self.session_id, self.bank, round_, self.fingerprint, self.width,
+                                      tuple(partials), proof.challenge, proof.response, contributions_digest(message),
+                                      bytes(64))
+        reply = PartialDecryptions(self.session_id, self.bank, round_, self.fingerprint, self.width,
+                                   tuple(partials), proof.challenge, proof.response, unsigned.request_digest,
+                                   self.identity.sign(partials_payload(unsigned)))
         self.decrypted.add(round_)
         return reply.encode()
 
@@ -331,6 +387,7 @@ class PaillierCoordinator:
         self.misbehaving: dict[int, str] = {}
         self.asked: frozenset[int] = frozenset()
         self.aggregate: list[int] = []
+        self.request_digest = b""  # of the contributions every bank is asked to decrypt
         self.result: PaillierRoundResult | None = None
         self.abort_reason: str | None = None
         self.dropped: dict[str, list[int]] = {}
@@ -390,10 +447,8 @@ class PaillierCoordinator:
             raise ProtocolViolation(f"bank {bank} sent {len(message.ciphertexts)} ciphertexts, the round takes "
                                     f"{self.request.ciphertexts}", party=bank)
         try:
-            for value in message.ciphertexts:
-                self.public.check_ciphertext(value)
-            verify_signature(self.verify_keys[bank], message.signature, contribution_payload(
-                self.session_id, message.round, message.fingerprint, bank, message.ciphertexts, self.width))
+            check_contribution(self.public, self.verify_keys[bank], self.session_id, message.round, bank,
+                               message.ciphertexts, message.proof, message.signature)
         except CryptoError as exc:
             self.misbehaving[bank] = f"invalid contribution: {exc}"
             raise ProtocolViolation(f"bank {bank}: invalid contribution ({exc})", party=bank) from None
@@ -411,6 +466,15 @@ class PaillierCoordinator:
         if len(message.values) != len(self.aggregate):
             raise ProtocolViolation(f"bank {bank}: {len(message.values)} partial decryptions for "
                                     f"{len(self.aggregate)} ciphertexts", party=bank)
+        if message.request_digest != self.request_digest:
+            self.misbehaving[bank] = "partial decryptions of other contributions than the round's"
+            raise ProtocolViolation(f"bank {bank}: partial decryptions of other contributions", party=bank)
+        try:
+            verify_signature(self.verify_keys[bank], message.signature, partials_payload(message))
+        except CryptoError:
+            self.misbehaving[bank] = "partial decryptions without its valid signature"
+            raise ProtocolViolation(f"bank {bank}: partial decryptions without its valid signature", party=bank) \
+                from None
         try:
             verify_partial_decryptions(self.public, bank + 1, self.aggregate, message.values,
                                        DecryptionProof(message.challenge, message.response),
@@ -451,8 +515,10 @@ class PaillierCoordinator:
             self.aggregate = _product(self.public, [c.ciphertexts for c in signed])
             self.asked = self.banks - self.misbehaving.keys()
             self.state = PaillierRoundState.DECRYPTION
-            return {b: DecryptionRequest(self.session_id, b, self.request.round, self.public.fingerprint, self.width,
-                                         signed).encode() for b in sorted(self.asked)}
+            requests = {b: DecryptionRequest(self.session_id, b, self.request.round, self.public.fingerprint,
+                                             self.width, signed) for b in sorted(self.asked)}
+            self.request_digest = contributions_digest(next(iter(requests.values()))) if requests else b""
+            return {b: r.encode() for b, r in requests.items()}
         self.dropped["decryption"] = sorted(self.asked - self.partials.keys() - self.misbehaving.keys())
         if len(self.partials) < self.public.threshold:
             blame = f"; refused: {self.misbehaving}" if self.misbehaving else ""

@@ -25,7 +25,8 @@ from secagg.errors import CryptoError, ParameterError
 from secagg.paillier import _gmpy2
 from secagg.paillier.threshold import ThresholdPublicKey
 
-__all__ = ["precompute_obfuscators", "encrypt_packed", "add_ciphertexts", "powmod_many"]
+__all__ = ["precompute_obfuscators", "encrypt_packed", "encrypt_packed_with_exponents", "add_ciphertexts",
+           "powmod_many", "multi_powmod"]
 
 
 _WINDOW = 8
@@ -100,6 +101,73 @@ def encrypt_packed(key: ThresholdPublicKey, plaintexts: Sequence[int], obfuscato
             raise ParameterError("plaintext out of range [0, N)")
         out.append(int((n * m + 1) * gmpy2.mpz(pool.pop()) % nsquare))
     return out
+
+
+def encrypt_packed_with_exponents(key: ThresholdPublicKey, plaintexts: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Ciphertexts ``(1 + N m) h_N^a`` and their short exponents ``a`` (kept for a proof of
+    plaintext knowledge, :func:`secagg.paillier.proofs.prove_plaintext_knowledge`; secret)."""
+    gmpy2 = _gmpy2()
+    if key.obfuscation_base is None:
+        raise ParameterError("proofs of plaintext knowledge need a key with the short-exponent base (the default "
+                             "of generate_threshold_keypair)")
+    n, nsquare = gmpy2.mpz(key.n), gmpy2.mpz(key.nsquare)
+    bits = short_exponent_bits(key)
+    ciphertexts, exponents = [], []
+    for m in plaintexts:
+        if not 0 <= m < key.n:
+            raise ParameterError("plaintext out of range [0, N)")
+        a = secrets.randbits(bits)
+        ciphertexts.append(int((n * m + 1) * gmpy2.mpz(fixed_base_power(key, a)) % nsquare))
+        exponents.append(a)
+    return ciphertexts, exponents
+
+
+def _multi_chunk(args) -> int:
+    bases, exponents, modulus = args
+    return multi_powmod(bases, exponents, modulus)
+
+
+def multi_powmod(bases: Sequence[int], exponents: Sequence[int], modulus: int, *, window: int = 8,
+                 mapper=None) -> int:
+    """``prod bases[i]^exponents[i] mod modulus`` for non-negative exponents, by Pippenger's bucket
+    method: about ``len * bits / window`` multiplications instead of ``len * 1.5 bits`` (5x fewer
+    for 1,588 bases and 128-bit exponents). ``mapper`` (a process pool's ``map``) splits the
+    bases into chunks computed in parallel."""
+    gmpy2 = _gmpy2()
+    if len(bases) != len(exponents):
+        raise ParameterError("one exponent per base")
+    if any(e < 0 for e in exponents):
+        raise ParameterError("exponents must be non-negative")
+    if mapper is not None and len(bases) >= 64:
+        step = -(-len(bases) // 8)
+        chunks = [([int(b) for b in bases[i:i + step]], [int(e) for e in exponents[i:i + step]], int(modulus))
+                  for i in range(0, len(bases), step)]
+        result = gmpy2.mpz(1)
+        for part in mapper(_multi_chunk, chunks):
+            result = result * part % modulus
+        return int(result)
+    mod = gmpy2.mpz(modulus)
+    values = [gmpy2.mpz(b) % mod for b in bases]
+    bits = max((int(e).bit_length() for e in exponents), default=0)
+    mask = (1 << window) - 1
+    result = gmpy2.mpz(1) % mod
+    for j in reversed(range(-(-bits // window))):
+        for _ in range(window):
+            result = result * result % mod
+        buckets: list = [None] * (1 << window)
+        shift = j * window
+        for b, e in zip(values, exponents):
+            digit = (int(e) >> shift) & mask
+            if digit:
+                current = buckets[digit]
+                buckets[digit] = b if current is None else current * b % mod
+        running, total = gmpy2.mpz(1), gmpy2.mpz(1)
+        for digit in range(mask, 0, -1):  # total = prod_d bucket[d]^d, by running products
+            if buckets[digit] is not None:
+                running = running * buckets[digit] % mod
+            total = total * running % mod
+        result = result * total % mod
+    return int(result)
 
 
 def add_ciphertexts(key: ThresholdPublicKey, vectors: Sequence[Sequence[int]]) -> list[int]:

@@ -108,8 +108,12 @@ def _install_bank(die_at: str | None, wrong_partials: bool, session: int = 0) ->
             m = decode_paillier_message(reply)
             n = self.public.n
             values = (m.values[0] * (1 + n) % (n * n),) + m.values[1:]
+            unsigned = PartialDecryptions(m.session_id, m.party, m.round, m.fingerprint, m.width, values,
+                                          m.challenge, m.response, m.request_digest, bytes(64))
+            # signed with its own key, as a cheating bank would: the proof, not the signature, catches it
             reply = PartialDecryptions(m.session_id, m.party, m.round, m.fingerprint, m.width, values, m.challenge,
-                                       m.response).encode()
+                                       m.response, m.request_digest,
+                                       self.identity.sign(roles.partials_payload(unsigned))).encode()
         return reply
 
     roles.BankSession.read_request = read_request

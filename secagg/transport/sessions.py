@@ -288,7 +288,6 @@ class _PaillierClientRun:
         return None  # the coordinator speaks first (its RoundRequest)
 
     def handle(self, data: bytes) -> bytes | None:
-        from secagg.paillier import encrypt_packed
         from secagg.paillier.messages import PaillierMessageType
 
         if len(data) >= 6 and data[:4] == b"SAGP" and data[5] == PaillierMessageType.ROUND_REQUEST:
@@ -297,7 +296,7 @@ class _PaillierClientRun:
             if len(plaintexts) != request.ciphertexts:
                 raise ProtocolViolation(f"the round asks for {request.ciphertexts} ciphertexts, the announced packing "
                                         f"gives {len(plaintexts)}", party="server")
-            reply = self.bank.contribute(request, encrypt_packed(self.spec.public, plaintexts))
+            reply = self.bank.contribute(request, plaintexts)
             self.sent = True
             return reply
         return self.bank.handle(data)

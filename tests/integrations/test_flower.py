@@ -69,11 +69,11 @@ def initial() -> list[np.ndarray]:
     return [np.full(s, 0.5) for s in SHAPES]
 
 
-def run_fl(grid: InProcessGrid, workflow, *, rounds: int = 1, crash: str = "") -> LegacyContext:
+def run_fl(grid: InProcessGrid, workflow, *, rounds: int = 1, crash: str = "", config_fn=None) -> LegacyContext:
     n = len(grid.node_ids)
     strategy = FedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=n, min_available_clients=n,
                       initial_parameters=ndarrays_to_parameters(initial()),
-                      on_fit_config_fn=lambda r: {"crash": crash})
+                      on_fit_config_fn=lambda r: {"crash": crash, **(config_fn(r) if config_fn else {})})
     context = LegacyContext(Context(grid.run.run_id, 0, {}, RecordDict(), {}), config=ServerConfig(num_rounds=rounds),
                             strategy=strategy)
     DefaultWorkflow(fit_workflow=workflow)(grid, context)

@@ -3,6 +3,8 @@ DefaultWorkflow over InProcessGrid (messages and node contexts pass as Flower pr
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -23,6 +25,7 @@ from secagg.integrations.flower import (  # noqa: E402
 from secagg.integrations.flower.paillier import PAILLIER_STATE_KEY  # noqa: E402
 from secagg.paillier import generate_threshold_keypair  # noqa: E402
 from secagg.paillier.messages import Contribution, PartialDecryptions, decode_paillier_message  # noqa: E402
+from secagg.paillier.roles import partials_payload  # noqa: E402
 from secagg.paillier.threshold import safe_prime  # noqa: E402
 from tests.integrations.inprocess_grid import InProcessGrid  # noqa: E402
 from tests.integrations.test_flower import (  # noqa: E402
@@ -47,11 +50,13 @@ def keys():
     return public, shares, identities, {i: k.public_bytes for i, k in enumerate(identities)}
 
 
-def bank_app(keys, tamper=None, floor=None):
+def bank_app(keys, tamper=None, floor=None, ledgers=None):
     """Node with partition i is bank i; ``tamper(partition, round, reply_message)`` may alter its reply."""
     public, shares, identities, verify_keys = keys
     mods = [make_secagg_paillier_mod(share=shares[i], identity=identities[i], verify_keys=verify_keys,
-                                     min_contributors=floor) for i in range(BANKS)]
+                                     min_contributors=floor,
+                                     ledger=None if ledgers is None else ledgers / f"bank{i}.json")
+            for i in range(BANKS)]
 
     def app(message, context):
         partition = int(context.node_config["partition-id"])
@@ -97,8 +102,8 @@ def test_a_cheating_bank_is_named_and_a_bank_crashing_before_decryption_leaves_t
             return reply
         m = decode_paillier_message(record["message"])
         n = keys[0].n
-        bad = PartialDecryptions(m.session_id, m.party, m.round, m.fingerprint, m.width,
-                                 ((m.values[0] * (1 + n)) % (n * n),) + m.values[1:], m.challenge, m.response)
+        shifted = dataclasses.replace(m, values=((m.values[0] * (1 + n)) % (n * n),) + m.values[1:])
+        bad = dataclasses.replace(shifted, signature=keys[2][1].sign(partials_payload(shifted)))  # its own key
         return Message(RecordDict({PAILLIER_RECORD_KEY: ConfigRecord({"round": "decryption",
                                                                       "message": bad.encode()})}), reply_to=msg)
 
@@ -161,6 +166,38 @@ def test_a_bank_contributes_once_per_global_model(keys):
     second = flow.reports[1]
     assert second.aborted is not None
     assert sum("contributes once per model" in f for f in second.failures) == BANKS
+
+
+def test_the_same_model_under_another_fit_config_is_still_the_same_model(keys):
+    # the review's bypass: round 2 resent the aborted round's model with an extra config key the
+    # client ignores; the digest covered the config, so the banks contributed again
+    def fault(partition, node, message):
+        record = message.content.config_records.get(PAILLIER_RECORD_KEY)
+        first = record is not None and record["round"] == "decryption" and message.metadata.group_id == "1"
+        return "crash" if first and partition != 0 else None
+
+    grid = InProcessGrid(bank_app(keys), BANKS, fault=fault)
+    flow = workflow(keys, grid)
+    run_fl(grid, flow, rounds=2, config_fn=lambda r: {"nonce": str(r)})
+    assert flow.reports[0].aborted is not None
+    assert sum("contributes once per model" in f for f in flow.reports[1].failures) == BANKS
+
+
+def test_with_a_ledger_a_bank_remembers_even_with_a_fresh_context(keys, tmp_path):
+    # the Flower Context lives as long as the SuperNode's run state; the ledger on the node's disk
+    # survives it: a new grid (fresh contexts) asking for the same model gets nothing
+    grid = InProcessGrid(bank_app(keys, ledgers=tmp_path), BANKS)
+    first = workflow(keys, grid)
+    run_fl(grid, first)
+    assert first.reports[0].ok
+    again = InProcessGrid(bank_app(keys, ledgers=tmp_path), BANKS)  # same nodes, empty contexts
+    second = workflow(keys, again)
+    run_fl(again, second)
+    assert sum("contributes once per model" in f for f in second.reports[0].failures) == BANKS
+    (tmp_path / "bank0.json").write_text("{broken")
+    with pytest.raises(ParameterError, match="ledger"):
+        make_secagg_paillier_mod(share=keys[1][0], identity=keys[2][0], verify_keys=keys[3],
+                                 ledger=tmp_path / "bank0.json")
 
 
 def test_the_workflow_refuses_nodes_without_a_share_and_unsafe_floors(keys):

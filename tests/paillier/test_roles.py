@@ -26,7 +26,16 @@ from secagg.paillier.messages import (  # noqa: E402
     SignedContribution,
     decode_paillier_message,
 )
-from secagg.paillier.roles import BankSession, PaillierCoordinator, element_width, paillier_threat_model  # noqa: E402
+from secagg.paillier.messages import KnowledgeProof  # noqa: E402
+from secagg.paillier.roles import (  # noqa: E402
+    BankSession,
+    PaillierCoordinator,
+    contribution_payload,
+    contributions_digest,
+    element_width,
+    paillier_threat_model,
+    partials_payload,
+)
 from secagg.paillier.threshold import (  # noqa: E402
     ThresholdPublicKey,
     load_key_share,
@@ -63,12 +72,11 @@ def coordinator(setup, round_=1, count=2, floor=2):
 
 def contributions(setup, sessions, coord, values):
     """Every bank's signed contribution of ``values[bank]`` (plaintext integers) to coord's round."""
-    public = setup[0]
     requests = coord.start()
     out = {}
     for b, plaintexts in values.items():
         request = sessions[b].read_request(requests[b])
-        out[b] = sessions[b].contribute(request, encrypt_packed(public, plaintexts))
+        out[b] = sessions[b].contribute(request, plaintexts)
     return out
 
 
@@ -121,8 +129,9 @@ def test_the_disguised_oracle_with_the_coordinators_own_zero_encryptions_is_refu
     sessions, coord = banks(setup), coordinator(setup)
     messages = contributions(setup, sessions, coord, {b: [b, b] for b in range(N_BANKS)})
     victim = decode_paillier_message(messages[0]).signed()
-    zeros = [SignedContribution(b, tuple(encrypt_packed(public, [0, 0])), victim.signature) for b in (2, 3, 4)]
-    with pytest.raises(ProtocolViolation, match="not its signed contribution"):
+    zeros = [SignedContribution(b, tuple(encrypt_packed(public, [0, 0])), victim.proof, victim.signature)
+             for b in (2, 3, 4)]
+    with pytest.raises(ProtocolViolation, match="not its own signed contribution"):
         sessions[1].handle(_forged_request(setup, 1, 1, [victim, *zeros]))
 
 
@@ -157,7 +166,7 @@ def test_contributions_are_bound_to_their_round_and_session(setup):
     sessions, coord = banks(setup), coordinator(setup)
     messages = contributions(setup, sessions, coord, {b: [b, b] for b in range(N_BANKS)})
     signed = [decode_paillier_message(messages[b]).signed() for b in range(N_BANKS)]
-    with pytest.raises(ProtocolViolation, match="not its signed contribution to round 2"):
+    with pytest.raises(ProtocolViolation, match="not its own signed contribution to round 2"):
         sessions[2].handle(_forged_request(setup, 2, 2, signed))  # round 1's contributions as round 2's
     other = BankSession(setup[1][2], bytes(16), setup[2][2], setup[3], min_contributors=2)
     with pytest.raises(ProtocolViolation, match="another session"):
@@ -166,24 +175,138 @@ def test_contributions_are_bound_to_their_round_and_session(setup):
         sessions[0].read_request(coord.start()[0])
 
 
+# ---------------------------------------------------------------- 1b. corrupt banks cancelling honest ones
+
+def _inverse(public, ciphertexts):
+    return [pow(int(c), -1, public.nsquare) for c in ciphertexts]
+
+
+def _corrupt_contribution(setup, bank, round_, ciphertexts, proof):
+    """What a corrupt bank can send: any ciphertexts, any proof, signed with its own key."""
+    public, identities = setup[0], setup[2]
+    width = element_width(public)
+    signature = identities[bank].sign(contribution_payload(SID, round_, public.fingerprint, bank, ciphertexts, width,
+                                                           proof))
+    return Contribution(SID, bank, round_, public.fingerprint, width, tuple(ciphertexts), proof, signature).encode()
+
+
+def _proofs_a_corrupt_bank_could_attach(setup, sessions, coord_round, honest_message):
+    """Its own valid proof (of an encryption of zeros), the honest bank's proof copied, a random one."""
+    public = setup[0]
+    own = decode_paillier_message(sessions[5].contribute(
+        sessions[5].read_request(PaillierCoordinator(public, SID, setup[3], round=coord_round + 100, ciphertexts=2,
+                                                     min_contributors=3).start()[5]), [0, 0])).proof
+    copied = decode_paillier_message(honest_message).proof
+    forged = KnowledgeProof(encrypt_packed(public, [1])[0], 12345, 2**1000 + 7)
+    return {"own": own, "copied": copied, "forged": forged}
+
+
+def test_a_corrupt_bank_cannot_cancel_an_honest_contribution_out_of_the_aggregate(setup):
+    # Found by an adversarial review of the first version: corrupt bank 5 signed the inverse of
+    # honest bank 1's ciphertexts (re-randomised) as its own contribution; the aggregate of
+    # {victim 0, bank 1, bank 5} then decrypted to the victim's update alone, with 3 >= c + 2
+    # distinct signed contributions (n = 6, t = 4, c = 1). Each contribution now proves that its
+    # sender knows its plaintexts: the coordinator refuses the cancelling one, and so does every
+    # bank when a colluding coordinator forwards it anyway.
+    public = setup[0]
+    sessions, coord = banks(setup, floor=3, corrupt=1), coordinator(setup, floor=3)
+    messages = contributions(setup, sessions, coord, {b: [b + 1, 7] for b in range(5)})
+    cancelling = [c * z % public.nsquare for c, z in zip(_inverse(public, decode_paillier_message(messages[1])
+                                                                  .ciphertexts), encrypt_packed(public, [0, 0]))]
+    proofs = _proofs_a_corrupt_bank_could_attach(setup, banks(setup, floor=3, corrupt=1), 1, messages[1])
+    for name, proof in proofs.items():
+        forged = _corrupt_contribution(setup, 5, 1, cancelling, proof)
+        with pytest.raises(ProtocolViolation, match="bank 5"):
+            _fresh_receive(setup, messages, forged)
+        request = _forged_request_with(setup, 2, 1, [messages[0], messages[1], forged])
+        with pytest.raises(ProtocolViolation, match="plaintext.knowledge"):
+            sessions[2].handle(request)
+    assert not sessions[2].decrypted  # refusing changed nothing: bank 2 can still decrypt round 1
+
+
+def _fresh_receive(setup, messages, forged):
+    coord = coordinator(setup, floor=3)
+    coord.start()
+    for b in (0, 1):
+        coord.receive(b, messages[b])
+    coord.receive(5, forged)
+
+
+def _forged_request_with(setup, bank, round_, raw_contributions):
+    public = setup[0]
+    signed = sorted((decode_paillier_message(m).signed() for m in raw_contributions), key=lambda c: c.sender)
+    return DecryptionRequest(SID, bank, round_, public.fingerprint, element_width(public), tuple(signed)).encode()
+
+
+def test_an_old_ciphertext_cannot_be_decrypted_by_burying_it_in_a_new_round(setup):
+    # the review's decryption oracle: the victim's ciphertexts of an aborted round 1, times the
+    # inverses of two honest round-2 contributions, signed by a corrupt bank in round 2
+    public = setup[0]
+    sessions = banks(setup, floor=3, corrupt=1)
+    first = contributions(setup, sessions, coordinator(setup, floor=3), {0: [41, 42]})
+    second_coord = coordinator(setup, round_=2, floor=3)
+    second = contributions(setup, sessions, second_coord, {1: [1, 1], 2: [2, 2]})
+    buried = [int(x) for x in decode_paillier_message(first[0]).ciphertexts]
+    for b in (1, 2):
+        buried = [x * y % public.nsquare for x, y in zip(buried, _inverse(public, decode_paillier_message(second[b])
+                                                                          .ciphertexts))]
+    for proof in _proofs_a_corrupt_bank_could_attach(setup, banks(setup, floor=3, corrupt=1), 2, second[1]).values():
+        forged = _corrupt_contribution(setup, 5, 2, buried, proof)
+        with pytest.raises(ProtocolViolation, match="plaintext.knowledge"):
+            sessions[3].handle(_forged_request_with(setup, 3, 2, [second[1], second[2], forged]))
+
+
+def test_partial_decryptions_are_signed_over_what_they_decrypt_so_blame_is_checkable(setup):
+    # a coordinator that sends one bank another (valid) request cannot present that bank's honest
+    # answer as a wrong partial of the round: the bank signed the digest of what it decrypted
+    from secagg.crypto.signatures import verify_signature
+
+    public, verify = setup[0], setup[3]
+    sessions, coord = banks(setup), coordinator(setup)
+    messages = contributions(setup, sessions, coord, {b: [b, 1] for b in range(N_BANKS)})
+    requests = {}
+    for b, data in messages.items():
+        requests = coord.receive(b, data) or requests
+    subset = _forged_request_with(setup, 3, 1, [messages[b] for b in (0, 1, 2)])
+    reply = decode_paillier_message(sessions[3].handle(subset))
+    verify_signature(verify[3], reply.signature, partials_payload(reply))  # the bank's own, valid
+    assert reply.request_digest == contributions_digest(decode_paillier_message(subset))
+    assert reply.request_digest != coord.request_digest
+    with pytest.raises(ProtocolViolation, match="other contributions"):
+        coord.receive(3, reply.encode())
+    # the coordinator's report names bank 3, but anyone holding the signed request can check that
+    # bank 3 answered it correctly: its proof verifies against the aggregate it signed for
+    from secagg.paillier.proofs import DecryptionProof, verify_partial_decryptions
+    from secagg.paillier.roles import _product, _proof_context
+
+    asked = decode_paillier_message(subset)
+    aggregate = _product(public, [c.ciphertexts for c in asked.contributions])
+    verify_partial_decryptions(public, 4, aggregate, reply.values, DecryptionProof(reply.challenge, reply.response),
+                               _proof_context(SID, 1))
+
+
 # ---------------------------------------------------------------- 2. unverifiable partial decryptions
 
-def _shift(public, bank_to_cheat, amount=7):
+def _shift(setup, bank_to_cheat, amount=7):
+    """A cheating bank shifts its first partial and signs the result with its own key (so the
+    signature is valid and only the proof can catch it)."""
+    public, identities = setup[0], setup[2]
+
     def tamper(bank, reply):
         if bank not in bank_to_cheat:
             return reply
         message = decode_paillier_message(reply)
         values = list(message.values)
         values[0] = values[0] * pow(1 + public.n, amount, public.nsquare) % public.nsquare
-        return dataclasses.replace(message, values=tuple(values)).encode()
+        shifted = dataclasses.replace(message, values=tuple(values))
+        return dataclasses.replace(shifted, signature=identities[bank].sign(partials_payload(shifted))).encode()
     return tamper
 
 
 def test_a_shifted_partial_decryption_is_rejected_and_its_sender_named(setup):
-    public = setup[0]
     sessions, coord = banks(setup), coordinator(setup)
     values = {b: [b, 1] for b in range(N_BANKS)}
-    refused = run_round(setup, sessions, coord, values, tamper=_shift(public, {0}))
+    refused = run_round(setup, sessions, coord, values, tamper=_shift(setup, {0}))
     assert set(refused) == {0} and "proof" in refused[0]
     assert coord.result.plaintexts == [sum(range(N_BANKS)), N_BANKS]  # the others decrypt exactly
     assert 0 in coord.result.misbehaving and 0 not in coord.result.decryptors
@@ -192,7 +315,6 @@ def test_a_shifted_partial_decryption_is_rejected_and_its_sender_named(setup):
 def test_a_cheater_answering_after_t_honest_banks_is_still_checked_and_named(setup):
     # the decryption round waits for every bank asked: the order of the answers does not decide
     # whether a wrong partial is seen
-    public = setup[0]
     sessions, coord = banks(setup), coordinator(setup)
     messages = contributions(setup, sessions, coord, {b: [b, 1] for b in range(N_BANKS)})
     requests = {}
@@ -201,7 +323,7 @@ def test_a_cheater_answering_after_t_honest_banks_is_still_checked_and_named(set
     for b in range(N_BANKS - 1):  # banks 0..4 honest: more than t valid partials, the round stays open
         coord.receive(b, sessions[b].handle(requests[b]))
     assert coord.result is None and coord.pending_clients == {N_BANKS - 1}
-    cheat = _shift(public, {N_BANKS - 1})(N_BANKS - 1, sessions[N_BANKS - 1].handle(requests[N_BANKS - 1]))
+    cheat = _shift(setup, {N_BANKS - 1})(N_BANKS - 1, sessions[N_BANKS - 1].handle(requests[N_BANKS - 1]))
     with pytest.raises(ProtocolViolation, match=f"bank {N_BANKS - 1}"):
         coord.receive(N_BANKS - 1, cheat)
     assert not coord.pending_clients  # a refusal changes nothing else: the driver closes the round
@@ -211,23 +333,21 @@ def test_a_cheater_answering_after_t_honest_banks_is_still_checked_and_named(set
 
 
 def test_two_colluding_banks_cannot_shift_the_sum_consistently(setup):
-    public = setup[0]
     sessions, coord = banks(setup), coordinator(setup)
-    refused = run_round(setup, sessions, coord, {b: [b, 1] for b in range(N_BANKS)}, tamper=_shift(public, {1, 2}))
+    refused = run_round(setup, sessions, coord, {b: [b, 1] for b in range(N_BANKS)}, tamper=_shift(setup, {1, 2}))
     assert set(refused) == {1, 2}
     assert coord.result.plaintexts == [sum(range(N_BANKS)), N_BANKS]
 
 
 def test_with_exactly_t_banks_a_cheater_aborts_the_round_and_is_named(setup):
     # only t banks answer, one cheats: the round cannot finish, and the abort says who
-    public = setup[0]
     sessions, coord = banks(setup), coordinator(setup)
     messages = contributions(setup, sessions, coord, {b: [b, 1] for b in range(N_BANKS)})
     requests = {}
     for b, data in messages.items():
         requests = coord.receive(b, data) or requests
     for b in range(T):
-        reply = _shift(public, {3})(b, sessions[b].handle(requests[b]))
+        reply = _shift(setup, {3})(b, sessions[b].handle(requests[b]))
         if b == 3:
             with pytest.raises(ProtocolViolation, match="bank 3"):
                 coord.receive(b, reply)
@@ -327,12 +447,13 @@ def test_paillier_messages_are_canonical_and_malformed_bytes_typed(setup):
     messages = contributions(setup, sessions, coord, {0: [1, 2]})
     raw = messages[0]
     assert decode_paillier_message(raw).encode() == raw
-    for bad in (raw[:-1], raw + b"\x00", b"SAGX" + raw[4:], raw[:4] + b"\x02" + raw[5:], b"", raw[:30]):
+    for bad in (raw[:-1], raw + b"\x00", b"SAGX" + raw[4:], raw[:4] + b"\x01" + raw[5:], b"", raw[:30]):
         with pytest.raises(MalformedMessage):
             decode_paillier_message(bad)
+    message = PartialDecryptions(SID, 0, 1, bytes(32), 4, (1,), 0, 5, bytes(32), bytes(64)).encode()
+    assert message[-99:-96] == b"\x01\x00\x05"  # the response: u16 length, then its bytes
     with pytest.raises(MalformedMessage, match="leading zero"):
-        message = PartialDecryptions(SID, 0, 1, bytes(32), 4, (1,), 0, 5).encode()
-        decode_paillier_message(message[:-3] + b"\x02\x00\x00" + message[-1:])
+        decode_paillier_message(message[:-99] + b"\x02\x00\x00\x05" + message[-96:])
 
 
 def test_a_bank_refuses_messages_not_for_it(setup):

@@ -29,6 +29,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -205,7 +206,7 @@ class SecAggPaillierWorkflow(SecureFitWorkflow):
 
 
 class _BankMod:
-    def __init__(self, share, identity, verify_keys, min_contributors, corrupt_banks) -> None:
+    def __init__(self, share, identity, verify_keys, min_contributors, corrupt_banks, ledger=None) -> None:
         from secagg.crypto.signatures import IdentityKey
         from secagg.paillier.roles import _check_identities, default_min_contributors, paillier_threat_model
         from secagg.paillier.threshold import KeyShare
@@ -222,6 +223,9 @@ class _BankMod:
         self.corrupt_banks = corrupt_banks
         paillier_threat_model(public.parties, public.threshold, self.floor, corrupt_banks)  # refuse now
         share.check()
+        self.ledger = None if ledger is None else Path(ledger)
+        if self.ledger is not None:
+            _read_ledger(self.ledger)  # an unreadable ledger is refused now, not at the first round
 
     def __call__(self, msg, ctxt, call_next):
         from flwr.app import ConfigRecord, Message, RecordDict
@@ -237,6 +241,8 @@ class _BankMod:
             raise _server_violation(f"unknown Paillier round {round_name!r}")
         data = message_bytes(record, round_name, "server")
         state = self._state(ctxt)
+        if self.ledger is not None:
+            state = _merge(state, _read_ledger(self.ledger).get(self.public.fingerprint.hex(), {}))
         metrics = None
         if round_name == "contribution":
             reply, bank, session, metrics = self._contribute(msg, ctxt, call_next, record, data, state)
@@ -247,6 +253,12 @@ class _BankMod:
         state.setdefault("sessions", {})[session.hex()] = {"contributed": sorted(bank.contributed),
                                                           "decrypted": sorted(bank.decrypted)}
         ctxt.state.config_records[PAILLIER_STATE_KEY] = ConfigRecord({"rounds": json.dumps(state, sort_keys=True)})
+        if self.ledger is not None:
+            ledger = _read_ledger(self.ledger)
+            ledger[self.public.fingerprint.hex()] = state
+            tmp = self.ledger.with_name(self.ledger.name + ".tmp")
+            tmp.write_text(json.dumps(ledger, sort_keys=True))
+            os.replace(tmp, self.ledger)  # before the reply leaves: a crash after it cannot forget
         content = RecordDict({PAILLIER_RECORD_KEY: ConfigRecord({"round": round_name, "message": reply})})
         if metrics:
             content.config_records[PAILLIER_METRICS_KEY] = ConfigRecord(dict(metrics))
@@ -257,8 +269,6 @@ class _BankMod:
     def _contribute(self, msg, ctxt, call_next, record, data: bytes, state: dict):
         import flwr.compat.common.recorddict_compat as compat
         from flwr.common import parameters_to_ndarrays
-
-        from secagg.paillier import encrypt_packed
 
         try:
             announced = json.loads(record.get("setup") or "")
@@ -282,8 +292,8 @@ class _BankMod:
         if digest in state.get("models", []):
             # the same model and fit instructions as a round this bank already contributed to: two
             # sums over different banks would expose the difference (e.g. after a claimed abort)
-            raise _server_violation("this bank already contributed an update of this global model with these "
-                                    "instructions; it contributes once per model")
+            raise _server_violation("this bank already contributed an update of this global model; it contributes "
+                                    "once per model")
         global_arrays = parameters_to_ndarrays(sent.parameters)
         dimension = flatten(global_arrays).size
         try:
@@ -305,7 +315,7 @@ class _BankMod:
             raise ParameterError(f"num_examples must be >= 0, got {fitres.num_examples}")
         weight = float(min(int(fitres.num_examples), math.floor(max_weight)))
         values = codec.encode(weight * np.clip(update, -clip, clip), weight, np.random.default_rng())
-        reply = bank.contribute(request, encrypt_packed(self.public, spec.scheme.pack(values)))
+        reply = bank.contribute(request, spec.scheme.pack(values))
         state["models"] = [*state.get("models", []), digest]
         return reply, bank, session, fitres.metrics
 
@@ -345,22 +355,51 @@ class _BankMod:
         return bank
 
 
+def _read_ledger(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        ledger = json.loads(path.read_text())
+        if not isinstance(ledger, dict):
+            raise ValueError("not a JSON object")
+        return ledger
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"the bank's ledger {path} is unreadable: {exc}") from None
+
+
+def _merge(a: dict, b: dict) -> dict:
+    """Union of two bank states: every model and every round either one remembers."""
+    models = list(dict.fromkeys([*a.get("models", []), *b.get("models", [])]))
+    sessions: dict = {}
+    for state in (a, b):
+        for sid, rounds in state.get("sessions", {}).items():
+            merged = sessions.setdefault(sid, {"contributed": [], "decrypted": []})
+            for kind in ("contributed", "decrypted"):
+                merged[kind] = sorted(set(merged[kind]) | {int(r) for r in rounds.get(kind, [])})
+    return {"models": models, "sessions": sessions}
+
+
 def _request_digest(fit_ins) -> str:
+    """The global model the server sent, and nothing the server could vary at will: a digest over
+    the fit config too let the same model be contributed again under an extra, ignored config key."""
     import hashlib
 
-    config = json.dumps(dict(fit_ins.config), sort_keys=True, default=str).encode()
-    h = hashlib.sha256(b"secagg-flower-paillier-request\x00" + len(config).to_bytes(4, "little") + config)
+    h = hashlib.sha256(b"secagg-flower-paillier-model\x00")
     for tensor in fit_ins.parameters.tensors:
         h.update(len(tensor).to_bytes(8, "little") + tensor)
     return h.hexdigest()
 
 
 def make_secagg_paillier_mod(*, share, identity, verify_keys: Mapping[int, bytes], min_contributors: int | None = None,
-                             corrupt_banks: int | None = None) -> Callable:
+                             corrupt_banks: int | None = None, ledger: str | os.PathLike | None = None) -> Callable:
     """A client mod that makes this Flower node a bank of :class:`SecAggPaillierWorkflow`.
 
     ``share``: this bank's key share (``load_key_share``); ``identity``: its Ed25519 identity;
     ``verify_keys``: every bank's public key (bank id -> 32 bytes), obtained out of band.
     ``min_contributors``: this bank decrypts no aggregate of fewer contributions (default ``c + 2``).
+    ``ledger``: a file on the node's own disk where the bank also keeps the models it contributed
+    for and the rounds it decrypted (per key). The Flower Context alone lives as long as the
+    SuperNode's run state: a restarted SuperNode, or a new run, starts with an empty one, and a
+    server could then ask for the same model again. Give a ledger in any deployment.
     """
-    return _BankMod(share, identity, verify_keys, min_contributors, corrupt_banks)
+    return _BankMod(share, identity, verify_keys, min_contributors, corrupt_banks, ledger)
