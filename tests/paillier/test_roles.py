@@ -26,7 +26,7 @@ from secagg.paillier.messages import (  # noqa: E402
     SignedContribution,
     decode_paillier_message,
 )
-from secagg.paillier.messages import KnowledgeProof  # noqa: E402
+from secagg.paillier.messages import KnowledgeProof, PaillierAbort  # noqa: E402
 from secagg.paillier.roles import (  # noqa: E402
     BankSession,
     PaillierCoordinator,
@@ -480,3 +480,25 @@ def test_contributions_with_another_count_or_a_bad_signature_are_refused_and_nam
     assert 1 in coord.misbehaving
     with pytest.raises(ProtocolViolation, match="not its message"):
         coord.receive(2, messages[0])  # bank 2's stream carrying bank 0's message
+
+
+def test_every_single_byte_mutation_of_each_message_type_is_typed_or_canonical(setup):
+    # each message kind of a whole round; every byte flipped, and every truncation: either
+    # MalformedMessage, or a message whose encoding is exactly the mutated bytes (one encoding each)
+    public = setup[0]
+    sessions, coord = banks(setup), coordinator(setup)
+    messages = contributions(setup, sessions, coord, {b: [b, 1] for b in range(N_BANKS)})
+    requests = {}
+    for b, data in messages.items():
+        requests = coord.receive(b, data) or requests
+    round_request = PaillierCoordinator(public, SID, setup[3], round=9, ciphertexts=2, min_contributors=2).start()[0]
+    samples = [round_request, messages[0], requests[0], sessions[0].handle(requests[0]),
+               PaillierAbort(SID, 1, "deadline").encode()]
+    for raw in samples:
+        for i in range(len(raw)):
+            for flipped in (raw[:i] + bytes([raw[i] ^ 0x01]) + raw[i + 1:], raw[:i]):
+                try:
+                    decoded = decode_paillier_message(flipped)
+                except MalformedMessage:
+                    continue
+                assert decoded.encode() == flipped
