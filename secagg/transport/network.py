@@ -8,9 +8,17 @@ pending has disconnected, or at its deadline. Whoever did not answer is a dropou
 
 No protobuf: the service ``secagg.v1.Coordinator/Session`` carries raw bytes both ways.
 
-Coordinator threads: gRPC's worker threads run one generator per client stream (reading with a
-helper thread); they only enqueue events. A single driver thread (:meth:`Coordinator.serve`) owns
-the :class:`ServerSession` and consumes the events, so the session needs no locks.
+Coordinator threads: the gRPC side runs on a private asyncio event loop (``grpc.aio``): one
+coroutine per client stream, no thread per stream, so silent or slow streams cost memory only and
+never an honest client's place. Streams only enqueue events. A single driver thread
+(:meth:`Coordinator.serve`) owns the session adapter and consumes the events, so the protocol
+state needs no locks; it hands messages back with thread-safe calls onto the loop.
+
+No lock-out: under mutual TLS a stream is identified by its certificate before it says anything;
+an unknown certificate, or a second stream of a client that already has one, is refused at once,
+so a peer with one valid certificate holds one slot, its own. Without mutual TLS at most
+``4n + 64`` streams may wait for their hello (5 s each); identified streams are one per client id.
+Refusals are counted in :attr:`Coordinator.security_events` and logged.
 """
 
 from __future__ import annotations
@@ -23,7 +31,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -236,24 +243,34 @@ CHECKPOINTS = ("session_started", "advertise_keys_closed", "share_keys_closed", 
 
 
 class _Peer:
-    """One connected client stream."""
+    """One connected client stream. Its outbox lives on the gRPC event loop; the driver thread
+    hands it messages with :meth:`send` (thread-safe)."""
 
-    def __init__(self, client_id: int) -> None:
+    def __init__(self, client_id: int, loop) -> None:
+        import asyncio
+
         self.client_id = client_id
-        self.outbox: queue.Queue = queue.Queue()
+        self.loop = loop
+        self.outbox: asyncio.Queue = asyncio.Queue()
         self.session: int | None = None  # index of the session it received
         self.closed = threading.Event()
         self.expelled = False  # whatever it still sends is ignored
         self.in_flight = 0  # messages queued for the driver and not yet handled
         self.lock = threading.Lock()
 
+    def _put(self, item) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.outbox.put_nowait, item)
+        except RuntimeError:  # the event loop has stopped: the stream is gone anyway
+            pass
+
     def send(self, envelope: Envelope) -> None:
         if not self.closed.is_set():
-            self.outbox.put(envelope.encode())
+            self._put(envelope.encode())
 
     def close(self) -> None:
         self.closed.set()
-        self.outbox.put(None)
+        self._put(None)
 
 
 @dataclass
@@ -301,7 +318,7 @@ class Coordinator:
             raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
         self.task, self.num_clients, self.tls, self.deadlines = task, num_clients, tls, deadlines
         self.linger = float(linger)
-        self.hello_timeout = 10.0  # seconds a new stream may take to send its hello
+        self.hello_timeout = 5.0  # seconds a new stream may take to send its hello
         self.join_grace = float(join_grace)
         if join_quorum is not None and (isinstance(join_quorum, bool) or not isinstance(join_quorum, int)
                                         or not 1 <= join_quorum <= num_clients):
@@ -324,24 +341,62 @@ class Coordinator:
         self.sessions_run = 0
         self.mapper = mapper  # e.g. a process pool's map: spreads the Paillier proof checks over cores
         self.outcomes: list[SessionOutcome] = []  # every session's outcome, misbehaving clients included
-        self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=num_clients + 8, thread_name_prefix="secagg-stream"),
+        # Streams that have not said who they are yet: bounded, and none of them can take an
+        # identified client's place (identified streams are at most one per client id).
+        self.max_pending_streams = 4 * num_clients + 64
+        self._pending = 0  # touched on the event loop only
+        self._pending_by_identity: dict[int, int] = {}  # mutual TLS: unidentified streams per certificate
+        self.security_events: dict[str, int] = {}  # refused identities, duplicates, hello timeouts, pressure
+        self._loop, self._loop_thread = _start_event_loop()
+        credentials = None if tls.insecure else tls.server_credentials()
+        try:
+            self._server, self.port = self._call(self._make_server(address, credentials))
+        except Exception:
+            self._stop_loop()
+            raise
+        if not self.port:
+            self._stop_loop()
+            raise NetworkError(f"cannot listen on {address}")
+
+    # ---------------------------------------------------------------- the event loop (gRPC side)
+
+    def _call(self, coroutine, timeout: float | None = 30.0):
+        """Run ``coroutine`` on the gRPC event loop from the driver thread; its result."""
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    async def _make_server(self, address: str, credentials):
+        grpc = _grpc()
+        server = grpc.aio.server(
             handlers=[grpc.method_handlers_generic_handler("secagg.v1.Coordinator", {
                 "Session": grpc.stream_stream_rpc_method_handler(self._stream)})],
             options=[("grpc.max_receive_message_length", self.max_message_bytes),
                      ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0), *_KEEPALIVE,
-                     ("grpc.http2.min_ping_interval_without_data_ms", 5_000)],
-            maximum_concurrent_rpcs=num_clients + 4)
-        if tls.insecure:
-            self.port = self._server.add_insecure_port(address)
-        else:
-            self.port = self._server.add_secure_port(address, tls.server_credentials())
-        if not self.port:
-            raise NetworkError(f"cannot listen on {address}")
+                     ("grpc.http2.min_ping_interval_without_data_ms", 5_000)])
+        port = server.add_insecure_port(address) if credentials is None else \
+            server.add_secure_port(address, credentials)
+        return server, port
+
+    def _stop_loop(self) -> None:
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join(5)
+
+    def _security_event(self, kind: str, text: str, *args) -> None:
+        self.security_events[kind] = self.security_events.get(kind, 0) + 1
+        count = self.security_events[kind]
+        if count <= 20 or count % 100 == 0:  # logged, but a flood cannot flood the log
+            log.warning("security: " + text + (f" ({count} so far)" if count > 1 else ""), *args)
 
     # ---------------------------------------------------------------- gRPC side (worker threads)
 
-    def _identify(self, raw: bytes, context) -> int:
+    def _certificate_identity(self, context) -> tuple[str, int | None]:
+        names = context.auth_context().get("x509_common_name", [])
+        common_name = names[0].decode(errors="replace") if names else ""
+        return common_name, self.roster.get(common_name)
+
+    async def _identify(self, raw: bytes, context, certified: int | None) -> int:
         grpc = _grpc()
         try:
             hello = decode_envelope(raw)
@@ -350,69 +405,99 @@ class Coordinator:
             client = field_of(hello.header, "client", int)
             task = field_of(hello.header, "task", str)
         except MalformedMessage as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"MalformedMessage: {exc}")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"MalformedMessage: {exc}")
         if task != self.task.name:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"this coordinator runs task {self.task.name!r}, the client asked for {task!r}")
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"this coordinator runs task {self.task.name!r}, the client asked for {task!r}")
         if not 0 <= client < self.num_clients:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"unknown client id {client}")
-        if self.tls.mutual:
-            names = context.auth_context().get("x509_common_name", [])
-            common_name = names[0].decode(errors="replace") if names else ""
-            if self.roster.get(common_name) != client:
-                context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                              f"certificate {common_name!r} does not belong to client {client}")
+            self._security_event("unknown_id", "a stream claimed unknown client id %d", client)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"unknown client id {client}")
+        if self.tls.mutual and certified != client:
+            self._security_event("impersonation", "the certificate of client %s claimed to be client %d",
+                                 certified, client)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"this certificate does not belong to client {client}")
         return client
 
-    def _stream(self, request_iterator, context):
+    async def _stream(self, request_iterator, context):
+        import asyncio
+
         grpc = _grpc()
-        # A connection that never says hello must not hold a worker thread for ever.
-        timer = threading.Timer(self.hello_timeout, context.cancel)
-        timer.daemon = True
-        timer.start()
+        certified = None
+        if self.tls.mutual:
+            # The certificate says who this is before it says anything: an unknown certificate,
+            # or a second stream of a client that already has one, is refused at once and holds
+            # nothing (one valid certificate buys one slot, its own).
+            common_name, certified = self._certificate_identity(context)
+            if certified is None:
+                self._security_event("unknown_certificate", "refused a certificate outside the roster: %r",
+                                     common_name)
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"certificate {common_name!r} is not in the "
+                                    "roster")
+            current = self._peers.get(certified)
+            if (current is not None and not current.closed.is_set()) or self._pending_by_identity.get(certified):
+                self._security_event("duplicate_stream", "refused a second stream of client %d", certified)
+                await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"client {certified} already has a stream")
+            self._pending_by_identity[certified] = 1
+        elif self._pending >= self.max_pending_streams:
+            self._security_event("slot_pressure", "%d streams have not said hello: refusing more", self._pending)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many streams waiting for their hello")
+        self._pending += 1
         try:
-            first = next(request_iterator)
-        except Exception:  # noqa: BLE001 - cancelled by the timer, or the peer left
+            # A stream that never says hello is cut off quickly; it never held an identity's place.
+            first = await asyncio.wait_for(request_iterator.__anext__(), self.hello_timeout)
+        except asyncio.TimeoutError:
+            timed_out = True
+        except (StopAsyncIteration, Exception):  # noqa: BLE001 - the peer left before its hello
             return
+        else:
+            timed_out = False
         finally:
-            timer.cancel()
-        client = self._identify(first, context)
-        peer = _Peer(client)
+            self._pending -= 1
+            if certified is not None:
+                self._pending_by_identity.pop(certified, None)
+        if timed_out:
+            self._security_event("hello_timeout", "a stream sent no hello within %.1f s", self.hello_timeout)
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"no hello within {self.hello_timeout:g} s")
+        client = await self._identify(first, context, certified)
+        peer = _Peer(client, self._loop)
         with self._lock:
             current = self._peers.get(client)
-            if current is not None and not current.closed.is_set():
-                context.abort(grpc.StatusCode.ALREADY_EXISTS, f"client {client} already has a session")
-            self._peers[client] = peer
-            if self._finished:
-                peer.send(Envelope(Kind.FINISHED))
-                peer.close()
-            elif self._accepting and self._run is not None and client not in self._run.advertised:
-                # (a client whose first message was already accepted and that reconnects has lost
-                # its session state: it sits this session out instead of answering twice)
-                peer.session = self._run.index
-                self._run.members.add(client)
-                self._run.gone.discard(client)
-                self._run.declined.discard(client)
-                self._run.last_activity = time.monotonic()
-                peer.send(self._run.session_envelope)
-                if client in self._run.opening:
-                    peer.send(Envelope(Kind.PROTOCOL, blob=self._run.opening[client]))
+            duplicate = current is not None and not current.closed.is_set()
+            if not duplicate:
+                self._peers[client] = peer
+                if self._finished:
+                    peer.send(Envelope(Kind.FINISHED))
+                    peer.close()
+                elif self._accepting and self._run is not None and client not in self._run.advertised:
+                    # (a client whose first message was already accepted and that reconnects has lost
+                    # its session state: it sits this session out instead of answering twice)
+                    peer.session = self._run.index
+                    self._run.members.add(client)
+                    self._run.gone.discard(client)
+                    self._run.declined.discard(client)
+                    self._run.last_activity = time.monotonic()
+                    peer.send(self._run.session_envelope)
+                    if client in self._run.opening:
+                        peer.send(Envelope(Kind.PROTOCOL, blob=self._run.opening[client]))
+        if duplicate:
+            self._security_event("duplicate_stream", "refused a second stream of client %d", client)
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"client {client} already has a session")
         log.info("client %d connected", client)
-        context.add_callback(lambda: self._gone(peer))
-        threading.Thread(target=self._read, args=(peer, request_iterator), daemon=True,
-                         name=f"secagg-read-{client}").start()
+        reader = asyncio.ensure_future(self._read(peer, request_iterator))
         try:
             while True:
-                item = peer.outbox.get()
+                item = await peer.outbox.get()
                 if item is None:
                     return
                 yield item
         finally:
+            reader.cancel()
             self._gone(peer)
 
-    def _read(self, peer: _Peer, request_iterator) -> None:
+    async def _read(self, peer: _Peer, request_iterator) -> None:
         try:
-            for raw in request_iterator:
+            async for raw in request_iterator:
                 if peer.expelled or peer.closed.is_set():
                     break
                 with peer.lock:
@@ -426,7 +511,7 @@ class Coordinator:
                                                     "message": "too many messages in flight"}))
                     break
                 self._events.put(("message", peer, raw, peer.session))
-        except Exception:  # noqa: BLE001 - the stream broke: the client is gone
+        except BaseException:  # noqa: BLE001 - the stream broke, or was cancelled: the client is gone
             pass
         self._gone(peer)
 
@@ -444,7 +529,7 @@ class Coordinator:
     def serve(self, on_started: Callable[[int], None] | None = None) -> None:
         """Run every session of the task, then tell connected clients the job is finished."""
         warm_up()  # galois' JIT before the first deadline starts, not inside a round
-        self._server.start()
+        self._call(self._server.start())
         log.info("coordinator listening on port %d (%s)", self.port,
                  "INSECURE, no TLS" if self.tls.insecure else "mutual TLS" if self.tls.mutual else "TLS")
         if on_started is not None:
@@ -465,7 +550,10 @@ class Coordinator:
             while time.monotonic() < deadline and not self._stopping.is_set():
                 time.sleep(0.05)
         finally:
-            self._server.stop(grace=1.0).wait()
+            try:
+                self._call(self._server.stop(grace=1.0), timeout=10)
+            finally:
+                self._stop_loop()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -875,6 +963,27 @@ class NetworkClient:
         finally:
             requests.put(None)
             responses.cancel()
+
+
+def _start_event_loop():
+    """A private asyncio event loop on a daemon thread (the coordinator's gRPC side runs there)."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(ready.set)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, daemon=True, name="secagg-grpc-loop")
+    thread.start()
+    ready.wait(10)
+    return loop, thread
 
 
 def _session_id(text: str) -> bytes:

@@ -1,6 +1,7 @@
 """Network mode in one process: coordinator and clients on threads over real gRPC on 127.0.0.1."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -164,6 +165,77 @@ def test_client_without_certificate_cannot_connect_under_mutual_tls(pki):
     job.join(stop=True)
     assert isinstance(job.outcomes[0], NetworkError) and "giving up" in str(job.outcomes[0])
     assert task.aborted  # nobody joined: fewer than t clients
+
+
+def _silent_streams(target, count, tls=None, server_name=None):
+    """``count`` streams that connect and never say a word; returns (channels, calls, release)."""
+    release = threading.Event()
+
+    def silent():
+        release.wait(60)
+        return
+        yield  # pragma: no cover - makes this a generator that sends nothing
+
+    channels, calls = [], []
+    for _ in range(count):
+        if tls is None:
+            channel = grpc.insecure_channel(target)
+        else:
+            options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+            channel = grpc.secure_channel(target, tls.channel_credentials(), options=options)
+        channels.append(channel)
+        calls.append(channel.stream_stream(SERVICE_METHOD)(silent(), timeout=60))
+    return channels, calls, release
+
+
+def test_silent_streams_never_take_an_honest_clients_place():
+    # 16 streams that never say hello, opened before any honest client: none of them holds a slot
+    # an identified client needs (the coordinator runs on an event loop, with no global cap on
+    # identified streams); they are cut off at the hello deadline and counted
+    config = SecAggConfig(num_clients=3, threshold=2, vector_length=40)
+    task = SumTask(config)
+    job = Job(task, 3)
+    job.coordinator.hello_timeout = 1.0
+    job.start()
+    channels, calls, release = _silent_streams(job.target, 16)
+    inputs = vectors(3, 40, seed=9)
+    for i in range(3):
+        job.client(i, SumClient(inputs[i]))
+    job.join()
+    release.set()
+    for channel in channels:
+        channel.close()
+    assert task.aborted is None and task.survivors == [0, 1, 2]
+    assert all(job.outcomes[i]["refused"] == 0 for i in range(3))
+
+
+def test_one_valid_certificate_holds_one_slot_its_own(pki):
+    # a participant (client 3) opens 16 silent streams with its own valid certificate: the first
+    # waits for a hello, the others are refused at once; clients 0-2 are never refused
+    config = SecAggConfig(num_clients=4, threshold=2, vector_length=40)
+    task = SumTask(config)
+    server_tls = TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / "coordinator.pem"), key=str(pki / "coordinator.key"))
+    job = Job(task, 4, tls=server_tls, join_quorum=3)
+    job.coordinator.hello_timeout = 30.0  # the silent streams outlast the session
+    job.start()
+    attacker = TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / "client-3.pem"), key=str(pki / "client-3.key"))
+    channels, calls, release = _silent_streams(f"127.0.0.1:{job.coordinator.port}", 16, attacker, "localhost")
+    deadline = time.monotonic() + 20
+    while sum(call.done() for call in calls) < 15 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done = [call for call in calls if call.done()]
+    assert len(done) == 15 and all(call.code() is grpc.StatusCode.ALREADY_EXISTS for call in done)
+    inputs = vectors(4, 40, seed=10)
+    for i in range(3):
+        job.client(i, SumClient(inputs[i]), tls=TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / f"client-{i}.pem"),
+                                                           key=str(pki / f"client-{i}.key")))
+    job.join()
+    release.set()
+    for channel in channels:
+        channel.close()
+    assert task.aborted is None and task.survivors == [0, 1, 2]
+    assert all(job.outcomes[i]["refused"] == 0 for i in range(3))
+    assert job.coordinator.security_events["duplicate_stream"] == 15
 
 
 def test_unknown_client_id_is_refused_at_once():
@@ -373,7 +445,8 @@ def test_oversized_and_silent_streams_do_not_harm_the_session():
     silent_call = channel.stream_stream(SERVICE_METHOD)(silent(), timeout=10)
     with pytest.raises(grpc.RpcError) as info:
         next(silent_call)  # the coordinator hangs up on a stream that never says hello
-    assert info.value.code() is grpc.StatusCode.CANCELLED
+    assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert job.coordinator.security_events["hello_timeout"] == 1
     silent_done.set()
     _, error = raw_stream(job.target, Envelope(Kind.HELLO, {"client": 2, "task": "sum"}).encode() + b"\x00" * 10_000)
     assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
