@@ -140,12 +140,12 @@ def _bank(share, bank_seed, verify_keys, session_id, floor):
 
 def _bank_contribute(args) -> tuple[bytes, float]:
     """One bank, in its own process: read the round request, quantise w*u and w, pack, encrypt, sign."""
-    share, seed, verify_keys, session_id, floor, request, scheme, encoder, update, weight = args
+    share, seed, verify_keys, session_id, floor, request, scheme, encoder, update, weight, encoding = args
     bank = _bank(share, seed, verify_keys, session_id, floor)
     start = time.perf_counter()
     checked = bank.read_request(request)
     values = encoder.quantize(weight * update, weight, np.random.default_rng(seed))
-    message = bank.contribute(checked, scheme.pack(np.append(values, weight)))
+    message = bank.contribute(checked, scheme.pack(np.append(values, weight)), encoding=encoding)
     return message, time.perf_counter() - start
 
 
@@ -157,7 +157,7 @@ def end_to_end(banks: int, params: int, key_bits: int, threshold: int, workers: 
 
     from secagg.crypto.randomness import TestOnlySeededRandomness
     from secagg.crypto.signatures import IdentityKey
-    from secagg.paillier.roles import PaillierCoordinator
+    from secagg.paillier.roles import PaillierCoordinator, encoding_digest
 
     (public, shares), setup_s = timed(lambda: generate_threshold_keypair(banks, threshold, key_bits))
     verify_keys = {i: IdentityKey.generate(TestOnlySeededRandomness(i, b"bench-bank")).public_bytes
@@ -168,14 +168,15 @@ def end_to_end(banks: int, params: int, key_bits: int, threshold: int, workers: 
     updates = [rng.uniform(-1, 1, params) for _ in range(banks)]
     weight, session_id, floor = 500, os.urandom(16), 2
     count = scheme.plaintexts_for(params + 1)
+    encoding = encoding_digest({"benchmark": "end_to_end", "values": params + 1})
     coordinator = PaillierCoordinator(public, session_id, verify_keys, round=1, ciphertexts=count,
-                                      min_contributors=floor)
+                                      min_contributors=floor, encoding=encoding)
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(abs, range(workers)))  # start the workers before the clock
         start = time.perf_counter()
         requests = coordinator.start()
         contributed = list(pool.map(_bank_contribute, [
-            (shares[i], i, verify_keys, session_id, floor, requests[i], scheme, encoder, u, weight)
+            (shares[i], i, verify_keys, session_id, floor, requests[i], scheme, encoder, u, weight, encoding)
             for i, u in enumerate(updates)]))
         verify_start = time.perf_counter()
         decryption = {}

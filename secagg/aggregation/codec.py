@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from secagg.encoding import FixedPointEncoder
-from secagg.errors import CryptoError, ParameterError
+from secagg.errors import AbortError, CryptoError, ParameterError
 from secagg.transport.sessions import MaskingSpec, PaillierSpec
 
 __all__ = ["UpdateCodec", "paillier_value_bound"]
@@ -77,8 +77,12 @@ class UpdateCodec:
             return weighted_sum, float(total_weight)
         try:
             sums = self.spec.scheme.unpack(list(aggregate), self.dimension + 1, summands)
-        except CryptoError as exc:  # pragma: no cover - proven decryptions of signed contributions
-            raise ParameterError(f"the decrypted aggregate is not a sum of {summands} contributions: {exc}") from None
+        except CryptoError as exc:
+            # proven decryptions of signed, proven contributions: only a contributor that packed a
+            # plaintext outside its slots gets here (no range proofs; docs/paillier.md). The round
+            # is lost, not the job, and nobody can be named.
+            raise AbortError(f"the decrypted aggregate is not a sum of {summands} valid contributions (a "
+                             f"contributor packed values outside their slots): {exc}", round="decryption") from None
         return sums[:-1].astype(np.float64) / self.encoder.scale, float(sums[-1])
 
     def error_bound(self, summands: int) -> float:

@@ -62,14 +62,17 @@ class _PaillierRound(AggregationRound):
         encoder = FixedPointEncoder(num_clients=len(self.participants), max_weight=max_weight, clip=clip,
                                     fractional_bits=aggregator.fractional_bits)
         spec = PaillierSpec(self.key, aggregator.verify_keys, **UpdateCodec.spec_values(encoder, dimension),
-                            min_contributors=floor, round=aggregator.round_number)
+                            min_contributors=floor, round=aggregator.round_number,
+                            meaning={"codec": {"clip": float(clip), "max_weight": float(max_weight),
+                                               "fractional_bits": int(aggregator.fractional_bits)}})
         self.codec = UpdateCodec(spec, dimension, max_weight=max_weight, clip=clip,
                                  fractional_bits=aggregator.fractional_bits)
-        self.scheme = spec.scheme
+        self.scheme, self.encoding = spec.scheme, spec.encoding
         self.ciphertext_count = self.scheme.plaintexts_for(spec.values)
         self.coordinator = PaillierCoordinator(self.key, aggregator.session_id, aggregator.verify_keys,
                                                round=aggregator.round_number, ciphertexts=self.ciphertext_count,
-                                               min_contributors=floor, banks=self.participants,
+                                               min_contributors=floor, encoding=self.encoding,
+                                               banks=self.participants,
                                                corrupt_banks=aggregator.corrupt_banks)
         self._requests = self.coordinator.start()
         self._contributions: dict[int, bytes] = {}
@@ -83,7 +86,7 @@ class _PaillierRound(AggregationRound):
         request = bank.read_request(self._requests[client_id])
         client_rng = np.random.default_rng(self._rng.integers(2**63))
         values = self.codec.encode(weighted_update, weight, client_rng)
-        return EncryptedUpdate(client_id, bank.contribute(request, self.scheme.pack(values)))
+        return EncryptedUpdate(client_id, bank.contribute(request, self.scheme.pack(values), encoding=self.encoding))
 
     def _accept(self, client_id, weighted_update, weight):
         start = time.perf_counter()
@@ -144,7 +147,7 @@ class _PaillierRound(AggregationRound):
         included = result.contributors
         try:
             weighted_sum, total_weight = self.codec.decode(result.plaintexts, len(included))
-        except ParameterError as exc:  # pragma: no cover - proven decryptions of signed contributions
+        except AbortError as exc:  # a contributor packed values outside their slots
             return aborted(str(exc))
         dropped = tuple(sorted(set(self.participants) - set(included)))
         return AggregateResult(weighted_sum, total_weight, tuple(included), dropped, time.perf_counter() - start,

@@ -25,7 +25,7 @@ import numpy as np
 from secagg.aggregation import AggregateResult, Aggregator, make_aggregator
 from secagg.aggregation.codec import UpdateCodec
 from secagg.encoding import FixedPointEncoder
-from secagg.errors import MalformedMessage, ParameterError, ProtocolViolation
+from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation
 from secagg.fedavg.models import ModelAdapter, check_dataset
 from secagg.fedavg.trainer import FedAvgServer, flatten, unflatten
 from secagg.transport.envelope import Envelope, Kind, field_of, vector_blob
@@ -182,7 +182,11 @@ class FedAvgTask:
                        refused=None) -> bool:
         started = time.perf_counter()
         if aggregate is not None:
-            weighted_sum, total_weight = self.codec.decode(aggregate, len(survivors))
+            try:
+                weighted_sum, total_weight = self.codec.decode(aggregate, len(survivors))
+            except AbortError as exc:  # the round is lost, not the job
+                aborted, aggregate, total_weight = str(exc), None, 0.0
+        if aggregate is not None:
             if not 0 < total_weight <= len(survivors) * self.settings.max_weight:
                 # masked inputs cannot be range-checked: a client that wrapped its weight shows here
                 aborted, aggregate = f"implausible total weight {total_weight} for {len(survivors)} clients", None
@@ -228,51 +232,73 @@ class FedAvgClient:
         self.contributed_requests: set[str] = set()  # digests of requests whose masked update went out
         self._pending: str | None = None
 
+    _TRAINING_FIELDS = {"local_epochs": int, "batch_size": int, "learning_rate": (int, float),
+                        "proximal_mu": (int, float), "clip": (int, float), "max_weight": (int, float),
+                        "fractional_bits": int}
+
+    @classmethod
+    def read_request(cls, header: dict, blob: bytes) -> tuple[dict, np.ndarray]:
+        """The training settings (typed; an unknown or missing field is refused) and the global
+        model the coordinator sent; ProtocolViolation if either is invalid."""
+        try:
+            training = field_of(header, "training", dict)
+            unknown = sorted(set(training) - set(cls._TRAINING_FIELDS))
+            if unknown:
+                raise ParameterError(f"unknown training fields {unknown}")
+            settings = {}
+            for name, kind in cls._TRAINING_FIELDS.items():
+                value = field_of(training, name, kind)
+                settings[name] = value if kind is int else float(value)
+            # + 0.0: -0.0 and 0.0 are the same weight, so the same model
+            global_vector = np.asarray(Envelope(Kind.SESSION, blob=blob).vector(), dtype=np.float64) + 0.0
+        except (MalformedMessage, ParameterError) as exc:
+            raise ProtocolViolation(f"coordinator sent invalid training parameters: {exc}", party="server") from None
+        return settings, global_vector
+
     @staticmethod
-    def request_digest(header: dict, blob: bytes) -> str:
-        """What the coordinator actually asked for: the global model and the training settings.
+    def request_digest(settings: dict, global_vector: np.ndarray) -> str:
+        """What the coordinator actually asked for: the global model's values and the typed
+        training settings, nothing it could vary at will.
 
         The round number is left out on purpose: it is the coordinator's to choose, so a guard
-        keyed by it let the same model be retrained and contributed again under a new number.
+        keyed by it let the same model be retrained and contributed again under a new number. So
+        is every other header field, and the model's byte encoding: only the values count.
         """
-        training = json.dumps(field_of(header, "training", dict), sort_keys=True, default=str).encode()
-        return hashlib.sha256(b"secagg-fedavg-request\x00" + len(training).to_bytes(4, "little") + training
-                              + bytes(blob)).hexdigest()
+        typed = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+        values = np.ascontiguousarray(global_vector, dtype="<f8").tobytes()
+        return hashlib.sha256(b"secagg-fedavg-request/v2\x00" + len(typed).to_bytes(4, "little") + typed
+                              + len(values).to_bytes(8, "little") + values).hexdigest()
 
     def contributed(self, header):
         if self._pending is not None:
             self.contributed_requests.add(self._pending)
 
     def prepare(self, spec, header, blob):
-        training = field_of(header, "training", dict)
-        digest = self.request_digest(header, blob)
+        self._pending = None
+        settings, global_vector = self.read_request(header, blob)
+        digest = self.request_digest(settings, global_vector)
         if digest in self.contributed_requests:
             # The same model and settings as a request this client already sent its masked
             # update for (a rerun after a coordinator restart, or the same model under a new
             # round number): a second sum over other clients would expose the difference.
-            self._pending = None
             return None
-        self._pending = digest
         dimension = flatten(self.template).size
+        epochs, batch_size = settings["local_epochs"], settings["batch_size"]
+        learning_rate, proximal_mu = settings["learning_rate"], settings["proximal_mu"]
+        clip, max_weight = settings["clip"], settings["max_weight"]
         try:
-            epochs = field_of(training, "local_epochs", int)
-            batch_size = field_of(training, "batch_size", int)
-            learning_rate = float(field_of(training, "learning_rate", (int, float)))
-            proximal_mu = float(field_of(training, "proximal_mu", (int, float)))
-            clip = float(field_of(training, "clip", (int, float)))
-            max_weight = float(field_of(training, "max_weight", (int, float)))
-            fractional_bits = field_of(training, "fractional_bits", int)
-            global_vector = Envelope(Kind.SESSION, blob=blob).vector()
             if global_vector.size != dimension:
                 raise ParameterError(f"the coordinator's model has {global_vector.size} weights, this client's "
                                      f"model {dimension}")
-            codec = UpdateCodec(spec, dimension, max_weight=max_weight, clip=clip, fractional_bits=fractional_bits)
-        except (MalformedMessage, ParameterError) as exc:
+            codec = UpdateCodec(spec, dimension, max_weight=max_weight, clip=clip,
+                                fractional_bits=settings["fractional_bits"])
+        except ParameterError as exc:
             raise ProtocolViolation(f"coordinator sent invalid training parameters: {exc}", party="server") from None
         if not (1 <= epochs <= 10_000 and 1 <= batch_size and learning_rate > 0 and proximal_mu >= 0):
             raise ProtocolViolation(f"coordinator asks for implausible training parameters: epochs {epochs}, batch "
                                     f"size {batch_size}, learning rate {learning_rate}, mu {proximal_mu}",
                                     party="server")
+        self._pending = digest
         self.model.set_weights(unflatten(global_vector, self.template))
         self.model.train(self.X, self.y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                          proximal_mu=proximal_mu, rng=self.rng)

@@ -2,7 +2,7 @@
 
 The same family as the masking protocol's codec (:mod:`secagg.protocol.messages`)::
 
-    header  = magic "SAGP" | version u8 (=2) | type u8 | session_id 16 bytes | party u32
+    header  = magic "SAGP" | version u8 (=3) | type u8 | session_id 16 bytes | party u32
     message = header | body (fixed field order, no padding, no trailing bytes)
 
 ``party`` is the sender of a bank-to-coordinator message and the recipient of a
@@ -18,6 +18,12 @@ every plaintext (without it a corrupt bank could sign the inverse of an honest b
 and cancel them out of the aggregate, leaving one bank's update alone); PartialDecryptions carry
 the digest of the contributions they decrypt and the bank's signature, so blame is checkable by a
 third party.
+
+Version 3 (after the second review): RoundRequest and DecryptionRequest carry ``encoding``, the
+32-byte digest of what the integers mean (the packing, the fixed-point codec, the announcement
+the bank checked), and every bank signs its contribution over it. A bank decrypts only an aggregate
+whose contributions were all signed over the same encoding as its own, so a coordinator can no
+longer tell two banks different packings and read one bank's slots out of the sum.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ __all__ = ["PaillierMessageType", "RoundRequest", "Contribution", "KnowledgeProo
            "PartialDecryptions", "PaillierAbort", "decode_paillier_message", "MAGIC", "VERSION"]
 
 MAGIC = b"SAGP"
-VERSION = 2
+VERSION = 3
 SESSION_ID_BYTES = 16
 FINGERPRINT_BYTES = 32
 DIGEST_BYTES = 32
@@ -148,6 +154,7 @@ class RoundRequest(_Message):
     fingerprint: bytes
     ciphertexts: int
     min_contributors: int
+    encoding: bytes
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -156,9 +163,11 @@ class RoundRequest(_Message):
         for name in ("ciphertexts", "min_contributors"):
             object.__setattr__(self, name, _u32(name, getattr(self, name)))
         _check(self.ciphertexts >= 1 and self.min_contributors >= 1, "counts must be positive")
+        object.__setattr__(self, "encoding", _bytes("encoding", self.encoding, DIGEST_BYTES))
 
     def _body(self) -> bytes:
-        return _ROUND.pack(self.round, self.fingerprint) + _U32.pack(self.ciphertexts) + _U32.pack(self.min_contributors)
+        return (_ROUND.pack(self.round, self.fingerprint) + _U32.pack(self.ciphertexts)
+                + _U32.pack(self.min_contributors) + self.encoding)
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,11 +224,13 @@ class DecryptionRequest(_Message):
     fingerprint: bytes
     width: int
     contributions: tuple[SignedContribution, ...]
+    encoding: bytes
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "round", _u32("round", self.round))
         object.__setattr__(self, "fingerprint", _bytes("fingerprint", self.fingerprint, FINGERPRINT_BYTES))
+        object.__setattr__(self, "encoding", _bytes("encoding", self.encoding, DIGEST_BYTES))
         contributions = tuple(self.contributions)
         _check(len(contributions) >= 1, "a decryption request carries at least one contribution")
         senders = [c.sender for c in contributions]
@@ -245,8 +256,8 @@ class DecryptionRequest(_Message):
 
     def _body(self) -> bytes:
         count = len(self.contributions[0].ciphertexts)
-        return b"".join([_ROUND.pack(self.round, self.fingerprint), _U16.pack(self.width), _U32.pack(count),
-                         _U32.pack(len(self.contributions)), self.contributions_bytes()])
+        return b"".join([_ROUND.pack(self.round, self.fingerprint), self.encoding, _U16.pack(self.width),
+                         _U32.pack(count), _U32.pack(len(self.contributions)), self.contributions_bytes()])
 
 
 @dataclass(frozen=True, eq=False)
@@ -346,7 +357,7 @@ def _decode_body(kind: PaillierMessageType, sid: bytes, party: int, r: _Reader) 
     if kind is PaillierMessageType.ROUND_REQUEST:
         round_, fingerprint = r.unpack(_ROUND)
         (count,), (minimum,) = r.unpack(_U32), r.unpack(_U32)
-        return RoundRequest(sid, party, round_, fingerprint, count, minimum)
+        return RoundRequest(sid, party, round_, fingerprint, count, minimum, r.take(DIGEST_BYTES))
     if kind is PaillierMessageType.CONTRIBUTION:
         round_, fingerprint = r.unpack(_ROUND)
         (width,), (count,) = r.unpack(_U16), r.unpack(_U32)
@@ -355,6 +366,7 @@ def _decode_body(kind: PaillierMessageType, sid: bytes, party: int, r: _Reader) 
                             r.take(SIGNATURE_BYTES))
     if kind is PaillierMessageType.DECRYPTION_REQUEST:
         round_, fingerprint = r.unpack(_ROUND)
+        encoding = r.take(DIGEST_BYTES)
         (width,), (count,), (contributors,) = r.unpack(_U16), r.unpack(_U32), r.unpack(_U32)
         if contributors * (4 + SIGNATURE_BYTES + (count + 2) * width + 2) > len(r.data) - r.pos:
             raise MalformedMessage("contribution count exceeds the message length")
@@ -364,7 +376,7 @@ def _decode_body(kind: PaillierMessageType, sid: bytes, party: int, r: _Reader) 
             signature = r.take(SIGNATURE_BYTES)
             proof = r.proof(width)
             contributions.append(SignedContribution(sender, r.integers(count, width), proof, signature))
-        return DecryptionRequest(sid, party, round_, fingerprint, width, tuple(contributions))
+        return DecryptionRequest(sid, party, round_, fingerprint, width, tuple(contributions), encoding)
     if kind is PaillierMessageType.PARTIAL_DECRYPTIONS:
         round_, fingerprint = r.unpack(_ROUND)
         (width,), (count,) = r.unpack(_U16), r.unpack(_U32)

@@ -3,11 +3,14 @@
 A round, for session ``sid`` and round number ``r``:
 
 1. the coordinator sends every bank a :class:`RoundRequest` (``r``, the key fingerprint, the
-   number of ciphertexts, the fewest contributions it will have decrypted);
-2. each bank encrypts its packed update and sends a :class:`Contribution`, signed with its
-   Ed25519 identity over ``(sid, r, fingerprint, its id, the ciphertexts)``;
+   number of ciphertexts, the fewest contributions it will have decrypted, and the ``encoding``:
+   the digest of what the integers mean, :func:`encoding_digest`);
+2. each bank checks the encoding against the one it computed itself from the parameters it
+   accepted, encrypts its packed update and sends a :class:`Contribution`, signed with its
+   Ed25519 identity over ``(sid, r, fingerprint, encoding, its id, the ciphertexts, the proof)``;
 3. the coordinator forwards every valid contribution in a :class:`DecryptionRequest`;
-4. each bank checks every signature, that there are at least its ``min_contributors`` distinct
+4. each bank checks every signature (over the encoding it contributed under, so every contributor
+   was told the same packing), that there are at least its ``min_contributors`` distinct
    contributions of round ``r``, and that it has not decrypted anything in round ``r`` yet;
    recomputes the product itself; partially decrypts it and proves it
    (:mod:`secagg.paillier.proofs`);
@@ -25,6 +28,7 @@ bank: no second aggregate of the same round (the difference would be one bank's 
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,7 +60,7 @@ from secagg.paillier.vector import encrypt_packed_with_exponents, powmod_many
 __all__ = ["PaillierThreatModel", "paillier_threat_model", "default_min_contributors", "BankSession",
            "PaillierCoordinator",
            "PaillierRoundState", "PaillierRoundResult", "contribution_payload", "partials_payload",
-           "contributions_digest", "check_contribution", "element_width"]
+           "contributions_digest", "check_contribution", "element_width", "encoding_digest"]
 
 _SERVER = "server"
 
@@ -66,24 +70,41 @@ def element_width(key: ThresholdPublicKey) -> int:
     return (key.nsquare.bit_length() + 7) // 8
 
 
+def encoding_digest(fields: Mapping[str, object]) -> bytes:
+    """The 32-byte digest of what a round's integers mean, from JSON-typed ``fields`` (the
+    packing, the fixed-point codec, the announcement a bank accepted): canonical JSON (sorted
+    keys, no spaces, floats by their shortest repr), so two parties with the same parameters agree
+    byte for byte. A bank signs its contribution over it and decrypts only aggregates of
+    contributions signed over the same digest as its own."""
+    if not isinstance(fields, Mapping):
+        raise ParameterError("encoding fields must be a mapping")
+    try:
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"encoding fields must be plain JSON values: {exc}") from None
+    return hashlib.sha256(b"secagg/paillier/v3/encoding\x00" + canonical.encode()).digest()
+
+
 def contribution_payload(session_id: bytes, round_: int, fingerprint: bytes, sender: int,
-                         ciphertexts: Sequence[int], width: int, proof: KnowledgeProof) -> bytes:
-    """What a bank signs: its contribution and its proof, bound to the session, the round and the key."""
+                         ciphertexts: Sequence[int], width: int, proof: KnowledgeProof, encoding: bytes) -> bytes:
+    """What a bank signs: its contribution and its proof, bound to the session, the round, the key
+    and the encoding."""
     digest = hashlib.sha256(b"".join(int(c).to_bytes(width, "big") for c in ciphertexts)
                             + proof.encode(width)).digest()
-    return (b"secagg/paillier/v2/contribution\x00" + session_id + struct.pack("<I", round_) + fingerprint
-            + struct.pack("<II", sender, len(ciphertexts)) + digest)
+    return (b"secagg/paillier/v3/contribution\x00" + session_id + struct.pack("<I", round_) + fingerprint
+            + encoding + struct.pack("<II", sender, len(ciphertexts)) + digest)
 
 
 def partials_payload(message: PartialDecryptions) -> bytes:
     """What a bank signs with its partial decryptions: all of them, the proof and the digest of the
     contributions they decrypt, so that anyone holding the signed contributions can check blame."""
-    return (b"secagg/paillier/v2/partials\x00" + message.session_id + struct.pack("<I", message.party)
+    return (b"secagg/paillier/v3/partials\x00" + message.session_id + struct.pack("<I", message.party)
             + message.unsigned_body())
 
 
 def contributions_digest(request: DecryptionRequest) -> bytes:
-    return hashlib.sha256(b"secagg/paillier/v2/contributions\x00" + request.contributions_bytes()).digest()
+    return hashlib.sha256(b"secagg/paillier/v3/contributions\x00" + request.encoding
+                          + request.contributions_bytes()).digest()
 
 
 def _proof_context(session_id: bytes, round_: int) -> bytes:
@@ -95,14 +116,15 @@ def _knowledge_context(session_id: bytes, round_: int, fingerprint: bytes, sende
 
 
 def check_contribution(public: ThresholdPublicKey, verify_key: bytes, session_id: bytes, round_: int,
-                       sender: int, ciphertexts: Sequence[int], proof: KnowledgeProof, signature: bytes) -> None:
-    """:class:`CryptoError` unless the contribution is ``sender``'s, signed for this round, every
-    ciphertext valid, and its sender knows every plaintext (the proof)."""
+                       sender: int, ciphertexts: Sequence[int], proof: KnowledgeProof, signature: bytes,
+                       encoding: bytes) -> None:
+    """:class:`CryptoError` unless the contribution is ``sender``'s, signed for this round and
+    ``encoding``, every ciphertext valid, and its sender knows every plaintext (the proof)."""
     width = element_width(public)
     for value in ciphertexts:
         public.check_ciphertext(value)
     verify_signature(verify_key, signature, contribution_payload(session_id, round_, public.fingerprint, sender,
-                                                                 ciphertexts, width, proof))
+                                                                 ciphertexts, width, proof, encoding))
     verify_plaintext_knowledge(public, ciphertexts, PlaintextProof(proof.commitment, proof.z_message,
                                                                    proof.z_exponent),
                                _knowledge_context(session_id, round_, public.fingerprint, sender))
@@ -215,6 +237,7 @@ class BankSession:
         self.width = element_width(public)
         self.fingerprint = public.fingerprint
         self.contributed: set[int] = set()
+        self.encodings: dict[int, bytes] = {}  # round -> the encoding this bank contributed under
         self.decrypted: set[int] = set()
         self.aborted: dict[int, str] = {}
 
@@ -258,13 +281,20 @@ class BankSession:
                                   "round")
         return message
 
-    def contribute(self, request: RoundRequest, plaintexts: Sequence[int]) -> bytes:
+    def contribute(self, request: RoundRequest, plaintexts: Sequence[int], *, encoding: bytes) -> bytes:
         """This bank's signed contribution to ``request``'s round: it encrypts ``plaintexts`` (packed
-        integers in ``[0, N)``) itself and proves it knows them."""
+        integers in ``[0, N)``) itself and proves it knows them. ``encoding`` is the digest this
+        bank computed itself (:func:`encoding_digest`) of what the integers mean; a request that
+        announces another one is refused (ProtocolViolation) before anything is encrypted."""
         if not isinstance(request, RoundRequest) or request.session_id != self.session_id:
             raise ParameterError("request must be a RoundRequest of this session (from read_request)")
+        if not isinstance(encoding, bytes) or len(encoding) != 32:
+            raise ParameterError("encoding must be the 32-byte digest of encoding_digest()")
         if request.round in self.contributed:
             raise SessionStateError(f"round {request.round} was already contributed to")
+        if request.encoding != encoding:
+            raise self._violation(f"round {request.round} announces another encoding than the one this bank "
+                                  "accepted (packing or codec parameters differ)")
         values = [int(m) for m in plaintexts]
         if len(values) != request.ciphertexts:
             raise ParameterError(f"round {request.round} takes {request.ciphertexts} ciphertexts, got {len(values)}")
@@ -274,10 +304,11 @@ class BankSession:
                                                              self.bank))
         wire_proof = KnowledgeProof(proof.commitment, proof.z_message, proof.z_exponent)
         signature = self.identity.sign(contribution_payload(self.session_id, request.round, self.fingerprint,
-                                                            self.bank, ciphertexts, self.width, wire_proof))
+                                                            self.bank, ciphertexts, self.width, wire_proof, encoding))
         message = Contribution(self.session_id, self.bank, request.round, self.fingerprint, self.width,
                                tuple(ciphertexts), wire_proof, signature)
         self.contributed.add(request.round)
+        self.encodings[request.round] = encoding
         return message.encode()
 
     def handle(self, data: bytes, *, mapper=None) -> bytes:
@@ -296,6 +327,9 @@ class BankSession:
             raise self._violation(f"a second decryption in round {round_}: this bank decrypts one aggregate per round")
         if message.width != self.width:
             raise self._violation(f"ciphertexts of {message.width} bytes, the key's are {self.width}")
+        if round_ in self.encodings and message.encoding != self.encodings[round_]:
+            raise self._violation(f"round {round_} is decrypted under another encoding than this bank contributed "
+                                  "under")
         if len(message.contributions) < self.min_contributors:
             raise self._violation(f"{len(message.contributions)} contributions, this bank decrypts no aggregate of "
                                   f"fewer than {self.min_contributors}")
@@ -303,11 +337,11 @@ class BankSession:
             if c.sender >= self.public.parties:
                 raise self._violation(f"contribution from unknown bank {c.sender}")
         tasks = [(self.public, self.verify_keys[c.sender], self.session_id, round_, c.sender, c.ciphertexts, c.proof,
-                  c.signature) for c in message.contributions]
+                  c.signature, message.encoding) for c in message.contributions]
         for c, failure in zip(message.contributions, (mapper or map)(_check_contribution_task, tasks)):
             if failure is not None:
                 raise self._violation(f"the contribution of bank {c.sender} is not its own signed contribution to "
-                                      f"round {round_}: {failure}")
+                                      f"round {round_} under this encoding: {failure}")
         aggregate = _product(self.public, [c.ciphertexts for c in message.contributions])
         partials = powmod_many(aggregate, 2 * self.public.delta * self.share.share, self.public.nsquare,
                                mapper=mapper)
@@ -365,8 +399,8 @@ class PaillierCoordinator:
     """
 
     def __init__(self, public: ThresholdPublicKey, session_id: bytes, verify_keys: Mapping[int, bytes], *,
-                 round: int, ciphertexts: int, min_contributors: int, banks: Sequence[int] | None = None,  # noqa: A002
-                 corrupt_banks: int | None = None, mapper=None) -> None:
+                 round: int, ciphertexts: int, min_contributors: int, encoding: bytes,  # noqa: A002
+                 banks: Sequence[int] | None = None, corrupt_banks: int | None = None, mapper=None) -> None:
         if not isinstance(public, ThresholdPublicKey) or not public.verifiable:
             raise ParameterError("public must be a ThresholdPublicKey with verification keys")
         if not isinstance(session_id, (bytes, bytearray)) or len(session_id) != 16:
@@ -374,7 +408,8 @@ class PaillierCoordinator:
         self.public, self.session_id = public, bytes(session_id)
         self.verify_keys = _check_identities(public, verify_keys)
         self.threat_model = paillier_threat_model(public.parties, public.threshold, min_contributors, corrupt_banks)
-        self.request = RoundRequest(self.session_id, 0, round, public.fingerprint, ciphertexts, min_contributors)
+        self.request = RoundRequest(self.session_id, 0, round, public.fingerprint, ciphertexts, min_contributors,
+                                    encoding)
         ids = sorted(set(range(public.parties) if banks is None else (int(b) for b in banks)))
         if not ids or ids[0] < 0 or ids[-1] >= public.parties:
             raise ParameterError(f"banks must be ids in 0..{public.parties - 1}")
@@ -412,7 +447,8 @@ class PaillierCoordinator:
         if self.state is not PaillierRoundState.CONTRIBUTION or self.contributions:
             raise SessionStateError("start() is the first call of a round")
         return {b: RoundRequest(self.session_id, b, self.request.round, self.request.fingerprint,
-                                self.request.ciphertexts, self.request.min_contributors).encode()
+                                self.request.ciphertexts, self.request.min_contributors,
+                                self.request.encoding).encode()
                 for b in sorted(self.banks)}
 
     def receive(self, bank: int, data: bytes) -> dict[int, bytes]:
@@ -448,7 +484,7 @@ class PaillierCoordinator:
                                     f"{self.request.ciphertexts}", party=bank)
         try:
             check_contribution(self.public, self.verify_keys[bank], self.session_id, message.round, bank,
-                               message.ciphertexts, message.proof, message.signature)
+                               message.ciphertexts, message.proof, message.signature, self.request.encoding)
         except CryptoError as exc:
             self.misbehaving[bank] = f"invalid contribution: {exc}"
             raise ProtocolViolation(f"bank {bank}: invalid contribution ({exc})", party=bank) from None
@@ -516,7 +552,7 @@ class PaillierCoordinator:
             self.asked = self.banks - self.misbehaving.keys()
             self.state = PaillierRoundState.DECRYPTION
             requests = {b: DecryptionRequest(self.session_id, b, self.request.round, self.public.fingerprint,
-                                             self.width, signed) for b in sorted(self.asked)}
+                                             self.width, signed, self.request.encoding) for b in sorted(self.asked)}
             self.request_digest = contributions_digest(next(iter(requests.values()))) if requests else b""
             return {b: r.encode() for b, r in requests.items()}
         self.dropped["decryption"] = sorted(self.asked - self.partials.keys() - self.misbehaving.keys())

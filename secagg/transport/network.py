@@ -31,7 +31,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Protocol
 
@@ -47,6 +47,7 @@ from secagg.transport.sessions import (
     MaskingSpec,
     PaillierSpec,
     SessionOutcome,
+    announcement_digest,
     client_run,
     client_spec,
     config_from_header,
@@ -606,10 +607,14 @@ class Coordinator:
         spec = plan.spec
         if isinstance(spec, MaskingSpec) and spec.verify_keys is None and spec.config.malicious:
             spec = MaskingSpec(spec.config, self.verify_keys)
-        server = server_run(spec, session_id, self.num_clients, mapper=self.mapper)
         header = {**plan.header, **spec.header(), "session_id": session_id.hex(),
                   "deadlines": dict(self.deadlines.__dict__)}
-        run = _Run(self.sessions_run, plan, server, Envelope(Kind.SESSION, header, plan.blob), server.opening())
+        announcement = Envelope(Kind.SESSION, header, plan.blob)
+        if isinstance(spec, PaillierSpec):  # every bank signs over the announcement as it will read it
+            sent = decode_envelope(announcement.encode())
+            spec = replace(spec, meaning={"announcement": announcement_digest(sent.header, sent.blob)})
+        server = server_run(spec, session_id, self.num_clients, mapper=self.mapper)
+        run = _Run(self.sessions_run, plan, server, announcement, server.opening())
         self.sessions_run += 1
         # Events from the previous session's streams are stale now.
         while True:
@@ -893,7 +898,8 @@ class NetworkClient:
                 except MalformedMessage as exc:
                     raise ProtocolViolation(f"coordinator sent a malformed envelope: {exc}", party="server") from None
                 if envelope.kind is Kind.SESSION:
-                    spec = client_spec(envelope.header, verify_keys=self.verify_keys, paillier=self.paillier)
+                    spec = client_spec(envelope.header, verify_keys=self.verify_keys, paillier=self.paillier,
+                                       blob=envelope.blob)
                     if isinstance(spec, MaskingSpec):
                         self.policy.check(spec.config)
                     session_id = _session_id(field_of(envelope.header, "session_id", str))

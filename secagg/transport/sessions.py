@@ -13,7 +13,9 @@ protocol, which round is open, which messages are late, and what the outcome is.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -178,7 +180,21 @@ class PaillierSpec:
     max_summands: int
     min_contributors: int
     round: int = 1
+    # What else the integers mean, beyond the packing: the codec's parameters, or (network mode)
+    # the digest of the whole announcement the bank accepted. Part of :attr:`encoding`.
+    meaning: Mapping = field(default_factory=dict)
     name = "paillier"
+
+    @property
+    def encoding(self) -> bytes:
+        """The digest every bank signs its contribution over (:func:`secagg.paillier.roles.encoding_digest`):
+        banks told different packings, codecs or announcements can never be decrypted together."""
+        from secagg.paillier.roles import encoding_digest
+
+        return encoding_digest({"fingerprint": self.public.fingerprint.hex(), "values": self.values,
+                                "value_bound": self.value_bound, "max_summands": self.max_summands,
+                                "min_contributors": self.min_contributors, "round": self.round,
+                                "meaning": dict(self.meaning)})
 
     @property
     def scheme(self):
@@ -199,7 +215,7 @@ class _PaillierServerRun:
         self.spec = spec
         self.coordinator = PaillierCoordinator(spec.public, session_id, spec.verify_keys, round=spec.round,
                                                ciphertexts=spec.scheme.plaintexts_for(spec.values),
-                                               min_contributors=spec.min_contributors,
+                                               min_contributors=spec.min_contributors, encoding=spec.encoding,
                                                banks=range(num_clients), mapper=mapper)
 
     @property
@@ -282,6 +298,7 @@ class _PaillierClientRun:
         if values.ndim != 1 or values.size != spec.values or values.dtype.kind not in "iu":
             raise ParameterError(f"the task prepared {values.size} values, the round takes {spec.values} integers")
         self.values = values
+        self.encoding = spec.encoding
         self.sent = False
 
     def start(self) -> bytes | None:
@@ -292,11 +309,17 @@ class _PaillierClientRun:
 
         if len(data) >= 6 and data[:4] == b"SAGP" and data[5] == PaillierMessageType.ROUND_REQUEST:
             request = self.bank.read_request(data)
+            if self.sent or request.round != self.spec.round:
+                # one input, one round: the same update in two rounds of different contributors
+                # would give the coordinator their difference
+                raise ProtocolViolation(f"a RoundRequest for round {request.round}: this session announced round "
+                                        f"{self.spec.round}, and this bank's input goes into one round only",
+                                        party="server")
             plaintexts = self.spec.scheme.pack(self.values)
             if len(plaintexts) != request.ciphertexts:
                 raise ProtocolViolation(f"the round asks for {request.ciphertexts} ciphertexts, the announced packing "
                                         f"gives {len(plaintexts)}", party="server")
-            reply = self.bank.contribute(request, plaintexts)
+            reply = self.bank.contribute(request, plaintexts, encoding=self.encoding)
             self.sent = True
             return reply
         return self.bank.handle(data)
@@ -317,9 +340,19 @@ def server_run(spec, session_id: bytes, num_clients: int, *, mapper=None):
     raise ParameterError(f"unknown session protocol {type(spec).__name__}")
 
 
-def client_spec(header: dict, *, verify_keys=None, paillier=None):
+def announcement_digest(header: Mapping, blob: bytes) -> str:
+    """Hex digest of a whole SESSION announcement (its header, canonically, and its blob): the
+    ``meaning`` of a network Paillier round, so that every contribution is signed over everything
+    its bank was told (packing, training settings, global model)."""
+    canonical = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return hashlib.sha256(b"secagg/announcement\x00" + len(canonical).to_bytes(8, "little") + canonical
+                          + bytes(blob)).hexdigest()
+
+
+def client_spec(header: dict, *, verify_keys=None, paillier=None, blob: bytes = b""):
     """The session a SESSION header announces, as this client checks it: a MaskingSpec (its
-    SecAggConfig, bounds checked) or a PaillierSpec (checked against this bank's own key).
+    SecAggConfig, bounds checked) or a PaillierSpec (checked against this bank's own key, its
+    ``meaning`` the digest of the whole announcement, ``header`` and ``blob``).
     ``paillier`` is the bank's ``(public key, key share, floor)``; ProtocolViolation if invalid."""
     protocol = field_of(header, "protocol", str, optional=True) or "masking"
     if protocol == "masking":
@@ -327,7 +360,8 @@ def client_spec(header: dict, *, verify_keys=None, paillier=None):
     if protocol == "paillier":
         if paillier is None:
             raise ProtocolViolation("coordinator runs the Paillier path; this client has no key share", party="server")
-        return paillier_spec_from_header(header, paillier[0], verify_keys)
+        spec = paillier_spec_from_header(header, paillier[0], verify_keys)
+        return replace(spec, meaning={"announcement": announcement_digest(header, blob)})
     raise ProtocolViolation(f"coordinator runs an unknown protocol {protocol!r}", party="server")
 
 

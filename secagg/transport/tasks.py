@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from secagg.errors import ParameterError, ProtocolViolation
+from secagg.errors import CryptoError, ParameterError, ProtocolViolation
 from secagg.protocol.config import SecAggConfig
 from secagg.transport.network import SessionPlan
 from secagg.transport.sessions import MaskingSpec, PaillierSpec
@@ -85,7 +85,10 @@ class SumTask:
     def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds, *, misbehaving=None,
                        refused=None) -> bool:
         if aggregate is not None and isinstance(self.spec, PaillierSpec):
-            aggregate = self.spec.scheme.unpack(list(aggregate), self.spec.values, len(survivors))
+            try:
+                aggregate = self.spec.scheme.unpack(list(aggregate), self.spec.values, len(survivors))
+            except CryptoError as exc:  # a bank packed values outside their slots: the session is lost
+                aggregate, aborted = None, f"the decrypted sum is not a sum of valid contributions: {exc}"
         self.aggregate, self.survivors, self.dropped = aggregate, list(survivors), dict(dropped)
         self.aborted, self.seconds = aborted, seconds
         self.misbehaving = {int(k): str(v) for k, v in (misbehaving or {}).items()}

@@ -118,3 +118,27 @@ def test_missing_extra_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "phe", None)
     with pytest.raises(ImportError, match=r"secagg\[paillier\]"):
         make_aggregator("paillier")
+
+
+def test_a_bank_packing_outside_its_slots_loses_the_round_not_the_job(aggregator):
+    # the second review: a corrupt bank encrypts (and proves, it knows its plaintext) a value with
+    # bits above the last slot; the decrypted sum then fails to unpack. Without range proofs the
+    # round cannot be saved, but it must end as an abort, never as an exception out of the driver.
+    rng = np.random.default_rng(7)
+    round_ = aggregator.open_round(list(range(5)), 10, max_weight=50, clip=1.0, rng=rng)
+    honest = round_.encrypt
+    beyond = 1 << (8 * round_.scheme.slots * round_.scheme.slot_bytes)
+    assert beyond < aggregator.public_key.n
+
+    def corrupt_bank_0(client_id, weighted_update, weight):
+        if client_id != 0:
+            return honest(client_id, weighted_update, weight)
+        bank = aggregator.banks[0]
+        request = bank.read_request(round_._requests[0])
+        return EncryptedUpdate(0, bank.contribute(request, [beyond] * round_.ciphertext_count,
+                                                  encoding=round_.encoding))
+
+    round_.encrypt = corrupt_bank_0
+    submit_all(round_, rng, range(5), 10)
+    result = round_.finish({})
+    assert not result.ok and "outside their slots" in result.aborted

@@ -50,7 +50,7 @@ def keys():
     return public, shares, identities, {i: k.public_bytes for i, k in enumerate(identities)}
 
 
-def bank_app(keys, tamper=None, floor=None, ledgers=None):
+def bank_app(keys, tamper=None, floor=None, ledgers=None, inbound=None):
     """Node with partition i is bank i; ``tamper(partition, round, reply_message)`` may alter its reply."""
     public, shares, identities, verify_keys = keys
     mods = [make_secagg_paillier_mod(share=shares[i], identity=identities[i], verify_keys=verify_keys,
@@ -65,6 +65,8 @@ def bank_app(keys, tamper=None, floor=None, ledgers=None):
             return FixedClient(partition).to_client()
 
         def tampering(msg, ctxt, call_next):
+            if inbound is not None:
+                msg = inbound(msg)
             reply = mods[partition](msg, ctxt, call_next)
             return tamper(partition, msg, reply) if tamper is not None else reply
 
@@ -147,7 +149,11 @@ def test_a_bank_remembers_its_rounds_in_its_context_across_processes(keys):
     import json
 
     state = json.loads(grid.context(grid.node_ids[0]).state.config_records[PAILLIER_STATE_KEY]["rounds"])
-    assert state["sessions"] == {flow.session_id.hex(): {"contributed": [1, 2], "decrypted": [1, 2]}}
+    rounds = state["sessions"][flow.session_id.hex()]
+    assert list(state["sessions"]) == [flow.session_id.hex()]
+    assert rounds["contributed"] == [1, 2] and rounds["decrypted"] == [1, 2]
+    assert sorted(rounds["encodings"]) == ["1", "2"] and all(len(bytes.fromhex(e)) == 32
+                                                             for e in rounds["encodings"].values())
     assert len(state["models"]) == 2
 
 
@@ -179,6 +185,39 @@ def test_the_same_model_under_another_fit_config_is_still_the_same_model(keys):
     grid = InProcessGrid(bank_app(keys), BANKS, fault=fault)
     flow = workflow(keys, grid)
     run_fl(grid, flow, rounds=2, config_fn=lambda r: {"nonce": str(r)})
+    assert flow.reports[0].aborted is not None
+    assert sum("contributes once per model" in f for f in flow.reports[1].failures) == BANKS
+
+
+def test_the_same_model_serialized_another_way_is_still_the_same_model(keys):
+    # the second review: the once-per-model digest hashed the serialized tensors, so resending the
+    # aborted round's model as big-endian float64 (same values, other bytes) made it new
+    import flwr.compat.common.recorddict_compat as compat
+    from flwr.app import Message
+    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+
+    def big_endian_in_round_2(msg):
+        record = msg.content.config_records.get(PAILLIER_RECORD_KEY)
+        if msg.metadata.group_id != "2" or record is None or record["round"] != "contribution":
+            return msg
+        fit_ins = compat.recorddict_to_fitins(msg.content, keep_input=True)
+        fit_ins.parameters = ndarrays_to_parameters([a.astype(">f8") for a in parameters_to_ndarrays(fit_ins.parameters)])
+        content = compat.fitins_to_recorddict(fit_ins, keep_input=True)
+        content.config_records[PAILLIER_RECORD_KEY] = record
+        rewritten = Message(content=content, dst_node_id=msg.metadata.dst_node_id,
+                            message_type=msg.metadata.message_type, group_id=msg.metadata.group_id)
+        rewritten.metadata.__dict__.update({k: v for k, v in msg.metadata.__dict__.items()
+                                            if k not in ("_content", "_message_type")})
+        return rewritten
+
+    def fault(partition, node, message):
+        record = message.content.config_records.get(PAILLIER_RECORD_KEY)
+        first = record is not None and record["round"] == "decryption" and message.metadata.group_id == "1"
+        return "crash" if first and partition != 0 else None
+
+    grid = InProcessGrid(bank_app(keys, inbound=big_endian_in_round_2), BANKS, fault=fault)
+    flow = workflow(keys, grid)
+    run_fl(grid, flow, rounds=2)
     assert flow.reports[0].aborted is not None
     assert sum("contributes once per model" in f for f in flow.reports[1].failures) == BANKS
 

@@ -33,6 +33,7 @@ from secagg.paillier.roles import (  # noqa: E402
     contribution_payload,
     contributions_digest,
     element_width,
+    encoding_digest,
     paillier_threat_model,
     partials_payload,
 )
@@ -45,6 +46,7 @@ from secagg.paillier.threshold import (  # noqa: E402
 )
 
 SID = bytes(range(16))
+ENC = encoding_digest({"test": "roles", "values": 2})
 N_BANKS, T = 6, 4
 
 
@@ -67,7 +69,8 @@ def banks(setup, floor=2, corrupt=None):
 
 def coordinator(setup, round_=1, count=2, floor=2):
     public, _, _, verify, _ = setup
-    return PaillierCoordinator(public, SID, verify, round=round_, ciphertexts=count, min_contributors=floor)
+    return PaillierCoordinator(public, SID, verify, round=round_, ciphertexts=count, min_contributors=floor,
+                               encoding=ENC)
 
 
 def contributions(setup, sessions, coord, values):
@@ -76,7 +79,7 @@ def contributions(setup, sessions, coord, values):
     out = {}
     for b, plaintexts in values.items():
         request = sessions[b].read_request(requests[b])
-        out[b] = sessions[b].contribute(request, plaintexts)
+        out[b] = sessions[b].contribute(request, plaintexts, encoding=ENC)
     return out
 
 
@@ -111,7 +114,8 @@ def test_an_honest_round_decrypts_the_sum_of_the_signed_contributions(setup):
 
 def _forged_request(setup, bank, round_, chosen):
     public = setup[0]
-    return DecryptionRequest(SID, bank, round_, public.fingerprint, element_width(public), tuple(chosen)).encode()
+    return DecryptionRequest(SID, bank, round_, public.fingerprint, element_width(public), tuple(chosen),
+                             ENC).encode()
 
 
 def test_a_bank_will_not_decrypt_one_banks_contribution_alone(setup):
@@ -175,6 +179,43 @@ def test_contributions_are_bound_to_their_round_and_session(setup):
         sessions[0].read_request(coord.start()[0])
 
 
+# ---------------------------------------------------------------- 1a. one packing for every contributor
+
+def test_a_bank_refuses_a_round_that_announces_another_encoding_before_encrypting(setup):
+    # the second review: the coordinator told each bank its own packing parameters (e.g. another
+    # value_bound, so the victim's values land in slots the others leave zero); each bank now
+    # compares the round's encoding digest with the one it computed from what it accepted
+    sessions = banks(setup)
+    other = encoding_digest({"test": "roles", "values": 2, "value_bound": 1})
+    coord = PaillierCoordinator(setup[0], SID, setup[3], round=1, ciphertexts=2, min_contributors=2, encoding=other)
+    request = sessions[0].read_request(coord.start()[0])
+    with pytest.raises(ProtocolViolation, match="another encoding") as caught:
+        sessions[0].contribute(request, [1, 2], encoding=ENC)
+    assert caught.value.party == "server" and not sessions[0].contributed  # nothing was encrypted or sent
+
+
+def test_contributions_signed_under_two_encodings_are_never_decrypted_together(setup):
+    # the victim (bank 0) was told encoding A, everyone else encoding B: whichever encoding the
+    # coordinator names in the decryption request, some signature fails and every bank refuses
+    public, _, _, verify, _ = setup
+    sessions = banks(setup)
+    enc_a = encoding_digest({"test": "roles", "values": 2, "value_bound": 1})
+    coord_a = PaillierCoordinator(public, SID, verify, round=1, ciphertexts=2, min_contributors=2, encoding=enc_a)
+    victim = sessions[0].contribute(sessions[0].read_request(coord_a.start()[0]), [5, 1], encoding=enc_a)
+    coord_b = coordinator(setup)
+    others = {b: sessions[b].contribute(sessions[b].read_request(coord_b.start()[b]), [0, 1], encoding=ENC)
+              for b in range(1, N_BANKS)}
+    with pytest.raises(ProtocolViolation, match="bank 0"):
+        coord_b.receive(0, victim)  # an honest coordinator would name it, too
+    signed = sorted([decode_paillier_message(m).signed() for m in [victim, *others.values()]], key=lambda c: c.sender)
+    for encoding, bank, expected in ((ENC, 1, "bank 0.*under this encoding"), (enc_a, 2, "another encoding"),
+                                     (enc_a, 0, "bank 1.*under this encoding")):
+        request = DecryptionRequest(SID, bank, 1, public.fingerprint, element_width(public), tuple(signed), encoding)
+        with pytest.raises(ProtocolViolation, match=expected):
+            sessions[bank].handle(request.encode())
+    assert not any(s.decrypted for s in sessions.values())
+
+
 # ---------------------------------------------------------------- 1b. corrupt banks cancelling honest ones
 
 def _inverse(public, ciphertexts):
@@ -186,7 +227,7 @@ def _corrupt_contribution(setup, bank, round_, ciphertexts, proof):
     public, identities = setup[0], setup[2]
     width = element_width(public)
     signature = identities[bank].sign(contribution_payload(SID, round_, public.fingerprint, bank, ciphertexts, width,
-                                                           proof))
+                                                           proof, ENC))
     return Contribution(SID, bank, round_, public.fingerprint, width, tuple(ciphertexts), proof, signature).encode()
 
 
@@ -195,7 +236,8 @@ def _proofs_a_corrupt_bank_could_attach(setup, sessions, coord_round, honest_mes
     public = setup[0]
     own = decode_paillier_message(sessions[5].contribute(
         sessions[5].read_request(PaillierCoordinator(public, SID, setup[3], round=coord_round + 100, ciphertexts=2,
-                                                     min_contributors=3).start()[5]), [0, 0])).proof
+                                                     min_contributors=3, encoding=ENC).start()[5]), [0, 0],
+        encoding=ENC)).proof
     copied = decode_paillier_message(honest_message).proof
     forged = KnowledgeProof(encrypt_packed(public, [1])[0], 12345, 2**1000 + 7)
     return {"own": own, "copied": copied, "forged": forged}
@@ -235,7 +277,8 @@ def _fresh_receive(setup, messages, forged):
 def _forged_request_with(setup, bank, round_, raw_contributions):
     public = setup[0]
     signed = sorted((decode_paillier_message(m).signed() for m in raw_contributions), key=lambda c: c.sender)
-    return DecryptionRequest(SID, bank, round_, public.fingerprint, element_width(public), tuple(signed)).encode()
+    return DecryptionRequest(SID, bank, round_, public.fingerprint, element_width(public), tuple(signed),
+                             ENC).encode()
 
 
 def test_an_old_ciphertext_cannot_be_decrypted_by_burying_it_in_a_new_round(setup):
@@ -491,7 +534,8 @@ def test_every_single_byte_mutation_of_each_message_type_is_typed_or_canonical(s
     requests = {}
     for b, data in messages.items():
         requests = coord.receive(b, data) or requests
-    round_request = PaillierCoordinator(public, SID, setup[3], round=9, ciphertexts=2, min_contributors=2).start()[0]
+    round_request = PaillierCoordinator(public, SID, setup[3], round=9, ciphertexts=2, min_contributors=2,
+                                        encoding=ENC).start()[0]
     samples = [round_request, messages[0], requests[0], sessions[0].handle(requests[0]),
                PaillierAbort(SID, 1, "deadline").encode()]
     for raw in samples:

@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import replace
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -124,6 +125,8 @@ class SecAggPaillierWorkflow(SecureFitWorkflow):
         global_arrays = parameters_to_ndarrays(first)
         global_vector = flatten(global_arrays)
         spec = self.spec(global_vector.size, server_round)
+        spec = replace(spec, meaning=_meaning(self.clip, self.max_weight, self.fractional_bits, self.session_id,
+                                              global_arrays))
         codec = UpdateCodec(spec, global_vector.size, max_weight=self.max_weight, clip=self.clip,
                             fractional_bits=self.fractional_bits)
         node_of = {self.banks[n]: n for n in node_ids}
@@ -133,8 +136,8 @@ class SecAggPaillierWorkflow(SecureFitWorkflow):
             return report, None, {}
         coordinator = PaillierCoordinator(self.public, self.session_id, self.verify_keys, round=server_round,
                                           ciphertexts=spec.scheme.plaintexts_for(spec.values),
-                                          min_contributors=spec.min_contributors, banks=sorted(node_of),
-                                          corrupt_banks=self.corrupt_banks)
+                                          min_contributors=spec.min_contributors, encoding=spec.encoding,
+                                          banks=sorted(node_of), corrupt_banks=self.corrupt_banks)
         announced = {**spec.header()["paillier"], "clip": self.clip, "max_weight": self.max_weight,
                      "fractional_bits": self.fractional_bits, "session_id": self.session_id.hex()}
         outbox = coordinator.start()
@@ -181,7 +184,11 @@ class SecAggPaillierWorkflow(SecureFitWorkflow):
         if coordinator.state is not PaillierRoundState.COMPLETED or result is None:  # pragma: no cover
             raise SessionStateError(f"round ended in state {coordinator.state.value}")
         report.survivors = sorted(node_of[b] for b in result.contributors)
-        weighted_sum, total_weight = codec.decode(result.plaintexts, len(result.contributors))
+        try:
+            weighted_sum, total_weight = codec.decode(result.plaintexts, len(result.contributors))
+        except AbortError as exc:  # a contributor packed values outside their slots: this round is lost
+            report.aborted = str(exc)
+            return report, None, {}
         report.total_weight = total_weight
         if total_weight <= 0:
             report.aborted = "the contributors carried no weight (num_examples all 0)"
@@ -250,8 +257,9 @@ class _BankMod:
             session = self._session_of(data)
             bank = self._bank(session, state)
             reply = bank.handle(data)
-        state.setdefault("sessions", {})[session.hex()] = {"contributed": sorted(bank.contributed),
-                                                          "decrypted": sorted(bank.decrypted)}
+        state.setdefault("sessions", {})[session.hex()] = {
+            "contributed": sorted(bank.contributed), "decrypted": sorted(bank.decrypted),
+            "encodings": {str(r): e.hex() for r, e in sorted(bank.encodings.items())}}
         ctxt.state.config_records[PAILLIER_STATE_KEY] = ConfigRecord({"rounds": json.dumps(state, sort_keys=True)})
         if self.ledger is not None:
             ledger = _read_ledger(self.ledger)
@@ -288,14 +296,15 @@ class _BankMod:
         if request.round != spec.round:
             raise _server_violation(f"the round request is for round {request.round}, the setup for {spec.round}")
         sent = compat.recorddict_to_fitins(msg.content, keep_input=True)
-        digest = _request_digest(sent)
+        global_arrays = parameters_to_ndarrays(sent.parameters)
+        digest = _model_digest(global_arrays)
         if digest in state.get("models", []):
             # the same model and fit instructions as a round this bank already contributed to: two
             # sums over different banks would expose the difference (e.g. after a claimed abort)
             raise _server_violation("this bank already contributed an update of this global model; it contributes "
                                     "once per model")
-        global_arrays = parameters_to_ndarrays(sent.parameters)
         dimension = flatten(global_arrays).size
+        spec = replace(spec, meaning=_meaning(clip, max_weight, fractional_bits, session, global_arrays))
         try:
             codec = UpdateCodec(spec, dimension, max_weight=max_weight, clip=clip, fractional_bits=fractional_bits)
         except ParameterError as exc:
@@ -315,7 +324,7 @@ class _BankMod:
             raise ParameterError(f"num_examples must be >= 0, got {fitres.num_examples}")
         weight = float(min(int(fitres.num_examples), math.floor(max_weight)))
         values = codec.encode(weight * np.clip(update, -clip, clip), weight, np.random.default_rng())
-        reply = bank.contribute(request, spec.scheme.pack(values))
+        reply = bank.contribute(request, spec.scheme.pack(values), encoding=spec.encoding)
         state["models"] = [*state.get("models", []), digest]
         return reply, bank, session, fitres.metrics
 
@@ -352,6 +361,10 @@ class _BankMod:
         rounds = state.get("sessions", {}).get(session.hex(), {})
         bank.contributed = {int(r) for r in rounds.get("contributed", [])}
         bank.decrypted = {int(r) for r in rounds.get("decrypted", [])}
+        try:
+            bank.encodings = {int(r): bytes.fromhex(e) for r, e in rounds.get("encodings", {}).items()}
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise SessionStateError(f"stored Paillier state is unreadable: {exc}") from None
         return bank
 
 
@@ -379,15 +392,27 @@ def _merge(a: dict, b: dict) -> dict:
     return {"models": models, "sessions": sessions}
 
 
-def _request_digest(fit_ins) -> str:
-    """The global model the server sent, and nothing the server could vary at will: a digest over
-    the fit config too let the same model be contributed again under an extra, ignored config key."""
+def _model_digest(arrays) -> str:
+    """The global model the server sent, as values, and nothing the server could vary at will: not
+    the fit config (an extra, ignored config key would make the same model new), not the serialized
+    tensors (another dtype or byte order of the same values would). Each array is hashed as its
+    shape and its values in little-endian float64."""
     import hashlib
 
-    h = hashlib.sha256(b"secagg-flower-paillier-model\x00")
-    for tensor in fit_ins.parameters.tensors:
-        h.update(len(tensor).to_bytes(8, "little") + tensor)
+    h = hashlib.sha256(b"secagg-flower-paillier-model/v2\x00")
+    h.update(len(arrays).to_bytes(8, "little"))
+    for array in arrays:
+        values = np.ascontiguousarray(np.asarray(array, dtype="<f8"))
+        h.update(len(values.shape).to_bytes(8, "little") + b"".join(d.to_bytes(8, "little") for d in values.shape))
+        h.update(values.tobytes())
     return h.hexdigest()
+
+
+def _meaning(clip: float, max_weight: float, fractional_bits: int, session_id: bytes, arrays) -> dict:
+    """What a Flower Paillier round's integers mean beyond the packing (part of the signed encoding):
+    the codec's parameters and the global model the update is taken against."""
+    return {"codec": {"clip": float(clip), "max_weight": float(max_weight), "fractional_bits": int(fractional_bits)},
+            "session_id": session_id.hex(), "model": _model_digest(arrays)}
 
 
 def make_secagg_paillier_mod(*, share, identity, verify_keys: Mapping[int, bytes], min_contributors: int | None = None,

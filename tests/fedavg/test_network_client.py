@@ -1,0 +1,48 @@
+"""A network FedAvg client's guard: one update per (model, training settings), whatever the header."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from secagg.errors import ProtocolViolation
+from secagg.fedavg.data import make_bank_transactions
+from secagg.fedavg.models import LogisticRegression
+from secagg.fedavg.network import FedAvgClient, FedAvgSettings, FedAvgTask
+from secagg.transport.envelope import Envelope, Kind
+
+
+@pytest.fixture()
+def job():
+    banks = make_bank_transactions(3, 300, seed=2)
+    task = FedAvgTask(LogisticRegression(banks[0].X_train.shape[1]), 3, FedAvgSettings(rounds=2, max_weight=300.0))
+    client = FedAvgClient(LogisticRegression(banks[0].X_train.shape[1]), banks[0].X_train, banks[0].y_train, seed=0)
+    return task.next_session(), client
+
+
+def test_an_extra_training_field_is_refused_not_a_new_model(job):
+    # the second review: the digest covered the whole `training` dict, so the same model under an
+    # extra key the client ignores was trained and contributed again
+    plan, client = job
+    assert client.prepare(plan.spec, plan.header, plan.blob) is not None
+    client.contributed(plan.header)
+    header = {**plan.header, "training": {**plan.header["training"], "nonce": 1}}
+    with pytest.raises(ProtocolViolation, match="unknown training fields") as caught:
+        client.prepare(plan.spec, header, plan.blob)
+    assert caught.value.party == "server"
+    renamed = {**plan.header, "round": 7, "task_note": "new"}  # other header fields are not the request
+    assert client.prepare(plan.spec, renamed, plan.blob) is None
+
+
+def test_the_same_values_in_other_bytes_are_the_same_model(job):
+    plan, client = job
+    assert client.prepare(plan.spec, plan.header, plan.blob) is not None
+    client.contributed(plan.header)
+    vector = Envelope(Kind.SESSION, blob=plan.blob).vector()
+    assert np.any(vector == 0)  # the initial model has zero weights: resend them as -0.0
+    negated_zeros = np.where(vector == 0, -0.0, vector).astype("<f8").tobytes()
+    assert negated_zeros != plan.blob
+    assert client.prepare(plan.spec, plan.header, negated_zeros) is None
+    retyped = {**plan.header, "training": {k: float(v) if isinstance(v, int) and k in ("clip", "learning_rate")
+                                           else v for k, v in plan.header["training"].items()}}
+    assert client.prepare(plan.spec, retyped, plan.blob) is None  # 1 and 1.0 are the same clip
