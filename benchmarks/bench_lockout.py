@@ -5,7 +5,8 @@
 
 A coordinator (``SumTask``, n = 10, m = 10,000, plaintext transport on 127.0.0.1) runs 60 sessions (after one warm-up job)
 with n honest clients in threads, first alone and then beside an attacker that keeps ``k`` streams
-open that never send a hello, re-opening each one as soon as the coordinator cuts it off. For
+open that never send a hello, re-opening each one as soon as the coordinator cuts it off (from
+its own process). For
 each ``k`` it reports the job's wall time (from the honest clients' start to the last decoded sum), its ratio to
 the run without attacker, how often the honest clients were refused, whether every session had every client and the last sum was exact,
 and the security events the coordinator logged (when the version counts them).
@@ -14,12 +15,12 @@ and the security events the coordinator logged (when the version counts them).
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 
 from secagg.protocol.config import SecAggConfig  # noqa: E402
@@ -29,36 +30,48 @@ from secagg.transport.tasks import SumClient, SumTask  # noqa: E402
 INSECURE = TLSConfig(insecure=True)
 
 
+_ATTACKER = r"""
+import sys, threading, grpc
+target, count, method = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+opened = [0]
+def silent(stop):
+    stop.wait(600)
+    return
+    yield
+def hold():
+    channel = grpc.insecure_channel(target)
+    stop = threading.Event()
+    while True:
+        opened[0] += 1
+        try:
+            for _ in channel.stream_stream(method)(silent(stop), timeout=600):
+                pass
+        except grpc.RpcError:
+            pass
+for _ in range(count):
+    threading.Thread(target=hold, daemon=True).start()
+sys.stdin.read()  # until the benchmark closes our stdin
+print(opened[0], flush=True)
+"""
+
+
 class Attacker:
-    """Keeps ``count`` silent streams open, re-opening each one the moment it ends."""
+    """A separate process keeping ``count`` silent streams open, re-opening each one the moment it
+    ends (its own process, so it costs the coordinator what a remote attacker would: streams, not
+    this process's interpreter)."""
 
     def __init__(self, target: str, count: int) -> None:
-        self.target, self.count = target, count
-        self.stop = threading.Event()
+        self.count = count
         self.opened = 0
-        self.threads = [threading.Thread(target=self._hold, daemon=True) for _ in range(count)]
+        self.process = None
+        if count:
+            self.process = subprocess.Popen([sys.executable, "-c", _ATTACKER, target, str(count), SERVICE_METHOD],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    def _silent(self):
-        self.stop.wait(120)
-        return
-        yield  # makes this a generator that sends nothing
-
-    def _hold(self) -> None:
-        channel = grpc.insecure_channel(self.target)
-        while not self.stop.is_set():
-            self.opened += 1
-            call = channel.stream_stream(SERVICE_METHOD)(self._silent(), timeout=120)
-            try:
-                for _ in call:
-                    pass
-            except grpc.RpcError:
-                pass
-        channel.close()
-
-    def start(self) -> "Attacker":
-        for t in self.threads:
-            t.start()
-        return self
+    def stop(self) -> None:
+        if self.process is not None:
+            out, _ = self.process.communicate("", timeout=30)
+            self.opened = int(out.strip() or 0)
 
 
 def one_session(n: int, m: int, silent: int, sessions: int) -> dict:
@@ -70,8 +83,8 @@ def one_session(n: int, m: int, silent: int, sessions: int) -> dict:
     server.start()
     listening.wait(30)
     target = f"127.0.0.1:{coordinator.port}"
-    attacker = Attacker(target, silent).start()
-    time.sleep(0.5)  # the attacker's streams are in before any honest client
+    attacker = Attacker(target, silent)
+    time.sleep(1.0)  # the attacker's streams are in before any honest client
     started = time.perf_counter()
     rng = np.random.default_rng(5)
     inputs = [rng.integers(0, 2**32, size=m, dtype=np.uint64) for _ in range(n)]
@@ -92,7 +105,7 @@ def one_session(n: int, m: int, silent: int, sessions: int) -> dict:
         t.join(300)
     server.join(300)
     seconds = time.perf_counter() - started
-    attacker.stop.set()
+    attacker.stop()
     expected = config.ring.sum([config.ring.element(v) for v in inputs])
     exact = (len(task.results) == sessions and all(not r["aborted"] and len(r["survivors"]) == n for r in task.results)
              and task.aggregate is not None and bool(np.array_equal(task.aggregate, expected)))
@@ -110,6 +123,7 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=60, help="sessions in a row (default 60, about 8 s: "
                         "longer than the hello deadline, so silent streams are cut off and re-opened)")
     parser.add_argument("--silent", type=int, nargs="+", default=[8, 16, 64])
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     import os
     import platform
@@ -124,14 +138,27 @@ def main() -> int:
           f"{os.cpu_count()} cores, Python {platform.python_version()}; secagg from "
           f"{Path(secagg.__file__).resolve().parent.parent}; n = {args.n}, m = {args.m:,}, {args.sessions} sessions")
     one_session(args.n, args.m, 0, 1)  # warm-up: imports, first connections
-    base = one_session(args.n, args.m, 0, args.sessions)
-    print(f"  no attacker        | job {base['seconds']:6.2f} s | exact {base['exact']} | honest refusals "
-          f"{base['refused']}", flush=True)
+    # interleaved and repeated (this machine's load varies): each repeat runs every configuration once
+    runs: dict[int, list[dict]] = {k: [] for k in [0, *args.silent]}
+    for _ in range(args.repeats):
+        for k in runs:
+            runs[k].append(one_session(args.n, args.m, k, args.sessions))
+    base = float(np.median([r["seconds"] for r in runs[0]]))
+    print(f"  no attacker        | job {base:6.2f} s (median of {args.repeats}) | every session complete and exact "
+          f"{all(r['exact'] for r in runs[0])} | honest refusals {sum(r['refused'] for r in runs[0])}", flush=True)
     for k in args.silent:
-        r = one_session(args.n, args.m, k, args.sessions)
-        print(f"  {k:3d} silent streams | job {r['seconds']:6.2f} s = {r['seconds'] / base['seconds']:5.2f}x | "
-              f"exact {r['exact']} | honest refusals {r['refused']}, clients failed {r['failed']} | attacker opened "
-              f"{r['attacker_streams']} streams | security events {r['events'] or '(not counted)'}", flush=True)
+        rs = runs[k]
+        seconds = float(np.median([r["seconds"] for r in rs]))
+        each = ", ".join(f"{r['seconds']:.2f}" for r in rs)
+        events: dict = {}
+        for r in rs:
+            for kind, count in r["events"].items():
+                events[kind] = events.get(kind, 0) + count
+        print(f"  {k:3d} silent streams | job {seconds:6.2f} s = {seconds / base:5.2f}x (median of {args.repeats}; "
+              f"{each}) | every session complete and exact "
+              f"{all(r['exact'] for r in rs)} | honest refusals {sum(r['refused'] for r in rs)}, clients failed "
+              f"{sum(r['failed'] for r in rs)} | attacker opened {sum(r['attacker_streams'] for r in rs)} streams | "
+              f"security events {events or '(not counted)'}", flush=True)
     return 0
 
 

@@ -248,7 +248,7 @@ class FedAvgClient:
             settings = {}
             for name, kind in cls._TRAINING_FIELDS.items():
                 value = field_of(training, name, kind)
-                settings[name] = value if kind is int else float(value)
+                settings[name] = value if kind is int else float(value) + 0.0  # -0.0 is 0.0
             # + 0.0: -0.0 and 0.0 are the same weight, so the same model
             global_vector = np.asarray(Envelope(Kind.SESSION, blob=blob).vector(), dtype=np.float64) + 0.0
         except (MalformedMessage, ParameterError) as exc:
@@ -273,10 +273,19 @@ class FedAvgClient:
         if self._pending is not None:
             self.contributed_requests.add(self._pending)
 
+    def effect(self, settings: dict) -> dict:
+        """The settings as they act on this client's data: a batch larger than the data is the
+        whole data, and the weight is ``min(samples, max_weight)``. Equal effects, equal request."""
+        samples = int(self.X.shape[0])
+        effect = dict(settings)
+        effect["batch_size"] = min(settings["batch_size"], samples)
+        effect["max_weight"] = float(min(samples, settings["max_weight"]))
+        return effect
+
     def prepare(self, spec, header, blob):
         self._pending = None
         settings, global_vector = self.read_request(header, blob)
-        digest = self.request_digest(settings, global_vector)
+        digest = self.request_digest(self.effect(settings), global_vector)
         if digest in self.contributed_requests:
             # The same model and settings as a request this client already sent its masked
             # update for (a rerun after a coordinator restart, or the same model under a new

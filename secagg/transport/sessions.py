@@ -322,6 +322,17 @@ class _PaillierClientRun:
             reply = self.bank.contribute(request, plaintexts, encoding=self.encoding)
             self.sent = True
             return reply
+        if len(data) >= 6 and data[:4] == b"SAGP" and data[5] == PaillierMessageType.DECRYPTION_REQUEST:
+            from secagg.paillier.messages import decode_paillier_message
+
+            try:
+                round_ = decode_paillier_message(data).round
+            except MalformedMessage as exc:
+                exc.party = "server"
+                raise
+            if round_ != self.spec.round:
+                raise ProtocolViolation(f"a DecryptionRequest for round {round_}: this session announced round "
+                                        f"{self.spec.round} only", party="server")
         return self.bank.handle(data)
 
     @property

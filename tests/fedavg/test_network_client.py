@@ -46,3 +46,19 @@ def test_the_same_values_in_other_bytes_are_the_same_model(job):
     retyped = {**plan.header, "training": {k: float(v) if isinstance(v, int) and k in ("clip", "learning_rate")
                                            else v for k, v in plan.header["training"].items()}}
     assert client.prepare(plan.spec, retyped, plan.blob) is None  # 1 and 1.0 are the same clip
+
+
+def test_settings_with_the_same_effect_are_the_same_request(job):
+    # the third review: proximal_mu -0.0 for 0.0, a batch size beyond the client's data, or a
+    # max_weight above its sample count trained to the same update and passed the guard
+    plan, client = job
+    samples = client.X.shape[0]
+    training = {**plan.header["training"], "batch_size": samples + 1, "max_weight": float(samples) + 5.0}
+    assert client.prepare(plan.spec, {**plan.header, "training": training}, plan.blob) is not None
+    client.contributed(plan.header)
+    for change in ({"proximal_mu": -0.0}, {"batch_size": samples}, {"batch_size": 10**9},
+                   {"max_weight": float(samples) + 50.0}):
+        header = {**plan.header, "training": {**training, **change}}
+        assert client.prepare(plan.spec, header, plan.blob) is None, change
+    smaller = {**plan.header, "training": {**training, "batch_size": samples - 1}}
+    assert client.prepare(plan.spec, smaller, plan.blob) is not None  # another effect: a new request

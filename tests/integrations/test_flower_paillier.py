@@ -247,3 +247,20 @@ def test_the_workflow_refuses_nodes_without_a_share_and_unsafe_floors(keys):
         SecAggPaillierWorkflow(public, {11: 0}, verify_keys, min_contributors=1)
     with pytest.raises(ParameterError, match="KeyShare"):
         make_secagg_paillier_mod(share=None, identity=keys[2][0], verify_keys=verify_keys)
+
+
+def test_the_model_digest_and_the_ledger_merge_lose_nothing():
+    # the third review: -0.0 made the same model new, and merging the ledger dropped the
+    # encodings each round was contributed under
+    from secagg.errors import SessionStateError
+    from secagg.integrations.flower.paillier import _merge, _model_digest
+
+    assert _model_digest([np.array([0.0, 1.5]), np.zeros((2, 2))]) == \
+        _model_digest([np.array([-0.0, 1.5]), -np.zeros((2, 2), dtype=np.float32)])
+    assert _model_digest([np.array([0.0, 1.5])]) != _model_digest([np.array([[0.0, 1.5]])])  # shapes count
+    context = {"sessions": {"ab": {"contributed": [1], "decrypted": [], "encodings": {"1": "e1"}}}}
+    ledger = {"sessions": {"ab": {"contributed": [1], "decrypted": [1], "encodings": {"1": "e1"}}}}
+    assert _merge(context, ledger)["sessions"]["ab"] == {"contributed": [1], "decrypted": [1],
+                                                         "encodings": {"1": "e1"}}
+    with pytest.raises(SessionStateError, match="two encodings"):
+        _merge(context, {"sessions": {"ab": {"contributed": [1], "encodings": {"1": "e2"}}}})

@@ -56,6 +56,29 @@ def test_a_network_bank_puts_its_input_into_the_announced_round_only(key):
             run.handle(_request(spec, round_))
 
 
+def test_a_network_bank_decrypts_only_its_announced_round(key):
+    # the third review: a network bank decrypted rounds of its session it was never announced
+    # (harmless alone, each aggregate still needs the floor; refused now all the same)
+    public, shares, identities, verify = key
+    announced = PaillierSpec(public, verify, values=3, value_bound=100, max_summands=4, min_contributors=2, round=1)
+    paillier = (public, shares[0], 2)
+    spec = client_spec(_header(announced, {"clip": 1.0}), paillier=paillier, verify_keys=verify)
+    runs = [client_run(spec, b, SID, np.array([b, 1, 2]), identity=identities[b], paillier=(public, shares[b], 2))
+            for b in range(2)]
+    other = PaillierCoordinator(public, SID, verify, round=5, ciphertexts=1, min_contributors=2,
+                                encoding=spec.encoding, banks=[0, 1])
+    from secagg.paillier.roles import BankSession
+
+    requests = other.start()
+    outbox = {}
+    for b in range(2):  # two banks' sessions contribute to round 5 directly (not through the adapter)
+        bank = BankSession(shares[b], SID, identities[b], verify, min_contributors=2)
+        outbox = other.receive(b, bank.contribute(bank.read_request(requests[b]), [b + 1], encoding=spec.encoding)) \
+            or outbox
+    with pytest.raises(ProtocolViolation, match="announced round 1 only"):
+        runs[0].handle(outbox[0])
+
+
 def test_a_network_banks_encoding_covers_the_whole_announcement(key):
     public, shares, _, verify = key
     announced = PaillierSpec(public, verify, values=3, value_bound=100, max_summands=4, min_contributors=2)

@@ -386,9 +386,13 @@ def _merge(a: dict, b: dict) -> dict:
     sessions: dict = {}
     for state in (a, b):
         for sid, rounds in state.get("sessions", {}).items():
-            merged = sessions.setdefault(sid, {"contributed": [], "decrypted": []})
+            merged = sessions.setdefault(sid, {"contributed": [], "decrypted": [], "encodings": {}})
             for kind in ("contributed", "decrypted"):
                 merged[kind] = sorted(set(merged[kind]) | {int(r) for r in rounds.get(kind, [])})
+            for round_, encoding in rounds.get("encodings", {}).items():
+                if merged["encodings"].setdefault(str(round_), encoding) != encoding:
+                    raise SessionStateError(f"the Context and the ledger remember two encodings for round {round_} "
+                                            f"of session {sid}: refusing to guess which one this bank used")
     return {"models": models, "sessions": sessions}
 
 
@@ -396,13 +400,13 @@ def _model_digest(arrays) -> str:
     """The global model the server sent, as values, and nothing the server could vary at will: not
     the fit config (an extra, ignored config key would make the same model new), not the serialized
     tensors (another dtype or byte order of the same values would). Each array is hashed as its
-    shape and its values in little-endian float64."""
+    shape and its values in little-endian float64 (-0.0 read as 0.0: the same weight)."""
     import hashlib
 
     h = hashlib.sha256(b"secagg-flower-paillier-model/v2\x00")
     h.update(len(arrays).to_bytes(8, "little"))
     for array in arrays:
-        values = np.ascontiguousarray(np.asarray(array, dtype="<f8"))
+        values = np.ascontiguousarray(np.asarray(array, dtype="<f8") + 0.0)
         h.update(len(values.shape).to_bytes(8, "little") + b"".join(d.to_bytes(8, "little") for d in values.shape))
         h.update(values.tobytes())
     return h.hexdigest()
