@@ -39,6 +39,11 @@ def _tls_arguments(parser: argparse.ArgumentParser, side: str) -> None:
 def _tls(args: argparse.Namespace):
     from secagg.transport.network import TLSConfig
 
+    given = [f"--{name.replace('_', '-')}" for name in ("ca", "cert", "key", "roster", "server_name")
+             if getattr(args, name, None)]
+    if args.insecure and given:
+        raise ParameterError(f"--insecure turns TLS off, but {', '.join(given)} were given too: drop --insecure "
+                             "to use them (they would be ignored)")
     if args.insecure:
         print("WARNING: --insecure: no TLS, anyone on the path reads and alters the traffic (local trials only)",
               file=sys.stderr)
@@ -48,8 +53,11 @@ def _tls(args: argparse.Namespace):
 
 def _logging(args: argparse.Namespace) -> None:
     level = logging.WARNING if args.quiet else logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
-    logging.basicConfig(level=level, stream=sys.stderr,
+    # secagg's own loggers get the level; the root stays at INFO at most, so -v does not turn on
+    # every library's debug output (numba's compiler alone printed ~3,000 lines per start)
+    logging.basicConfig(level=max(level, logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("secagg").setLevel(level)
 
 
 def _threshold(value: str | None):

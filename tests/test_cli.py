@@ -60,3 +60,13 @@ def test_paillier_keygen_writes_loadable_key_files_and_refuses_unsafe_parameters
     assert load_key_share(tmp_path / "share-2.json", public).index == 2
     assert main(["paillier-keygen", "-n", "6", "-t", "3", "--key-bits", "512", "--out", str(tmp_path / "x")]) == 2
     assert "2t > n + c" in capsys.readouterr().err
+
+
+def test_insecure_with_certificates_is_refused_not_silently_dropped(capsys):
+    assert main(["serve", "--task", "sum", "-n", "3", "-m", "4", "--insecure", "--ca", "ca.pem", "--cert", "c.pem",
+                 "--key", "c.key"]) == 2
+    err = capsys.readouterr().err
+    assert "--insecure turns TLS off" in err and "--ca, --cert, --key" in err
+    assert main(["join", "--task", "sum", "--id", "0", "-n", "3", "--random-vector", "1", "--insecure", "--ca",
+                 "ca.pem"]) == 2
+    assert "--insecure turns TLS off" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from secagg.fedavg.trainer import FedAvgServer, flatten, unflatten
 from secagg.transport.envelope import Envelope, Kind, field_of, vector_blob
 from secagg.transport.network import SessionPlan
 from secagg.transport.sessions import MaskingSpec
-from secagg.transport.tasks import atomic_json
+from secagg.transport.tasks import atomic_json, atomic_npy
 
 __all__ = ["FedAvgTask", "FedAvgClient", "FedAvgSettings"]
 
@@ -74,6 +74,21 @@ class FedAvgSettings:
                 "max_weight": self.max_weight, "fractional_bits": self.fractional_bits}
 
 
+def _lock_state_dir(path: Path):
+    """An exclusive lock on ``path/lock`` for this process's lifetime: two coordinators on one
+    state directory would interleave their rounds and one history would silently win."""
+    import fcntl
+
+    handle = open(path / "lock", "a+")  # noqa: SIM115 - held open: the lock lives as long as the task
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ParameterError(f"{path} is in use by another coordinator (its lock is held): one coordinator per "
+                             "--state-dir") from None
+    return handle
+
+
 class FedAvgTask:
     """Coordinator: FedAvg rounds, one secure-aggregation session each, over ``num_clients`` clients.
 
@@ -110,9 +125,15 @@ class FedAvgTask:
         self.fingerprint = hashlib.sha256(json.dumps({
             "settings": settings.__dict__, "num_clients": num_clients, "dimension": dimension,
             "session": self.spec.header()}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self._lock = None
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._load()
+            self._lock = _lock_state_dir(self.state_dir)
+            try:
+                self._load()
+            except BaseException:
+                self.close()
+                raise
 
     @property
     def config(self):
@@ -148,6 +169,10 @@ class FedAvgTask:
             vector = np.load(self.state_dir / model_name, allow_pickle=False)  # type: ignore[operator]
         except (OSError, ValueError) as exc:
             raise ParameterError(f"cannot read the saved model {model_name}: {exc}") from None
+        if vector.dtype != np.float64 or vector.shape != (flatten(self.template).size,) or \
+                not np.all(np.isfinite(vector)):
+            raise ParameterError(f"the saved model {model_name} is not {flatten(self.template).size} finite float64 "
+                                 f"weights (got {vector.dtype} of shape {vector.shape})")
         self.server = FedAvgServer(unflatten(vector, self.template), self.settings.server_learning_rate)
         self.history = history
         log.info("resuming FedAvg after round %d of %d from %s", len(self.history), self.settings.rounds,
@@ -157,10 +182,7 @@ class FedAvgTask:
         if self.state_dir is None:
             return
         name = f"model-{self.completed_rounds:05d}.npy"
-        tmp = self.state_dir / (name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, self.server.vector, allow_pickle=False)
-        os.replace(tmp, self.state_dir / name)
+        atomic_npy(self.state_dir / name, np.asarray(self.server.vector, dtype=np.float64))
         atomic_json(self.state_dir / "fedavg_state.json",
                      {"fingerprint": self.fingerprint, "model": name, "history": self.history})
         for old in self.state_dir.glob("model-*.npy"):
@@ -171,8 +193,15 @@ class FedAvgTask:
     def weights(self) -> list[np.ndarray]:
         return self.server.weights
 
+    def close(self) -> None:
+        """Release the state directory (also done once every round has run)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     def next_session(self) -> SessionPlan | None:
         if self.completed_rounds >= self.settings.rounds:
+            self.close()
             return None
         header = {"task": self.name, "round": self.completed_rounds, "rounds": self.settings.rounds,
                   "training": self.settings.announced()}

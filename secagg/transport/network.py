@@ -841,7 +841,8 @@ class NetworkClient:
     def run(self) -> dict:
         """Serve sessions until the job is finished; returns counts of sessions by outcome."""
         grpc = _grpc()
-        warm_up()
+        # no warm_up(): a client only shares (NumPy); galois and its JIT are the coordinator's
+        # (reconstruction), so a participant starts in well under a second and ~60 MB
         delay = self.retry.initial
         last_progress = time.monotonic()
         with self._channel() as channel:

@@ -23,6 +23,16 @@ __all__ = ["SumTask", "SumClient", "atomic_json"]
 
 # ----------------------------------------------------------------------------- one sum
 
+def atomic_npy(path: Path, array: np.ndarray) -> None:
+    """``np.save`` through a temporary file and a rename: a kill mid-write leaves the old file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def atomic_json(path: Path, payload: dict) -> None:
     """Write ``payload`` to ``path`` so that a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
@@ -98,9 +108,9 @@ class SumTask:
         if self.output is not None:
             base = Path(self.output)
             if aggregate is not None:
-                np.save(base.with_suffix(".npy"), aggregate, allow_pickle=False)
+                atomic_npy(base.with_suffix(".npy"), aggregate)
                 if self.sessions > 1:
-                    np.save(base.with_name(f"{base.name}-{len(self.results) - 1}.npy"), aggregate, allow_pickle=False)
+                    atomic_npy(base.with_name(f"{base.name}-{len(self.results) - 1}.npy"), aggregate)
             atomic_json(base.with_suffix(".json"), {
                 "survivors": self.survivors, "dropped": self.dropped, "aborted": aborted, "seconds": seconds,
                 "misbehaving": self.misbehaving, "refused": self.refused, "sessions": self.results,

@@ -365,13 +365,20 @@ def test_fedavg_rounds_over_the_network_match_the_plaintext_weighted_average(tmp
     assert all(client.rounds_trained == 2 for client in clients)
     assert task.history[0]["total_weight"] == sum(min(b.X_train.shape[0], 600) for b in banks)
     assert not np.array_equal(task.server.vector, start)
+    # a second coordinator cannot share a state directory while the first holds it
+    held = FedAvgTask(LogisticRegression(banks[0].X_train.shape[1]), 3, settings, state_dir=tmp_path / "held")
+    with pytest.raises(ParameterError, match="in use by another coordinator"):
+        FedAvgTask(LogisticRegression(banks[0].X_train.shape[1]), 3, settings, state_dir=tmp_path / "held")
+    held.close()
     # a new coordinator on the same state directory has nothing left to do
     again = FedAvgTask(LogisticRegression(banks[0].X_train.shape[1]), 3, settings, state_dir=tmp_path)
     assert again.next_session() is None and np.array_equal(again.server.vector, task.server.vector)
     with pytest.raises(ParameterError, match="another job"):
         FedAvgTask(LogisticRegression(banks[0].X_train.shape[1]), 3, FedAvgSettings(rounds=5), state_dir=tmp_path)
     state = tmp_path / "fedavg_state.json"
-    for corrupt in ("{not json", '{"fingerprint": "%s", "model": "../../etc/passwd", "history": []}' % task.fingerprint):
+    np.save(tmp_path / "model-00009.npy", np.zeros(3))
+    for corrupt in ("{not json", '{"fingerprint": "%s", "model": "../../etc/passwd", "history": []}' % task.fingerprint,
+                    '{"fingerprint": "%s", "model": "model-00009.npy", "history": []}' % task.fingerprint):
         state.write_text(corrupt)
         with pytest.raises(ParameterError):
             FedAvgTask(LogisticRegression(banks[0].X_train.shape[1]), 3, settings, state_dir=tmp_path)
