@@ -8,6 +8,7 @@ each bank its own key share (``secagg paillier-keygen``) and identity key (``sec
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -99,6 +100,14 @@ def _demo_data(banks: int, samples: int, seed: int):
     return make_bank_transactions(banks, samples, seed=seed)
 
 
+def _job(args: argparse.Namespace):
+    from secagg.fedavg.job import load_job
+
+    if not args.job:
+        raise ParameterError("--task job needs --job package.module:name (or file.py:name)")
+    return load_job(args.job)
+
+
 def _paillier_public(args: argparse.Namespace):
     from secagg.paillier import _gmpy2
     from secagg.paillier.threshold import load_public_key
@@ -117,6 +126,9 @@ def _paillier_public(args: argparse.Namespace):
 def _cmd_serve(args: argparse.Namespace) -> int:
     from secagg.transport.network import Coordinator, Deadlines
     from secagg.transport.tasks import SumTask
+
+    if args.job:
+        args.task = "job"
 
     _logging(args)
     n = args.clients
@@ -156,6 +168,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         else:
             task = SumTask(aggregator.config_for(n, args.length, args.bits), output=args.output,
                            sessions=args.sessions)
+    elif args.task == "job":
+        from secagg.fedavg.network import FedAvgTask
+
+        job = _job(args)
+        settings = job.settings if args.rounds is None else dataclasses.replace(job.settings, rounds=args.rounds)
+        task = FedAvgTask(job.model(), n, settings, state_dir=args.state_dir, eval_data=job.holdout(),
+                          aggregator=aggregator)
     else:
         from secagg.fedavg.models import LogisticRegression
         from secagg.fedavg.network import FedAvgSettings, FedAvgTask
@@ -163,7 +182,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         banks = _demo_data(n, args.samples, args.seed)
         X_test = np.vstack([b.X_test for b in banks])
         y_test = np.concatenate([b.y_test for b in banks])
-        settings = FedAvgSettings(rounds=args.rounds, local_epochs=args.local_epochs, batch_size=args.batch_size,
+        settings = FedAvgSettings(rounds=10 if args.rounds is None else args.rounds, local_epochs=args.local_epochs, batch_size=args.batch_size,
                                   learning_rate=args.learning_rate, max_weight=float(args.samples))
         task = FedAvgTask(LogisticRegression(X_test.shape[1]), n, settings, state_dir=args.state_dir,
                           eval_data=(X_test, y_test), aggregator=aggregator)
@@ -232,6 +251,9 @@ def _cmd_join(args: argparse.Namespace) -> int:
     from secagg.transport.network import ClientPolicy, NetworkClient, NetworkError, RetryPolicy
     from secagg.transport.tasks import SumClient
 
+    if args.job:
+        args.task = "job"
+
     _logging(args)
     if args.task == "sum":
         if args.vector:
@@ -248,6 +270,15 @@ def _cmd_join(args: argparse.Namespace) -> int:
             print("WARNING: --repeat: this client's vector may enter several sums; the coordinator can subtract "
                   "them (measurements on synthetic data only)", file=sys.stderr)
         task = SumClient(vector, repeat=args.repeat)
+    elif args.task == "job":
+        from secagg.fedavg.network import FedAvgClient
+
+        job = _job(args)
+        if args.data:
+            X, y = _load_array(args.data, "this bank's data (arrays X and y)", ("X", "y"))
+        else:
+            X, y = job.client_data(args.id)
+        task = FedAvgClient(job.model(), X, y)
     else:
         from secagg.fedavg.models import LogisticRegression
         from secagg.fedavg.network import FedAvgClient
@@ -330,8 +361,11 @@ def add_network_commands(sub) -> None:
     """Register ``serve``, ``join`` and ``certs`` on the ``secagg`` sub-command parser."""
     fmt = argparse.ArgumentDefaultsHelpFormatter
     serve = sub.add_parser("serve", help="network mode: run the coordinator (gRPC, TLS)", formatter_class=fmt)
-    serve.add_argument("--task", choices=["sum", "demo"], default="demo",
-                       help="'sum': one session summing the clients' vectors; 'demo': FedAvg on the bank demo")
+    serve.add_argument("--task", choices=["sum", "demo", "job"], default="demo",
+                       help="'sum': one session summing the clients' vectors; 'demo': FedAvg on the bank demo; "
+                       "'job': FedAvg with your own model (--job)")
+    serve.add_argument("--job", help="your FedAvg job, 'package.module:name' or 'file.py:name' (a FedAvgJob or a "
+                       "function returning one; see docs/network.md); implies --task job")
     serve.add_argument("--clients", "-n", type=int, default=8, help="number of clients (ids 0..n-1)")
     serve.add_argument("--threshold", "-t", default=None, help="int, or fraction of share holders (default 2/3)")
     serve.add_argument("--neighbors", type=int, default=None, help="SecAgg+ neighbours (default complete graph)")
@@ -361,7 +395,8 @@ def add_network_commands(sub) -> None:
     sum_group.add_argument("--output", help="write the sum to OUTPUT.npy and a summary to OUTPUT.json")
     sum_group.add_argument("--sessions", type=int, default=1, help="repeat the session (for measurements)")
     demo_group = serve.add_argument_group("task demo (FedAvg on the synthetic bank data)")
-    demo_group.add_argument("--rounds", type=int, default=10)
+    demo_group.add_argument("--rounds", type=int, default=None,
+                            help="FedAvg rounds (default: 10 for the demo, the job's own settings for --job)")
     demo_group.add_argument("--samples", type=int, default=6000, help="transactions per bank")
     demo_group.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
     demo_group.add_argument("--local-epochs", type=int, default=1)
@@ -374,7 +409,9 @@ def add_network_commands(sub) -> None:
     join = sub.add_parser("join", help="network mode: run one client", formatter_class=fmt)
     join.add_argument("--coordinator", default="localhost:50051", help="host:port of the coordinator")
     join.add_argument("--id", type=int, required=True, help="this client's id (0..n-1)")
-    join.add_argument("--task", choices=["sum", "demo"], default="demo")
+    join.add_argument("--task", choices=["sum", "demo", "job"], default="demo")
+    join.add_argument("--job", help="the same FedAvg job reference as the coordinator's (your model and data "
+                      "loader); implies --task job")
     join.add_argument("--clients", "-n", type=int, default=None,
                       help="number of clients this client agreed to (refuses a coordinator asking otherwise)")
     join.add_argument("--min-threshold", type=int, default=None,

@@ -62,3 +62,26 @@ def test_settings_with_the_same_effect_are_the_same_request(job):
         assert client.prepare(plan.spec, header, plan.blob) is None, change
     smaller = {**plan.header, "training": {**training, "batch_size": samples - 1}}
     assert client.prepare(plan.spec, smaller, plan.blob) is not None  # another effect: a new request
+
+
+def test_a_job_reference_that_does_not_name_a_job_is_a_typed_error(tmp_path):
+    from secagg.errors import ParameterError
+    from secagg.fedavg.job import FedAvgJob, load_job
+
+    (tmp_path / "jobs.py").write_text("from secagg.fedavg.job import FedAvgJob\n"
+                                      "from secagg.fedavg.models import LogisticRegression\n"
+                                      "good = FedAvgJob(model=lambda: LogisticRegression(3))\n"
+                                      "def factory():\n    return good\n"
+                                      "not_a_job = 42\n"
+                                      "def broken():\n    raise RuntimeError('no database')\n")
+    assert isinstance(load_job(f"{tmp_path / 'jobs.py'}:good"), FedAvgJob)
+    assert load_job(f"{tmp_path / 'jobs.py'}:factory") is not None
+    for reference, expected in (("no-colon", "is named"), (f"{tmp_path / 'nope.py'}:job", "does not exist"),
+                                ("secagg_no_such_module:job", "cannot load job module"),
+                                (f"{tmp_path / 'jobs.py'}:missing", "has no 'missing'"),
+                                (f"{tmp_path / 'jobs.py'}:not_a_job", "is not a FedAvgJob"),
+                                (f"{tmp_path / 'jobs.py'}:broken", "RuntimeError: no database")):
+        with pytest.raises(ParameterError, match=expected):
+            load_job(reference)
+    with pytest.raises(ParameterError, match="no data"):
+        load_job(f"{tmp_path / 'jobs.py'}:good").client_data(0)
