@@ -319,6 +319,8 @@ class Coordinator:
             raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
         self.task, self.num_clients, self.tls, self.deadlines = task, num_clients, tls, deadlines
         self.linger = float(linger)
+        self._past_session_ids: set[bytes] = set()  # sessions that have ended (their late messages are dropped)
+        self._current_session_id: bytes | None = None
         self.hello_timeout = 5.0  # seconds a new stream may take to send its hello
         self.join_grace = float(join_grace)
         if join_quorum is not None and (isinstance(join_quorum, bool) or not isinstance(join_quorum, int)
@@ -614,6 +616,9 @@ class Coordinator:
             sent = decode_envelope(announcement.encode())
             spec = replace(spec, meaning={"announcement": announcement_digest(sent.header, sent.blob)})
         server = server_run(spec, session_id, self.num_clients, mapper=self.mapper)
+        if self._current_session_id is not None:
+            self._past_session_ids.add(self._current_session_id)
+        self._current_session_id = session_id
         run = _Run(self.sessions_run, plan, server, announcement, server.opening())
         self.sessions_run += 1
         # Events from the previous session's streams are stale now.
@@ -707,6 +712,11 @@ class Coordinator:
                         raise MalformedMessage(f"clients send PROTOCOL envelopes, got {envelope.kind.name}")
                     if server.is_late(envelope.blob):
                         log.debug("late message from client %d dropped in round %s", peer.client_id, state)
+                        continue
+                    if envelope.blob[6:22] in self._past_session_ids:
+                        # a client frozen past a session's end wakes and sends what it owed that
+                        # session: late, not a replay; it is not blamed and the message goes nowhere
+                        log.info("client %d sent a message for an earlier session: dropped", peer.client_id)
                         continue
                     outbox = server.receive(peer.client_id, envelope.blob)
                     if joining:

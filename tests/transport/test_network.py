@@ -642,3 +642,46 @@ def test_a_client_never_takes_the_same_session_id_twice():
             client.run()
     finally:
         server.stop(0)
+
+
+def test_a_client_waking_after_its_session_ended_is_not_blamed_for_its_late_message():
+    # issue 13: a client frozen past a deadline woke up, sent what it owed the ended session, and
+    # was expelled from the next one as "replayed or misrouted". Played here by a raw stream that
+    # stays silent through session 0 and sends a session-0 message once session 1 is announced.
+    import queue
+    import struct
+
+    config = SecAggConfig(num_clients=4, threshold=2, vector_length=20)
+    task = SumTask(config, sessions=2)
+    job = Job(task, 4, join_quorum=3).start()
+    inputs = vectors(4, 20, seed=12)
+    for i in range(3):
+        job.client(i, SumClient(inputs[i], repeat=True))
+    outgoing = queue.Queue()
+    outgoing.put(Envelope(Kind.HELLO, {"client": 3, "task": "sum"}).encode())
+
+    def requests():
+        while (item := outgoing.get()) is not None:
+            yield item
+
+    channel = grpc.insecure_channel(job.target)
+    kinds, sessions = [], []
+    try:
+        for raw in channel.stream_stream(SERVICE_METHOD)(requests(), timeout=60):
+            envelope = decode_envelope(raw)
+            kinds.append(envelope.kind)
+            if envelope.kind is Kind.SESSION:
+                sessions.append(bytes.fromhex(envelope.header["session_id"]))
+                if len(sessions) == 2:  # session 1: send what session 0 was owed
+                    from secagg.protocol.messages import VERSION
+
+                    late = b"SAGG" + bytes([VERSION, 1]) + sessions[0] + struct.pack("<I", 3) + bytes(40)
+                    outgoing.put(Envelope(Kind.PROTOCOL, blob=late).encode())
+            if envelope.kind in (Kind.FINISHED, Kind.ERROR):
+                break
+    finally:
+        outgoing.put(None)
+        channel.close()
+    job.join()
+    assert Kind.ERROR not in kinds and len(sessions) == 2
+    assert len(task.results) == 2 and all(r["survivors"] == [0, 1, 2] and not r["aborted"] for r in task.results)

@@ -127,7 +127,7 @@ def test_coordinator_killed_at_a_named_point_and_restarted_resumes_from_disk(tmp
     assert [r["round"] for r in history] == list(range(rounds))
     assert [r["applied"] for r in history] == applied
     assert all(r["aborted"] is None for r in history if r["applied"])
-    assert sorted(os.listdir(state)) == ["fedavg_state.json", f"model-{rounds:05d}.npy"]
+    assert sorted(os.listdir(state)) == ["fedavg_state.json", "lock", f"model-{rounds:05d}.npy"]
     second_log.flush()
     report = (tmp_path / "coordinator-2.log").read_text()
     count = sum(applied)
