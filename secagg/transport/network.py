@@ -859,6 +859,7 @@ class NetworkClient:
             call = channel.stream_stream(SERVICE_METHOD)
             while True:
                 sessions_before = self.sessions["completed"] + self.sessions["aborted"]
+                stream_started = time.monotonic()
                 try:
                     outcome = self._one_stream(call)
                 except grpc.RpcError as exc:
@@ -878,7 +879,11 @@ class NetworkClient:
                 last_progress = time.monotonic()
                 if outcome == "finished":
                     return dict(self.sessions)
-                if self.sessions["completed"] + self.sessions["aborted"] > sessions_before:
+                if self.sessions["completed"] + self.sessions["aborted"] > sessions_before or \
+                        self._last_contact >= stream_started:
+                    # the coordinator was there: the backoff grown while it was unreachable (e.g.
+                    # at start-up) no longer applies; an expelled client that waited the maximum
+                    # came back after the job had ended and gave up as "unreachable"
                     delay = self.retry.initial
                 # expelled: come back, but not in a tight loop
                 time.sleep(delay * secrets.SystemRandom().uniform(0.5, 1.0))

@@ -65,7 +65,7 @@ def test_killed_garbage_and_absent_clients_leave_an_exact_sum(tmp_path, logs):
     out = tmp_path / "sum"
     coordinator = spawn("-m", "secagg", "serve", "--task", "sum", "-n", str(n), "-t", "2", "-m", str(m),
                         "--address", f"127.0.0.1:{port}", "--insecure", "--join-quorum", "5", "--join-deadline", "120",
-                        "--deadline", "60", "--output", str(out), "--linger", "1", log=logs("coordinator"))
+                        "--deadline", "60", "--output", str(out), "--linger", "3", log=logs("coordinator"))
     join = ["join", "--task", "sum", "--coordinator", f"127.0.0.1:{port}", "--insecure", "-n", str(n),
             "--min-threshold", "2", "--give-up-after", "30"]
     clients = {}
