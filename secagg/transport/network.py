@@ -855,6 +855,7 @@ class NetworkClient:
         # (reconstruction), so a participant starts in well under a second and ~60 MB
         delay = self.retry.initial
         last_progress = time.monotonic()
+        handshake_failures = 0
         with self._channel() as channel:
             call = channel.stream_stream(SERVICE_METHOD)
             while True:
@@ -868,6 +869,14 @@ class NetworkClient:
                     if code.name not in _TRANSIENT:
                         raise NetworkError(f"coordinator refused client {self.client_id}: {code.name}: "
                                            f"{exc.details()}") from None
+                    handshake_failures = handshake_failures + 1 if "handshake failed" in \
+                        str(exc.details()).lower() else 0
+                    if handshake_failures >= 3:  # a wrong CA or server name is not an outage: say so now
+                        raise NetworkError(
+                            f"client {self.client_id}: TLS handshake with the coordinator at {self.target} failed "
+                            f"{handshake_failures} times in a row: its certificate is not signed by this client's "
+                            f"CA (--ca), or its name does not match (--server-name), or it refused this client's "
+                            f"certificate ({exc.details()})") from None
                     waited = time.monotonic() - last_progress
                     if waited > self.retry.give_up_after:
                         raise NetworkError(f"client {self.client_id}: coordinator at {self.target} unreachable for "

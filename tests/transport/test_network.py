@@ -685,3 +685,18 @@ def test_a_client_waking_after_its_session_ended_is_not_blamed_for_its_late_mess
     job.join()
     assert Kind.ERROR not in kinds and len(sessions) == 2
     assert len(task.results) == 2 and all(r["survivors"] == [0, 1, 2] and not r["aborted"] for r in task.results)
+
+
+def test_a_wrong_ca_is_named_at_once_not_taken_for_an_outage(pki, tmp_path):
+    # issue 13: a client with another CA retried for 120 s and gave up "unreachable"
+    other = make_dev_pki(tmp_path / "other", 4)
+    task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
+    server_tls = TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / "coordinator.pem"), key=str(pki / "coordinator.key"))
+    job = Job(task, 3, tls=server_tls).start()
+    wrong = TLSConfig(ca=str(other / "ca.pem"), cert=str(other / "client-0.pem"), key=str(other / "client-0.key"))
+    job.client(0, SumClient(np.zeros(10, dtype=np.uint32)), tls=wrong,
+               retry=RetryPolicy(initial=0.05, maximum=0.2, give_up_after=60.0))
+    job.join(stop=True)
+    outcome = job.outcomes[0]
+    assert isinstance(outcome, NetworkError) and "TLS handshake" in str(outcome) and "--ca" in str(outcome)
+    assert "unreachable" not in str(outcome)  # named after three handshakes, not after give_up_after
