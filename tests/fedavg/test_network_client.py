@@ -85,3 +85,31 @@ def test_a_job_reference_that_does_not_name_a_job_is_a_typed_error(tmp_path):
             load_job(reference)
     with pytest.raises(ParameterError, match="no data"):
         load_job(f"{tmp_path / 'jobs.py'}:good").client_data(0)
+
+
+def test_an_out_of_slot_paillier_sum_aborts_the_round_not_the_network_coordinator():
+    # the second review: a corrupt bank packing bits above the last slot made the decrypted sum
+    # fail to unpack, and FedAvgTask.finish_session raised out of the coordinator
+    pytest.importorskip("gmpy2")
+    from secagg.aggregation.paillier import PaillierAggregator
+    from secagg.crypto.randomness import TestOnlySeededRandomness
+    from secagg.crypto.signatures import IdentityKey
+    from secagg.paillier import generate_threshold_keypair
+    from secagg.paillier.threshold import safe_prime
+
+    p, q = safe_prime(256), safe_prime(256)
+    while q == p:
+        q = safe_prime(256)
+    public, _ = generate_threshold_keypair(4, 3, primes=(p, q))
+    verify = {i: IdentityKey.generate(TestOnlySeededRandomness(i, b"slots")).public_bytes for i in range(4)}
+    aggregator = PaillierAggregator(keys=(public, None), verify_keys=verify)
+    task = FedAvgTask(LogisticRegression(3), 4, FedAvgSettings(rounds=2, max_weight=100.0), aggregator=aggregator)
+    plan = task.next_session()
+    scheme = plan.spec.scheme
+    beyond = 1 << (8 * scheme.slots * scheme.slot_bytes)
+    aggregate = [beyond] * scheme.plaintexts_for(plan.spec.values)
+    before = task.server.vector.copy()
+    task.finish_session(plan, aggregate, [0, 1, 2, 3], {}, None, 1.0)
+    record = task.history[-1]
+    assert not record["applied"] and "outside their slots" in record["aborted"]
+    assert np.array_equal(task.server.vector, before) and task.next_session() is not None  # the job goes on

@@ -157,15 +157,18 @@ def test_a_bank_remembers_its_rounds_in_its_context_across_processes(keys):
     assert len(state["models"]) == 2
 
 
+def _round_1_decryption_crashes(partition, node, message):
+    """Every bank but bank 0 crashes when asked to decrypt round 1: the round aborts after the
+    contributions went out."""
+    record = message.content.config_records.get(PAILLIER_RECORD_KEY)
+    first = record is not None and record["round"] == "decryption" and message.metadata.group_id == "1"
+    return "crash" if first and partition != 0 else None
+
+
 def test_a_bank_contributes_once_per_global_model(keys):
     # round 1 aborts after the contributions (every bank but one crashes when asked to decrypt);
     # round 2 sends the same model again: the banks refuse, whatever the server claims happened
-    def fault(partition, node, message):
-        record = message.content.config_records.get(PAILLIER_RECORD_KEY)
-        first = record is not None and record["round"] == "decryption" and message.metadata.group_id == "1"
-        return "crash" if first and partition != 0 else None
-
-    grid = InProcessGrid(bank_app(keys), BANKS, fault=fault)
+    grid = InProcessGrid(bank_app(keys), BANKS, fault=_round_1_decryption_crashes)
     flow = workflow(keys, grid)
     run_fl(grid, flow, rounds=2)
     assert flow.reports[0].aborted is not None
@@ -177,12 +180,7 @@ def test_a_bank_contributes_once_per_global_model(keys):
 def test_the_same_model_under_another_fit_config_is_still_the_same_model(keys):
     # the review's bypass: round 2 resent the aborted round's model with an extra config key the
     # client ignores; the digest covered the config, so the banks contributed again
-    def fault(partition, node, message):
-        record = message.content.config_records.get(PAILLIER_RECORD_KEY)
-        first = record is not None and record["round"] == "decryption" and message.metadata.group_id == "1"
-        return "crash" if first and partition != 0 else None
-
-    grid = InProcessGrid(bank_app(keys), BANKS, fault=fault)
+    grid = InProcessGrid(bank_app(keys), BANKS, fault=_round_1_decryption_crashes)
     flow = workflow(keys, grid)
     run_fl(grid, flow, rounds=2, config_fn=lambda r: {"nonce": str(r)})
     assert flow.reports[0].aborted is not None
@@ -210,12 +208,7 @@ def test_the_same_model_serialized_another_way_is_still_the_same_model(keys):
                                             if k not in ("_content", "_message_type")})
         return rewritten
 
-    def fault(partition, node, message):
-        record = message.content.config_records.get(PAILLIER_RECORD_KEY)
-        first = record is not None and record["round"] == "decryption" and message.metadata.group_id == "1"
-        return "crash" if first and partition != 0 else None
-
-    grid = InProcessGrid(bank_app(keys, inbound=big_endian_in_round_2), BANKS, fault=fault)
+    grid = InProcessGrid(bank_app(keys, inbound=big_endian_in_round_2), BANKS, fault=_round_1_decryption_crashes)
     flow = workflow(keys, grid)
     run_fl(grid, flow, rounds=2)
     assert flow.reports[0].aborted is not None
