@@ -8,7 +8,6 @@ each bank its own key share (``secagg paillier-keygen``) and identity key (``sec
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -94,12 +93,6 @@ def _load_roster(path: str) -> dict[str, int]:
     return raw
 
 
-def _demo_data(banks: int, samples: int, seed: int):
-    from secagg.fedavg.data import make_bank_transactions
-
-    return make_bank_transactions(banks, samples, seed=seed)
-
-
 def _job(args: argparse.Namespace):
     from secagg.fedavg.job import load_job
 
@@ -123,6 +116,40 @@ def _paillier_public(args: argparse.Namespace):
     return public, load_verify_keys(args.verify_keys)
 
 
+def _fedavg_job(args: argparse.Namespace, num_clients: int):
+    """The job ``serve``/``join`` run: ``--job REF``, or the demo built from its options. A
+    ``--rounds`` given on the command line replaces the job's (give it on every side)."""
+    if args.task == "job":
+        job = _job(args)
+        fedavg = job.configuration()
+    else:
+        from secagg.fedavg.demo_job import demo_job
+
+        options = _masking_options(args)
+        job = demo_job(banks=num_clients, samples=args.samples, seed=args.seed,
+                       rounds=10 if args.rounds is None else args.rounds, local_epochs=args.local_epochs,
+                       batch_size=args.batch_size, learning_rate=args.learning_rate,
+                       aggregator_options=options or None)
+        fedavg = job.configuration()
+    if args.rounds is not None:
+        if isinstance(args.rounds, bool) or args.rounds < 1:
+            raise ParameterError(f"--rounds must be a positive int, got {args.rounds}")
+        fedavg.rounds = args.rounds
+    return job, fedavg
+
+
+def _masking_options(args: argparse.Namespace) -> dict:
+    """The demo's masking options from serve's flags (a job sets its own in its FedAvg)."""
+    options = {}
+    if getattr(args, "threshold", None) is not None:
+        options["threshold"] = _threshold(args.threshold)
+    if getattr(args, "neighbors", None) is not None:
+        options["neighbors"] = args.neighbors
+    if getattr(args, "malicious", False):
+        options["malicious"] = True
+    return options
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from secagg.transport.network import Coordinator, Deadlines
     from secagg.transport.tasks import SumTask
@@ -136,7 +163,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     deadlines = Deadlines(advertise_keys=args.join_deadline, share_keys=round_deadline,
                           masked_input=round_deadline, consistency_check=round_deadline, unmasking=round_deadline)
     paillier = args.aggregator == "paillier"
-    public = verify_keys = None
+    public = verify_keys = aggregator = None
     if paillier:
         from secagg.aggregation.paillier import PaillierAggregator
 
@@ -145,17 +172,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             raise ParameterError(f"the Paillier key was set up for {public.parties} banks, not -n {n}")
         aggregator = PaillierAggregator(keys=(public, None), verify_keys=verify_keys,
                                         min_contributors=args.min_contributors, corrupt_banks=args.corrupt_banks)
-    else:
-        from secagg.aggregation.masking import MaskingAggregator
-
-        aggregator = MaskingAggregator(threshold=_threshold(args.threshold), neighbors=args.neighbors,
-                                       malicious=args.malicious)
-        if args.malicious:
-            from secagg.transport.certs import load_verify_keys
-
-            if not args.verify_keys:
-                raise ParameterError("--malicious needs --verify-keys (every client's Ed25519 public key)")
-            verify_keys = load_verify_keys(args.verify_keys)
+    elif args.task == "job" and _masking_options(args):
+        raise ParameterError("--threshold, --neighbors and --malicious set the session of --task sum and demo; a job "
+                             "sets them in its own FedAvg (aggregator_options), which every participant checks")
     if args.task == "sum":
         if paillier:
             from secagg.transport.sessions import PaillierSpec
@@ -166,37 +185,38 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             spec.scheme  # noqa: B018 - refuse an impossible packing now
             task = SumTask(spec, output=args.output, sessions=args.sessions)
         else:
+            from secagg.aggregation.masking import MaskingAggregator
+
+            aggregator = MaskingAggregator(**_masking_options(args))
+            if args.malicious:
+                verify_keys = _verify_keys(args)
             task = SumTask(aggregator.config_for(n, args.length, args.bits), output=args.output,
                            sessions=args.sessions)
-    elif args.task == "job":
-        from secagg.fedavg.network import FedAvgTask
-
-        job = _job(args)
-        settings = job.settings if args.rounds is None else dataclasses.replace(job.settings, rounds=args.rounds)
-        task = FedAvgTask(job.model(), n, settings, state_dir=args.state_dir, eval_data=job.holdout(),
-                          aggregator=aggregator)
+        if args.max_message_mb:
+            max_message = int(args.max_message_mb * 2**20)
+        elif paillier:
+            max_message = spec.scheme.plaintexts_for(spec.values) * (public.key_bits // 4 + 8) + 2**20
+        else:
+            max_message = task.config.vector_length * task.config.ring.dtype.itemsize + n * 256 + 2**20
+        roster = _load_roster(args.roster) if getattr(args, "roster", None) else None
+        coordinator = Coordinator(task, n, address=args.address, tls=_tls(args), deadlines=deadlines,
+                                  max_message_bytes=max_message, roster=roster, linger=args.linger,
+                                  verify_keys=verify_keys, join_grace=args.join_grace, join_quorum=args.join_quorum)
     else:
-        from secagg.fedavg.models import LogisticRegression
-        from secagg.fedavg.network import FedAvgSettings, FedAvgTask
-
-        banks = _demo_data(n, args.samples, args.seed)
-        X_test = np.vstack([b.X_test for b in banks])
-        y_test = np.concatenate([b.y_test for b in banks])
-        settings = FedAvgSettings(rounds=10 if args.rounds is None else args.rounds, local_epochs=args.local_epochs, batch_size=args.batch_size,
-                                  learning_rate=args.learning_rate, max_weight=float(args.samples))
-        task = FedAvgTask(LogisticRegression(X_test.shape[1]), n, settings, state_dir=args.state_dir,
-                          eval_data=(X_test, y_test), aggregator=aggregator)
-    if args.max_message_mb:
-        max_message = int(args.max_message_mb * 2**20)
-    elif paillier:
-        spec = task.spec
-        max_message = spec.scheme.plaintexts_for(spec.values) * (public.key_bits // 4 + 8) + 2**20
-    else:
-        max_message = task.config.vector_length * task.config.ring.dtype.itemsize + n * 256 + 2**20
-    roster = _load_roster(args.roster) if getattr(args, "roster", None) else None
-    coordinator = Coordinator(task, n, address=args.address, tls=_tls(args), deadlines=deadlines,
-                              max_message_bytes=max_message, roster=roster, linger=args.linger,
-                              verify_keys=verify_keys, join_grace=args.join_grace, join_quorum=args.join_quorum)
+        job, fedavg = _fedavg_job(args, n)
+        if paillier:
+            aggregator.fractional_bits = getattr(fedavg.aggregator, "fractional_bits", aggregator.fractional_bits)
+            fedavg.aggregator = aggregator
+        elif getattr(fedavg.aggregator, "malicious", False):
+            verify_keys = _verify_keys(args)
+        options = {"max_message_bytes": int(args.max_message_mb * 2**20)} if args.max_message_mb else {}
+        if getattr(args, "roster", None):
+            options["roster"] = _load_roster(args.roster)
+        coordinator = fedavg.coordinator(n, tls=_tls(args), address=args.address, eval_data=job.holdout(),
+                                         state_dir=args.state_dir, deadlines=deadlines, verify_keys=verify_keys,
+                                         linger=args.linger, join_grace=args.join_grace,
+                                         join_quorum=args.join_quorum, **options)
+        task = coordinator.task
 
     def started(port: int) -> None:
         if paillier:
@@ -224,27 +244,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if task.refused:
             print(f"clients that refused the session: {task.refused}")
         return 0
-    last = task.history[-1] if task.history else None
-    applied = task.applied_updates
-    report = f"FedAvg finished: {task.completed_rounds} rounds, {applied} update{'' if applied == 1 else 's'} applied"
-    not_applied = [r["round"] for r in task.history if not r["applied"]]
-    if not_applied:
-        report += f" (not applied: rounds {not_applied})"
-    if last is not None and last["metrics"]:
-        report += (f", ROC-AUC {last['metrics']['roc_auc']:.3f}, "
-                   f"average precision {last['metrics']['average_precision']:.3f}")
-    print(report)
-    named = {c: why for r in task.history for c, why in r.get("misbehaving", {}).items()}
-    if named:
-        print(f"misbehaving clients (refused, named): {named}")
-    refusals = {}
-    for r in task.history:
-        for client, why in r.get("refused", {}).items():
-            refusals.setdefault(client, []).append((r["round"], why))
-    for client, items in sorted(refusals.items()):
-        rounds = [rnd for rnd, _ in items]
-        print(f"client {client} refused round{'s' if len(rounds) > 1 else ''} {rounds}: {items[-1][1]}")
+    print(coordinator.report())
     return 0
+
+
+def _verify_keys(args: argparse.Namespace):
+    from secagg.transport.certs import load_verify_keys
+
+    if not args.verify_keys:
+        raise ParameterError("the malicious-server mode needs --verify-keys (every client's Ed25519 public key)")
+    return load_verify_keys(args.verify_keys)
 
 
 def _cmd_join(args: argparse.Namespace) -> int:
@@ -255,42 +264,6 @@ def _cmd_join(args: argparse.Namespace) -> int:
         args.task = "job"
 
     _logging(args)
-    if args.task == "sum":
-        if args.vector:
-            vector = _load_array(args.vector, "the client's vector")
-        elif args.random_vector is not None:
-            rng = np.random.default_rng(args.random_vector)
-            if args.paillier_share:
-                vector = rng.integers(-args.value_bound, args.value_bound + 1, size=args.length, dtype=np.int64)
-            else:
-                vector = rng.integers(0, 2**args.bits, size=args.length, dtype=np.uint64)
-        else:
-            raise ParameterError("give the client's vector: --vector FILE.npy (or --random-vector SEED for trials)")
-        if args.repeat:
-            print("WARNING: --repeat: this client's vector may enter several sums; the coordinator can subtract "
-                  "them (measurements on synthetic data only)", file=sys.stderr)
-        task = SumClient(vector, repeat=args.repeat)
-    elif args.task == "job":
-        from secagg.fedavg.network import FedAvgClient
-
-        job = _job(args)
-        if args.data:
-            X, y = _load_array(args.data, "this bank's data (arrays X and y)", ("X", "y"))
-        else:
-            X, y = job.client_data(args.id)
-        task = FedAvgClient(job.model(), X, y)
-    else:
-        from secagg.fedavg.models import LogisticRegression
-        from secagg.fedavg.network import FedAvgClient
-
-        if args.data:
-            X, y = _load_array(args.data, "this bank's data (arrays X and y)", ("X", "y"))
-        else:
-            if not 0 <= args.id < args.banks:
-                raise ParameterError(f"--id {args.id} is not one of the {args.banks} synthetic banks (--banks)")
-            bank = _demo_data(args.banks, args.samples, args.seed)[args.id]
-            X, y = bank.X_train, bank.y_train
-        task = FedAvgClient(LogisticRegression(X.shape[1]), X, y)
     identity = verify_keys = paillier = None
     if args.identity or args.verify_keys or args.paillier_share:
         from secagg.transport.certs import load_identity, load_verify_keys
@@ -311,11 +284,44 @@ def _cmd_join(args: argparse.Namespace) -> int:
         paillier = (public, share, floor)
         print(f"bank {args.id}: key {public.fingerprint.hex()[:16]}..., decrypts no aggregate of fewer than {floor} "
               "contributions", flush=True)
-    client = NetworkClient(args.coordinator, args.id, task, tls=_tls(args),
-                           policy=ClientPolicy(num_clients=args.clients, min_threshold=args.min_threshold,
-                                               min_neighbors=args.min_neighbors),
-                           retry=RetryPolicy(give_up_after=args.give_up_after),
-                           identity=identity, verify_keys=verify_keys, paillier=paillier)
+    retry = RetryPolicy(give_up_after=args.give_up_after)
+    if args.task == "sum":
+        if args.vector:
+            vector = _load_array(args.vector, "the client's vector")
+        elif args.random_vector is not None:
+            rng = np.random.default_rng(args.random_vector)
+            if args.paillier_share:
+                vector = rng.integers(-args.value_bound, args.value_bound + 1, size=args.length, dtype=np.int64)
+            else:
+                vector = rng.integers(0, 2**args.bits, size=args.length, dtype=np.uint64)
+        else:
+            raise ParameterError("give the client's vector: --vector FILE.npy (or --random-vector SEED for trials)")
+        if args.repeat:
+            print("WARNING: --repeat: this client's vector may enter several sums; the coordinator can subtract "
+                  "them (measurements on synthetic data only)", file=sys.stderr)
+        client = NetworkClient(args.coordinator, args.id, SumClient(vector, repeat=args.repeat), tls=_tls(args),
+                               policy=ClientPolicy(num_clients=args.clients, min_threshold=args.min_threshold,
+                                                   min_neighbors=args.min_neighbors),
+                               retry=retry, identity=identity, verify_keys=verify_keys, paillier=paillier)
+    else:
+        n = args.clients if args.clients is not None else (args.banks if args.task == "demo" else None)
+        if n is None:
+            raise ParameterError("join --job needs -n: the number of participants the job runs with")
+        job, fedavg = _fedavg_job(args, n)
+        if args.data:
+            X, y = _load_array(args.data, "this bank's data (arrays X and y)", ("X", "y"))
+        else:
+            X, y = job.client_data(args.id)
+        if paillier:
+            from secagg.aggregation.paillier import PaillierAggregator
+
+            bank_side = PaillierAggregator(keys=(paillier[0], None),
+                                           fractional_bits=getattr(fedavg.aggregator, "fractional_bits", 16))
+            fedavg.aggregator = bank_side
+        client = fedavg.participant(args.id, (X, y), coordinator=args.coordinator, tls=_tls(args), num_clients=n,
+                                    state_dir=args.state_dir, min_threshold=args.min_threshold,
+                                    min_neighbors=args.min_neighbors, identity=identity, verify_keys=verify_keys,
+                                    paillier=paillier, retry=retry)
     try:
         counts = client.run()
     except NetworkError as exc:
@@ -434,11 +440,18 @@ def add_network_commands(sub) -> None:
                            "coordinator subtract sums)")
     sum_group.add_argument("--length", "-m", type=int, default=100_000)
     sum_group.add_argument("--bits", "-k", type=int, default=32)
-    demo_group = join.add_argument_group("task demo")
+    demo_group = join.add_argument_group("task demo and --job (FedAvg)")
     demo_group.add_argument("--data", help=".npz with arrays X (features) and y (0/1 labels): this bank's data")
+    demo_group.add_argument("--state-dir", help="remember which requests this participant contributed to across "
+                            "restarts (the one-sum rule)")
+    demo_group.add_argument("--rounds", type=int, default=None,
+                            help="FedAvg rounds, as given to serve (default: 10 for the demo, the job's own)")
     demo_group.add_argument("--banks", type=int, default=8, help="synthetic data: number of banks")
     demo_group.add_argument("--samples", type=int, default=6000, help="synthetic data: transactions per bank")
     demo_group.add_argument("--seed", type=int, default=0, help="synthetic data: seed (same as the coordinator's)")
+    demo_group.add_argument("--local-epochs", type=int, default=1, help="the demo's, as given to serve")
+    demo_group.add_argument("--batch-size", type=int, default=64, help="the demo's, as given to serve")
+    demo_group.add_argument("--learning-rate", type=float, default=0.1, help="the demo's, as given to serve")
     _tls_arguments(join, "join")
     join.set_defaults(func=_cmd_join)
 

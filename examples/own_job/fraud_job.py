@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from secagg.fedavg.adapters import SklearnLinearAdapter
-from secagg.fedavg.job import FedAvgJob
-from secagg.fedavg.network import FedAvgSettings
+from secagg.fedavg import FedAvg, FedAvgJob, SklearnLinearAdapter
 
 BANKS, FEATURES, SEED = 5, 20, 7
-SETTINGS = FedAvgSettings(rounds=8, local_epochs=1, batch_size=64, learning_rate=0.01, max_weight=5000.0)
 
 
 def _all_data():
@@ -49,14 +46,17 @@ def holdout():
     return X[BANKS * 1500:], y[BANKS * 1500:]
 
 
-def model():
+def fedavg(features: int = FEATURES) -> FedAvg:
+    """The run's configuration: the same object trains in-process (``fedavg().fit(...)``), and
+    builds the coordinator and every bank's participant over the network."""
     from sklearn.linear_model import SGDClassifier
 
-    return SklearnLinearAdapter(SGDClassifier(loss="log_loss"), FEATURES)
+    model = SklearnLinearAdapter(SGDClassifier(loss="log_loss"), features)
+    return FedAvg(model, rounds=8, local_epochs=1, batch_size=64, learning_rate=0.01, max_weight=5000.0, seed=0)
 
 
 def job() -> FedAvgJob:
-    return FedAvgJob(model=model, settings=SETTINGS, data=bank_data, eval_data=holdout)
+    return FedAvgJob(fedavg=fedavg, data=bank_data, eval_data=holdout)
 
 
 def job_with_an_extra_feature() -> FedAvgJob:
@@ -67,9 +67,4 @@ def job_with_an_extra_feature() -> FedAvgJob:
         X, y = bank_data(bank)
         return np.hstack([X, np.ones((X.shape[0], 1))]), y
 
-    def wider_model():
-        from sklearn.linear_model import SGDClassifier
-
-        return SklearnLinearAdapter(SGDClassifier(loss="log_loss"), FEATURES + 1)
-
-    return FedAvgJob(model=wider_model, settings=SETTINGS, data=data)
+    return FedAvgJob(fedavg=lambda: fedavg(FEATURES + 1), data=data)

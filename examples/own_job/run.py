@@ -6,7 +6,7 @@
 Makes a development PKI, starts ``secagg serve --job examples/own_job/fraud_job.py:job`` and five
 ``secagg join --job ... --id i`` processes on 127.0.0.1 over mutual TLS (each bank loads only its
 own rows through the job's loader), then runs ``FedAvg`` in-process on the same data with the same
-settings and prints both ROC-AUCs. With ``--mismatch`` bank 4 joins with
+configuration and prints both ROC-AUCs. With ``--mismatch`` bank 4 joins with
 ``fraud_job.py:job_with_an_extra_feature``: it refuses each round with its reason, the coordinator
 logs the refusal and closes the round without waiting for the deadline, and the job goes on with
 the other four banks. Needs the ``sklearn`` extra.
@@ -34,13 +34,11 @@ def free_port() -> int:
 
 
 def in_process(rounds: int) -> float:
-    from secagg.fedavg import FedAvg
     from secagg.fedavg.job import load_job
 
     job = load_job(JOB)
-    s = job.settings
-    fl = FedAvg(job.model(), rounds=rounds, local_epochs=s.local_epochs, batch_size=s.batch_size,
-                learning_rate=s.learning_rate, max_weight=s.max_weight, clip=s.clip, seed=0)
+    fl = job.configuration()  # the very FedAvg the coordinator and the banks built
+    fl.rounds = rounds
     history = fl.fit([job.client_data(b) for b in range(5)], job.holdout())
     return history.rounds[-1].metrics["roc_auc"]
 
@@ -65,7 +63,8 @@ def main() -> int:
         for i in range(n):
             job = f"{HERE / 'fraud_job.py'}:job_with_an_extra_feature" if args.mismatch and i == n - 1 else JOB
             banks.append(subprocess.Popen(
-                [py, "-m", "secagg", "join", "--job", job, "--id", str(i), "-n", str(n), "--coordinator",
+                [py, "-m", "secagg", "join", "--job", job, "--id", str(i), "-n", str(n), "--rounds", str(args.rounds),
+                 "--coordinator",
                  f"localhost:{port}", "--ca", str(pki / "ca.pem"), "--cert", str(pki / f"client-{i}.pem"),
                  "--key", str(pki / f"client-{i}.key"), "--quiet"],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
@@ -73,7 +72,7 @@ def main() -> int:
             print(line.rstrip())
         codes = [coordinator.wait(), *(bank.wait(timeout=60) for bank in banks)]
         seconds = time.perf_counter() - started
-        history = json.loads((state / "fedavg_state.json").read_text())["history"]
+        history = json.loads((state / "fedavg_state.json").read_text())["history"]  # RoundRecord.to_dict()
     print(f"exit codes: coordinator {codes[0]}, banks {codes[1:]}; whole job {seconds:.1f} s")
     network = history[-1]["metrics"]["roc_auc"]
     reference = in_process(len(history))

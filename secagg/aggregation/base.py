@@ -51,7 +51,8 @@ class AggregationRound(ABC):
     """One round of aggregation. Client code calls :meth:`submit`; server code gets :meth:`finish`'s
     result and nothing else."""
 
-    def __init__(self, participants: Sequence[int], dimension: int, max_weight: float) -> None:
+    def __init__(self, participants: Sequence[int], dimension: int, max_weight: float,
+                 rng: np.random.Generator | None = None) -> None:
         ids = [int(p) for p in participants]
         if not ids:
             raise ParameterError("a round needs at least one participant")
@@ -64,9 +65,15 @@ class AggregationRound(ABC):
         self.max_weight = float(max_weight)
         self._submitted: set[int] = set()
         self._finished = False
+        self._rounding_rng = rng if rng is not None else np.random.default_rng()
 
-    def submit(self, client_id: int, weighted_update: np.ndarray, weight: float) -> None:
-        """Client side: hand over ``w * u`` (1-D, ``dimension`` floats) and the weight ``w``."""
+    def submit(self, client_id: int, weighted_update: np.ndarray, weight: float, *,
+               rng: np.random.Generator | None = None) -> None:
+        """Client side: hand over ``w * u`` (1-D, ``dimension`` floats) and the weight ``w``.
+
+        ``rng`` drives this client's stochastic rounding (the trainer derives one per client and
+        round, so every runtime rounds a contribution the same way); None draws one from the
+        round's ``rng``."""
         if self._finished:
             raise ParameterError("this round is finished")
         if client_id not in self.participants:
@@ -81,7 +88,9 @@ class AggregationRound(ABC):
         if isinstance(weight, bool) or not 0 <= weight <= self.max_weight:
             raise ParameterError(f"weight of client {client_id} must be in [0, max_weight={self.max_weight:g}], "
                                  f"got {weight!r}")
-        self._accept(client_id, vector, float(weight))
+        if rng is None:
+            rng = np.random.default_rng(self._rounding_rng.integers(2**63))
+        self._accept(client_id, vector, float(weight), rng)
         self._submitted.add(client_id)
 
     def finish(self, drop: Mapping[str, Collection[int]] | None = None) -> AggregateResult:
@@ -106,7 +115,8 @@ class AggregationRound(ABC):
         return self._finish(schedule)
 
     @abstractmethod
-    def _accept(self, client_id: int, weighted_update: np.ndarray, weight: float) -> None: ...
+    def _accept(self, client_id: int, weighted_update: np.ndarray, weight: float,
+                rng: np.random.Generator) -> None: ...
 
     @abstractmethod
     def _finish(self, drop: dict[str, set[int]]) -> AggregateResult: ...

@@ -25,8 +25,8 @@ __all__ = ["MaskingAggregator"]
 
 class _MaskingRound(AggregationRound):
     def __init__(self, aggregator: MaskingAggregator, participants: Sequence[int], dimension: int,
-                 max_weight: float, clip: float, rng: np.random.Generator) -> None:
-        super().__init__(participants, dimension, max_weight)
+                 max_weight: float, clip: float, rng: np.random.Generator, min_contributions: int = 1) -> None:
+        super().__init__(participants, dimension, max_weight, rng)
         n = len(self.participants)
         if n < 2:
             raise ParameterError("aggregator 'masking' needs at least 2 clients per round (the sum of one "
@@ -34,14 +34,12 @@ class _MaskingRound(AggregationRound):
         self.encoder = FixedPointEncoder(num_clients=n, max_weight=max_weight, clip=clip,
                                          fractional_bits=aggregator.fractional_bits,
                                          modulus_bits=aggregator.modulus_bits)
-        self.config = aggregator.config_for(n, dimension + 1, self.encoder.modulus_bits)
+        self.config = aggregator.config_for(n, dimension + 1, self.encoder.modulus_bits, min_contributions)
         self._index = {client: i for i, client in enumerate(self.participants)}
         self._inputs: list[np.ndarray | None] = [None] * n
-        self._rng = rng
 
-    def _accept(self, client_id, weighted_update, weight):
-        client_rng = np.random.default_rng(self._rng.integers(2**63))
-        self._inputs[self._index[client_id]] = self.encoder.encode(weighted_update, weight, client_rng)
+    def _accept(self, client_id, weighted_update, weight, rng):
+        self._inputs[self._index[client_id]] = self.encoder.encode(weighted_update, weight, rng)
 
     def _finish(self, drop):
         start = time.perf_counter()
@@ -100,8 +98,23 @@ class MaskingAggregator(Aggregator):
         self.dropout_fraction = dropout_fraction
         self.corrupt_fraction = corrupt_fraction
 
-    def graph_for(self, n: int) -> tuple[int | None, int]:
-        """(neighbors, threshold) for a round of n clients."""
+    def graph_for(self, n: int, min_contributions: int = 1) -> tuple[int | None, int]:
+        """(neighbors, threshold) for a round of n clients.
+
+        ``min_contributions`` (DP's ``min_shares``) raises the threshold to ``min_contributions -
+        1`` where the graph allows it: the server can only remove the masks of a sum that has t + 1
+        inputs or more (each survivor needs t surviving holders), so the protocol itself refuses
+        every sum with fewer noise shares than the DP guarantee counts on, at the first round that
+        falls short. With a SecAgg+ graph of fewer neighbours the clients enforce it instead: each
+        reveals no share for a survivor list shorter than ``min_contributions`` (the network
+        participant's ``min_sum``)."""
+        neighbors, threshold = self._graph(n)
+        holders = n - 1 if neighbors is None else neighbors
+        if threshold < min_contributions - 1 <= holders:
+            threshold = min_contributions - 1
+        return neighbors, threshold
+
+    def _graph(self, n: int) -> tuple[int | None, int]:
         neighbors = self.neighbors
         if neighbors == "auto":
             params = choose_graph_parameters(n, self.dropout_fraction, self.corrupt_fraction,
@@ -121,9 +134,10 @@ class MaskingAggregator(Aggregator):
             raise ParameterError(f"threshold {threshold} exceeds the {holders} share holders of a round of {n}")
         return neighbors, threshold
 
-    def config_for(self, n: int, vector_length: int, modulus_bits: int) -> SecAggConfig:
-        """The checked session configuration of a round of n clients."""
-        neighbors, threshold = self.graph_for(n)
+    def config_for(self, n: int, vector_length: int, modulus_bits: int, min_contributions: int = 1) -> SecAggConfig:
+        """The checked session configuration of a round of n clients (no sum of fewer than
+        ``min_contributions`` inputs: see :meth:`graph_for`)."""
+        neighbors, threshold = self.graph_for(n, min_contributions)
         return SecAggConfig(num_clients=n, threshold=threshold, vector_length=vector_length,
                             modulus_bits=modulus_bits, neighbors=neighbors, malicious=self.malicious,
                             corrupt_clients=min(n - 1, math.ceil(self.corrupt_fraction * n - 1e-9)),
@@ -133,7 +147,8 @@ class MaskingAggregator(Aggregator):
         """Network mode: the masking session a coordinator announces for ``num_clients`` clients."""
         from secagg.transport.sessions import MaskingSpec
 
-        return MaskingSpec(self.config_for(num_clients, encoder.vector_length(dimension), encoder.modulus_bits))
+        return MaskingSpec(self.config_for(num_clients, encoder.vector_length(dimension), encoder.modulus_bits,
+                                           min_contributions))
 
     def open_round(self, participants, dimension, *, max_weight, clip=1.0, rng, min_contributions=1):
-        return _MaskingRound(self, participants, dimension, max_weight, clip, rng)
+        return _MaskingRound(self, participants, dimension, max_weight, clip, rng, min_contributions)

@@ -43,7 +43,7 @@ class EncryptedUpdate:
 class _PaillierRound(AggregationRound):
     def __init__(self, aggregator: PaillierAggregator, participants: Sequence[int], dimension: int,
                  max_weight: float, clip: float, rng: np.random.Generator, min_contributions: int) -> None:
-        super().__init__(participants, dimension, max_weight)
+        super().__init__(participants, dimension, max_weight, rng)
         from secagg.aggregation.codec import UpdateCodec
         from secagg.paillier.roles import PaillierCoordinator
         from secagg.transport.sessions import PaillierSpec
@@ -76,21 +76,21 @@ class _PaillierRound(AggregationRound):
                                                corrupt_banks=aggregator.corrupt_banks)
         self._requests = self.coordinator.start()
         self._contributions: dict[int, bytes] = {}
-        self._rng = rng
         self.client_seconds: dict[int, float] = {}
 
     # bank side -----------------------------------------------------------------------------
-    def encrypt(self, client_id: int, weighted_update: np.ndarray, weight: float) -> EncryptedUpdate:
-        """What bank ``client_id`` computes: quantise, pack with the weight last, encrypt, prove, sign."""
+    def encrypt(self, client_id: int, weighted_update: np.ndarray, weight: float,
+                rng: np.random.Generator) -> EncryptedUpdate:
+        """What bank ``client_id`` computes: quantise (stochastic rounding driven by ``rng``), pack
+        with the weight last, encrypt, prove, sign."""
         bank = self.aggregator.banks[client_id]
         request = bank.read_request(self._requests[client_id])
-        client_rng = np.random.default_rng(self._rng.integers(2**63))
-        values = self.codec.encode(weighted_update, weight, client_rng)
+        values = self.codec.encode(weighted_update, weight, rng)
         return EncryptedUpdate(client_id, bank.contribute(request, self.scheme.pack(values), encoding=self.encoding))
 
-    def _accept(self, client_id, weighted_update, weight):
+    def _accept(self, client_id, weighted_update, weight, rng):
         start = time.perf_counter()
-        update = self.encrypt(client_id, weighted_update, weight)
+        update = self.encrypt(client_id, weighted_update, weight, rng)
         self.client_seconds[client_id] = time.perf_counter() - start
         self._contributions[client_id] = update.message
 

@@ -17,7 +17,7 @@ class _PlainRound(AggregationRound):
         super().__init__(participants, dimension, max_weight)
         self._updates: dict[int, tuple[np.ndarray, float]] = {}
 
-    def _accept(self, client_id, weighted_update, weight):
+    def _accept(self, client_id, weighted_update, weight, rng):
         self._updates[client_id] = (weighted_update.copy(), weight)
 
     def _finish(self, drop):

@@ -10,10 +10,17 @@ With differential privacy (noise shares added by every client before aggregation
     fl = FedAvg(model, aggregator="masking", rounds=100, clients_per_round=100,
                 dp=DPConfig(epsilon=3.0, delta=1e-5, clip=0.5))
     fl.fit(clients).epsilon   # epsilon spent after each round (dp-accounting)
+
+The same configuration runs over the network (docs/network.md): ``fl.coordinator(n, tls=...)`` in
+the coordinator's process, ``fl.participant(i, (X_i, y_i), coordinator=..., tls=..., num_clients=n)``
+in each participant's.
 """
 
 from secagg.dp.config import DPConfig
+from secagg.fedavg.adapters import SklearnLinearAdapter, TorchModuleAdapter
+from secagg.fedavg.job import FedAvgJob, load_job
 from secagg.fedavg.models import MLP, LogisticRegression, ModelAdapter
 from secagg.fedavg.trainer import FedAvg, FedAvgServer, History, RoundRecord
 
-__all__ = ["DPConfig", "FedAvg", "FedAvgServer", "History", "LogisticRegression", "MLP", "ModelAdapter", "RoundRecord"]
+__all__ = ["DPConfig", "FedAvg", "FedAvgJob", "FedAvgServer", "History", "LogisticRegression", "MLP", "ModelAdapter",
+           "RoundRecord", "SklearnLinearAdapter", "TorchModuleAdapter", "load_job"]

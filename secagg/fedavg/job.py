@@ -5,20 +5,19 @@ or Python file; ``secagg serve --job REF`` and ``secagg join --job REF`` load it
 ``package.module:name`` or ``path/to/file.py:name``::
 
     # bank_job.py
-    from secagg.fedavg import SklearnLinearAdapter
-    from secagg.fedavg.job import FedAvgJob
-    from secagg.fedavg.network import FedAvgSettings
+    from sklearn.linear_model import SGDClassifier
+    from secagg.fedavg import FedAvg, FedAvgJob, SklearnLinearAdapter
 
     def job():
-        return FedAvgJob(model=lambda: SklearnLinearAdapter(SGDClassifier(loss="log_loss"), 20),
-                         settings=FedAvgSettings(rounds=10, max_weight=5000.0),
+        model = SklearnLinearAdapter(SGDClassifier(loss="log_loss"), 20)
+        return FedAvgJob(fedavg=FedAvg(model, rounds=10, learning_rate=0.01, max_weight=5000.0),
                          data=lambda bank: load_my_transactions(bank),     # on each bank's machine
                          eval_data=lambda: load_my_holdout())              # on the coordinator's
 
-The coordinator uses ``model``, ``settings`` and ``eval_data``; each participant ``model`` and
-``data(client_id)`` (or ``join --data bank.npz``). Both sides build the model from the same
-reference, so a bank with another model refuses the round with its reason, which the coordinator
-logs and reports.
+``fedavg`` is the very configuration ``FedAvg.fit`` runs in-process. The coordinator uses it and
+``eval_data``; each participant uses it and ``data(client_id)`` (or ``join --data bank.npz``).
+Both sides build it from the same reference, so a bank with another model or other settings
+refuses the round with its reason, which the coordinator logs and reports.
 """
 
 from __future__ import annotations
@@ -27,44 +26,64 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from secagg.errors import ParameterError
-from secagg.fedavg.network import FedAvgSettings
+from secagg.fedavg.trainer import FedAvg
 
 __all__ = ["FedAvgJob", "load_job"]
 
 
 @dataclass(frozen=True)
 class FedAvgJob:
-    """``model``: a factory of fresh model adapters (the ModelAdapter protocol of fedavg.md);
-    ``settings``: the FedAvg settings the coordinator announces; ``data(client_id) -> (X, y)``:
-    a participant's own training data; ``eval_data() -> (X, y)``: the coordinator's held-out set."""
+    """``fedavg``: the :class:`~secagg.fedavg.FedAvg` configuration of the run (or a function
+    returning one); ``data(client_id) -> (X, y)``: a participant's own training data;
+    ``eval_data() -> (X, y)``: the coordinator's held-out set."""
 
-    model: Callable[[], object]
-    settings: FedAvgSettings = field(default_factory=FedAvgSettings)
+    fedavg: FedAvg | Callable[[], FedAvg]
     data: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None
     eval_data: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
 
     def __post_init__(self) -> None:
-        if not callable(self.model):
-            raise ParameterError("FedAvgJob.model must be a function returning a fresh model adapter")
-        if not isinstance(self.settings, FedAvgSettings):
-            raise ParameterError("FedAvgJob.settings must be a FedAvgSettings")
+        if not isinstance(self.fedavg, FedAvg) and not callable(self.fedavg):
+            raise ParameterError("FedAvgJob.fedavg must be a FedAvg (or a function returning one)")
         for name in ("data", "eval_data"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise ParameterError(f"FedAvgJob.{name} must be a function (or None)")
 
+    def configuration(self) -> FedAvg:
+        """The job's FedAvg (built now if the job holds a function)."""
+        if isinstance(self.fedavg, FedAvg):
+            return self.fedavg
+        try:
+            fedavg = self.fedavg()
+        except ParameterError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's factory: say which and why, typed
+            raise ParameterError(f"the job's fedavg() failed: {type(exc).__name__}: {exc}") from None
+        if not isinstance(fedavg, FedAvg):
+            raise ParameterError(f"the job's fedavg() returned {type(fedavg).__name__}, not a FedAvg")
+        return fedavg
+
     def client_data(self, client_id: int) -> tuple[np.ndarray, np.ndarray]:
         if self.data is None:
             raise ParameterError("this job defines no data(client_id): give the bank's data with --data FILE.npz")
-        return _pair(self.data(client_id), f"data({client_id})")
+        return _pair(_call(self.data, client_id, what=f"data({client_id})"), f"data({client_id})")
 
     def holdout(self) -> tuple[np.ndarray, np.ndarray] | None:
-        return None if self.eval_data is None else _pair(self.eval_data(), "eval_data()")
+        return None if self.eval_data is None else _pair(_call(self.eval_data, what="eval_data()"), "eval_data()")
+
+
+def _call(function, *args, what: str):
+    try:
+        return function(*args)
+    except ParameterError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's loader
+        raise ParameterError(f"the job's {what} failed: {type(exc).__name__}: {exc}") from None
 
 
 def _pair(value, what: str) -> tuple[np.ndarray, np.ndarray]:

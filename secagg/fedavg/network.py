@@ -1,12 +1,26 @@
-"""FedAvg as network roles: a coordinator task and a client task for :mod:`secagg.transport.network`.
+"""FedAvg over the network: the same :class:`~secagg.fedavg.FedAvg` configuration, split into roles.
 
-The halves split :class:`secagg.fedavg.FedAvg`'s work across processes: the coordinator holds the
-global model and moves it only by decoded sums; each client trains on its own data and hands the
-session ``w * u`` and ``w``, encoded by :class:`secagg.aggregation.codec.UpdateCodec` exactly as
-the in-process aggregators do. The aggregator decides the session: masking (default) or one
-Paillier round per FedAvg round (``aggregator=PaillierAggregator(keys=(public, None),
-verify_keys=...)``: the coordinator holds no key share; the banks run ``NetworkClient`` with
-``paillier=(public, share, floor)``).
+``FedAvg(...).fit(clients)`` runs every party in one process. Over the network the very same
+configuration (model, aggregator, sampling, DP, settings) builds the two roles:
+
+* :meth:`FedAvg.coordinator(num_clients, ...) <secagg.fedavg.FedAvg.coordinator>` gives a
+  :class:`FedAvgCoordinator`: it holds the global model, samples each round's cohort, announces it
+  and moves the model only by decoded sums, exactly as ``fit`` does (the rounds are recorded in
+  ``fedavg.history`` and the model is ``fedavg.weights``);
+* :meth:`FedAvg.participant(client_id, (X, y), ...) <secagg.fedavg.FedAvg.participant>` gives a
+  :class:`FedAvgParticipant`: it trains on its own data and hands the session ``w * u`` and ``w``
+  (or its DP noise share), encoded by :class:`~secagg.aggregation.codec.UpdateCodec` as the
+  in-process aggregators do.
+
+A round runs the same code in every runtime (``FedAvg._cohort``, ``_contribution``,
+``_finish_round``), so a seeded network job computes what the in-process ``fit`` computes.
+
+A participant checks every announcement against its own configuration before it trains: the
+training settings, the DP configuration and the cohort size must be exactly its own (a
+``ProtocolViolation`` names the first difference, and the coordinator logs and reports the
+refusal), and a masking session must be at least as strong as the one its own aggregator would
+run (threshold, neighbours, malicious mode). It contributes an update to one sum only: a request
+for a global model and settings it already sent a masked update for is declined.
 """
 
 from __future__ import annotations
@@ -14,64 +28,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from secagg.aggregation import AggregateResult, Aggregator, make_aggregator
+from secagg.aggregation import AggregateResult
 from secagg.aggregation.codec import UpdateCodec
 from secagg.encoding import FixedPointEncoder
 from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation
-from secagg.fedavg.models import ModelAdapter, check_dataset
-from secagg.fedavg.trainer import FedAvgServer, flatten, unflatten
+from secagg.fedavg.models import check_dataset
+from secagg.fedavg.trainer import FedAvg, History, RoundRecord, _RunPlan, unflatten
 from secagg.transport.envelope import Envelope, Kind, field_of, vector_blob
-from secagg.transport.network import SessionPlan
+from secagg.transport.network import ClientPolicy, Coordinator, Deadlines, NetworkClient, RetryPolicy, SessionPlan, \
+    TLSConfig
 from secagg.transport.sessions import MaskingSpec
 from secagg.transport.tasks import atomic_json, atomic_npy
 
-__all__ = ["FedAvgTask", "FedAvgClient", "FedAvgSettings"]
+__all__ = ["FedAvgCoordinator", "FedAvgParticipant", "FedAvgTask", "FedAvgClient"]
 
 log = logging.getLogger("secagg.net")
-
-
-@dataclass(frozen=True)
-class FedAvgSettings:
-    """Training parameters the coordinator announces every round (all public)."""
-
-    rounds: int = 20
-    local_epochs: int = 1
-    batch_size: int = 64
-    learning_rate: float = 0.1
-    proximal_mu: float = 0.0
-    server_learning_rate: float = 1.0
-    clip: float = 1.0
-    max_weight: float = 10_000.0
-    fractional_bits: int = 16
-    # the masking session, when FedAvgTask is given no aggregator (MaskingAggregator's options)
-    threshold: int | float | None = None  # int, fraction of holders, None = 2/3
-    neighbors: int | str | None = None
-    malicious: bool = False  # signatures and the consistency check (needs identity keys)
-
-    def __post_init__(self) -> None:
-        for name in ("rounds", "local_epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ParameterError(f"{name} must be a positive int, got {value!r}")
-        for name in ("learning_rate", "server_learning_rate", "clip", "max_weight"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ParameterError(f"{name} must be a positive number, got {value!r}")
-        if not (isinstance(self.proximal_mu, (int, float)) and self.proximal_mu >= 0):
-            raise ParameterError(f"proximal_mu must be >= 0, got {self.proximal_mu!r}")
-
-    def announced(self) -> dict:
-        return {"local_epochs": self.local_epochs, "batch_size": self.batch_size,
-                "learning_rate": self.learning_rate, "proximal_mu": self.proximal_mu, "clip": self.clip,
-                "max_weight": self.max_weight, "fractional_bits": self.fractional_bits}
 
 
 def _lock_state_dir(path: Path):
@@ -84,48 +62,91 @@ def _lock_state_dir(path: Path):
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        raise ParameterError(f"{path} is in use by another coordinator (its lock is held): one coordinator per "
-                             "--state-dir") from None
+        raise ParameterError(f"{path} is in use by another process (its lock is held): one coordinator or "
+                             "participant per state directory") from None
     return handle
 
 
-class FedAvgTask:
-    """Coordinator: FedAvg rounds, one secure-aggregation session each, over ``num_clients`` clients.
+def _fractional_bits(fedavg: FedAvg) -> int:
+    return int(getattr(fedavg.aggregator, "fractional_bits", 16))
 
-    ``state_dir`` makes training survive a coordinator restart: after every completed round the
-    global model and the history are written there (atomically); a coordinator started on the same
-    directory with the same job resumes after the last completed round. ``eval_data`` is evaluated
-    after every round. ``aggregator`` (any with a network mode, see
-    :meth:`~secagg.aggregation.Aggregator.session_spec`) decides each round's session; None: the
-    masking path with the settings' threshold, neighbours and mode.
+
+def announcement(fedavg: FedAvg, plan: _RunPlan) -> dict:
+    """Everything about a round that a participant must have agreed to, as JSON: the settings
+    every party of the run shares. Both roles compute it from their own FedAvg; they must match."""
+    dp = None
+    if fedavg.dp is not None:
+        dp = {name: getattr(fedavg.dp, name) for name in sorted(fedavg.dp.__dataclass_fields__)}
+    return {"rounds": fedavg.rounds, "clients": plan.num_clients, "per_round": plan.per_round,
+            "local_epochs": fedavg.local_epochs, "batch_size": fedavg.batch_size,
+            "learning_rate": fedavg.learning_rate, "proximal_mu": fedavg.proximal_mu,
+            "server_learning_rate": fedavg.server_learning_rate, "clip": fedavg.clip, "max_weight": plan.cap,
+            "aggregator": fedavg.aggregator.name, "fractional_bits": _fractional_bits(fedavg), "dp": dp}
+
+
+def _same_json(announced: object, own: object) -> bool:
+    """Equal values of the same JSON kind (1 and 1.0 are one number; True is not 1)."""
+    if isinstance(own, bool) or isinstance(announced, bool):
+        return type(own) is type(announced) and own == announced
+    if isinstance(own, (int, float)) and isinstance(announced, (int, float)):
+        return float(own) == float(announced)
+    if isinstance(own, dict) and isinstance(announced, dict):
+        return own.keys() == announced.keys() and all(_same_json(announced[k], own[k]) for k in own)
+    if isinstance(own, (list, tuple)) and isinstance(announced, (list, tuple)):
+        return len(own) == len(announced) and all(_same_json(a, b) for a, b in zip(announced, own))
+    return type(own) is type(announced) and own == announced
+
+
+def _session_encoder(fedavg: FedAvg, plan: _RunPlan, cohort_size: int) -> tuple[FixedPointEncoder, int]:
+    """The fixed-point encoder of a round of ``cohort_size`` contributions and its dimension."""
+    dimension, max_weight, clip = fedavg._encoder_options(plan)
+    encoder = FixedPointEncoder(num_clients=cohort_size, max_weight=max_weight, clip=clip,
+                                fractional_bits=_fractional_bits(fedavg))
+    return encoder, dimension
+
+
+def _min_contributions(plan: _RunPlan) -> int:
+    return plan.dp.mechanism.min_shares if plan.dp is not None else 1
+
+
+class FedAvgTask:
+    """Coordinator task: one secure-aggregation session per round of ``fedavg``'s run over
+    ``num_clients`` network clients (ids ``0..n-1``), each for the round's sampled cohort.
+
+    The rounds land in ``fedavg.history`` and move ``fedavg``'s global model. ``state_dir`` makes
+    training survive a coordinator restart: after every round the global model and the history
+    are written there (atomically) and a coordinator started on the same directory with the same
+    job resumes after the last recorded round. ``eval_data`` is evaluated after every round and
+    ``callback(record)`` called with each round's :class:`~secagg.fedavg.RoundRecord`.
     """
 
     name = "fedavg"
 
-    def __init__(self, model: ModelAdapter, num_clients: int, settings: FedAvgSettings = FedAvgSettings(), *,
-                 state_dir: str | os.PathLike | None = None,
+    def __init__(self, fedavg: FedAvg, num_clients: int, *, state_dir: str | os.PathLike | None = None,
                  eval_data: tuple[np.ndarray, np.ndarray] | None = None,
-                 aggregator: Aggregator | None = None) -> None:
-        self.model, self.num_clients, self.settings = model, num_clients, settings
-        self.encoder = FixedPointEncoder(num_clients=num_clients, max_weight=settings.max_weight,
-                                         clip=settings.clip, fractional_bits=settings.fractional_bits)
-        self.server = FedAvgServer(model.get_weights(), settings.server_learning_rate)
-        self.template = self.server.weights
-        if aggregator is None:
-            aggregator = make_aggregator("masking", threshold=settings.threshold, neighbors=settings.neighbors,
-                                         malicious=settings.malicious)
-        self.aggregator = aggregator
-        dimension = self.server.vector.size
-        self.spec = aggregator.session_spec(num_clients, self.encoder, dimension)
-        self.codec = UpdateCodec(self.spec, dimension, max_weight=settings.max_weight, clip=settings.clip,
-                                 fractional_bits=settings.fractional_bits)
+                 callback: Callable[[RoundRecord], None] | None = None) -> None:
+        if not isinstance(fedavg, FedAvg):
+            raise ParameterError(f"FedAvgTask needs a secagg.fedavg.FedAvg, got {type(fedavg).__name__}")
+        self.fedavg, self.num_clients, self.callback = fedavg, num_clients, callback
+        self.plan = fedavg._plan(num_clients)
+        self.dimension = fedavg.server.vector.size
+        if eval_data is not None:
+            eval_data = check_dataset(eval_data[0], eval_data[1], getattr(fedavg.model, "n_features", None),
+                                      getattr(fedavg.model, "n_classes", None), name="eval_data")
         self.eval_data = eval_data
-        self.history: list[dict] = []
-        self.state_dir = Path(state_dir) if state_dir is not None else None
+        encoder, dimension = _session_encoder(fedavg, self.plan, self.plan.per_round)
+        # the session every round runs (one cohort size per run): refused now if it cannot exist
+        self.spec = fedavg.aggregator.session_spec(self.plan.per_round, encoder, dimension,
+                                                   min_contributions=_min_contributions(self.plan))
+        self.codec = UpdateCodec(self.spec, dimension, max_weight=encoder.max_weight, clip=encoder.clip,
+                                 fractional_bits=encoder.fractional_bits)
+        self.announced = announcement(fedavg, self.plan)
         self.fingerprint = hashlib.sha256(json.dumps({
-            "settings": settings.__dict__, "num_clients": num_clients, "dimension": dimension,
-            "session": self.spec.header()}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            "announcement": self.announced, "dimension": self.dimension, "session": self.spec.header()},
+            sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.state_dir = Path(state_dir) if state_dir is not None else None
         self._lock = None
+        self._signs: dict[int, np.ndarray | None] = {}
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._lock = _lock_state_dir(self.state_dir)
@@ -136,27 +157,36 @@ class FedAvgTask:
                 raise
 
     @property
+    def history(self) -> History:
+        return self.fedavg.history
+
+    @property
     def config(self):
         """The masking configuration of every round (None on the Paillier path)."""
         return self.spec.config if isinstance(self.spec, MaskingSpec) else None
 
     @property
     def completed_rounds(self) -> int:
-        """Rounds run to an outcome, applied or not (each is one entry of :attr:`history`)."""
+        """Rounds run to an outcome, applied or not (each is one record of :attr:`history`)."""
         return len(self.history)
 
     @property
     def applied_updates(self) -> int:
         """Rounds whose aggregate moved the global model."""
-        return sum(bool(r["applied"]) for r in self.history)
+        return sum(r.applied for r in self.history)
 
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return self.fedavg.weights
+
+    # ---------------------------------------------------------------- state directory
     def _load(self) -> None:
         state_file = self.state_dir / "fedavg_state.json"  # type: ignore[operator]
         if not state_file.exists():
             return
         try:
             state = json.loads(state_file.read_text())
-            fingerprint, model_name, history = state["fingerprint"], state["model"], list(state["history"])
+            fingerprint, model_name, raw_history = state["fingerprint"], state["model"], list(state["history"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ParameterError(f"{state_file} is not a readable FedAvg state: {exc}") from None
         if fingerprint != self.fingerprint:
@@ -169,29 +199,26 @@ class FedAvgTask:
             vector = np.load(self.state_dir / model_name, allow_pickle=False)  # type: ignore[operator]
         except (OSError, ValueError) as exc:
             raise ParameterError(f"cannot read the saved model {model_name}: {exc}") from None
-        if vector.dtype != np.float64 or vector.shape != (flatten(self.template).size,) or \
-                not np.all(np.isfinite(vector)):
-            raise ParameterError(f"the saved model {model_name} is not {flatten(self.template).size} finite float64 "
-                                 f"weights (got {vector.dtype} of shape {vector.shape})")
-        self.server = FedAvgServer(unflatten(vector, self.template), self.settings.server_learning_rate)
-        self.history = history
-        log.info("resuming FedAvg after round %d of %d from %s", len(self.history), self.settings.rounds,
-                 self.state_dir)
+        if vector.dtype != np.float64 or vector.shape != (self.dimension,) or not np.all(np.isfinite(vector)):
+            raise ParameterError(f"the saved model {model_name} is not {self.dimension} finite float64 weights (got "
+                                 f"{vector.dtype} of shape {vector.shape})")
+        records = [RoundRecord.from_dict(r) for r in raw_history]
+        server = self.fedavg.server
+        self.fedavg.server = type(server)(unflatten(vector, server.weights), server.server_learning_rate)
+        self.fedavg.history.rounds[:] = records
+        log.info("resuming FedAvg after round %d of %d from %s", len(records), self.fedavg.rounds, self.state_dir)
 
     def _save(self) -> None:
         if self.state_dir is None:
             return
         name = f"model-{self.completed_rounds:05d}.npy"
-        atomic_npy(self.state_dir / name, np.asarray(self.server.vector, dtype=np.float64))
+        atomic_npy(self.state_dir / name, np.asarray(self.fedavg.server.vector, dtype=np.float64))
         atomic_json(self.state_dir / "fedavg_state.json",
-                     {"fingerprint": self.fingerprint, "model": name, "history": self.history})
+                    {"fingerprint": self.fingerprint, "model": name,
+                     "history": [r.to_dict() for r in self.history]})
         for old in self.state_dir.glob("model-*.npy"):
             if old.name != name:
                 old.unlink(missing_ok=True)
-
-    @property
-    def weights(self) -> list[np.ndarray]:
-        return self.server.weights
 
     def close(self) -> None:
         """Release the state directory (also done once every round has run)."""
@@ -199,153 +226,318 @@ class FedAvgTask:
             self._lock.close()
             self._lock = None
 
+    # ---------------------------------------------------------------- CoordinatorTask
     def next_session(self) -> SessionPlan | None:
-        if self.completed_rounds >= self.settings.rounds:
+        index = self.completed_rounds
+        if index >= self.fedavg.rounds:
             self.close()
             return None
-        header = {"task": self.name, "round": self.completed_rounds, "rounds": self.settings.rounds,
-                  "training": self.settings.announced()}
-        return SessionPlan(self.spec, header, vector_blob(self.server.vector))
+        cohort = self.fedavg._cohort(self.plan, index)
+        header = {"task": self.name, "round": index, "fedavg": self.announced}
+        if self.plan.dp is not None and self.fedavg.dp.rotation:
+            seed = self.fedavg._signs_seed(index)
+            self._signs[index] = self.plan.dp.mechanism.signs(seed)
+            header["signs_seed"] = seed.hex()
+        return SessionPlan(self.spec, header, vector_blob(self.fedavg.server.vector), cohort=tuple(cohort))
 
     def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds, *, misbehaving=None,
                        refused=None) -> bool:
-        started = time.perf_counter()
+        started = time.perf_counter() - seconds
+        index = int(plan.header["round"])
+        cohort = tuple(plan.cohort)
         if aggregate is not None:
             try:
                 weighted_sum, total_weight = self.codec.decode(aggregate, len(survivors))
             except AbortError as exc:  # the round is lost, not the job
                 aborted, aggregate, total_weight = str(exc), None, 0.0
-        if aggregate is not None:
-            if not 0 < total_weight <= len(survivors) * self.settings.max_weight:
-                # masked inputs cannot be range-checked: a client that wrapped its weight shows here
-                aborted, aggregate = f"implausible total weight {total_weight} for {len(survivors)} clients", None
+        if aggregate is not None and self.plan.dp is None and \
+                not 0 < total_weight <= len(survivors) * self.plan.cap:
+            # masked inputs cannot be range-checked: a client that wrapped its weight shows here
+            aborted, aggregate = f"implausible total weight {total_weight} for {len(survivors)} clients", None
         if aggregate is not None:
             result = AggregateResult(weighted_sum, float(total_weight), tuple(survivors),
-                                     tuple(sorted(set(range(self.num_clients)) - set(survivors))), seconds,
+                                     tuple(sorted(set(cohort) - set(survivors))), seconds,
                                      error_bound=self.codec.error_bound(len(survivors)))
         else:
-            result = AggregateResult(None, 0.0, (), tuple(range(self.num_clients)), seconds, aborted=aborted)
-        applied = self.server.apply(result)
-        metrics: dict[str, float] = {}
-        if self.eval_data is not None:
-            self.model.set_weights(self.server.weights)
-            metrics = {k: float(v) for k, v in self.model.evaluate(*self.eval_data).items()}
-        self.history.append({"round": plan.header["round"], "included": list(result.included),
-                             "dropped": {k: list(v) for k, v in dropped.items() if v}, "aborted": aborted,
-                             "applied": applied, "total_weight": result.total_weight, "metrics": metrics,
-                             "misbehaving": {str(k): v for k, v in (misbehaving or {}).items()},
-                             "refused": {str(k): v for k, v in (refused or {}).items()},
-                             "seconds": seconds + time.perf_counter() - started})
+            result = AggregateResult(None, 0.0, (), cohort, seconds, aborted=aborted)
+        record = self.fedavg._finish_round(self.plan, index, cohort, result, self._signs.pop(index, None),
+                                           self.eval_data, started, refused=refused, misbehaving=misbehaving)
+        self.history.rounds.append(record)
         self._save()
-        auc = metrics.get("roc_auc")
-        log.info("FedAvg round %d/%d: %s%s", self.completed_rounds, self.settings.rounds,
-                 f"ABORTED ({aborted})" if aborted else f"{len(survivors)} of {self.num_clients} clients in the sum",
-                 f", ROC-AUC {auc:.3f}" if auc is not None else "")
-        return self.completed_rounds >= self.settings.rounds
+        auc = record.metrics.get("roc_auc")
+        log.info("FedAvg round %d/%d: %s%s%s", self.completed_rounds, self.fedavg.rounds,
+                 f"ABORTED ({record.aborted})" if record.aborted else
+                 f"{len(record.included)} of {len(cohort)} sampled clients in the sum",
+                 f", ROC-AUC {auc:.3f}" if auc is not None else "",
+                 f", epsilon {record.epsilon:.3f}" if record.epsilon is not None else "")
+        if self.callback is not None:
+            self.callback(record)
+        if self.completed_rounds >= self.fedavg.rounds:
+            self.fedavg.model.set_weights(self.fedavg.weights)
+            return True
+        return False
+
+    def report(self) -> str:
+        """One paragraph on the run: rounds, updates applied, the last metrics, every refusal."""
+        history = self.history
+        applied = self.applied_updates
+        lines = [f"FedAvg finished: {len(history)} rounds, {applied} update{'' if applied == 1 else 's'} applied"]
+        not_applied = [r.round for r in history if not r.applied]
+        if not_applied:
+            lines[0] += f" (not applied: rounds {not_applied})"
+        last = history[-1] if len(history) else None
+        if last is not None and "roc_auc" in last.metrics:
+            lines[0] += (f", ROC-AUC {last.metrics['roc_auc']:.3f}, average precision "
+                         f"{last.metrics.get('average_precision', float('nan')):.3f}")
+        if last is not None and last.epsilon is not None:
+            lines[0] += f", epsilon {last.epsilon:.3f} (delta {self.fedavg.dp.delta:g})"
+        named = {c: why for r in history for c, why in r.misbehaving.items()}
+        if named:
+            lines.append(f"misbehaving clients (refused, named): {named}")
+        refusals: dict[int, list[tuple[int, str]]] = {}
+        for r in history:
+            for client, why in r.refused.items():
+                refusals.setdefault(client, []).append((r.round, why))
+        for client, items in sorted(refusals.items()):
+            rounds = [rnd for rnd, _ in items]
+            lines.append(f"client {client} refused round{'s' if len(rounds) > 1 else ''} {rounds}: {items[-1][1]}")
+        return "\n".join(lines)
 
 
 class FedAvgClient:
-    """Client: trains ``model`` on its ``(X, y)`` from each round's global weights and contributes
-    ``w * clip(update)`` and ``w = min(samples, max_weight)``, encoded for the announced session
-    (a masking session or a Paillier round: the same client runs as a bank)."""
+    """Client task: participant ``client_id`` of ``fedavg``'s run over ``num_clients`` clients,
+    training on its own ``(X, y)``.
+
+    Every announcement is checked against this client's own configuration first (see the module
+    docstring); a round it agreed to is trained exactly as :meth:`FedAvg.fit` trains it, and the
+    contribution encoded for the announced session (a masking session, or a Paillier round when
+    the client runs as a bank). ``state_dir`` keeps the digests of the requests it contributed to,
+    so that the one-sum rule survives a restart of this process.
+    """
 
     name = "fedavg"
 
-    def __init__(self, model: ModelAdapter, X: np.ndarray, y: np.ndarray, *, seed: int | None = None) -> None:
-        self.model = model
-        self.X, self.y = check_dataset(X, y, getattr(model, "n_features", None), getattr(model, "n_classes", None),
-                                       name="client data")
-        self.template = model.get_weights()
-        self.rng = np.random.default_rng(seed)
+    def __init__(self, fedavg: FedAvg, client_id: int, X: np.ndarray, y: np.ndarray, *, num_clients: int,
+                 state_dir: str | os.PathLike | None = None) -> None:
+        if not isinstance(fedavg, FedAvg):
+            raise ParameterError(f"FedAvgClient needs a secagg.fedavg.FedAvg, got {type(fedavg).__name__}")
+        if isinstance(client_id, bool) or not isinstance(client_id, int) or not 0 <= client_id < num_clients:
+            raise ParameterError(f"client_id must be an int in 0..{num_clients - 1}, got {client_id!r}")
+        self.fedavg, self.client_id = fedavg, client_id
+        self.X, self.y = check_dataset(X, y, getattr(fedavg.model, "n_features", None),
+                                       getattr(fedavg.model, "n_classes", None), name="client data")
+        self.plan = fedavg._plan(num_clients)
+        self.model = fedavg.model.copy()
+        self.template = fedavg.server.weights
+        self.dimension = fedavg.server.vector.size
+        self.announced = announcement(fedavg, self.plan)
+        # with DP, no sum of fewer noise shares than calibrated: this client's session refuses to
+        # help unmask (or, as a bank, decrypt) one, whatever the coordinator announces
+        self.min_sum = _min_contributions(self.plan)
         self.rounds_trained = 0
         self.contributed_requests: set[str] = set()  # digests of requests whose masked update went out
         self._pending: str | None = None
+        self.state_file = None
+        self._lock = None
+        if state_dir is not None:
+            directory = Path(state_dir)
+            directory.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock_state_dir(directory)
+            self.state_file = directory / f"participant-{client_id}.json"
+            if self.state_file.exists():
+                try:
+                    self.contributed_requests = set(json.loads(self.state_file.read_text())["contributed"])
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    raise ParameterError(f"{self.state_file} is not a participant state: {exc}") from None
 
-    _TRAINING_FIELDS = {"local_epochs": int, "batch_size": int, "learning_rate": (int, float),
-                        "proximal_mu": (int, float), "clip": (int, float), "max_weight": (int, float),
-                        "fractional_bits": int}
+    def policy(self, num_clients: int, *, min_threshold: int | None = None, min_neighbors: int | None = None,
+               require_malicious: bool = False) -> ClientPolicy:
+        """What this client accepts of a masking session: at least as strong as the one its own
+        aggregator would run for the configured cohort (threshold, neighbours, malicious mode),
+        unless lower floors are given explicitly."""
+        expected = self.expected_session()
+        neighbors = threshold = None
+        malicious = require_malicious
+        if isinstance(expected, MaskingSpec):
+            config = expected.config
+            threshold = config.threshold if min_threshold is None else min_threshold
+            neighbors = config.neighbors if min_neighbors is None else min_neighbors
+            malicious = malicious or config.malicious
+        return ClientPolicy(num_clients=num_clients, min_threshold=threshold, min_neighbors=neighbors,
+                            require_malicious=malicious, min_cohort=self.plan.per_round)
 
-    @classmethod
-    def read_request(cls, header: dict, blob: bytes) -> tuple[dict, np.ndarray]:
-        """The training settings (typed; an unknown or missing field is refused) and the global
-        model the coordinator sent; ProtocolViolation if either is invalid."""
+    def expected_session(self):
+        """The session this client's own aggregator would announce for a round (None when it
+        cannot say: a Paillier bank checks the round against its key instead)."""
+        if self.fedavg.aggregator.name != "masking":
+            return None
+        encoder, dimension = _session_encoder(self.fedavg, self.plan, self.plan.per_round)
+        return self.fedavg.aggregator.session_spec(self.plan.per_round, encoder, dimension,
+                                                   min_contributions=_min_contributions(self.plan))
+
+    def check_announcement(self, header: Mapping) -> int:
+        """The announced round number, after checking the announced settings are this client's
+        own; ProtocolViolation (party "server") naming the first difference."""
         try:
-            training = field_of(header, "training", dict)
-            unknown = sorted(set(training) - set(cls._TRAINING_FIELDS))
-            if unknown:
-                raise ParameterError(f"unknown training fields {unknown}")
-            settings = {}
-            for name, kind in cls._TRAINING_FIELDS.items():
-                value = field_of(training, name, kind)
-                settings[name] = value if kind is int else float(value) + 0.0  # -0.0 is 0.0
-            # + 0.0: -0.0 and 0.0 are the same weight, so the same model
-            global_vector = np.asarray(Envelope(Kind.SESSION, blob=blob).vector(), dtype=np.float64) + 0.0
-        except (MalformedMessage, ParameterError) as exc:
-            raise ProtocolViolation(f"coordinator sent invalid training parameters: {exc}", party="server") from None
-        return settings, global_vector
+            index = field_of(dict(header), "round", int)
+            announced = field_of(dict(header), "fedavg", dict)
+        except MalformedMessage as exc:
+            raise ProtocolViolation(f"coordinator sent an invalid FedAvg announcement: {exc}", party="server") from None
+        if not 0 <= index < self.fedavg.rounds:
+            raise ProtocolViolation(f"coordinator announces round {index} of a {self.fedavg.rounds}-round job",
+                                    party="server")
+        extra = sorted(set(announced) - set(self.announced))
+        if extra:
+            raise ProtocolViolation(f"coordinator announces unknown settings {extra}", party="server")
+        for name, own in self.announced.items():
+            if name not in announced or not _same_json(announced[name], own):
+                raise ProtocolViolation(f"coordinator announces {name} = {announced.get(name)!r}; this participant's "
+                                        f"job says {own!r}", party="server")
+        return index
 
-    @staticmethod
-    def request_digest(settings: dict, global_vector: np.ndarray) -> str:
-        """What the coordinator actually asked for: the global model's values and the typed
-        training settings, nothing it could vary at will.
-
-        The round number is left out on purpose: it is the coordinator's to choose, so a guard
-        keyed by it let the same model be retrained and contributed again under a new number. So
-        is every other header field, and the model's byte encoding: only the values count.
-        """
-        typed = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
-        values = np.ascontiguousarray(global_vector, dtype="<f8").tobytes()
-        return hashlib.sha256(b"secagg-fedavg-request/v2\x00" + len(typed).to_bytes(4, "little") + typed
+    def request_digest(self, global_vector: np.ndarray) -> str:
+        """What the coordinator actually asked for: the global model's values under these
+        settings. The round number is left out on purpose (the coordinator's to choose: a guard
+        keyed by it let the same model be contributed twice), and so is the model's byte encoding."""
+        typed = json.dumps(self.announced, sort_keys=True, separators=(",", ":")).encode()
+        values = np.ascontiguousarray(global_vector + 0.0, dtype="<f8").tobytes()  # -0.0 is 0.0
+        return hashlib.sha256(b"secagg-fedavg-request/v3\x00" + len(typed).to_bytes(4, "little") + typed
                               + len(values).to_bytes(8, "little") + values).hexdigest()
-
-    def contributed(self, header):
-        if self._pending is not None:
-            self.contributed_requests.add(self._pending)
-
-    def effect(self, settings: dict) -> dict:
-        """The settings as they act on this client's data: a batch larger than the data is the
-        whole data, and the weight is ``min(samples, max_weight)``. Equal effects, equal request."""
-        samples = int(self.X.shape[0])
-        effect = dict(settings)
-        effect["batch_size"] = min(settings["batch_size"], samples)
-        effect["max_weight"] = float(min(samples, settings["max_weight"]))
-        return effect
 
     def prepare(self, spec, header, blob):
         self._pending = None
-        settings, global_vector = self.read_request(header, blob)
-        digest = self.request_digest(self.effect(settings), global_vector)
+        index = self.check_announcement(header)
+        try:
+            global_vector = np.asarray(Envelope(Kind.SESSION, blob=blob).vector(), dtype=np.float64)
+        except MalformedMessage as exc:
+            raise ProtocolViolation(f"coordinator sent an invalid global model: {exc}", party="server") from None
+        if global_vector.size != self.dimension:
+            raise ProtocolViolation(f"the coordinator's model has {global_vector.size} weights, this client's model "
+                                    f"{self.dimension}", party="server")
+        cohort = tuple(header.get("cohort", ()))
+        if len(cohort) != self.plan.per_round:
+            raise ProtocolViolation(f"coordinator samples {len(cohort)} clients, this job samples "
+                                    f"{self.plan.per_round} per round", party="server")
+        digest = self.request_digest(global_vector)
         if digest in self.contributed_requests:
             # The same model and settings as a request this client already sent its masked
             # update for (a rerun after a coordinator restart, or the same model under a new
             # round number): a second sum over other clients would expose the difference.
             return None
-        dimension = flatten(self.template).size
-        epochs, batch_size = settings["local_epochs"], settings["batch_size"]
-        learning_rate, proximal_mu = settings["learning_rate"], settings["proximal_mu"]
-        clip, max_weight = settings["clip"], settings["max_weight"]
+        encoder, dimension = _session_encoder(self.fedavg, self.plan, len(cohort))
         try:
-            if global_vector.size != dimension:
-                raise ParameterError(f"the coordinator's model has {global_vector.size} weights, this client's "
-                                     f"model {dimension}")
-            codec = UpdateCodec(spec, dimension, max_weight=max_weight, clip=clip,
-                                fractional_bits=settings["fractional_bits"])
+            codec = UpdateCodec(spec, dimension, max_weight=encoder.max_weight, clip=encoder.clip,
+                                fractional_bits=encoder.fractional_bits)
         except ParameterError as exc:
-            raise ProtocolViolation(f"coordinator sent invalid training parameters: {exc}", party="server") from None
-        if not (1 <= epochs <= 10_000 and 1 <= batch_size and learning_rate > 0 and proximal_mu >= 0):
-            raise ProtocolViolation(f"coordinator asks for implausible training parameters: epochs {epochs}, batch "
-                                    f"size {batch_size}, learning rate {learning_rate}, mu {proximal_mu}",
-                                    party="server")
+            raise ProtocolViolation(f"coordinator announced a session this job cannot encode into: {exc}",
+                                    party="server") from None
+        signs = None
+        if self.plan.dp is not None and self.fedavg.dp.rotation:
+            try:
+                seed = bytes.fromhex(field_of(dict(header), "signs_seed", str))
+            except (MalformedMessage, ValueError) as exc:
+                raise ProtocolViolation(f"coordinator sent no valid rotation seed: {exc}", party="server") from None
+            if len(seed) != 32:
+                raise ProtocolViolation("coordinator sent a rotation seed that is not 32 bytes", party="server")
+            signs = self.plan.dp.mechanism.signs(seed)
         self._pending = digest
-        self.model.set_weights(unflatten(global_vector, self.template))
-        self.model.train(self.X, self.y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                         proximal_mu=proximal_mu, rng=self.rng)
-        update = flatten(self.model.get_weights()) - global_vector
-        if not np.all(np.isfinite(update)):
-            raise ParameterError("local training diverged (NaN or infinity in the update): lower the learning rate")
-        weight = float(min(self.X.shape[0], max_weight))
+        vector, weight = self.fedavg._contribution(self.plan, index, self.client_id, self.model, self.template,
+                                                   global_vector, (self.X, self.y), signs)
         self.rounds_trained += 1
-        return codec.encode(weight * np.clip(update, -clip, clip), weight, self.rng)
+        return codec.encode(vector, weight, self.fedavg._rounding_rng(index, self.client_id))
+
+    def contributed(self, header):
+        if self._pending is not None:
+            self.contributed_requests.add(self._pending)
+            if self.state_file is not None:
+                atomic_json(self.state_file, {"contributed": sorted(self.contributed_requests)})
 
     def session_ended(self, header):
         pass
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+class FedAvgCoordinator:
+    """The coordinator of a network FedAvg run: built by :meth:`FedAvg.coordinator`.
+
+    :meth:`serve` runs every round (one secure-aggregation session each, for its sampled cohort)
+    and returns ``fedavg.history``; ``fedavg.weights`` is then the trained model. ``port`` is the
+    port it listens on (``address`` with port 0 picks a free one).
+    """
+
+    def __init__(self, fedavg: FedAvg, num_clients: int, *, tls: TLSConfig, address: str = "127.0.0.1:0",
+                 eval_data: tuple[np.ndarray, np.ndarray] | None = None, state_dir: str | os.PathLike | None = None,
+                 deadlines: Deadlines = Deadlines(), callback: Callable[[RoundRecord], None] | None = None,
+                 verify_keys: Mapping[int, bytes] | None = None, **network_options) -> None:
+        self.fedavg = fedavg
+        self.task = FedAvgTask(fedavg, num_clients, state_dir=state_dir, eval_data=eval_data, callback=callback)
+        try:
+            if "max_message_bytes" not in network_options:
+                network_options["max_message_bytes"] = self._max_message_bytes(num_clients)
+            self.network = Coordinator(self.task, num_clients, address=address, tls=tls, deadlines=deadlines,
+                                       verify_keys=verify_keys, **network_options)
+        except BaseException:
+            self.task.close()
+            raise
+
+    def _max_message_bytes(self, num_clients: int) -> int:
+        spec = self.task.spec
+        if isinstance(spec, MaskingSpec):
+            return spec.config.vector_length * spec.config.ring.dtype.itemsize + num_clients * 256 + 2**20
+        return spec.scheme.plaintexts_for(spec.values) * (spec.public.key_bits // 4 + 8) + 2**20
+
+    @property
+    def port(self) -> int:
+        return self.network.port
+
+    @property
+    def history(self) -> History:
+        return self.fedavg.history
+
+    def serve(self, on_started: Callable[[int], None] | None = None) -> History:
+        """Run the remaining rounds; the history of the whole run."""
+        try:
+            self.network.serve(on_started=on_started)
+        finally:
+            self.task.close()
+        return self.fedavg.history
+
+    def stop(self) -> None:
+        self.network.stop()
+
+    def report(self) -> str:
+        return self.task.report()
+
+
+class FedAvgParticipant:
+    """One participant of a network FedAvg run: built by :meth:`FedAvg.participant`.
+
+    :meth:`run` serves the coordinator's rounds until the job is finished (a dict of session
+    counts) or raises :class:`~secagg.transport.network.NetworkError` (unreachable, refused) or
+    :class:`~secagg.errors.ProtocolViolation` (this participant refused the coordinator, after
+    telling it why).
+    """
+
+    def __init__(self, fedavg: FedAvg, client_id: int, data: tuple[np.ndarray, np.ndarray], *, coordinator: str,
+                 tls: TLSConfig, num_clients: int, state_dir: str | os.PathLike | None = None,
+                 min_threshold: int | None = None, min_neighbors: int | None = None, identity=None,
+                 verify_keys: Mapping[int, bytes] | None = None, paillier: tuple | None = None,
+                 retry: RetryPolicy = RetryPolicy()) -> None:
+        if not (isinstance(data, tuple) and len(data) == 2):
+            raise ParameterError("data must be this participant's (X, y)")
+        self.task = FedAvgClient(fedavg, client_id, data[0], data[1], num_clients=num_clients, state_dir=state_dir)
+        policy = self.task.policy(num_clients, min_threshold=min_threshold, min_neighbors=min_neighbors,
+                                  require_malicious=identity is not None)
+        self.client = NetworkClient(coordinator, client_id, self.task, tls=tls, policy=policy, retry=retry,
+                                    identity=identity, verify_keys=verify_keys, paillier=paillier)
+
+    def run(self) -> dict:
+        try:
+            return self.client.run()
+        finally:
+            self.task.close()
+

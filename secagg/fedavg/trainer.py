@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,10 +70,38 @@ class RoundRecord:
     aborted: str | None = None  # why aggregation failed (the model then stays unchanged)
     error_bound: float = 0.0  # largest rounding error of one coordinate of the applied average update
     epsilon: float | None = None  # with DP: epsilon spent by all rounds so far (at the configured delta)
+    applied: bool = True  # the aggregate moved the global model (False: aborted, or no weight)
+    refused: dict[int, str] = field(default_factory=dict)  # clients that refused the round, and why (network)
+    misbehaving: dict[int, str] = field(default_factory=dict)  # clients whose messages were refused, and why
 
     @property
     def bytes_per_client(self) -> float:
         return float(np.mean(list(self.bytes_sent.values()))) if self.bytes_sent else 0.0
+
+    def to_dict(self) -> dict:
+        """A JSON-able form (client ids as keys become strings); :meth:`from_dict` inverts it."""
+        return {"round": self.round, "participants": list(self.participants), "included": list(self.included),
+                "dropped": list(self.dropped), "total_weight": self.total_weight, "metrics": dict(self.metrics),
+                "bytes_sent": {str(k): v for k, v in self.bytes_sent.items()}, "seconds": self.seconds,
+                "aggregation_seconds": self.aggregation_seconds, "aborted": self.aborted,
+                "error_bound": self.error_bound, "epsilon": self.epsilon, "applied": self.applied,
+                "refused": {str(k): v for k, v in self.refused.items()},
+                "misbehaving": {str(k): v for k, v in self.misbehaving.items()}}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping) -> RoundRecord:
+        """The record :meth:`to_dict` wrote; ParameterError if ``raw`` is not one."""
+        try:
+            return cls(int(raw["round"]), tuple(int(c) for c in raw["participants"]),
+                       tuple(int(c) for c in raw["included"]), tuple(int(c) for c in raw["dropped"]),
+                       float(raw["total_weight"]), {str(k): float(v) for k, v in raw["metrics"].items()},
+                       {int(k): int(v) for k, v in raw["bytes_sent"].items()}, float(raw["seconds"]),
+                       float(raw["aggregation_seconds"]), None if raw["aborted"] is None else str(raw["aborted"]),
+                       float(raw["error_bound"]), None if raw["epsilon"] is None else float(raw["epsilon"]),
+                       bool(raw["applied"]), {int(k): str(v) for k, v in raw["refused"].items()},
+                       {int(k): str(v) for k, v in raw["misbehaving"].items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ParameterError(f"not a FedAvg round record: {type(exc).__name__}: {exc}") from None
 
 
 @dataclass
@@ -275,69 +303,169 @@ class FedAvg:
         if eval_data is not None:
             eval_data = check_dataset(eval_data[0], eval_data[1], data[0][0].shape[1],
                                       getattr(self.model, "n_classes", None), name="eval_data")
-        sizes = np.array([X.shape[0] for X, _ in data])
-        cap = float(self.max_weight if self.max_weight is not None else sizes.max())
-        per_round = _fraction_or_count("clients_per_round", self.clients_per_round, len(data))
-        dp = self._dp_setup(sizes, per_round) if self.dp is not None else None
+        plan = self._plan(len(data), np.array([X.shape[0] for X, _ in data]))
         self.aggregator.setup(len(data))
         local_models = [self.model.copy() for _ in data]
         template = self.server.weights
-        dimension = self.server.vector.size
         first_round = len(self.history)
         for offset in range(self.rounds):
             index = first_round + offset
             started = time.perf_counter()
-            if dp is not None:
-                participants = sample_cohort(len(data), dp.cohort, dp.source).tolist()
-                count = tolerated_dropouts(self.dropout, len(participants))
-            else:
-                participants = sorted(self._rng(0, index).choice(len(data), size=per_round, replace=False).tolist())
-                count = round(self.dropout * len(participants))
-            drop_rng = self._rng(2, index)
-            vanishing = drop_rng.choice(participants, size=count, replace=False).tolist() if count else []
-            drop: dict[str, list[int]] = {name: [] for name in DROP_ROUNDS}
-            for client in vanishing:
-                drop[DROP_ROUNDS[int(drop_rng.integers(len(DROP_ROUNDS)))]].append(int(client))
-            if dp is None:
-                aggregation = self.aggregator.open_round(participants, dimension, max_weight=cap, clip=self.clip,
-                                                         rng=self._rng(3, index))
-            else:
-                signs = dp.mechanism.signs(self._rng(4, index).bytes(32)) if self.dp.rotation else None
-                aggregation = self.aggregator.open_round(participants, dp.mechanism.padded, max_weight=1.0,
-                                                         clip=float(dp.value_bound), rng=self._rng(3, index),
-                                                         min_contributions=dp.mechanism.min_shares)
+            participants = self._cohort(plan, index)
+            drop = self._simulated_drops(plan, index, participants)
+            signs = self._signs(plan, index)
+            aggregation = self._open_round(plan, index, participants)
             global_vector = self.server.vector
             for client in participants:
                 if client in drop["advertise_keys"]:
                     continue  # never showed up: no local training
-                if dp is not None:
-                    noisy = self._dp_contribution(dp, signs, local_models[client], template, global_vector,
-                                                  data[client], index, client)
-                    aggregation.submit(client, noisy.astype(np.float64), 1.0)
-                    continue
-                weight = float(min(sizes[client], cap))
-                update = self._local_update(local_models[client], template, global_vector, data[client],
-                                            self._rng(1, index, client), client)
-                aggregation.submit(client, weight * update, weight)
+                vector, weight = self._contribution(plan, index, client, local_models[client], template,
+                                                    global_vector, data[client], signs)
+                aggregation.submit(client, vector, weight, rng=self._rounding_rng(index, client))
             result = aggregation.finish(drop)
-            epsilon = None
-            if dp is not None:
-                result = self._dp_decode(dp, result, signs)
-                epsilon = dp.mechanism.epsilon(index + 1)
-            self.server.apply(result)
-            metrics: dict[str, float] = {}
-            if eval_data is not None:
-                self.model.set_weights(self.server.weights)
-                metrics = self.model.evaluate(*eval_data)
-            record = RoundRecord(index, tuple(participants), result.included, result.dropped, result.total_weight,
-                                 metrics, dict(result.bytes_sent), time.perf_counter() - started, result.seconds,
-                                 result.aborted,
-                                 result.error_bound / result.total_weight if result.total_weight else 0.0, epsilon)
+            record = self._finish_round(plan, index, participants, result, signs, eval_data, started)
             self.history.rounds.append(record)
             if callback is not None:
                 callback(record)
         self.model.set_weights(self.server.weights)
         return self.history
+
+    # ------------------------------------------------------------------ the network roles
+    def coordinator(self, num_clients: int, *, tls, address: str = "127.0.0.1:0",
+                    eval_data: tuple[np.ndarray, np.ndarray] | None = None, state_dir=None,
+                    callback: Callable[[RoundRecord], None] | None = None, **network_options):
+        """This configuration's coordinator for a network run over ``num_clients`` participants
+        (ids ``0..n-1``, each its own process): a :class:`~secagg.fedavg.network.FedAvgCoordinator`.
+
+        ``tls`` is a :class:`~secagg.transport.network.TLSConfig`; ``eval_data`` is evaluated
+        after every round; ``state_dir`` makes the run survive a restart. Other options go to
+        :class:`~secagg.transport.network.Coordinator` (``deadlines``, ``roster``, ``verify_keys``,
+        ``join_quorum``, ``join_grace``, ``linger``, ...). Its ``serve()`` trains this FedAvg:
+        the rounds land in :attr:`history` and the model in :attr:`weights`. Needs the ``net``
+        extra. ``max_weight`` must be set (the coordinator cannot see the clients' data).
+        """
+        from secagg.fedavg.network import FedAvgCoordinator
+
+        return FedAvgCoordinator(self, num_clients, tls=tls, address=address, eval_data=eval_data,
+                                 state_dir=state_dir, callback=callback, **network_options)
+
+    def participant(self, client_id: int, data: tuple[np.ndarray, np.ndarray], *, coordinator: str, tls,
+                    num_clients: int, **options):
+        """Participant ``client_id`` of a network run of this configuration, training on its own
+        ``data = (X, y)``: a :class:`~secagg.fedavg.network.FedAvgParticipant` connecting to
+        ``coordinator`` (``host:port``). It refuses (and tells the coordinator why) any round
+        whose settings are not this configuration's. Options: ``state_dir``, ``min_threshold``,
+        ``min_neighbors``, ``identity``/``verify_keys`` (malicious-server mode), ``paillier``
+        (a bank's ``(public key, key share, floor)``), ``retry``. Needs the ``net`` extra.
+        """
+        from secagg.fedavg.network import FedAvgParticipant
+
+        return FedAvgParticipant(self, client_id, data, coordinator=coordinator, tls=tls, num_clients=num_clients,
+                                 **options)
+
+    # ------------------------------------------------------------------ one round, in pieces
+    # fit() runs every piece in one process; the network roles (secagg.fedavg.network) run the
+    # coordinator's pieces (_plan, _cohort, _signs, _finish_round) in one process and the
+    # client's (_plan, _contribution, _rounding_rng) in each participant's, so a round computes
+    # the same thing in every runtime.
+
+    def _plan(self, num_clients: int, sizes: np.ndarray | None = None) -> _RunPlan:
+        """What every round of a run shares: clients per round, the weight cap, the DP mechanism.
+        ``sizes`` (each client's sample count) is known in-process only; over the network the
+        weight cap must be given (``max_weight``)."""
+        if sizes is None and self.max_weight is None:
+            raise ParameterError("max_weight is needed outside the in-process fit (the coordinator cannot see the "
+                                 "clients' sample counts to take the largest): set FedAvg(max_weight=...)")
+        cap = float(self.max_weight if self.max_weight is not None else sizes.max())
+        per_round = _fraction_or_count("clients_per_round", self.clients_per_round, num_clients)
+        dp = None
+        if self.dp is not None:
+            if sizes is None:
+                if self.dp.level == "record":
+                    raise ParameterError("record-level DP needs every institution's record count: it runs in-process "
+                                         "only for now")
+                sizes = np.ones(num_clients, dtype=np.int64)  # client level: one contribution per client
+            dp = self._dp_setup(sizes, per_round)
+        if isinstance(per_round, int) and per_round < 2 and self.aggregator.name != "plain":
+            raise ParameterError(f"{per_round} client per round: a secure sum of one update is that update")
+        return _RunPlan(num_clients, per_round, cap, dp)
+
+    def _cohort(self, plan: _RunPlan, index: int) -> list[int]:
+        """Round ``index``'s participants: uniform without replacement, ``plan.per_round`` of them
+        (from a CSPRNG with DP: amplification by sampling needs an unpredictable sample)."""
+        if plan.dp is not None:
+            return sorted(sample_cohort(plan.num_clients, plan.dp.cohort, plan.dp.source).tolist())
+        if plan.per_round == plan.num_clients:
+            return list(range(plan.num_clients))
+        return sorted(self._rng(0, index).choice(plan.num_clients, size=plan.per_round, replace=False).tolist())
+
+    def _simulated_drops(self, plan: _RunPlan, index: int, participants: list[int]) -> dict[str, list[int]]:
+        """In-process only: which participants vanish, each before a random protocol round."""
+        count = tolerated_dropouts(self.dropout, len(participants)) if plan.dp is not None else \
+            round(self.dropout * len(participants))
+        drop_rng = self._rng(2, index)
+        vanishing = drop_rng.choice(participants, size=count, replace=False).tolist() if count else []
+        drop: dict[str, list[int]] = {name: [] for name in DROP_ROUNDS}
+        for client in vanishing:
+            drop[DROP_ROUNDS[int(drop_rng.integers(len(DROP_ROUNDS)))]].append(int(client))
+        return drop
+
+    def _signs(self, plan: _RunPlan, index: int) -> np.ndarray | None:
+        """The DP rotation's public random signs of round ``index`` (None without DP or rotation)."""
+        if plan.dp is None or not self.dp.rotation:
+            return None
+        return plan.dp.mechanism.signs(self._signs_seed(index))
+
+    def _signs_seed(self, index: int) -> bytes:
+        return self._rng(4, index).bytes(32)
+
+    def _encoder_options(self, plan: _RunPlan) -> tuple[int, float, float]:
+        """(dimension, max_weight, clip) of what a client hands the aggregator in this run."""
+        if plan.dp is None:
+            return self.server.vector.size, plan.cap, self.clip
+        return plan.dp.mechanism.padded, 1.0, float(plan.dp.value_bound)
+
+    def _open_round(self, plan: _RunPlan, index: int, participants: list[int]):
+        dimension, max_weight, clip = self._encoder_options(plan)
+        return self.aggregator.open_round(participants, dimension, max_weight=max_weight, clip=clip,
+                                          rng=self._rng(3, index),
+                                          min_contributions=plan.dp.mechanism.min_shares if plan.dp else 1)
+
+    def _rounding_rng(self, index: int, client: int) -> np.random.Generator:
+        """The stochastic rounding of ``client``'s contribution in round ``index`` (seeded runs
+        round the same way in every runtime)."""
+        return self._rng(3, index, client)
+
+    def _contribution(self, plan: _RunPlan, index: int, client: int, model: ModelAdapter,
+                      template: list[np.ndarray], global_vector: np.ndarray,
+                      dataset: tuple[np.ndarray, np.ndarray], signs: np.ndarray | None) -> tuple[np.ndarray, float]:
+        """Client side: what ``client`` hands the aggregator in round ``index``, ``(w * u, w)``
+        (with DP: its rounded, noised integers and weight 1)."""
+        if plan.dp is not None:
+            noisy = self._dp_contribution(plan.dp, signs, model, template, global_vector, dataset, index, client)
+            return noisy.astype(np.float64), 1.0
+        weight = float(min(dataset[0].shape[0], plan.cap))
+        update = self._local_update(model, template, global_vector, dataset, self._rng(1, index, client), client)
+        return weight * update, weight
+
+    def _finish_round(self, plan: _RunPlan, index: int, participants: Sequence[int], result: AggregateResult,
+                      signs: np.ndarray | None, eval_data: tuple[np.ndarray, np.ndarray] | None,
+                      started: float, *, refused: Mapping[int, str] | None = None,
+                      misbehaving: Mapping[int, str] | None = None) -> RoundRecord:
+        """Server side: decode (DP), move the global model, evaluate; the round's record."""
+        epsilon = None
+        if plan.dp is not None:
+            result = self._dp_decode(plan.dp, result, signs)
+            epsilon = plan.dp.mechanism.epsilon(index + 1)
+        applied = self.server.apply(result)
+        metrics: dict[str, float] = {}
+        if eval_data is not None:
+            self.model.set_weights(self.server.weights)
+            metrics = {k: float(v) for k, v in self.model.evaluate(*eval_data).items()}
+        return RoundRecord(index, tuple(participants), result.included, result.dropped, result.total_weight,
+                           metrics, dict(result.bytes_sent), time.perf_counter() - started, result.seconds,
+                           result.aborted, result.error_bound / result.total_weight if result.total_weight else 0.0,
+                           epsilon, applied=applied, refused=dict(refused or {}), misbehaving=dict(misbehaving or {}))
 
     # ------------------------------------------------------------------ differential privacy
     def _dp_setup(self, sizes: np.ndarray, per_round: int) -> _DPRun:
@@ -442,6 +570,17 @@ class FedAvg:
             raise ParameterError(f"client {client}'s update contains NaN or infinity (local training diverged: "
                                  "lower learning_rate)")
         return np.clip(update, -self.clip, self.clip) if clip else update
+
+
+@dataclass(frozen=True)
+class _RunPlan:
+    """What the rounds of one run share: the number of clients, clients per round, the public cap
+    on a client's weight, and the DP set-up (None without DP)."""
+
+    num_clients: int
+    per_round: int
+    cap: float
+    dp: _DPRun | None
 
 
 @dataclass(frozen=True)

@@ -131,9 +131,14 @@ class ClientSession:
         rng: RandomSource | None = None,
         identity: IdentityKey | None = None,
         verify_keys: Mapping[int, bytes] | None = None,
+        min_survivors: int = 1,
     ) -> None:
         if not isinstance(config, SecAggConfig):
             raise ParameterError("config must be a SecAggConfig")
+        if isinstance(min_survivors, bool) or not isinstance(min_survivors, (int, np.integer)) \
+                or not 1 <= min_survivors <= config.num_clients:
+            raise ParameterError(f"min_survivors must be in 1..{config.num_clients}, got {min_survivors!r}")
+        self.min_survivors = int(min_survivors)
         if isinstance(client_id, bool) or not isinstance(client_id, (int, np.integer)) \
                 or not 0 <= client_id < config.num_clients:
             raise ParameterError(f"client_id must be in 0..{config.num_clients - 1}, got {client_id!r}")
@@ -243,6 +248,11 @@ class ClientSession:
             raise _violation(f"survivor list names unknown client {int(survivors[-1])}")
         if not np.any(survivors == self.client_id):
             raise _violation("survivor list does not contain this client, which sent its masked input")
+        if survivors.size < self.min_survivors:
+            # a local policy (e.g. DP: the sum must carry at least min_shares noise shares), not a
+            # protocol parameter: the server cannot lower it
+            raise _violation(f"survivor list has {survivors.size} clients; this client helps unmask no sum of "
+                             f"fewer than {self.min_survivors} inputs")
         partners = np.union1d(self._holders, self._owners)  # type: ignore[arg-type]
         named = survivors[np.isin(survivors, partners)]
         live = np.union1d(self._live_holders, self._mask_owners)  # type: ignore[arg-type]

@@ -24,7 +24,8 @@ from secagg.errors import MalformedMessage
 __all__ = ["Kind", "Envelope", "decode_envelope", "MAGIC", "VERSION", "MAX_HEADER_BYTES"]
 
 MAGIC = b"SGNT"
-VERSION = 1
+# 2: SESSION announces the session's cohort; HEARTBEAT (both ways) replaces trust in HTTP/2 keepalive
+VERSION = 2
 MAX_HEADER_BYTES = 64 * 1024
 _PREFIX = struct.Struct("<4sBBI")
 
@@ -38,6 +39,7 @@ class Kind(IntEnum):
     FINISHED = 6  # coordinator -> client: the job is over, nothing more will come
     DECLINE = 7  # client -> coordinator: {"reason": text}; this client sits the announced session out
     REFUSE = 8  # client -> coordinator: {"error": type name, "message": text}; it refuses the session and leaves
+    HEARTBEAT = 9  # both ways, every "interval" seconds: {"interval": s} (coordinator) or {} (client)
 
 
 def _reject_constant(name: str) -> float:

@@ -234,6 +234,9 @@ class ClientTask(Protocol):
     def contributed(self, header: dict) -> None:
         """This client's input has gone out in the session announced by ``header``."""
 
+    # Optional: ``min_sum``, the fewest inputs of a sum this client's input may go into (e.g.
+    # DP's min_shares); enforced by the client's protocol session, whatever the coordinator says.
+
     def session_ended(self, header: dict) -> None:
         """The coordinator closed the session (header: included, aborted, final)."""
 
@@ -241,6 +244,8 @@ class ClientTask(Protocol):
 # ----------------------------------------------------------------------------- coordinator
 
 MAX_IN_FLIGHT = 8  # unprocessed messages one client may have queued before it is cut off
+HEARTBEATS_MISSED = 3  # a peer silent for this many heartbeat intervals is gone
+DEFAULT_HEARTBEAT = 5.0  # seconds; a client assumes it until the coordinator announces its own
 #: Named points of a session where fault injection may stop the coordinator
 #: (``python -m secagg.transport.faults --kill-coordinator-at POINT``): the SESSION envelopes went
 #: out; a round closed (the next round's messages not yet delivered: ``masked_input_closed`` means
@@ -265,6 +270,8 @@ class _Peer:
         self.expelled = False  # whatever it still sends is ignored
         self.in_flight = 0  # messages queued for the driver and not yet handled
         self.lock = threading.Lock()
+        self.last_seen = time.monotonic()  # anything from it, heartbeats included
+        self.silent = False  # cut off for missing heartbeats
 
     def _put(self, item) -> None:
         try:
@@ -292,6 +299,7 @@ class _Run:
     members: set[int] = field(default_factory=set)  # clients that received the SESSION envelope
     gone: set[int] = field(default_factory=set)  # members whose stream ended or who were expelled
     expelled: set[int] = field(default_factory=set)
+    silent: set[int] = field(default_factory=set)  # cut off for missing heartbeats (frozen, or a dead path)
     declined: set[int] = field(default_factory=set)  # connected, but sitting this session out
     refused: dict[int, str] = field(default_factory=dict)  # clients that refused the session, and why
     advertised: set[int] = field(default_factory=set)  # clients whose keys the server accepted
@@ -310,7 +318,9 @@ class Coordinator:
     sent their keys, without waiting out the join window for the rest (never fewer than t + 1:
     each client needs t others; on the Paillier path never fewer than ``min_contributors``); None
     waits for all n. ``mapper`` (a process pool's ``map``) spreads the coordinator's checks of the
-    Paillier decryption proofs over its cores.
+    Paillier decryption proofs over its cores. ``heartbeat``: seconds between HEARTBEATs both ways; a
+    client silent for three of them (a frozen process, a dead path) is dropped, and it drops a
+    coordinator silent as long.
     """
 
     #: Fault injection only: called as ``hook(point, session_index)`` at each of :data:`CHECKPOINTS`
@@ -321,10 +331,18 @@ class Coordinator:
                  tls: TLSConfig, deadlines: Deadlines = Deadlines(), max_message_bytes: int | None = None,
                  roster: Mapping[str, int] | None = None, linger: float = 2.0,
                  verify_keys: Mapping[int, bytes] | None = None, join_grace: float = 1.0,
-                 join_quorum: int | None = None, mapper: Callable | None = None) -> None:
+                 join_quorum: int | None = None, mapper: Callable | None = None,
+                 heartbeat: float = DEFAULT_HEARTBEAT) -> None:
         grpc = _grpc()
         if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 2:
             raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
+        if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or not 0.5 <= heartbeat <= 600:
+            raise ParameterError(f"heartbeat must be in [0.5, 600] seconds, got {heartbeat!r}")
+        # Both sides send a HEARTBEAT every `heartbeat` seconds; a peer silent for HEARTBEATS_MISSED
+        # of them is gone (a frozen process keeps its TCP connection, and HTTP/2 keepalive did not
+        # reliably notice it: benchmarks/bench_frozen_client.py).
+        self.heartbeat = float(heartbeat)
+        self.silence_limit = HEARTBEATS_MISSED * self.heartbeat
         self.task, self.num_clients, self.tls, self.deadlines = task, num_clients, tls, deadlines
         self.linger = float(linger)
         self._past_session_ids: set[bytes] = set()  # sessions that have ended (their late messages are dropped)
@@ -358,6 +376,9 @@ class Coordinator:
         self._pending = 0  # touched on the event loop only
         self._pending_by_identity: dict[int, int] = {}  # mutual TLS: unidentified streams per certificate
         self.security_events: dict[str, int] = {}  # refused identities, duplicates, hello timeouts, pressure
+        # clients that refused a session and have not reconnected since: a later session does not
+        # hold its join window open for them (they refuse what this coordinator announces)
+        self._refusers: set[int] = set()
         self._loop, self._loop_thread = _start_event_loop()
         credentials = None if tls.insecure else tls.server_credentials()
         try:
@@ -472,11 +493,13 @@ class Coordinator:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"no hello within {self.hello_timeout:g} s")
         client = await self._identify(first, context, certified)
         peer = _Peer(client, self._loop)
+        peer.send(Envelope(Kind.HEARTBEAT, {"interval": self.heartbeat}))  # first: the client adopts the interval
         with self._lock:
             current = self._peers.get(client)
             duplicate = current is not None and not current.closed.is_set()
             if not duplicate:
                 self._peers[client] = peer
+                self._refusers.discard(client)
                 if self._finished:
                     peer.send(Envelope(Kind.FINISHED))
                     peer.close()
@@ -487,6 +510,7 @@ class Coordinator:
                     peer.session = self._run.index
                     self._run.members.add(client)
                     self._run.gone.discard(client)
+                    self._run.silent.discard(client)
                     self._run.declined.discard(client)
                     self._run.last_activity = time.monotonic()
                     peer.send(self._run.session_envelope)
@@ -512,6 +536,9 @@ class Coordinator:
             async for raw in request_iterator:
                 if peer.expelled or peer.closed.is_set():
                     break
+                peer.last_seen = time.monotonic()
+                if _is_heartbeat(raw):
+                    continue  # liveness only: never queued for the driver
                 with peer.lock:
                     peer.in_flight += 1
                     flooding = peer.in_flight > MAX_IN_FLIGHT
@@ -540,8 +567,11 @@ class Coordinator:
 
     def serve(self, on_started: Callable[[int], None] | None = None) -> None:
         """Run every session of the task, then tell connected clients the job is finished."""
+        import asyncio
+
         warm_up()  # galois' JIT before the first deadline starts, not inside a round
         self._call(self._server.start())
+        pulse = asyncio.run_coroutine_threadsafe(self._heartbeats(), self._loop)
         log.info("coordinator listening on port %d (%s)", self.port,
                  "INSECURE, no TLS" if self.tls.insecure else "mutual TLS" if self.tls.mutual else "TLS")
         if on_started is not None:
@@ -562,10 +592,32 @@ class Coordinator:
             while time.monotonic() < deadline and not self._stopping.is_set():
                 time.sleep(0.05)
         finally:
+            pulse.cancel()
             try:
                 self._call(self._server.stop(grace=1.0), timeout=10)
             finally:
                 self._stop_loop()
+
+    async def _heartbeats(self) -> None:
+        """On the event loop: a HEARTBEAT to every client each interval, and the stream of a client
+        silent for too long closed (the driver then sees it gone: a dropout, not a deadline)."""
+        import asyncio
+
+        beat = Envelope(Kind.HEARTBEAT, {"interval": self.heartbeat})
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            now = time.monotonic()
+            with self._lock:
+                peers = [p for p in self._peers.values() if not p.closed.is_set()]
+            for peer in peers:
+                silent = now - peer.last_seen
+                if silent > self.silence_limit:
+                    log.warning("client %d silent for %.1f s (no heartbeat): its stream is closed, it counts as "
+                                "gone", peer.client_id, silent)
+                    peer.silent = True
+                    self._gone(peer)
+                else:
+                    peer.send(beat)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -595,6 +647,10 @@ class Coordinator:
         answered = server.expected_clients - server.pending_clients
         return (len(answered) >= server.threshold and connected <= answered
                 and now - run.last_activity >= self.join_grace)
+
+    def _absent_refusers(self) -> set[int]:
+        with self._lock:
+            return {c for c in self._refusers if c not in self._peers or self._peers[c].closed.is_set()}
 
     def _checkpoint(self, point: str, index: int) -> None:
         hook = type(self).checkpoint_hook
@@ -664,8 +720,11 @@ class Coordinator:
                 reason = None
                 if now >= deadline:
                     reason = "its deadline"
-                elif server.pending_clients <= (run.expelled | run.declined if joining else run.gone | run.declined):
+                elif server.pending_clients <= (run.expelled | run.silent | run.declined if joining
+                                                else run.gone | run.declined):
                     reason = "disconnects of every pending client"
+                elif joining and server.pending_clients <= (run.expelled | run.declined | self._absent_refusers()):
+                    reason = "refusals of every pending client (they left after refusing an earlier session)"
                 elif joining and self._quorum_reached(server):
                     reason = f"the join quorum of {self.join_quorum} clients"
                 elif joining and run.index > 0 and self._quorum_settled(run, server, now):
@@ -690,6 +749,8 @@ class Coordinator:
                     # a stale event from a stream the client has since replaced says nothing
                     if tagged == run.index and (current is None or current is peer or current.session != run.index):
                         run.gone.add(peer.client_id)
+                        if peer.silent:  # frozen: the join window need not wait for it to come back
+                            run.silent.add(peer.client_id)
                     continue
                 with peer.lock:
                     peer.in_flight -= 1
@@ -710,6 +771,8 @@ class Coordinator:
                         log.warning("client %d refuses session %d: %s", peer.client_id, run.index, reason)
                         run.refused[peer.client_id] = reason
                         run.declined.add(peer.client_id)
+                        with self._lock:
+                            self._refusers.add(peer.client_id)
                         with self._lock:
                             peer.session = None
                         continue
@@ -930,10 +993,11 @@ class NetworkClient:
                     return
                 yield item
 
-        responses = call(outgoing())  # no deadline: the stream lives across sessions; keepalive pings
+        responses = call(outgoing())  # no deadline: the stream lives across sessions; heartbeats
         session = None
         announced: dict = {}
         contributed = False
+        pulse = _ClientPulse(self, requests, responses)
         try:
             for raw in responses:
                 self._last_contact = time.monotonic()
@@ -941,6 +1005,9 @@ class NetworkClient:
                     envelope = decode_envelope(raw)
                 except MalformedMessage as exc:
                     raise ProtocolViolation(f"coordinator sent a malformed envelope: {exc}", party="server") from None
+                if envelope.kind is Kind.HEARTBEAT:
+                    pulse.adopt(envelope.header)
+                    continue
                 if envelope.kind is Kind.SESSION:
                     cohort, place = session_cohort(envelope.header, self.client_id, self.policy.num_clients)
                     spec = client_spec(envelope.header, verify_keys=self.verify_keys, paillier=self.paillier,
@@ -961,7 +1028,8 @@ class NetworkClient:
                                                              "earlier sum"}).encode())
                         continue
                     session = client_run(spec, place if isinstance(spec, MaskingSpec) else self.client_id,
-                                         session_id, prepared, identity=self.identity, paillier=self.paillier)
+                                         session_id, prepared, identity=self.identity, paillier=self.paillier,
+                                         min_sum=int(getattr(self.task, "min_sum", 1)))
                     first = session.start()
                     if first is not None:
                         requests.put(Envelope(Kind.PROTOCOL, blob=first).encode())
@@ -994,6 +1062,8 @@ class NetworkClient:
                     return "next"
                 else:
                     raise ProtocolViolation(f"unexpected {envelope.kind.name} from the coordinator", party="server")
+            if pulse.silent:
+                raise _stream_ended("the coordinator went silent (no heartbeat)")
             raise _stream_ended()
         except ProtocolViolation as exc:
             # refusing the coordinator's message: say why before leaving (the coordinator logs it
@@ -1013,8 +1083,60 @@ class NetworkClient:
                 timer.cancel()
             raise
         finally:
+            pulse.stop()
             requests.put(None)
             responses.cancel()
+
+
+class _ClientPulse:
+    """A client stream's heartbeat: once the coordinator has said its interval, a HEARTBEAT to it
+    every interval, and the stream cancelled (a transient failure: reconnect) when the coordinator
+    has been silent for HEARTBEATS_MISSED intervals."""
+
+    def __init__(self, client: NetworkClient, requests: queue.Queue, responses) -> None:
+        self.client, self.requests, self.responses = client, requests, responses
+        self.interval = DEFAULT_HEARTBEAT  # until the coordinator says its own (its first message)
+        self.adopted = False
+        self.silent = False
+        self.started = time.monotonic()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="secagg-heartbeat")
+        self._thread.start()
+
+    def adopt(self, header: Mapping) -> None:
+        interval = header.get("interval")
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0.5 <= interval <= 600:
+            raise ProtocolViolation(f"coordinator announced a heartbeat interval of {interval!r} s", party="server")
+        self.interval, self.adopted = float(interval), True
+
+    def _run(self) -> None:
+        beat = Envelope(Kind.HEARTBEAT).encode()
+        last_beat = 0.0
+        while not self._stopped.wait(min(0.25, self.interval / 4)):
+            now = time.monotonic()
+            if self.adopted and now - last_beat >= self.interval:
+                self.requests.put(beat)
+                last_beat = now
+            silent = now - max(self.client._last_contact, self.started)
+            if silent > HEARTBEATS_MISSED * self.interval:
+                log.warning("client %d: the coordinator has been silent for %.1f s: reconnecting",
+                            self.client.client_id, silent)
+                self.silent = True
+                self.responses.cancel()
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def _is_heartbeat(raw: bytes) -> bool:
+    """A well-formed HEARTBEAT envelope (small; anything else goes to the driver and is judged there)."""
+    if len(raw) > 256 or raw[:4] != b"SGNT" or len(raw) < 6 or raw[5] != Kind.HEARTBEAT:
+        return False
+    try:
+        return decode_envelope(raw).kind is Kind.HEARTBEAT
+    except MalformedMessage:
+        return False
 
 
 def _start_event_loop():
@@ -1048,7 +1170,7 @@ def _session_id(text: str) -> bytes:
     return session_id
 
 
-def _stream_ended():
+def _stream_ended(why: str = "the coordinator closed the stream"):
     """A stream that ended without a session end: treat like an unavailable coordinator."""
     grpc = _grpc()
 
@@ -1057,6 +1179,6 @@ def _stream_ended():
             return grpc.StatusCode.UNAVAILABLE
 
         def details(self):
-            return "the coordinator closed the stream"
+            return why
 
     return _Ended()

@@ -148,11 +148,16 @@ class _MaskingServerRun:
 
 
 class _MaskingClientRun:
-    def __init__(self, spec: MaskingSpec, client_id: int, session_id: bytes, vector, identity) -> None:
+    def __init__(self, spec: MaskingSpec, client_id: int, session_id: bytes, vector, identity,
+                 min_survivors: int = 1) -> None:
         config = spec.config
+        if min_survivors > config.num_clients:
+            raise ProtocolViolation(f"coordinator announced a session of {config.num_clients} clients; this client "
+                                    f"contributes to no sum of fewer than {min_survivors}", party="server")
         self.session = ClientSession(config, client_id, session_id, vector,
                                      identity=identity if config.malicious else None,
-                                     verify_keys=spec.verify_keys if config.malicious else None)
+                                     verify_keys=spec.verify_keys if config.malicious else None,
+                                     min_survivors=min_survivors)
 
     def start(self) -> bytes | None:
         return self.session.start()
@@ -486,9 +491,12 @@ def client_spec(header: dict, *, verify_keys=None, paillier=None, blob: bytes = 
     raise ProtocolViolation(f"coordinator runs an unknown protocol {protocol!r}", party="server")
 
 
-def client_run(spec, client_id: int, session_id: bytes, prepared, *, identity=None, paillier=None):
-    """The client side of ``spec``'s session for the input the task ``prepared``."""
+def client_run(spec, client_id: int, session_id: bytes, prepared, *, identity=None, paillier=None,
+               min_sum: int = 1):
+    """The client side of ``spec``'s session for the input the task ``prepared``. ``min_sum``: the
+    fewest inputs of a sum this client helps produce (a masking client reveals no shares for a
+    shorter survivor list; a bank decrypts no aggregate of fewer contributions)."""
     if isinstance(spec, MaskingSpec):
-        return _MaskingClientRun(spec, client_id, session_id, prepared, identity)
+        return _MaskingClientRun(spec, client_id, session_id, prepared, identity, min_sum)
     _, share, floor = paillier
-    return _PaillierClientRun(spec, share, session_id, prepared, identity, floor)
+    return _PaillierClientRun(spec, share, session_id, prepared, identity, max(floor, min_sum))

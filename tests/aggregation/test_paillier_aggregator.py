@@ -58,11 +58,11 @@ def test_bad_contributions_are_refused_and_named(aggregator):
 
     rng = np.random.default_rng(1)
     round_ = aggregator.open_round(list(range(5)), 10, max_weight=50, clip=1.0, rng=rng)
-    good = round_.encrypt(0, np.zeros(10), 1)
+    good = round_.encrypt(0, np.zeros(10), 1, rng)
     message = decode_paillier_message(good.message)
     other = make_aggregator("paillier", key_bits=512, threshold=2)
     other.setup(3)
-    foreign = other.open_round([0, 1], 10, max_weight=50, clip=1.0, rng=rng).encrypt(0, np.zeros(10), 1)
+    foreign = other.open_round([0, 1], 10, max_weight=50, clip=1.0, rng=rng).encrypt(0, np.zeros(10), 1, rng)
     tampered = dataclasses.replace(message, ciphertexts=(message.ciphertexts[0] + 1,) + message.ciphertexts[1:])
     longer = dataclasses.replace(message, ciphertexts=message.ciphertexts + message.ciphertexts)
     for bad, match in [(EncryptedUpdate(0, foreign.message), "not its message for this session"),
@@ -130,9 +130,9 @@ def test_a_bank_packing_outside_its_slots_loses_the_round_not_the_job(aggregator
     beyond = 1 << (8 * round_.scheme.slots * round_.scheme.slot_bytes)
     assert beyond < aggregator.public_key.n
 
-    def corrupt_bank_0(client_id, weighted_update, weight):
+    def corrupt_bank_0(client_id, weighted_update, weight, rng):
         if client_id != 0:
-            return honest(client_id, weighted_update, weight)
+            return honest(client_id, weighted_update, weight, rng)
         bank = aggregator.banks[0]
         request = bank.read_request(round_._requests[0])
         return EncryptedUpdate(0, bank.contribute(request, [beyond] * round_.ciphertext_count,

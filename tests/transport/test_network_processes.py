@@ -114,7 +114,7 @@ def test_coordinator_killed_at_a_named_point_and_restarted_resumes_from_disk(tmp
     first = spawn("-m", "secagg.transport.faults", "--kill-coordinator-at", point, "--session", "1", "--", *serve,
                   log=logs("coordinator-1"))
     join = ["-m", "secagg", "join", "--task", "demo", "--coordinator", f"127.0.0.1:{port}", "--insecure",
-            "--banks", str(n), "--samples", "800", "--give-up-after", "40"]
+            "--banks", str(n), "--samples", "800", "--rounds", str(rounds), "--give-up-after", "40"]
     clients = [spawn(*join, "--id", str(i), log=logs(f"client{i}")) for i in range(n)]
     assert wait_all([first]) == [-signal.SIGKILL]  # killed itself at the checkpoint, nothing saved after
     state_file = state / "fedavg_state.json"

@@ -88,7 +88,7 @@ def test_fedavg_runs_over_paillier_bank_processes(material, tmp_path, logs):
     coordinator = spawn(*_serve(material, port, tmp_path / "unused", "--task", "demo", "--rounds", "2",
                                 "--samples", "600", "--state-dir", str(state)), log=logs("coordinator"))
     banks = [spawn("-m", "secagg", *_join(material, port, i), "--task", "demo", "--banks", str(BANKS),
-                   "--samples", "600", log=logs(f"bank{i}")) for i in range(BANKS)]
+                   "--samples", "600", "--rounds", "2", log=logs(f"bank{i}")) for i in range(BANKS)]
     codes = wait_all([coordinator, *banks])
     assert codes == [0] * (BANKS + 1)
     history = json.loads((state / "fedavg_state.json").read_text())["history"]
