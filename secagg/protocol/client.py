@@ -215,9 +215,9 @@ class ClientSession:
             exc.party = _SERVER
             raise
         self._check_addressing(message)
-        if isinstance(message, AbortNotice):
-            if self.state in (ClientState.DONE, ClientState.ABORTED):
-                raise _violation(f"abort notice in state {self.state.value}")
+        if isinstance(message, AbortNotice):  # also after the unmasking answer: the sum may still fail
+            if self.state is ClientState.ABORTED:
+                raise _violation("abort notice for a session this client already left")
             self.state = ClientState.ABORTED
             self.abort_reason = message.reason
             raise AbortError(f"server aborted the session: {message.reason}")
