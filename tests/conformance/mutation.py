@@ -305,3 +305,55 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ------------------------------------------------------------------------------ completeness
+
+PROTOCOL_FILES = ("client.py", "server.py", "messages.py", "derivation.py", "graph.py")
+
+
+def _edit_lines(mutant: Mutant) -> list[tuple[Path, int, int]]:
+    """(file, first line, last line) of every fragment a mutant edits."""
+    spans = []
+    for edit in mutant.edits:
+        _, owner, name = _resolve(edit.target)
+        function = inspect.getattr_static(owner, name)
+        function = getattr(function, "__func__", function)
+        lines, start = inspect.getsourcelines(function)
+        offset = "".join(lines).index(edit.find)
+        first = start + "".join(lines)[:offset].count("\n")
+        spans.append((Path(inspect.getsourcefile(function)).resolve(), first, first + edit.find.count("\n")))
+    return spans
+
+
+def raise_sites() -> list[dict]:
+    """Every ``raise`` in secagg/protocol/, with the statement that guards it (its innermost
+    enclosing if or try) and the mutants whose edits touch that guard (or the two lines above it,
+    where the guard's condition is computed)."""
+    import ast
+
+    spans = [(m.id, *span) for m in MUTANTS for span in _edit_lines(m)]
+    sites = []
+    for name in PROTOCOL_FILES:
+        path = (ROOT / "secagg" / "protocol" / name).resolve()
+        source = path.read_text()
+        tree = ast.parse(source)
+
+        def visit(node, function, guard):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    visit(child, child.name, None)
+                elif isinstance(child, (ast.If, ast.Try)):
+                    visit(child, function, child)
+                elif isinstance(child, ast.Raise):
+                    low = (guard.lineno if guard is not None else child.lineno) - 2
+                    high = child.end_lineno
+                    mutants = sorted({i for i, f, a, b in spans if f == path and a <= high and b >= low})
+                    sites.append({"file": name, "function": function, "line": child.lineno,
+                                  "text": " ".join(ast.get_source_segment(source, child).split())[:72],
+                                  "mutants": mutants})
+                else:
+                    visit(child, function, guard)
+
+        visit(tree, None, None)
+    return sites
