@@ -86,6 +86,13 @@ def test_every_raise_in_the_protocol_is_mutated_or_excluded_with_a_reason():
     assert not stale, f"exclusions that match no raise: {stale}"
 
 
+def test_tests_reach_the_implementation_only_through_the_adapter():
+    # so that another implementation is judged by the same tests, not by secagg's codec
+    for path in sorted((ROOT / "tests" / "conformance").glob("test_*.py")):
+        text = path.read_text()
+        assert not re.search(r"^\s*(from|import) secagg\b", text, re.M), f"{path.name} imports secagg"
+
+
 def test_every_mutant_applies_to_the_current_code():
     from tests.conformance.mutation import _by_target, mutated_function
 
