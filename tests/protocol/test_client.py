@@ -324,6 +324,7 @@ def test_abort_notice_moves_to_aborted_and_raises():
     with pytest.raises(AbortError, match="deadline"):
         h.clients[0].handle(AbortNotice(SESSION, 0, "deadline missed").encode())
     assert h.clients[0].state is ClientState.ABORTED and h.clients[0].abort_reason == "deadline missed"
+    assert h.clients[0]._input is None and h.clients[0]._mask_key is None  # its secrets are gone
     refused(h.clients[0], AbortNotice(SESSION, 0, "again").encode(), match="already left")
     refused(h.clients[0], h.inbox[0])  # the round's message it was waiting for: the session is over
 
