@@ -719,8 +719,9 @@ def _sign_survivors(rec: Recorded, signers, survivors) -> tuple:
 
 
 def _client_cases(recs: dict[str, Recorded]) -> list[dict]:
-    HON, SD, DER = recs["complete-drop-masked-input"], recs["complete-drop-share-keys"], recs["complete-drops-every-round"]
-    MAL, SP, MSP = recs["malicious-drops-every-round"], recs["secagg-plus-odd-k5-pruning"], recs["malicious-secagg-plus"]
+    HON, SD = recs["complete-drop-masked-input"], recs["complete-drop-share-keys"]
+    DER, MAL = recs["complete-drops-every-round"], recs["malicious-drops-every-round"]
+    SP, MSP = recs["secagg-plus-odd-k5-pruning"], recs["malicious-secagg-plus"]
     cases: list[dict] = []
 
     def case(rule, why, rec, u, round_name, at, data, expect="violation"):
@@ -799,7 +800,8 @@ def _client_cases(recs: dict[str, Recorded]) -> list[dict]:
     case("C11", "one cipher key for clients 3 and 4", HON, 0, "share_keys", "before",
          _directory(_replace_entry(d0, 3, cipher_public_key=entries0[4].cipher_public_key), d0))
     case("C11", "client 3's mask key: client 4's cipher key in its other encoding (u -> 1/u)", HON, 0, "share_keys",
-         "before", _directory(_replace_entry(d0, 3, mask_public_key=_other_encoding(entries0[4].cipher_public_key)), d0))
+         "before",
+         _directory(_replace_entry(d0, 3, mask_public_key=_other_encoding(entries0[4].cipher_public_key)), d0))
     case("C11", "client 3's mask key: the client's own cipher key", HON, 0, "share_keys", "before",
          _directory(_replace_entry(d0, 3, mask_public_key=entries0[0].cipher_public_key), d0))
     case("C12", "client 4's cipher key: u = 0 (low order)", HON, 0, "share_keys", "before",
@@ -1012,7 +1014,8 @@ def _server_cases(recs: dict[str, Recorded]) -> list[dict]:
     sp_sender = min(SP.sent("advertise_keys"))
     own = msg.decode_message(SP.sent("advertise_keys")[sp_sender]).holders.tolist()
     spare = next(v for v in range(SP.n) if v != sp_sender and v not in own)
-    case("S10", "K + 1 holders", SP, "advertise_keys", 0, sp_sender, advert(sp_sender, SP, holders=sorted(own + [spare])))
+    case("S10", "K + 1 holders", SP, "advertise_keys", 0, sp_sender,
+         advert(sp_sender, SP, holders=sorted(own + [spare])))
     case("S10", "no holders in SecAgg+", SP, "advertise_keys", 0, sp_sender, advert(sp_sender, SP, holders=[]))
     case("S11", "a holder id n + 1", SP, "advertise_keys", 0, sp_sender,
          advert(sp_sender, SP, holders=sorted(own[:-1] + [SP.n + 1])))

@@ -174,7 +174,7 @@ def replay_client(impl, transcript: Transcript, u: int) -> None:
     client = transcript.new_client(impl, u)
     entries = transcript.per_client()[u]
     pending = None
-    for i, entry in enumerate(entries):
+    for entry in entries:
         data = bytes.fromhex(entry["message"])
         if entry.get("abort_notice"):
             try:
@@ -215,6 +215,7 @@ def advance(impl, transcript: Transcript, u: int, round_name: str, at: str):
         else:
             reply = client.start() if e["round"] == "advertise_keys" else client.handle(pending)
             assert "tampered" in e or reply == data, f"client {u}, round {e['round']}"
-        if at == "after" and e["round"] == round_name and (i + 1 == len(entries) or entries[i + 1]["round"] != round_name):
+        last_of_round = i + 1 == len(entries) or entries[i + 1]["round"] != round_name
+        if at == "after" and e["round"] == round_name and last_of_round:
             return client, pending, None
     raise AssertionError(f"client {u} never reaches {round_name} ({at})")
