@@ -48,11 +48,13 @@ from secagg.transport.sessions import (
     PaillierSpec,
     SessionOutcome,
     announcement_digest,
+    check_cohort,
     client_run,
     client_spec,
     config_from_header,
     config_to_header,
     server_run,
+    session_cohort,
 )
 from secagg.transport.simulator import warm_up
 
@@ -180,12 +182,17 @@ class SessionPlan:
     spec: object
     header: dict = field(default_factory=dict)  # task parameters sent to clients (JSON-able)
     blob: bytes = b""  # e.g. the global model (float64) of a FedAvg round
+    # the clients the session is for (a FedAvg round's sample); None: every client. A masking
+    # session's config is for exactly this many clients, numbered by their order here.
+    cohort: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.spec, SecAggConfig):
             object.__setattr__(self, "spec", MaskingSpec(self.spec))
         if not isinstance(self.spec, (MaskingSpec, PaillierSpec)):
             raise ParameterError("a session plan needs a SecAggConfig, a MaskingSpec or a PaillierSpec")
+        if self.cohort is not None:
+            object.__setattr__(self, "cohort", check_cohort(self.cohort, max(self.cohort, default=0) + 1, self.spec))
 
     @property
     def config(self) -> SecAggConfig | None:
@@ -281,6 +288,7 @@ class _Run:
     server: object  # a session adapter of secagg.transport.sessions
     session_envelope: Envelope
     opening: dict[int, bytes] = field(default_factory=dict)  # first protocol messages (Paillier requests)
+    cohort: frozenset[int] = frozenset()  # the clients this session is for
     members: set[int] = field(default_factory=set)  # clients that received the SESSION envelope
     gone: set[int] = field(default_factory=set)  # members whose stream ended or who were expelled
     expelled: set[int] = field(default_factory=set)
@@ -472,7 +480,8 @@ class Coordinator:
                 if self._finished:
                     peer.send(Envelope(Kind.FINISHED))
                     peer.close()
-                elif self._accepting and self._run is not None and client not in self._run.advertised:
+                elif self._accepting and self._run is not None and client not in self._run.advertised \
+                        and client in self._run.cohort:
                     # (a client whose first message was already accepted and that reconnects has lost
                     # its session state: it sits this session out instead of answering twice)
                     peer.session = self._run.index
@@ -609,17 +618,19 @@ class Coordinator:
         spec = plan.spec
         if isinstance(spec, MaskingSpec) and spec.verify_keys is None and spec.config.malicious:
             spec = MaskingSpec(spec.config, self.verify_keys)
-        header = {**plan.header, **spec.header(), "session_id": session_id.hex(),
+        cohort = check_cohort(range(self.num_clients) if plan.cohort is None else plan.cohort, self.num_clients,
+                              spec)
+        header = {**plan.header, **spec.header(), "session_id": session_id.hex(), "cohort": list(cohort),
                   "deadlines": dict(self.deadlines.__dict__)}
         announcement = Envelope(Kind.SESSION, header, plan.blob)
         if isinstance(spec, PaillierSpec):  # every bank signs over the announcement as it will read it
             sent = decode_envelope(announcement.encode())
             spec = replace(spec, meaning={"announcement": announcement_digest(sent.header, sent.blob)})
-        server = server_run(spec, session_id, self.num_clients, mapper=self.mapper)
+        server = server_run(spec, session_id, cohort, mapper=self.mapper)
         if self._current_session_id is not None:
             self._past_session_ids.add(self._current_session_id)
         self._current_session_id = session_id
-        run = _Run(self.sessions_run, plan, server, announcement, server.opening())
+        run = _Run(self.sessions_run, plan, server, announcement, server.opening(), frozenset(cohort))
         self.sessions_run += 1
         # Events from the previous session's streams are stale now.
         while True:
@@ -633,13 +644,14 @@ class Coordinator:
         with self._lock:
             self._run, self._accepting = run, True
             for peer in self._peers.values():
-                if not peer.closed.is_set():
+                if not peer.closed.is_set() and peer.client_id in run.cohort:
                     peer.session = run.index
                     run.members.add(peer.client_id)
                     peer.send(run.session_envelope)
                     if peer.client_id in run.opening:
                         peer.send(Envelope(Kind.PROTOCOL, blob=run.opening[peer.client_id]))
-        log.info("session %d started (%s, %s)", run.index, spec.name, session_id.hex())
+        log.info("session %d started (%s, %d of %d clients, %s)", run.index, spec.name, len(cohort),
+                 self.num_clients, session_id.hex())
         self._checkpoint("session_started", run.index)
         aborted: str | None = None
         deadline = time.monotonic() + self.deadlines.for_round(server.round)
@@ -782,14 +794,21 @@ class ClientPolicy:
     min_threshold: int | None = None
     min_neighbors: int | None = None
     require_malicious: bool = False  # refuse sessions without signatures and the consistency check
+    # the smallest session this client takes part in; None: every one of num_clients (no sampling)
+    min_cohort: int | None = None
+
+    def check_cohort(self, cohort: tuple[int, ...]) -> None:
+        """A sampled session is no smaller than this client agreed to (a sum over few clients
+        tells the coordinator more about each)."""
+        minimum = self.min_cohort if self.min_cohort is not None else self.num_clients
+        if minimum is not None and len(cohort) < minimum:
+            raise ProtocolViolation(f"coordinator announces a session of {len(cohort)} clients, this client agreed "
+                                    f"to sessions of at least {minimum}", party="server")
 
     def check(self, config: SecAggConfig) -> None:
         if self.require_malicious and not config.malicious:
             raise ProtocolViolation("coordinator asks for the honest-server mode, this client requires the "
                                     "malicious-server mode (signatures, consistency check)", party="server")
-        if self.num_clients is not None and config.num_clients != self.num_clients:
-            raise ProtocolViolation(f"coordinator asks for {config.num_clients} clients, this client agreed to "
-                                    f"{self.num_clients}", party="server")
         minimum = self.min_threshold if self.min_threshold is not None else config.holders_per_client // 2 + 1
         if config.threshold < minimum:
             raise ProtocolViolation(f"coordinator asks for threshold {config.threshold}, below the agreed "
@@ -836,7 +855,7 @@ class NetworkClient:
         self._last_contact = 0.0
         self._seen_sessions: set[bytes] = set()  # a session id is never taken twice (replays)
         if identity is not None and not policy.require_malicious:
-            self.policy = ClientPolicy(policy.num_clients, policy.min_threshold, policy.min_neighbors, True)
+            self.policy = replace(policy, require_malicious=True)
 
     def _channel(self):
         grpc = _grpc()
@@ -923,8 +942,10 @@ class NetworkClient:
                 except MalformedMessage as exc:
                     raise ProtocolViolation(f"coordinator sent a malformed envelope: {exc}", party="server") from None
                 if envelope.kind is Kind.SESSION:
+                    cohort, place = session_cohort(envelope.header, self.client_id, self.policy.num_clients)
                     spec = client_spec(envelope.header, verify_keys=self.verify_keys, paillier=self.paillier,
-                                       blob=envelope.blob)
+                                       blob=envelope.blob, cohort=cohort)
+                    self.policy.check_cohort(cohort)
                     if isinstance(spec, MaskingSpec):
                         self.policy.check(spec.config)
                     session_id = _session_id(field_of(envelope.header, "session_id", str))
@@ -939,8 +960,8 @@ class NetworkClient:
                         requests.put(Envelope(Kind.DECLINE, {"reason": "this client's input is already in an "
                                                              "earlier sum"}).encode())
                         continue
-                    session = client_run(spec, self.client_id, session_id, prepared, identity=self.identity,
-                                         paillier=self.paillier)
+                    session = client_run(spec, place if isinstance(spec, MaskingSpec) else self.client_id,
+                                         session_id, prepared, identity=self.identity, paillier=self.paillier)
                     first = session.start()
                     if first is not None:
                         requests.put(Envelope(Kind.PROTOCOL, blob=first).encode())

@@ -26,7 +26,8 @@ from secagg.protocol.server import ServerSession, ServerState
 from secagg.transport.envelope import field_of
 
 __all__ = ["SessionOutcome", "MaskingSpec", "PaillierSpec", "server_run", "client_spec", "client_run",
-           "config_to_header", "config_from_header", "DEADLINE_OF_ROUND"]
+           "config_to_header", "config_from_header", "DEADLINE_OF_ROUND", "check_cohort", "session_cohort",
+           "cohort_verify_keys"]
 
 # Which Deadlines field governs each protocol round (the first round of either is the join window).
 DEADLINE_OF_ROUND = {"advertise_keys": "advertise_keys", "share_keys": "share_keys", "masked_input": "masked_input",
@@ -209,14 +210,14 @@ class PaillierSpec:
 
 
 class _PaillierServerRun:
-    def __init__(self, spec: PaillierSpec, session_id: bytes, num_clients: int, mapper=None) -> None:
+    def __init__(self, spec: PaillierSpec, session_id: bytes, cohort: tuple[int, ...], mapper=None) -> None:
         from secagg.paillier.roles import PaillierCoordinator
 
         self.spec = spec
         self.coordinator = PaillierCoordinator(spec.public, session_id, spec.verify_keys, round=spec.round,
                                                ciphertexts=spec.scheme.plaintexts_for(spec.values),
                                                min_contributors=spec.min_contributors, encoding=spec.encoding,
-                                               banks=range(num_clients), mapper=mapper)
+                                               banks=cohort, mapper=mapper)
 
     @property
     def round(self) -> str:
@@ -340,14 +341,110 @@ class _PaillierClientRun:
         return self.sent
 
 
+# ----------------------------------------------------------------------------- cohorts
+
+def check_cohort(cohort, num_clients: int, spec=None) -> tuple[int, ...]:
+    """``cohort`` as a sorted tuple of distinct client ids in ``0..num_clients-1`` (the clients a
+    session is for); a masking session's config must be for exactly that many clients.
+    :class:`ParameterError` otherwise."""
+    try:
+        ids = tuple(sorted(int(c) for c in cohort))
+    except (TypeError, ValueError):
+        raise ParameterError(f"a cohort is a collection of client ids, got {cohort!r}") from None
+    if any(isinstance(c, bool) for c in cohort) or len(set(ids)) != len(ids) or not ids \
+            or not all(0 <= c < num_clients for c in ids):
+        raise ParameterError(f"a cohort is a non-empty set of distinct client ids in 0..{num_clients - 1}, got "
+                             f"{list(cohort)[:20]}")
+    if isinstance(spec, MaskingSpec) and spec.config.num_clients != len(ids):
+        raise ParameterError(f"the session is configured for {spec.config.num_clients} clients, its cohort has "
+                             f"{len(ids)}")
+    return ids
+
+
+def session_cohort(header: Mapping, client_id: int, num_clients: int | None = None) -> tuple[tuple[int, ...], int]:
+    """The cohort a SESSION announces and this client's place in it (its id inside a masking
+    session); :class:`ProtocolViolation` (party "server") if the cohort is invalid or leaves this
+    client out (a coordinator announces a session only to its cohort)."""
+    try:
+        raw = field_of(dict(header), "cohort", list)
+    except MalformedMessage as exc:
+        raise ProtocolViolation(f"coordinator sent an invalid announcement: {exc}", party="server") from None
+    if not all(isinstance(c, int) and not isinstance(c, bool) for c in raw):
+        raise ProtocolViolation("coordinator announced a cohort of non-integer ids", party="server")
+    try:
+        cohort = check_cohort(raw, num_clients if num_clients is not None else max(raw, default=0) + 1)
+    except ParameterError as exc:
+        raise ProtocolViolation(f"coordinator announced an invalid cohort: {exc}", party="server") from None
+    if list(cohort) != raw:
+        raise ProtocolViolation("coordinator announced a cohort that is not sorted", party="server")
+    if client_id not in cohort:
+        raise ProtocolViolation(f"coordinator announced a session to client {client_id}, outside its cohort",
+                                party="server")
+    return cohort, cohort.index(client_id)
+
+
+def cohort_verify_keys(verify_keys: Mapping[int, bytes] | None, cohort: tuple[int, ...]):
+    """Every cohort member's verify key, re-keyed by its id inside the masking session."""
+    if verify_keys is None:
+        return None
+    missing = [c for c in cohort if c not in verify_keys]
+    if missing:
+        raise ParameterError(f"no verify key for clients {missing[:10]}")
+    return {i: verify_keys[c] for i, c in enumerate(cohort)}
+
+
+class _CohortServerRun:
+    """A masking session among a cohort: the session numbers its clients ``0..k-1``; outside, every
+    id is the client's own (its network id), so the driver never sees the session's numbering."""
+
+    def __init__(self, inner: _MaskingServerRun, cohort: tuple[int, ...]) -> None:
+        self.inner, self.cohort = inner, cohort
+        self.index = {c: i for i, c in enumerate(cohort)}
+
+    round = property(lambda self: self.inner.round)
+    joining = property(lambda self: self.inner.joining)
+    finished = property(lambda self: self.inner.finished)
+    threshold = property(lambda self: self.inner.threshold)
+    expected_clients = property(lambda self: frozenset(self.cohort[i] for i in self.inner.expected_clients))
+    pending_clients = property(lambda self: frozenset(self.cohort[i] for i in self.inner.pending_clients))
+
+    def _out(self, outbox: Mapping[int, bytes]) -> dict[int, bytes]:
+        return {self.cohort[i]: data for i, data in outbox.items()}
+
+    def opening(self) -> dict[int, bytes]:
+        return self._out(self.inner.opening())
+
+    def receive(self, client: int, data: bytes) -> dict[int, bytes]:
+        if client not in self.index:
+            raise ProtocolViolation(f"client {client} is not in this session's cohort", party=client)
+        return self._out(self.inner.receive(self.index[client], data))
+
+    def close_round(self) -> dict[int, bytes]:
+        return self._out(self.inner.close_round())
+
+    def abort(self, reason: str) -> dict[int, bytes]:
+        return self._out(self.inner.abort(reason))
+
+    def is_late(self, data: bytes) -> bool:
+        return self.inner.is_late(data)
+
+    def outcome(self, aborted: str | None) -> SessionOutcome:
+        inner = self.inner.outcome(aborted)
+        return replace(inner, survivors=[self.cohort[i] for i in inner.survivors],
+                       dropped={name: [self.cohort[i] for i in ids] for name, ids in inner.dropped.items()},
+                       misbehaving={self.cohort[i]: why for i, why in inner.misbehaving.items()})
+
+
 # ----------------------------------------------------------------------------- factories
 
-def server_run(spec, session_id: bytes, num_clients: int, *, mapper=None):
-    """The coordinator side of a session for ``spec`` (MaskingSpec or PaillierSpec)."""
+def server_run(spec, session_id: bytes, cohort: tuple[int, ...], *, mapper=None):
+    """The coordinator side of a session for ``spec`` (MaskingSpec or PaillierSpec) among
+    ``cohort`` (client ids, sorted); every id it takes and gives is a client's own."""
     if isinstance(spec, MaskingSpec):
-        return _MaskingServerRun(spec, session_id)
+        keys = cohort_verify_keys(spec.verify_keys, cohort) if spec.config.malicious else None
+        return _CohortServerRun(_MaskingServerRun(MaskingSpec(spec.config, keys), session_id), cohort)
     if isinstance(spec, PaillierSpec):
-        return _PaillierServerRun(spec, session_id, num_clients, mapper)
+        return _PaillierServerRun(spec, session_id, cohort, mapper)
     raise ParameterError(f"unknown session protocol {type(spec).__name__}")
 
 
@@ -360,14 +457,27 @@ def announcement_digest(header: Mapping, blob: bytes) -> str:
                           + bytes(blob)).hexdigest()
 
 
-def client_spec(header: dict, *, verify_keys=None, paillier=None, blob: bytes = b""):
+def client_spec(header: dict, *, verify_keys=None, paillier=None, blob: bytes = b"",
+                cohort: tuple[int, ...] | None = None):
     """The session a SESSION header announces, as this client checks it: a MaskingSpec (its
-    SecAggConfig, bounds checked) or a PaillierSpec (checked against this bank's own key, its
-    ``meaning`` the digest of the whole announcement, ``header`` and ``blob``).
+    SecAggConfig, bounds checked, for exactly the announced ``cohort``; verify keys re-keyed by the
+    session's numbering) or a PaillierSpec (checked against this bank's own key, its ``meaning``
+    the digest of the whole announcement, ``header`` and ``blob``).
     ``paillier`` is the bank's ``(public key, key share, floor)``; ProtocolViolation if invalid."""
     protocol = field_of(header, "protocol", str, optional=True) or "masking"
     if protocol == "masking":
-        return MaskingSpec(config_from_header(header), verify_keys)
+        config = config_from_header(header)
+        if cohort is None:
+            return MaskingSpec(config, verify_keys)
+        if config.num_clients != len(cohort):
+            raise ProtocolViolation(f"coordinator configured a session of {config.num_clients} clients for a cohort "
+                                    f"of {len(cohort)}", party="server")
+        try:
+            keys = cohort_verify_keys(verify_keys, cohort)
+        except ParameterError as exc:
+            raise ProtocolViolation(f"coordinator announced a cohort this client has no keys for: {exc}",
+                                    party="server") from None
+        return MaskingSpec(config, keys)
     if protocol == "paillier":
         if paillier is None:
             raise ProtocolViolation("coordinator runs the Paillier path; this client has no key share", party="server")

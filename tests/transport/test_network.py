@@ -508,11 +508,21 @@ CONFIG = {"num_clients": 3, "threshold": 2, "vector_length": 4, "modulus_bits": 
 
 @pytest.mark.parametrize("reply, match", [
     (b"garbage", "malformed envelope"),
-    (Envelope(Kind.SESSION, {"session_id": "zz", "config": CONFIG}).encode(), "invalid session id"),
-    (Envelope(Kind.SESSION, {"session_id": "00" * 16, "config": {**CONFIG, "threshold": 9}}).encode(),
-     "invalid configuration"),
-    (Envelope(Kind.SESSION, {"session_id": "00" * 16, "config": {**CONFIG, "malicious": 1}}).encode(),
-     "invalid configuration"),
+    (Envelope(Kind.SESSION, {"session_id": "zz", "config": CONFIG, "cohort": [0, 1, 2]}).encode(),
+     "invalid session id"),
+    (Envelope(Kind.SESSION, {"session_id": "00" * 16, "config": {**CONFIG, "threshold": 9},
+                             "cohort": [0, 1, 2]}).encode(), "invalid configuration"),
+    (Envelope(Kind.SESSION, {"session_id": "00" * 16, "config": {**CONFIG, "malicious": 1},
+                             "cohort": [0, 1, 2]}).encode(), "invalid configuration"),
+    (Envelope(Kind.SESSION, {"session_id": "00" * 16, "config": CONFIG}).encode(), "lacks 'cohort'"),
+    (Envelope(Kind.SESSION, {"session_id": "00" * 16, "config": CONFIG, "cohort": [1, 2, 3]}).encode(),
+     "outside its cohort"),
+    (Envelope(Kind.SESSION, {"session_id": "00" * 16, "config": CONFIG, "cohort": [0, 2, 1]}).encode(),
+     "not sorted"),
+    (Envelope(Kind.SESSION, {"session_id": "00" * 16, "config": CONFIG, "cohort": [0, 0, 1]}).encode(),
+     "invalid cohort"),
+    (Envelope(Kind.SESSION, {"session_id": "00" * 16, "config": CONFIG, "cohort": [0, 1]}).encode(),
+     "session of 3 clients for a cohort of 2"),
     (Envelope(Kind.PROTOCOL, blob=b"x").encode(), "before the session"),
     (Envelope(Kind.HELLO, {}).encode(), "unexpected HELLO"),
 ])
@@ -562,12 +572,13 @@ def test_late_messages_are_recognised_by_round():
     from secagg.protocol.server import ServerState
     from secagg.transport.sessions import MaskingSpec, server_run
 
-    run = server_run(MaskingSpec(SecAggConfig(num_clients=4, threshold=3, vector_length=4)), bytes(16), 4)
+    run = server_run(MaskingSpec(SecAggConfig(num_clients=4, threshold=3, vector_length=4)), bytes(16),
+                     (0, 1, 2, 3))
     masked_input = b"SAGG\x02\x05" + bytes(30)
-    run.session.state = ServerState.UNMASKING
+    run.inner.session.state = ServerState.UNMASKING
     assert run.is_late(masked_input)
     assert not run.is_late(b"garbage")
-    run.session.state = ServerState.MASKED_INPUT
+    run.inner.session.state = ServerState.MASKED_INPUT
     assert not run.is_late(masked_input)
 
 
@@ -633,7 +644,7 @@ def test_a_client_never_takes_the_same_session_id_twice():
     # Issue 12, attack 5 (defence in depth beside the transcript root): a stateful client refuses
     # a session id it has already seen, whatever the coordinator announces.
     session_id = "11" * 16
-    announce = Envelope(Kind.SESSION, {"session_id": session_id, "config": CONFIG}).encode()
+    announce = Envelope(Kind.SESSION, {"session_id": session_id, "config": CONFIG, "cohort": [0, 1, 2]}).encode()
     server, port = fake_coordinator([announce, Envelope(Kind.SESSION_END, {"aborted": "x"}).encode(), announce])
     try:
         client = NetworkClient(f"127.0.0.1:{port}", 0, SumClient(np.zeros(4, dtype=np.uint32), repeat=True),
