@@ -26,7 +26,7 @@ def seed_corpus(directory: Path) -> None:
         return
     encodings = [c["encoding"] for c in json.loads((ROOT / "protocols/vectors/codec.json").read_text())["valid"]]
     for path in sorted((ROOT / "protocols/vectors/transcripts").glob("*.json")):
-        encodings += [e["message"] for e in json.loads(path.read_text())["messages"]][:20]
+        encodings += [e["message"] for e in json.loads(path.read_text())["messages"] if "message" in e][:20]
     for i, hexed in enumerate(encodings):
         (directory / f"seed-{i:04d}").write_bytes(bytes.fromhex(hexed))
 

@@ -38,6 +38,8 @@ def seeds() -> dict[MessageType, list[bytes]]:
         out[MessageType(data[5])].append(data)
     for path in sorted((ROOT / "protocols/vectors/transcripts").glob("*.json")):
         for entry in json.loads(path.read_text())["messages"]:
+            if "message" not in entry:  # a driver action (close_round, abort)
+                continue
             data = bytes.fromhex(entry["message"])
             out[MessageType(data[5])].append(data)
     return out
@@ -111,6 +113,8 @@ def fuzz_sessions(count: int, seed: int) -> int:
         data["client_randomness"] = {u: r + bytes(range(256)).hex() * 256 for u, r in data["client_randomness"].items()}
         transcript = Transcript(data)
         for u, entries in transcript.per_client().items():
+            if not transcript.started(u):  # vanished before round 0: only an AbortNotice was addressed to it
+                continue
             client = transcript.new_client(impl, u)
             pending = None
             for entry in entries:

@@ -220,16 +220,23 @@ class ClientSession:
             exc.party = _SERVER
             raise
         self._check_addressing(message)
-        if isinstance(message, AbortNotice):
-            if self.state in (ClientState.DONE, ClientState.ABORTED):
-                raise _violation(f"abort notice in state {self.state.value}")
+        if isinstance(message, AbortNotice):  # also after the unmasking answer: the sum may still fail
+            if self.state is ClientState.ABORTED:
+                raise _violation("abort notice for a session this client already left")
             self.state = ClientState.ABORTED
             self.abort_reason = message.reason
+            self._forget_secrets()
             raise AbortError(f"server aborted the session: {message.reason}")
         handler = self._handlers.get((self.state, type(message)))
         if handler is None:
             raise _violation(f"unexpected {type(message).__name__} in client state {self.state.value}")
         return handler(self, message)
+
+    def _forget_secrets(self) -> None:
+        """Drop the input, the keys, the agreements and the shares held for others."""
+        self._input = self._self_mask_seed = self._mask_key = self._cipher_key = None
+        self._incoming_keys, self._mask_secrets = {}, {}
+        self._held_shares = None
 
     # ------------------------------------------------------------------ checks
 

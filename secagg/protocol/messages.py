@@ -2,7 +2,7 @@
 
 Layout (all integers little-endian; see protocols/secagg-v2.md for the byte-level spec)::
 
-    header  = magic "SAGG" | version u8 (=1) | type u8 | session_id 16 bytes | party u32
+    header  = magic "SAGG" | version u8 (=2) | type u8 | session_id 16 bytes | party u32
     message = header | body (type-specific, fixed field order, no padding, no trailing bytes)
 
 ``party`` is the sender of a client-to-server message and the recipient of a server-to-client

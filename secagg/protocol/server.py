@@ -510,6 +510,8 @@ class ServerSession:
         self.state = ServerState.ADVERTISE_KEYS
         self.result: AggregationResult | None = None
         self.abort_reason: str | None = None
+        # After an abort: an AbortNotice for every client the aborted round expected (for the driver to send)
+        self.abort_notices: Outbox = {}
 
     @property
     def expected_clients(self) -> frozenset[int]:
@@ -574,18 +576,18 @@ class ServerSession:
     def close_round(self) -> Outbox:
         """Close the current round now (its deadline passed): missing clients count as dropped.
 
-        Raises :class:`AbortError` if too few clients remain.
+        Raises :class:`AbortError` if too few clients remain; :attr:`abort_notices` then holds the
+        AbortNotice for every client the round expected.
         """
         self._require_open("close_round")
         return self._close()
 
     def abort(self, reason: str) -> Outbox:
-        """Abort the session (e.g. the driver gives up) and return abort notices for the clients
-        still taking part."""
-        round_state = self._require_open("abort")
+        """Abort the session (e.g. the driver gives up) and return an AbortNotice for every client
+        the current round expects (spec section 9)."""
+        self._require_open("abort")
         self._mark_aborted(reason)
-        notice = AbortNotice(self.session_id, 0, reason[:200])
-        return encode_broadcast(notice, sorted(round_state.expected))
+        return dict(self.abort_notices)
 
     def _close(self) -> Outbox:
         round_name = self._round.name  # type: ignore[union-attr]
@@ -607,6 +609,8 @@ class ServerSession:
         return outbox
 
     def _mark_aborted(self, reason: str) -> None:
+        notice = AbortNotice(self.session_id, 0, reason[:200])
+        self.abort_notices = encode_broadcast(notice, sorted(self._round.expected))  # type: ignore[union-attr]
         self._round = None
         self.state = ServerState.ABORTED
         self.abort_reason = reason

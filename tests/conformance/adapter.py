@@ -1,9 +1,15 @@
 """The small interface the conformance suite drives, and secagg's own implementation of it.
 
-To check another implementation, write a module with a factory returning an object with these
-methods and run the suite with ``SECAGG_IMPLEMENTATION=your.module:factory pytest tests/conformance``.
+Two ways to plug an implementation in (docs/conformance.md):
+
+* in process (Python): ``SECAGG_IMPLEMENTATION=your.module:factory``, where ``factory`` is a
+  zero-argument callable returning an object with the methods of :class:`Implementation`;
+* any language: ``SECAGG_HARNESS_COMMAND="your-program args"``, a program speaking the JSON-lines
+  protocol of :mod:`tests.conformance.jsonl` on its stdin and stdout.
+
 Messages are bytes, configs are the transcript's ``config`` dict, randomness is the exact bytes a
-client must consume (spec section 7).
+client must consume (spec section 7). This is the only module of the suite that imports secagg
+(besides the mutation tooling, which mutates it).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ class Client(Protocol):
 class Server(Protocol):
     def receive(self, client_id: int, data: bytes) -> dict[int, bytes]: ...
     def close_round(self) -> dict[int, bytes]: ...
+    def abort(self, reason: str) -> dict[int, bytes]: ...  # the driver gives up: the AbortNotices to send
+    def abort_notices(self) -> dict[int, bytes]: ...  # after any abort: the AbortNotices to send ({} before)
     def outcome(self) -> tuple[list[int], list[int]] | None: ...  # (survivors, aggregate) once complete
     def flagged(self) -> tuple[list[list[int]], list[int]]: ...  # (bundle reports [reporter, sender], misbehaving ids)
 
@@ -37,10 +45,10 @@ class Implementation(Protocol):
     def reencode(self, data: bytes) -> bytes: ...
     def draw_holders(self, client: int, num_clients: int, count: int, randomness: bytes) -> list[int]: ...
     def transcript_tree(self, advertise_keys: list[bytes]) -> tuple[bytes, list[list[bytes]]]: ...  # root, paths
+    def identity_public_key(self, seed: bytes) -> bytes: ...  # Ed25519 public key of a 32-byte private seed
     def new_client(self, config: dict, client_id: int, session_id: bytes, inputs: list[int], randomness: bytes,
                    identity_seed: bytes | None, verify_keys: dict[int, bytes] | None) -> Client: ...
     def new_server(self, config: dict, session_id: bytes, verify_keys: dict[int, bytes] | None) -> Server: ...
-    def identity_public_key(self, seed: bytes) -> bytes: ...
     def error_kind(self, error: BaseException) -> str | None:
         """'malformed', 'violation' or 'abort' for the implementation's typed errors, else None."""
 
@@ -64,6 +72,32 @@ class ReplayRandomness:
         return self.position == len(self.data)
 
 
+class _SecaggServer:
+    """secagg's ServerSession behind the adapter's Server interface."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    def receive(self, client_id, data):
+        return self.session.receive(client_id, data)
+
+    def close_round(self):
+        return self.session.close_round()
+
+    def abort(self, reason):
+        return self.session.abort(reason)
+
+    def abort_notices(self):
+        return dict(self.session.abort_notices)
+
+    def outcome(self):
+        result = self.session.result
+        return None if result is None else (result.survivors, [int(v) for v in result.aggregate])
+
+    def flagged(self):
+        return [list(p) for p in self.session.reports], sorted(self.session.misbehaving)
+
+
 class SecaggImplementation:
     """secagg itself behind the adapter interface."""
 
@@ -85,7 +119,10 @@ class SecaggImplementation:
         return [int(v) for v in self._expand(seed, count, self._secagg.Ring(modulus_bits))]
 
     def shamir_share(self, limbs, threshold, holders, randomness):
-        shares = self._shamir.share(np.array(limbs), threshold, np.array(holders) + 1, ReplayRandomness(randomness))
+        source = ReplayRandomness(randomness)
+        shares = self._shamir.share(np.array(limbs), threshold, np.array(holders) + 1, source)
+        if not source.exhausted:
+            raise AssertionError("the sharing left recorded randomness unused")
         return {h: [int(v) for v in row] for h, row in zip(holders, shares)}
 
     def shamir_reconstruct(self, holders, shares):
@@ -124,29 +161,13 @@ class SecaggImplementation:
         return self._identity(seed).public_bytes
 
     def new_client(self, config, client_id, session_id, inputs, randomness, identity_seed, verify_keys):
-        client = self._secagg.ClientSession(self._config(config), client_id, session_id, inputs,
-                                            rng=ReplayRandomness(randomness),
-                                            identity=self._identity(identity_seed) if identity_seed else None,
-                                            verify_keys=verify_keys)
-        return client
+        return self._secagg.ClientSession(self._config(config), client_id, session_id, inputs,
+                                          rng=ReplayRandomness(randomness),
+                                          identity=self._identity(identity_seed) if identity_seed else None,
+                                          verify_keys=verify_keys)
 
     def new_server(self, config, session_id, verify_keys):
-        server = self._secagg.ServerSession(self._config(config), session_id, verify_keys=verify_keys)
-
-        class _Server:
-            receive = staticmethod(server.receive)
-            close_round = staticmethod(server.close_round)
-
-            @staticmethod
-            def outcome():
-                result = server.result
-                return None if result is None else (result.survivors, [int(v) for v in result.aggregate])
-
-            @staticmethod
-            def flagged():
-                return [list(p) for p in server.reports], sorted(server.misbehaving)
-
-        return _Server()
+        return _SecaggServer(self._secagg.ServerSession(self._config(config), session_id, verify_keys=verify_keys))
 
     def error_kind(self, error):
         from secagg.errors import AbortError, MalformedMessage, ProtocolViolation
@@ -160,8 +181,9 @@ class SecaggImplementation:
         return None
 
 
-def load_implementation() -> Implementation:
-    target = os.environ.get("SECAGG_IMPLEMENTATION")
+def load_in_process(target: str | None = None) -> Implementation:
+    """``module:factory`` (a zero-argument callable; ``:implementation`` if omitted), or secagg."""
+    target = target if target is not None else os.environ.get("SECAGG_IMPLEMENTATION")
     if not target:
         return SecaggImplementation()
     module_name, _, factory = target.partition(":")

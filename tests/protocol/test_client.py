@@ -324,6 +324,21 @@ def test_abort_notice_moves_to_aborted_and_raises():
     with pytest.raises(AbortError, match="deadline"):
         h.clients[0].handle(AbortNotice(SESSION, 0, "deadline missed").encode())
     assert h.clients[0].state is ClientState.ABORTED and h.clients[0].abort_reason == "deadline missed"
+    assert h.clients[0]._input is None and h.clients[0]._mask_key is None  # its secrets are gone
+    refused(h.clients[0], AbortNotice(SESSION, 0, "again").encode(), match="already left")
+    refused(h.clients[0], h.inbox[0])  # the round's message it was waiting for: the session is over
+
+
+def test_abort_notice_after_the_unmasking_answer_is_taken_too():
+    # The sum can still fail after a client revealed its shares (too few or wrong shares): the
+    # server's notice then is the news, not a violation (spec section 8, rule C3).
+    h = Harness()
+    h.run_until(ServerState.UNMASKING)
+    h.clients[0].handle(h.inbox[0])
+    assert h.clients[0].state is ClientState.DONE
+    with pytest.raises(AbortError, match="too few shares"):
+        h.clients[0].handle(AbortNotice(SESSION, 0, "too few shares").encode())
+    assert h.clients[0].state is ClientState.ABORTED
 
 
 @pytest.mark.parametrize("kwargs", [

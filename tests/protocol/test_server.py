@@ -179,6 +179,19 @@ def test_deadline_closes_the_round_and_missing_clients_count_as_dropped():
     assert result.survivors == [0, 1, 2]
 
 
+def test_an_abort_at_close_leaves_a_notice_for_every_client_the_round_expected():
+    h = Harness(n=5, t=3)
+    h.run_until(ServerState.MASKED_INPUT)
+    for u in (0, 1):  # 3 of 5 masked inputs: every client keeps 2 < t = 3 valid survivors
+        h.server.receive(u, h.clients[u].handle(h.inbox[u]))
+    assert h.server.abort_notices == {}
+    with pytest.raises(AbortError):
+        h.server.close_round()
+    assert sorted(h.server.abort_notices) == [0, 1, 2, 3, 4]  # the expected set, answered or not
+    notice = decode_message(h.server.abort_notices[3])
+    assert notice.recipient == 3 and "masked_input" in notice.reason
+
+
 def test_driver_abort_sends_notices():
     h = Harness()
     h.start()
