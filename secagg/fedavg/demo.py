@@ -115,7 +115,7 @@ def run_demo(args: argparse.Namespace) -> DemoResult:
     pooled_model = _train_alone(np.vstack([X for X, _ in clients]), np.concatenate([y for _, y in clients]),
                                 epochs, args, args.seed)
     private = private_history = None
-    if private_fl is not None:
+    if private_fl is not None and config is not None:
         if not args.quiet:
             print(f"private run: record-level DP, epsilon {config.epsilon:g}, delta {config.delta:g}, "
                   f"{private_fl.rounds} DP-SGD rounds", flush=True)
