@@ -156,11 +156,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_paillier_keygen(args: argparse.Namespace) -> int:
     from secagg.paillier import generate_threshold_keypair
-    from secagg.paillier.roles import paillier_threat_model
+    from secagg.paillier.roles import default_min_contributors, paillier_threat_model
     from secagg.paillier.threshold import save_key_material
 
     threshold = args.threshold if args.threshold is not None else math.ceil(2 * args.banks / 3)
-    floor = args.min_contributors if args.min_contributors is not None else 2
+    # the floor the banks apply by default (c + 2), so that --corrupt c alone is checked as they will run
+    floor = args.min_contributors if args.min_contributors is not None else \
+        default_min_contributors(args.banks, threshold, args.corrupt)
     model = paillier_threat_model(args.banks, threshold, floor, args.corrupt)  # refuse an unsafe key now
     print(f"secagg paillier-keygen: {args.banks} banks, decryption needs {threshold}; tolerates "
           f"{model.tolerated_corrupt} corrupt banks", flush=True)
@@ -216,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--corrupt", type=int, default=None,
                         help="corrupt banks the key must withstand (checked: t > c and 2t > n + c)")
     keygen.add_argument("--min-contributors", type=int, default=None,
-                        help="the banks' floor of contributions per decrypted aggregate (checked: >= c + 2)")
+                        help="the banks' floor of contributions per decrypted aggregate (checked: >= c + 2; default c + 2)")
     keygen.add_argument("--out", default="paillier-keys", help="directory to write to")
     keygen.set_defaults(func=_cmd_paillier_keygen)
     from secagg.cli_network import add_network_commands

@@ -116,3 +116,14 @@ def test_a_raw_import_error_of_an_optional_package_is_mapped_to_its_extra():
     assert missing_extra_message(ModuleNotFoundError("No module named 'grpc'", name="grpc")) == \
         "this command needs grpc, which is not installed: pip install 'secagg[net]'"
     assert missing_extra_message(ModuleNotFoundError("x", name="flwr.server")).endswith("'secagg[flower]'")
+
+
+def test_paillier_keygen_checks_corrupt_banks_with_the_floor_banks_use_by_default(tmp_path, capsys):
+    # docs/paillier.md's ceremony: 5 banks, t = 4, one corrupt bank; the banks' default floor is c + 2 = 3
+    pytest.importorskip("gmpy2")
+    assert main(["paillier-keygen", "--banks", "5", "--threshold", "4", "--corrupt", "1", "--key-bits", "512",
+                 "--out", str(tmp_path)]) == 0
+    assert "tolerates 1 corrupt banks" in capsys.readouterr().out
+    assert main(["paillier-keygen", "--banks", "5", "--threshold", "4", "--corrupt", "1", "--min-contributors", "2",
+                 "--key-bits", "512", "--out", str(tmp_path / "x")]) == 2
+    assert "min_contributors >= c + 2" in capsys.readouterr().err

@@ -11,7 +11,9 @@ A comment on the line before a block changes that:
 * ``<!-- docs-test: slow -->``: the block takes minutes, or starts servers on the fixed default
   port 50051 (which another process on the machine may hold): it runs with ``pytest -m slow``;
 * ``<!-- docs-test: skip: <reason> -->``: never run, for the few blocks running them would harm
-  (``make test`` itself, installing into the environment the suite runs in); the reason is required.
+  (``make test`` itself, installing into the environment the suite runs in); the reason is required;
+* ``<!-- docs-test: continues -->``: the next step of the block before it on the page (a file the
+  first one wrote, say): the two run in order in the same copy, as one test named after the first.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 LANGUAGES = {"python", "sh", "text"}
 FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)\s*$")
-MARKER = re.compile(r"^<!--\s*docs-test:\s*(slow|skip:\s*(?P<reason>.+?))\s*-->$")
+MARKER = re.compile(r"^<!--\s*docs-test:\s*(slow|continues|skip:\s*(?P<reason>.+?))\s*-->$")
 # copying the repository leaves these out: environments, caches, build output
 NOT_COPIED = shutil.ignore_patterns(".venv", ".git", "build", "dist", "site", "__pycache__", ".mypy_cache",
                                     ".pytest_cache", ".hypothesis", ".benchmarks", "local", "*.egg-info")
@@ -90,14 +92,24 @@ def test_markers_are_well_formed():
                 assert MARKER.match(line.strip()), f"{page.relative_to(ROOT)}:{number}: {line.strip()!r}"
 
 
-def _parameters():
+def steps() -> list[list[Block]]:
+    """The runnable blocks, each with the blocks that continue it."""
+    groups: list[list[Block]] = []
     for block in RUNNABLE:
-        marks = []
-        if block.marker == "slow":
-            marks.append(pytest.mark.slow)
-        elif block.marker:
-            marks.append(pytest.mark.skip(reason=block.marker))
-        yield pytest.param(block, id=block.name, marks=marks)
+        if block.marker == "continues":
+            assert groups and groups[-1][0].page == block.page, f"{block.name} continues no block of its page"
+            groups[-1].append(block)
+        else:
+            groups.append([block])
+    return groups
+
+
+def _parameters():
+    for group in steps():
+        markers = {block.marker for block in group}
+        marks = [pytest.mark.slow] if "slow" in markers else []
+        marks += [pytest.mark.skip(reason=m) for m in markers if m and m.startswith("skip")]
+        yield pytest.param(group, id=group[0].name, marks=marks)
 
 
 @pytest.fixture
@@ -109,17 +121,18 @@ def clone(tmp_path):
     return copy
 
 
-@pytest.mark.parametrize("block", list(_parameters()))
-def test_block_runs_as_pasted(block, clone):
+@pytest.mark.parametrize("group", list(_parameters()))
+def test_block_runs_as_pasted(group, clone):
     environment = dict(os.environ, PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
     environment.pop("PYTHONPATH", None)  # as a reader's shell: secagg comes from the environment, not the tree
-    if block.language == "python":
-        script = clone / "block.py"
-        script.write_text(block.code)
-        command = [sys.executable, str(script)]
-    else:
-        command = ["bash", "-e", "-o", "pipefail", "-c", block.code]
-    timeout = 1800 if block.marker == "slow" else 300
-    done = subprocess.run(command, cwd=clone, env=environment, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, (f"{block.name} exited with {done.returncode}\n--- block\n{block.code}--- stdout\n"
-                                  f"{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}")
+    timeout = 1800 if any(block.marker == "slow" for block in group) else 300
+    for block in group:
+        if block.language == "python":
+            script = clone / "docs_block.py"
+            script.write_text(block.code)
+            command = [sys.executable, str(script)]
+        else:
+            command = ["bash", "-e", "-o", "pipefail", "-c", block.code]
+        done = subprocess.run(command, cwd=clone, env=environment, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, (f"{block.name} exited with {done.returncode}\n--- block\n{block.code}"
+                                      f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}")
