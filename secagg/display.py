@@ -98,7 +98,8 @@ class RoundProgress:
 
     On a terminal with rich: the round lines scroll above a live bar (round, bar, elapsed and
     remaining time) that rich redraws in place and keeps within the terminal's width; a line too
-    long for the terminal is cut with an ellipsis, never folded. Anywhere else: the round lines only.
+    long for the terminal is cut with an ellipsis, never folded. Anywhere else (no rich, a pipe, a
+    log file): the whole round lines only.
     Use as a context manager; ``advance(text)`` after each round.
     """
 
@@ -118,10 +119,11 @@ class RoundProgress:
                 TimeRemainingColumn
 
             console = self._console if self._console is not None else _console(self.out)
+            if not console.is_terminal:  # a pipe or a log: whole lines, nothing redrawn or cut
+                return self
             self._progress = Progress(TextColumn("{task.description}"), MofNCompleteColumn(),
                                       BarColumn(bar_width=None), TimeElapsedColumn(), TextColumn("eta"),
-                                      TimeRemainingColumn(), console=console, transient=True,
-                                      disable=not console.is_terminal, expand=False)
+                                      TimeRemainingColumn(), console=console, transient=True, expand=False)
             self._progress.__enter__()
             self._task = self._progress.add_task(self.description, total=self.total)
         return self

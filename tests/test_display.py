@@ -94,3 +94,13 @@ def test_a_status_line_says_when_a_long_step_ends(monkeypatch):
         pass
     first, second = out.getvalue().splitlines()
     assert first == "generating a key ..." and re.fullmatch(r"generating a key: done in \d+\.\d s", second)
+
+
+@pytest.mark.skipif(not display.have_rich(), reason="rich not installed")
+def test_a_pipe_gets_whole_lines_not_a_bar_nor_cut_lines():
+    out = io.StringIO()  # not a terminal
+    long_text = "ABORTED: " + "x" * 150
+    with RoundProgress(2, out=out, use_rich=True) as progress:
+        progress.advance(long_text)
+        progress.advance("AUC 0.9")
+    assert out.getvalue().splitlines() == [f"round 1/2  {long_text}", "round 2/2  AUC 0.9"]
