@@ -4,8 +4,10 @@
     .venv/bin/python benchmarks/run.py --preset quick  # about a minute
     .venv/bin/python benchmarks/run.py --preset paper  # the full grid, about an hour
 
-Writes ``benchmarks/results/<preset>/``: ``results.json`` (machine, library versions, crypto floor,
-every row), ``results.csv`` (one row per session), ``summary.md`` (the tables) and ``plots/*.png``.
+Writes ``benchmarks/local/<preset>/`` (ignored by git; ``--out`` elsewhere, ``--update-results``
+to replace the committed ``benchmarks/results/<preset>/``): ``results.json`` (machine, library
+versions, crypto floor, every row), ``results.csv`` (one row per session), ``summary.md`` (the
+tables) and ``plots/*.png``.
 
 Sweeps (every session is one ``secagg.simulate`` run in this warm process, its floor computed from
 the masks and X25519 operations it actually needed, at the AES-CTR and X25519 rates measured at the
@@ -38,7 +40,8 @@ from common import Floor, machine_info, masked_input_peak_vectors, run_session, 
 
 from secagg.protocol.graph import choose_graph_parameters  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results"  # committed: replaced only with --update-results
+LOCAL = Path(__file__).resolve().parent / "local"  # ignored by git: every other run
 
 PRESETS = {
     "quick": {
@@ -380,12 +383,15 @@ def summary(rows, info, floor, peak, out: Path) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    parser.add_argument("--out", default=None, help="output directory (default benchmarks/results/<preset>)")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--out", default=None, help="output directory (default benchmarks/local/<preset>)")
+    output.add_argument("--update-results", action="store_true",
+                        help="write to benchmarks/results/<preset>, replacing the committed results")
     parser.add_argument("--only", nargs="*", choices=["n", "dropout", "server_bar", "m", "tolerance", "flower"],
                         help="run only these sweeps")
     args = parser.parse_args()
     spec = PRESETS[args.preset]
-    out = Path(args.out) if args.out else RESULTS / args.preset
+    out = Path(args.out) if args.out else (RESULTS if args.update_results else LOCAL) / args.preset
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     info = machine_info()

@@ -9,6 +9,7 @@ when clients drop out mid-round (Bonawitz et al., CCS 2017; SecAgg+, Bell et al.
     res.aggregate, res.survivors
 """
 
+from secagg._version import __version__
 from secagg.errors import (
     AbortError,
     CryptoError,
@@ -25,8 +26,6 @@ from secagg.protocol.graph import GraphParameters, choose_graph_parameters
 from secagg.protocol.server import AggregationResult, ServerSession
 from secagg.ring import Ring
 from secagg.transport.simulator import RoundReport, SimulationResult, simulate
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AbortError",

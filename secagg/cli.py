@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from secagg._version import __version__
+from secagg.display import Column, print_table, status
 from secagg.errors import AbortError, SecAggError
 from secagg.protocol.config import SecAggConfig
 from secagg.protocol.derivation import Round
@@ -82,18 +84,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         print(f"ABORTED in round {exc.round}: {exc}")
         return 2
     elapsed = time.perf_counter() - started
-    header = (f"{'round':<18} {'clients':>7} {'dropped':>7} {'survivors':>9} "
-              f"{'client ms mean':>14} {'client ms max':>13} {'server ms':>10} {'KiB up':>9} {'KiB down':>9}")
     print()
-    print(header)
-    print("-" * len(header))
-    for r in result.rounds:
-        print(f"{r.round:<18} {r.expected:>7} {r.dropped:>7} {r.survivors:>9} "
-              f"{1e3 * r.client_seconds_mean:>14.2f} {1e3 * r.client_seconds_max:>13.2f} "
-              f"{1e3 * r.server_seconds:>10.2f} {r.bytes_to_server / 1024:>9.0f} {r.bytes_to_clients / 1024:>9.0f}")
-    print("-" * len(header))
-    print(f"{'total':<18} {'':>7} {'':>7} {'':>9} {'':>14} {1e3 * result.client_seconds:>13.2f} "
-          f"{1e3 * result.server_seconds:>10.2f}")
+    columns = [Column("round", "left"), Column("clients"), Column("dropped"), Column("survivors"),
+               Column("client ms mean"), Column("client ms max"), Column("server ms"), Column("KiB up"),
+               Column("KiB down")]
+    rows: list[list[str] | None] = [
+        [r.round, str(r.expected), str(r.dropped), str(r.survivors), f"{1e3 * r.client_seconds_mean:.2f}",
+         f"{1e3 * r.client_seconds_max:.2f}", f"{1e3 * r.server_seconds:.2f}", f"{r.bytes_to_server / 1024:.0f}",
+         f"{r.bytes_to_clients / 1024:.0f}"] for r in result.rounds]
+    rows += [None, ["total", "", "", "", "", f"{1e3 * result.client_seconds:.2f}", f"{1e3 * result.server_seconds:.2f}",
+                    "", ""]]
+    print_table(columns, rows)
     expected = ring.sum([ring.element(inputs[i]) for i in result.survivors])
     matches = bool(np.array_equal(result.aggregate, expected))
     print()
@@ -135,6 +136,15 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from secagg.fedavg.demo import print_report, run_demo
 
+    if args.aggregator == "paillier":  # missing extras are named before any data is made or model trained
+        from secagg.paillier import _gmpy2, _phe
+
+        _phe(), _gmpy2()
+    if args.dp_epsilon is not None:
+        from secagg.dp.accounting import require_dp_accounting
+
+        require_dp_accounting()
+
     print(f"secagg demo: {args.banks} banks train one fraud model with FedAvg; aggregator {args.aggregator!r}, "
           f"{args.rounds} rounds, a bank drops out each round" if args.dropout is None else
           f"secagg demo: {args.banks} banks, aggregator {args.aggregator!r}, {args.rounds} rounds, "
@@ -146,16 +156,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_paillier_keygen(args: argparse.Namespace) -> int:
     from secagg.paillier import generate_threshold_keypair
-    from secagg.paillier.roles import paillier_threat_model
+    from secagg.paillier.roles import default_min_contributors, paillier_threat_model
     from secagg.paillier.threshold import save_key_material
 
     threshold = args.threshold if args.threshold is not None else math.ceil(2 * args.banks / 3)
-    floor = args.min_contributors if args.min_contributors is not None else 2
+    # the floor the banks apply by default (c + 2), so that --corrupt c alone is checked as they will run
+    floor = args.min_contributors if args.min_contributors is not None else \
+        default_min_contributors(args.banks, threshold, args.corrupt)
     model = paillier_threat_model(args.banks, threshold, floor, args.corrupt)  # refuse an unsafe key now
     print(f"secagg paillier-keygen: {args.banks} banks, decryption needs {threshold}; tolerates "
-          f"{model.tolerated_corrupt} corrupt banks; generating a {args.key_bits}-bit key (safe primes: "
-          "seconds to a minute)...", flush=True)
-    public, shares = generate_threshold_keypair(args.banks, threshold, args.key_bits)
+          f"{model.tolerated_corrupt} corrupt banks", flush=True)
+    with status(f"generating a {args.key_bits}-bit key (safe primes: seconds to a minute)"):
+        public, shares = generate_threshold_keypair(args.banks, threshold, args.key_bits)
     written = save_key_material(args.out, public, shares)
     print(f"wrote {written[0]} (public parameters, fingerprint {public.fingerprint.hex()[:16]}...) and "
           f"{len(written) - 1} key shares share-1.json .. share-{args.banks}.json (mode 0600)")
@@ -167,6 +179,7 @@ def _cmd_paillier_keygen(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="secagg", description="Secure aggregation for federated learning.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="run one secure-aggregation session in process, with dropouts",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -205,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--corrupt", type=int, default=None,
                         help="corrupt banks the key must withstand (checked: t > c and 2t > n + c)")
     keygen.add_argument("--min-contributors", type=int, default=None,
-                        help="the banks' floor of contributions per decrypted aggregate (checked: >= c + 2)")
+                        help="the banks' floor of contributions per decrypted aggregate (checked: >= c + 2; default c + 2)")
     keygen.add_argument("--out", default="paillier-keys", help="directory to write to")
     keygen.set_defaults(func=_cmd_paillier_keygen)
     from secagg.cli_network import add_network_commands
@@ -214,13 +227,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# A module some command needs -> the extra that brings it (for an ImportError that does not say).
+EXTRA_OF_MODULE = {"phe": "paillier", "gmpy2": "paillier", "grpc": "net", "dp_accounting": "dp", "flwr": "flower",
+                   "ray": "flower-sim", "sklearn": "sklearn", "torch": "torch", "matplotlib": "bench"}
+
+
+def missing_extra_message(exc: ImportError) -> str | None:
+    """One line naming the extra to install for ``exc``, or None if it is not a missing optional package."""
+    text = str(exc)
+    if "pip install" in text:  # secagg's own import guards already name the extra
+        return text.splitlines()[0]
+    root = (exc.name or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(root)
+    if extra is None:
+        return None
+    return f"this command needs {root}, which is not installed: pip install 'secagg[{extra}]'"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        return int(args.func(args))
     except SecAggError as exc:
         print(f"secagg: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        message = missing_extra_message(exc)
+        if message is None:
+            raise
+        print(f"secagg: error: {message}", file=sys.stderr)
         return 2
 
 

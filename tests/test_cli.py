@@ -70,3 +70,60 @@ def test_insecure_with_certificates_is_refused_not_silently_dropped(capsys):
     assert main(["join", "--task", "sum", "--id", "0", "-n", "3", "--random-vector", "1", "--insecure", "--ca",
                  "ca.pem"]) == 2
     assert "--insecure turns TLS off" in capsys.readouterr().err
+
+
+def test_version_is_the_packages_one_line(capsys):
+    import secagg
+    from secagg._version import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"secagg {__version__}\n" and secagg.__version__ == __version__
+
+
+@pytest.mark.parametrize("argv,hidden,extra", [
+    (["demo", "--aggregator", "paillier", "--banks", "3", "--rounds", "1"], "phe", "paillier"),
+    (["demo", "--aggregator", "paillier", "--banks", "3", "--rounds", "1"], "gmpy2", "paillier"),
+    (["demo", "--dp-epsilon", "3", "--banks", "3", "--rounds", "1"], "dp_accounting", "dp"),
+    (["paillier-keygen", "-n", "3", "-t", "2", "--key-bits", "512"], "gmpy2", "paillier"),
+])
+def test_a_missing_extra_is_one_line_naming_it_before_any_work(argv, hidden, extra, monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, hidden, None)  # `import <hidden>` now raises ImportError
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert f"pip install 'secagg[{extra}]'" in captured.err and captured.err.startswith("secagg: error: ")
+    assert "round" not in captured.out  # refused before training anything
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_import_error_of_a_package_no_extra_brings_is_not_hidden(monkeypatch):
+    import secagg.cli as cli
+
+    def broken(args):
+        raise ImportError("No module named 'not_an_extra'", name="not_an_extra")
+
+    monkeypatch.setattr(cli, "_cmd_simulate", broken)
+    with pytest.raises(ImportError, match="not_an_extra"):
+        main(["simulate"])
+
+
+def test_a_raw_import_error_of_an_optional_package_is_mapped_to_its_extra():
+    from secagg.cli import missing_extra_message
+
+    assert missing_extra_message(ModuleNotFoundError("No module named 'grpc'", name="grpc")) == \
+        "this command needs grpc, which is not installed: pip install 'secagg[net]'"
+    assert missing_extra_message(ModuleNotFoundError("x", name="flwr.server")).endswith("'secagg[flower]'")
+
+
+def test_paillier_keygen_checks_corrupt_banks_with_the_floor_banks_use_by_default(tmp_path, capsys):
+    # docs/paillier.md's ceremony: 5 banks, t = 4, one corrupt bank; the banks' default floor is c + 2 = 3
+    pytest.importorskip("gmpy2")
+    assert main(["paillier-keygen", "--banks", "5", "--threshold", "4", "--corrupt", "1", "--key-bits", "512",
+                 "--out", str(tmp_path)]) == 0
+    assert "tolerates 1 corrupt banks" in capsys.readouterr().out
+    assert main(["paillier-keygen", "--banks", "5", "--threshold", "4", "--corrupt", "1", "--min-contributors", "2",
+                 "--key-bits", "512", "--out", str(tmp_path / "x")]) == 2
+    assert "min_contributors >= c + 2" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from secagg.errors import ParameterError
 from secagg.ring import Ring
@@ -35,7 +35,7 @@ def _zeros(nbytes: int) -> memoryview:
     return memoryview(block)
 
 
-def _stream(seed: bytes):
+def _stream(seed: bytes) -> CipherContext:
     if len(seed) != SEED_BYTES:
         raise ParameterError(f"a PRG seed has {SEED_BYTES} bytes, got {len(seed)}")
     return Cipher(algorithms.AES(bytes(seed)), modes.CTR(_ZERO_IV)).encryptor()

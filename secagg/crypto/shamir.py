@@ -14,7 +14,8 @@ secret reconstructed from that set.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ _BLOCK_ELEMENTS = 1 << 22
 
 
 @functools.cache
-def field():
+def field() -> Any:
     """The galois field class GF(2^31 - 1) (built once per process; galois is imported lazily)."""
     import galois
 
@@ -98,10 +99,11 @@ def random_field_elements(rng: RandomSource, shape: tuple[int, ...]) -> np.ndarr
         fresh = np.frombuffer(rng.random_bytes(4 * rejected.size), dtype="<u4") & np.uint32(0x7FFFFFFF)
         values[rejected] = fresh
         rejected = rejected[fresh == FIELD_PRIME]
-    return values.astype(np.uint32).reshape(shape)
+    elements: np.ndarray = values.astype(np.uint32).reshape(shape)
+    return elements
 
 
-def _check_x(x_coords: np.ndarray, what: str) -> np.ndarray:
+def _check_x(x_coords: Sequence[int] | np.ndarray, what: str) -> np.ndarray:
     x = np.asarray(x_coords, dtype=np.int64)
     if x.size and (x.min() <= 0 or x.max() >= FIELD_PRIME):
         raise ParameterError(f"{what} x-coordinates must be in 1..p-1")
@@ -192,7 +194,8 @@ def lagrange_at_zero(x_sets: np.ndarray) -> np.ndarray:
     idx = np.arange(t)
     differences[:, idx, idx] = 1
     denominators = np.multiply.reduce(differences, axis=2)
-    return (numerators / denominators).view(np.ndarray).astype(np.int64)
+    coefficients: np.ndarray = (numerators / denominators).view(np.ndarray).astype(np.int64)
+    return coefficients
 
 
 def reconstruct(x_sets: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -223,7 +226,7 @@ def reconstruct(x_sets: np.ndarray, shares: np.ndarray) -> np.ndarray:
     return out
 
 
-def _solve_any(A, b):
+def _solve_any(A: Any, b: Any) -> Any:
     """Some solution of ``A z = b`` over GF(p) (free variables 0), or None if there is none."""
     GF = field()
     rows, cols = A.shape
@@ -239,7 +242,7 @@ def _solve_any(A, b):
     return z
 
 
-def _berlekamp_welch(x, y, threshold: int, errors: int):
+def _berlekamp_welch(x: np.ndarray, y: np.ndarray, threshold: int, errors: int) -> Any:
     """The polynomial of degree < threshold through all but at most ``errors`` of the points
     (x, y), as coefficients (constant first), or None. Needs len(x) >= threshold + 2 * errors."""
     GF = field()
@@ -271,7 +274,8 @@ def _berlekamp_welch(x, y, threshold: int, errors: int):
     return coefficients
 
 
-def decode_with_errors(x_coords, shares, threshold: int, check=None):
+def decode_with_errors(x_coords: Sequence[int] | np.ndarray, shares: np.ndarray, threshold: int,
+                       check: Callable[[np.ndarray], bool] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Reconstruct one secret's limbs from ``r >= threshold`` shares some of which may be wrong.
 
     ``shares`` is ``(r, limbs)``. Shamir shares are a Reed-Solomon codeword, so up to
@@ -290,7 +294,7 @@ def decode_with_errors(x_coords, shares, threshold: int, check=None):
         return None
     V = vandermonde(x, threshold)
 
-    def fit(use: np.ndarray, errors: int):
+    def fit(use: np.ndarray, errors: int) -> tuple[np.ndarray, np.ndarray] | None:
         limbs = np.empty(values.shape[1], dtype=np.uint32)
         wrong = np.zeros(r, dtype=bool)
         for limb in range(values.shape[1]):

@@ -23,13 +23,19 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from secagg.display import Column, RoundProgress, print_table, status
+from secagg.dp.accounting import require_dp_accounting
 from secagg.dp.config import DPConfig
 from secagg.fedavg.data import make_bank_transactions
 from secagg.fedavg.models import LogisticRegression
-from secagg.fedavg.trainer import FedAvg, RoundRecord
+from secagg.fedavg.trainer import FedAvg, History, RoundRecord
+
+if TYPE_CHECKING:
+    from secagg.aggregation.paillier import PaillierAggregator
 
 __all__ = ["DemoResult", "run_demo", "print_report"]
 
@@ -40,10 +46,10 @@ class DemoResult:
     pooled: dict[str, float]
     alone: list[dict[str, float]]  # one per bank
     bank_names: list[str]
-    history: object
+    history: History
     seconds: float
     private: dict[str, float] | None = None  # the DP federated model (with --dp-epsilon)
-    private_history: object = None
+    private_history: History | None = None
     dp_config: DPConfig | None = None
 
     @property
@@ -58,33 +64,31 @@ def _train_alone(X: np.ndarray, y: np.ndarray, epochs: int, args: argparse.Names
     return model
 
 
-class _Progress:
-    """A one-line progress bar on terminals, one line per round otherwise."""
+def _round_line(record: RoundRecord, names: list[str]) -> str:
+    """What one round did, short enough for an 80-column terminal with the usual bank names."""
+    if record.aborted:
+        return f"ABORTED: {record.aborted}"
+    dropped = ", ".join(names[c].split(" ")[0] for c in record.dropped) or "none"
+    privacy = f"  eps {record.epsilon:.2f}" if record.epsilon is not None else ""
+    return (f"AUC {record.metrics['roc_auc']:.3f}  AP {record.metrics['average_precision']:.3f}  "
+            f"in sum {len(record.included)}/{len(record.participants)}{privacy}  dropped: {dropped}")
 
-    def __init__(self, total: int, names: list[str], enabled: bool, stream=None) -> None:
-        stream = stream if stream is not None else sys.stdout
-        self.total, self.names, self.enabled, self.stream = total, names, enabled, stream
-        self.tty = enabled and stream.isatty()
 
-    def __call__(self, record: RoundRecord) -> None:
-        if not self.enabled:
-            return
-        done = record.round + 1
-        width = 20
-        bar = "#" * round(width * done / self.total) + "." * (width - round(width * done / self.total))
-        dropped = ", ".join(self.names[c].split(" ")[0] for c in record.dropped) or "none"
-        privacy = f"  eps {record.epsilon:.2f}" if record.epsilon is not None else ""
-        status = "ABORTED " + record.aborted if record.aborted else (
-            f"AUC {record.metrics['roc_auc']:.3f}  AP {record.metrics['average_precision']:.3f}  "
-            f"in sum {len(record.included)}/{len(record.participants)} (dropped: {dropped}){privacy}")
-        line = f"[{bar}] round {done:>2}/{self.total}  {status}"
-        if self.tty:
-            self.stream.write("\r" + line.ljust(110))
-            if done == self.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+def _fit_with_progress(fl: FedAvg, clients: list, eval_data: tuple, names: list[str], args: argparse.Namespace,
+                       out: IO[str] | None = None) -> History:
+    with RoundProgress(fl.rounds, enabled=not args.quiet, out=out) as progress:
+        return fl.fit(clients, eval_data=eval_data, callback=lambda record: progress.advance(_round_line(record, names)))
+
+
+def _paillier_aggregator(args: argparse.Namespace, banks: int, out: IO[str] | None = None) -> PaillierAggregator:
+    """The Paillier aggregator with its key dealt now, saying so: safe primes take seconds to a minute."""
+    from secagg.aggregation.paillier import PaillierAggregator
+
+    aggregator = PaillierAggregator(key_bits=getattr(args, "key_bits", 2048))  # names the extra if it is missing
+    with status(f"dealing a {aggregator.key_bits}-bit threshold Paillier key to {banks} banks (safe primes: "
+                "seconds to a minute)", out, enabled=not args.quiet):
+        aggregator.setup(banks)
+    return aggregator
 
 
 def run_demo(args: argparse.Namespace) -> DemoResult:
@@ -96,25 +100,26 @@ def run_demo(args: argparse.Namespace) -> DemoResult:
     clients = [(b.X_train, b.y_train) for b in banks]
     dropout = args.dropout if args.dropout is not None else 1.0 / args.banks
     epochs = args.rounds * args.local_epochs
-    options = {"key_bits": getattr(args, "key_bits", 2048)} if args.aggregator == "paillier" else None
     config = private_fl = None
     if getattr(args, "dp_epsilon", None) is not None:  # refuse bad DP options before training anything
         config, private_fl = _private_run(args, banks[0].X_train.shape[1], len(clients), dropout)
-    fl = FedAvg(LogisticRegression(banks[0].X_train.shape[1]), aggregator=args.aggregator, rounds=args.rounds,
+    aggregator: str | PaillierAggregator = args.aggregator
+    if args.aggregator == "paillier":
+        aggregator = _paillier_aggregator(args, len(clients))
+    fl = FedAvg(LogisticRegression(banks[0].X_train.shape[1]), aggregator=aggregator, rounds=args.rounds,
                 local_epochs=args.local_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                dropout=dropout, clip=1.0, seed=args.seed, aggregator_options=options)
-    history = fl.fit(clients, eval_data=(X_test, y_test), callback=_Progress(args.rounds, names, not args.quiet))
+                dropout=dropout, clip=1.0, seed=args.seed)
+    history = _fit_with_progress(fl, clients, (X_test, y_test), names, args)
     federated = fl.model.evaluate(X_test, y_test)
     alone = [_train_alone(X, y, epochs, args, args.seed + i).evaluate(X_test, y_test) for i, (X, y) in enumerate(clients)]
     pooled_model = _train_alone(np.vstack([X for X, _ in clients]), np.concatenate([y for _, y in clients]),
                                 epochs, args, args.seed)
     private = private_history = None
-    if private_fl is not None:
+    if private_fl is not None and config is not None:
         if not args.quiet:
             print(f"private run: record-level DP, epsilon {config.epsilon:g}, delta {config.delta:g}, "
                   f"{private_fl.rounds} DP-SGD rounds", flush=True)
-        private_history = private_fl.fit(clients, eval_data=(X_test, y_test),
-                                         callback=_Progress(private_fl.rounds, names, not args.quiet))
+        private_history = _fit_with_progress(private_fl, clients, (X_test, y_test), names, args)
         private = private_fl.model.evaluate(X_test, y_test)
     return DemoResult(federated, pooled_model.evaluate(X_test, y_test), alone, names, history,
                       time.perf_counter() - started, private, private_history, config)
@@ -130,50 +135,55 @@ def _private_run(args: argparse.Namespace, n_features: int, banks: int, dropout:
                       mechanism=getattr(args, "dp_mechanism", "dgauss"),
                       record_sampling_rate=getattr(args, "dp_sampling_rate", 0.02),
                       bits=getattr(args, "dp_bits", 20), dropout_tolerance=dropout)
-    options: dict | None = None
+    require_dp_accounting()  # a missing `dp` extra is named now, not after the non-private model trained
+    options: dict[str, Any] | None = None
+    aggregator: str | PaillierAggregator = args.aggregator
     if args.aggregator == "paillier":
-        options = {"key_bits": getattr(args, "key_bits", 2048)}
+        aggregator = _paillier_aggregator(args, banks)
     elif args.aggregator == "masking":
         # the protocol itself refuses to unmask a sum carrying fewer noise shares than calibrated: every
         # survivor needs t other survivors, so a sum has at least t + 1 inputs
         options = {"threshold": max(1, config.min_shares(banks) - 1)}
-    fl = FedAvg(LogisticRegression(n_features), aggregator=args.aggregator, rounds=getattr(args, "dp_rounds", 100),
+    fl = FedAvg(LogisticRegression(n_features), aggregator=aggregator, rounds=getattr(args, "dp_rounds", 100),
                 learning_rate=getattr(args, "dp_learning_rate", 1.0), dropout=dropout, seed=args.seed,
                 aggregator_options=options, dp=config)
     return config, fl
 
 
-def print_report(result: DemoResult, args: argparse.Namespace, out=None) -> None:
+def print_report(result: DemoResult, args: argparse.Namespace, out: IO[str] | None = None) -> None:
     out = out if out is not None else sys.stdout
-    rows = [(f"{name} alone", m) for name, m in zip(result.bank_names, result.alone)]
-    rows += [("mean of banks alone", result.alone_mean),
-             (f"federated ({args.aggregator})", result.federated)]
-    if result.private is not None:
+    rows: list[list[str] | None] = [[f"{name} alone", *_scores(m)] for name, m in zip(result.bank_names, result.alone)]
+    rows += [None, ["mean of banks alone", *_scores(result.alone_mean)],
+             [f"federated ({args.aggregator})", *_scores(result.federated)]]
+    if result.private is not None and result.private_history is not None and result.dp_config is not None:
         spent = result.private_history.epsilon[-1]
-        rows.append((f"federated + DP (eps {spent:.2f}, delta {result.dp_config.delta:g})", result.private))
-    rows.append(("pooled (centralised)", result.pooled))
-    width = max(len(r[0]) for r in rows) + 2
-    print(f"\n{'model (evaluated on all banks test data)':<{width}} {'ROC-AUC':>8} {'avg prec':>9}", file=out)
-    print("-" * (width + 19), file=out)
-    for i, (label, metrics) in enumerate(rows):
-        if i == len(result.bank_names):
-            print("-" * (width + 19), file=out)
-        print(f"{label:<{width}} {metrics['roc_auc']:>8.3f} {metrics['average_precision']:>9.3f}", file=out)
+        rows.append([f"federated + DP (eps {spent:.2f}, delta {result.dp_config.delta:g})", *_scores(result.private)])
+    rows.append(["pooled (centralised)", *_scores(result.pooled)])
+    print(file=out)
+    print_table([Column("model (evaluated on all banks' test data)", "left"), Column("ROC-AUC"), Column("avg prec")],
+                rows, out)
     records = list(result.history)
     included = sum(len(r.included) for r in records)
     offered = sum(len(r.participants) for r in records)
     versus_pooled = result.federated["roc_auc"] - result.pooled["roc_auc"]
     versus_alone = result.federated["roc_auc"] - result.alone_mean["roc_auc"]
-    print(f"\nROC-AUC, federated minus pooled: {versus_pooled:+.3f}; federated minus mean bank alone: "
-          f"{versus_alone:+.3f}", file=out)
-    print(f"{len(records)} rounds, {included} of {offered} bank updates in the sums "
-          f"({offered - included} missing: a bank that vanishes after its masked input still counts), "
-          f"{sum(1 for r in records if r.aborted)} rounds aborted; "
-          f"upload {np.mean([r.bytes_per_client for r in records]) / 1024:.1f} KiB per bank per round; "
-          f"{result.seconds:.1f} s", file=out)
-    if result.private is not None:
+    aborted = sum(1 for r in records if r.aborted)
+    # each line fits an 80-column terminal
+    print(f"\nROC-AUC: federated minus pooled {versus_pooled:+.3f}, minus mean bank alone {versus_alone:+.3f}",
+          file=out)
+    print(f"{len(records)} rounds, {aborted} rounds aborted; {included} of {offered} bank updates in the sums",
+          file=out)
+    if included < offered:
+        print("(missing: banks gone before their masked input; one gone later still counts)", file=out)
+    print(f"upload {np.mean([r.bytes_per_client for r in records]) / 1024:.1f} KiB per bank per round; "
+          f"{result.seconds:.1f} s in all", file=out)
+    if result.private is not None and result.private_history is not None and result.dp_config is not None:
         dp_records = list(result.private_history)
-        print(f"record-level DP: ROC-AUC {result.private['roc_auc']:.3f} private (epsilon "
-              f"{result.private_history.epsilon[-1]:.2f}, delta {result.dp_config.delta:g}, {len(dp_records)} "
-              f"rounds) vs {result.federated['roc_auc']:.3f} non-private; "
-              f"{sum(1 for r in dp_records if r.aborted)} private rounds discarded", file=out)
+        print(f"record-level DP: ROC-AUC {result.private['roc_auc']:.3f} private vs {result.federated['roc_auc']:.3f} "
+              f"non-private", file=out)
+        print(f"(epsilon {result.private_history.epsilon[-1]:.2f}, delta {result.dp_config.delta:g}, {len(dp_records)} "
+              f"rounds; {sum(1 for r in dp_records if r.aborted)} private rounds discarded)", file=out)
+
+
+def _scores(metrics: dict[str, float]) -> list[str]:
+    return [f"{metrics['roc_auc']:.3f}", f"{metrics['average_precision']:.3f}"]

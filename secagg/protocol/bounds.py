@@ -56,13 +56,15 @@ def _lgamma(x: np.ndarray) -> np.ndarray:
         y[small] += 1
     inv, inv2 = 1.0 / y, 1.0 / (y * y)
     series = inv * (1 / 12 - inv2 * (1 / 360 - inv2 * (1 / 1260 - inv2 / 1680)))
-    return (y - 0.5) * np.log(y) - y + 0.5 * math.log(2 * math.pi) + series - shift
+    result: np.ndarray = (y - 0.5) * np.log(y) - y + 0.5 * math.log(2 * math.pi) + series - shift
+    return result
 
 
 def _log2_comb(n: np.ndarray | float, k: np.ndarray | float) -> np.ndarray:
     """log2 C(n, k) for real arrays with 0 <= k <= n."""
     n, k = np.asarray(n, dtype=float), np.asarray(k, dtype=float)
-    return (_lgamma(n + 1) - _lgamma(k + 1) - _lgamma(n - k + 1)) / _LN2
+    result: np.ndarray = (_lgamma(n + 1) - _lgamma(k + 1) - _lgamma(n - k + 1)) / _LN2
+    return result
 
 
 def _log2_sum(terms: np.ndarray) -> float:
@@ -202,7 +204,8 @@ def _max_corrupt_holders(n: int, k: int, c: int, security_bits: float) -> int:
     return min(c, k)
 
 
-def _evaluate_at(n, t, k, malicious, c, dropout, security_bits, correctness_bits):
+def _evaluate_at(n: int, t: int, k: int | None, malicious: bool, c: int, dropout: float, security_bits: float,
+                 correctness_bits: float) -> tuple[str | None, str | None, str, float, float]:
     if k is None:
         privacy, liveness, bound = _complete(n, t, malicious, c, dropout)
         return privacy, liveness, bound, -math.inf, -math.inf
@@ -236,7 +239,7 @@ def evaluate(num_clients: int, threshold: int, neighbors: int | None, malicious:
     checked = 0 if corrupt_clients is None else corrupt_clients
     privacy, liveness, bound, privacy_failure, correctness_failure = _evaluate_at(n, t, k, malicious, checked, *args)
     if privacy is not None or liveness is not None:
-        raise ParameterError(privacy or liveness)  # type: ignore[arg-type]
+        raise ParameterError(privacy or liveness)
     low, high = checked, n - 1  # largest c that passes: both bounds only get worse with c
     while low < high:
         mid = (low + high + 1) // 2

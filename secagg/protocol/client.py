@@ -7,8 +7,9 @@ on the server's messages is here, and every refusal is raised before any state c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import Enum
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -150,7 +151,7 @@ class ClientSession:
         self._verify_keys = check_verify_keys(config, verify_keys)
         if config.malicious and not isinstance(identity, IdentityKey):
             raise ParameterError("malicious mode needs this client's identity (an IdentityKey)")
-        if config.malicious and identity.public_bytes != self._verify_keys[self.client_id]:  # type: ignore[union-attr]
+        if config.malicious and identity.public_bytes != self._verify_keys[self.client_id]:  # type: ignore[union-attr,index]
             raise ParameterError("identity does not match this client's entry in verify_keys")
         self._identity = identity if config.malicious else None
         self._rng = _CheckedRandomness(rng) if rng is not None else system_randomness()
@@ -190,7 +191,7 @@ class ClientSession:
         cipher_key = AgreementKey.generate(self._rng)
         mask_key = AgreementKey.generate(self._rng)
         drawn = None
-        if self.config.is_sparse:
+        if self.config.neighbors is not None:  # SecAgg+
             drawn = draw_holders(self.client_id, self.config.num_clients, self.config.neighbors, self._rng)
         holders = drawn if drawn is not None else np.zeros(0, np.int64)
         signature = None
@@ -277,10 +278,10 @@ class ClientSession:
         n, me, t = self.config.num_clients, self.client_id, self.config.threshold
         entries = {e.client_id: e for e in message.entries}
         own, sent = entries.get(me), self._advertised
-        if own is None or own != sent.entry:  # type: ignore[union-attr]
+        if own is None or sent is None or own != sent.entry:
             raise _violation("key directory misstates this client's own entry (keys, holders or signature)")
         if d.transcript_root_from_path(d.transcript_leaf(sent.encode()), message.transcript) != \
-                message.transcript.root:  # type: ignore[union-attr]
+                message.transcript.root:
             raise _violation("the transcript root does not contain this client's AdvertiseKeys")
         drawn = self._drawn
         owners = []
@@ -398,7 +399,8 @@ class ClientSession:
             received.append((sender, limbs))
         senders = message.peers.astype(np.int64)
         partners = np.union1d(live_holders, senders)
-        add_seeds, subtract_seeds = [self._self_mask_seed], []
+        add_seeds: list[bytes] = [self._self_mask_seed]  # type: ignore[list-item]
+        subtract_seeds: list[bytes] = []
         for peer in partners.tolist():
             seed = d.pairwise_mask_seed(self._mask_secrets[peer], session_id, client_id, peer)
             (add_seeds if client_id < peer else subtract_seeds).append(seed)
@@ -440,7 +442,7 @@ class ClientSession:
     def _on_unmask_request(self, message: UnmaskRequest) -> bytes:
         survivors = message.survivors
         if self.config.malicious:
-            if not np.array_equal(survivors, self._signed_survivors):
+            if self._signed_survivors is None or not np.array_equal(survivors, self._signed_survivors):
                 raise _violation("unmask request names a survivor list other than the one this client signed")
             payload = d.consistency_payload(self.session_id, self._transcript_root, survivors)  # type: ignore[arg-type]
             valid_from_holders = 0
@@ -461,18 +463,21 @@ class ClientSession:
             self._check_survivors(survivors)
         # Reveal exactly one kind of share per owner: the self-mask share of a survivor, the
         # mask-key share of a client that dropped before sending its masked input.
-        alive = np.isin(self._held_owners, survivors)
+        held_owners, held_shares = self._held_owners, self._held_shares
+        if held_owners is None or held_shares is None:
+            raise SessionStateError("this client holds no shares to reveal")
+        alive = np.isin(held_owners, survivors)
         reply = UnmaskingShares(
             self.session_id, self.client_id,
-            self._held_owners[alive], self._held_shares[alive, 0],
-            self._held_owners[~alive], self._held_shares[~alive, 1],
+            held_owners[alive], held_shares[alive, 0],
+            held_owners[~alive], held_shares[~alive, 1],
         ).encode()
-        self.revealed = {int(o): ("self_mask" if a else "mask_key") for o, a in zip(self._held_owners, alive)}
+        self.revealed = {int(o): ("self_mask" if a else "mask_key") for o, a in zip(held_owners, alive)}
         self._held_shares = None
         self.state = ClientState.DONE
         return reply
 
-    _handlers = {
+    _handlers: ClassVar[dict[tuple[ClientState, type[Message]], Callable[[Any, Any], bytes | None]]] = {
         (ClientState.AWAIT_KEY_DIRECTORY, KeyDirectory): _on_key_directory,
         (ClientState.AWAIT_SHARE_BUNDLES, ShareBundles): _on_share_bundles,
         (ClientState.AWAIT_CONSISTENCY_REQUEST, ConsistencyRequest): _on_consistency_request,

@@ -18,7 +18,7 @@ MAX_VECTOR_LENGTH = (1 << 32) - 1
 def _int(name: str, value: object) -> int:
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise ParameterError(f"{name} must be an integer, got {value!r}")
-    return int(value)  # type: ignore[call-overload]
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,8 @@ class SecAggConfig:
     @property
     def threat_model(self) -> bounds.ThreatModel | None:
         """What these parameters guarantee (None with ``unsafe_skip_bounds``)."""
-        return self._threat_model  # type: ignore[attr-defined]
+        model: bounds.ThreatModel | None = self.__dict__["_threat_model"]
+        return model
 
     @property
     def ring(self) -> Ring:

@@ -15,7 +15,7 @@ clients only removes holders; it cannot add corrupt ones (docs/security.md, "Sec
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,22 +84,26 @@ class HolderGraph:
     def holders(self, owner: int) -> np.ndarray:
         """Sorted ids of the clients ``owner`` drew (all other members in the complete graph)."""
         if self._holders is None:
-            return self.members[self.members != owner]
+            others: np.ndarray = self.members[self.members != owner]
+            return others
         return self._holders[owner]
 
     def owners(self, holder: int) -> np.ndarray:
         """Sorted ids of the members that drew ``holder``."""
         if self._owners is None:
-            return self.members[self.members != holder]
+            others: np.ndarray = self.members[self.members != holder]
+            return others
         return self._owners[holder]
 
     def partners(self, client: int) -> np.ndarray:
         """Sorted ids ``client`` masks with: those it drew and those that drew it."""
-        if self._holders is None:
-            return self.members[self.members != client]
+        if self._holders is None or self._owners is None:
+            others: np.ndarray = self.members[self.members != client]
+            return others
         return np.union1d(self._holders[client], self._owners[client])
 
-    def prune(self, alive: set[int], threshold: int, counts_as_holder=None) -> set[int]:
+    def prune(self, alive: set[int], threshold: int,
+              counts_as_holder: Callable[[int, int], bool] | None = None) -> set[int]:
         """Remove, until none is left to remove, every client with fewer than ``threshold`` holders
         alive. Linear in the number of holder relations: each removal only decrements the counts of
         the owners it held for (the SecAgg+ dropout cascade of version 1 was quadratic).

@@ -106,10 +106,10 @@ def _bytes(name: str, value: object, length: int) -> bytes:
 def _id(name: str, value: object) -> int:
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise ParameterError(f"{name} must be an integer id, got {value!r}")
-    value = int(value)  # type: ignore[call-overload]
-    if not 0 <= value <= MAX_ID:
-        raise ParameterError(f"{name} must be in 0..{MAX_ID}, got {value}")
-    return value
+    number = int(value)
+    if not 0 <= number <= MAX_ID:
+        raise ParameterError(f"{name} must be in 0..{MAX_ID}, got {number}")
+    return number
 
 
 def _public_key(name: str, value: object) -> bytes:
@@ -160,7 +160,7 @@ def _is_empty(values: object) -> bool:
 
 def _raw(array: np.ndarray) -> memoryview | bytes:
     """The bytes of a little-endian contiguous array, without copying."""
-    return memoryview(array).cast("B") if array.size else b""
+    return memoryview(array.data).cast("B") if array.size else b""
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -318,10 +318,9 @@ class AdvertiseKeys(_FromClient):
     def entry(self) -> KeyEntry:
         return KeyEntry(self.sender, self.cipher_public_key, self.mask_public_key, self.holders, self.signature)
 
-    def _body(self):
-        signed = self.signature is not None
+    def _body(self) -> list[bytes | memoryview]:
         return [self.cipher_public_key, self.mask_public_key, _U32.pack(self.holders.size), _raw(self.holders),
-                _U8.pack(signed), self.signature if signed else b""]
+                _U8.pack(self.signature is not None), self.signature if self.signature is not None else b""]
 
 
 def audit_path_length(index: int, size: int) -> int:
@@ -391,7 +390,7 @@ class KeyDirectory(_ToClient):
     def signed(self) -> bool:
         return bool(self.entries) and self.entries[0].signature is not None
 
-    def _body(self):
+    def _body(self) -> list[bytes | memoryview]:
         signed = self.signed
         parts: list[bytes | memoryview] = [_U8.pack(signed), _U32.pack(len(self.entries))]
         for e in self.entries:
@@ -422,7 +421,7 @@ class ShareKeys(_FromClient):
         object.__setattr__(self, "peers", peers)
         object.__setattr__(self, "ciphertexts", ciphertexts)
 
-    def _body(self):
+    def _body(self) -> list[bytes | memoryview]:
         return [self.self_mask_commitment, *_sealed_rows(self.peers, self.ciphertexts)]
 
 
@@ -444,7 +443,7 @@ class ShareBundles(_ToClient):
         object.__setattr__(self, "ciphertexts", ciphertexts)
         object.__setattr__(self, "holders", _id_array("holders", self.holders))
 
-    def _body(self):
+    def _body(self) -> list[bytes | memoryview]:
         return [*_sealed_rows(self.peers, self.ciphertexts), _U32.pack(self.holders.size), _raw(self.holders)]
 
 
@@ -480,7 +479,7 @@ class MaskedInput(_FromClient):
         object.__setattr__(self, "values", _frozen(values.astype(ring.dtype, copy=False)))
         object.__setattr__(self, "rejected", _id_array("rejected", self.rejected))
 
-    def _body(self):
+    def _body(self) -> list[bytes | memoryview]:
         return [_U8.pack(self.modulus_bits), _U32.pack(self.values.size), _raw(self.values),
                 _U32.pack(self.rejected.size), _raw(self.rejected)]
 
@@ -498,7 +497,7 @@ class ConsistencyRequest(_ToClient):
         super().__post_init__()
         object.__setattr__(self, "survivors", _id_array("survivors", self.survivors))
 
-    def _body(self):
+    def _body(self) -> list[bytes | memoryview]:
         return [_U32.pack(self.survivors.size), _raw(self.survivors)]
 
 
@@ -513,7 +512,7 @@ class ConsistencySignature(_FromClient):
         super().__post_init__()
         object.__setattr__(self, "signature", _bytes("signature", self.signature, SIGNATURE_BYTES))
 
-    def _body(self):
+    def _body(self) -> list[bytes | memoryview]:
         return [self.signature]
 
 
@@ -535,7 +534,7 @@ class UnmaskRequest(_ToClient):
         _increasing("signers", [i for i, _ in signatures])
         object.__setattr__(self, "signatures", signatures)
 
-    def _body(self):
+    def _body(self) -> list[bytes | memoryview]:
         parts = [_U32.pack(self.survivors.size), _raw(self.survivors),
                  _U32.pack(len(self.signatures))]
         parts += [_SIGNED_ID.pack(i, s) for i, s in self.signatures]
@@ -579,8 +578,8 @@ class UnmaskingShares(_FromClient):
         object.__setattr__(self, "mask_key_owners", s_owners)
         object.__setattr__(self, "mask_key_shares", s_shares)
 
-    def _body(self):
-        parts = []
+    def _body(self) -> list[bytes | memoryview]:
+        parts: list[bytes | memoryview] = []
         for owners, shares in ((self.self_mask_owners, self.self_mask_shares),
                                (self.mask_key_owners, self.mask_key_shares)):
             rows = np.empty((owners.size, _SHARE_ROW), dtype="<u4")
@@ -606,7 +605,7 @@ class AbortNotice(_ToClient):
         if len(self.reason.encode("utf-8")) > MAX_ABORT_REASON_BYTES:
             raise ParameterError(f"reason longer than {MAX_ABORT_REASON_BYTES} bytes")
 
-    def _body(self):
+    def _body(self) -> list[bytes | memoryview]:
         raw = self.reason.encode("utf-8")
         return [_U16.pack(len(raw)), raw]
 
@@ -674,10 +673,12 @@ class _Reader:
         return self.take(1)[0]
 
     def u16(self) -> int:
-        return _U16.unpack(self.take(2))[0]
+        value: int = _U16.unpack(self.take(2))[0]
+        return value
 
     def u32(self) -> int:
-        return _U32.unpack(self.take(4))[0]
+        value: int = _U32.unpack(self.take(4))[0]
+        return value
 
     def flag(self, name: str) -> bool:
         value = self.u8()

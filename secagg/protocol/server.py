@@ -9,7 +9,7 @@ Google's fcp/secagg server). Time never enters except through ``close_round()``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -122,7 +122,7 @@ def _violation(sender: int, text: str) -> ProtocolViolation:
     return ProtocolViolation(f"client {sender}: {text}", party=sender)
 
 
-def _ids(values) -> np.ndarray:
+def _ids(values: Iterable[int]) -> np.ndarray:
     return np.array(sorted(values), dtype=np.int64)
 
 
@@ -181,11 +181,13 @@ class _AdvertiseKeysRound(_RoundState):
         for fingerprint in self._fingerprints(sender, message):
             self.key_owner[fingerprint] = sender
 
-    def close(self):
+    def close(self) -> tuple[_RoundState | AggregationResult, Outbox]:
         ctx, cfg = self.ctx, self.ctx.config
         self.log_dropped()
         members = _ids(self.received)
-        draws = {u: m.holders.astype(np.int64) for u, m in self.received.items()} if cfg.is_sparse else None
+        draws = None
+        if cfg.is_sparse:  # every message of this round is an AdvertiseKeys
+            draws = {u: m.holders.astype(np.int64) for u, m in self.received.items()}  # type: ignore[attr-defined]
         graph = HolderGraph(members, draws)
         alive = graph.prune(set(self.received), cfg.threshold)
         if not alive:
@@ -219,7 +221,7 @@ class _ShareKeysRound(_RoundState):
         if not np.array_equal(message.peers, holders[np.isin(holders, self.graph.members)]):
             raise _violation(sender, "sealed shares for a set of clients other than its holders")
 
-    def close(self):
+    def close(self) -> tuple[_RoundState | AggregationResult, Outbox]:
         ctx, cfg = self.ctx, self.ctx.config
         self.log_dropped()
         alive = self.graph.prune(set(self.received), cfg.threshold)
@@ -287,7 +289,7 @@ class _MaskedInputRound(_RoundState):
         self.rejected[sender] = rejected
         self.ctx.reports.extend((sender, int(o)) for o in rejected.tolist())
 
-    def close(self):
+    def close(self) -> tuple[_RoundState | AggregationResult, Outbox]:
         ctx, cfg = self.ctx, self.ctx.config
         self.log_dropped()
         survivors = _ids(self.received)
@@ -353,7 +355,7 @@ class _ConsistencyRound(_RoundState):
         except CryptoError:
             raise _violation(sender, "bad signature on the survivor list") from None
 
-    def close(self):
+    def close(self) -> tuple[_RoundState | AggregationResult, Outbox]:
         ctx, carry = self.ctx, self.carry
         self.log_dropped()
         signers = set(self.received)
@@ -386,7 +388,7 @@ class _UnmaskingRound(_RoundState):
         if not np.array_equal(message.mask_key_owners, held[~alive]):
             raise _violation(sender, "revealed mask-key shares for other clients than the dropped ones it holds for")
 
-    def close(self):
+    def close(self) -> tuple[_RoundState | AggregationResult, Outbox]:
         ctx = self.ctx
         self.log_dropped()
         carry = self.carry
@@ -411,7 +413,7 @@ class _UnmaskingRound(_RoundState):
         return AggregationResult(aggregate, survivors.tolist(), dict(ctx.dropped), list(ctx.reports),
                                  dict(ctx.misbehaving)), {}
 
-    def _table(self, owners: np.ndarray, kind: str):
+    def _table(self, owners: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every revealed share of ``owners``: (owner, holder, limbs) columns, sorted by (owner, holder)."""
         owner_col, holder_col, share_rows = [], [], []
         for w in sorted(self.received):
@@ -428,7 +430,7 @@ class _UnmaskingRound(_RoundState):
         order = np.lexsort((holder_all, owner_all))
         return owner_all[order], holder_all[order], shares_all[order]
 
-    def _reconstruct(self, owners: np.ndarray, kind: str, check) -> list[bytes]:
+    def _reconstruct(self, owners: np.ndarray, kind: str, check: Callable[[int, bytes], bool]) -> list[bytes]:
         """One secret per owner, checked against its commitment (self-mask) or public key (mask key).
 
         Fast path: the t lowest responding holders of every owner, batched. An owner whose secret
@@ -468,7 +470,7 @@ class _UnmaskingRound(_RoundState):
             owner = failed[0]  # decode one, learn who lied, retry the rest without them
             mine = o_col == owner
 
-            def passes(limbs, owner=owner):
+            def passes(limbs: np.ndarray, owner: int = owner) -> bool:
                 secret = _secret(limbs)
                 return secret is not None and check(owner, secret)
 

@@ -22,7 +22,7 @@ def test_federated_auc_is_close_to_pooled_and_above_banks_alone():
 def test_demo_command_prints_the_comparison(capsys):
     assert main(["demo", "--banks", "4", "--samples", "1500", "--rounds", "3", "--aggregator", "plain"]) == 0
     out = capsys.readouterr().out
-    assert "round  3/3" in out and "pooled (centralised)" in out and "federated (plain)" in out
+    assert "round 3/3  AUC" in out and "pooled (centralised)" in out and "federated (plain)" in out
     assert "mean of banks alone" in out
 
 
@@ -89,3 +89,17 @@ def test_private_run_samples_records_from_a_csprng_not_the_demo_seed(monkeypatch
         samples.append(list(seen))
     # the same --seed: the non-private figures repeat, the private run's record samples do not
     assert len(samples[0]) >= 4 and samples[0] != samples[1]
+
+
+def test_the_paillier_key_setup_says_what_it_does_and_how_long_it_took(capsys):
+    import re
+
+    import pytest
+
+    pytest.importorskip("phe")
+    assert main(["demo", "--banks", "3", "--samples", "800", "--rounds", "1", "--aggregator", "paillier",
+                 "--key-bits", "512"]) == 0
+    out = capsys.readouterr().out
+    started = out.index("dealing a 512-bit threshold Paillier key to 3 banks")
+    finished = re.search(r"dealing a 512-bit threshold Paillier key to 3 banks .*: done in \d+\.\d s", out)
+    assert finished and started < finished.start() < out.index("round 1/1")
