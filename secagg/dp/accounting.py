@@ -204,8 +204,8 @@ def subsampled_rdp(base: np.ndarray, sampling_rate: float, population: int | Non
             first = (alphas - 1) * log_1mq + np.log1p((alphas - 1) * q)
         else:
             higher = higher + math.log(2)
-            second = log_binomial + 2 * log_q + min(math.log(4) + math.log(math.expm1(e2)) if e2 > 0 else -math.inf,
-                                                    e2 + math.log(2))
+            log_expm1 = e2 + math.log1p(-math.exp(-e2)) if e2 > 0 else -math.inf  # log(e^e2 - 1), no overflow
+            second = log_binomial + 2 * log_q + min(math.log(4) + log_expm1, e2 + math.log(2))
             first = np.zeros(alphas.size)
         terms = np.where(js == 0, first, np.where(js == 1, -np.inf, np.where(js == 2, second, higher)))
     bound = _segment_logsumexp(terms) / (_ORDERS - 1)
@@ -371,6 +371,11 @@ def _check_schedule(sampling_rate: float, rounds: int, delta: float, population:
     return _cohort(sampling_rate, population)
 
 
+def cohort_size(sampling_rate: float, population: int | None) -> int | None:
+    """``sampling_rate * population`` as a whole cohort size (None without ``population``), or ParameterError."""
+    return _cohort(sampling_rate, population)
+
+
 def _cohort(sampling_rate: float, population: int | None) -> int | None:
     if population is None:
         return None
@@ -525,6 +530,11 @@ def distributed_gaussian_rho(l2: float, share_variance: float, shares: int, dime
         if shares > 10_000:  # the remaining terms are each at most the last one computed
             tau += 10 * (shares - 10_000) * math.exp(-math.pi**2 * share_variance)
     return min(l2**2 / (2 * total) + tau * dimension, (l2 / math.sqrt(total) + tau * math.sqrt(dimension)) ** 2 / 2)
+
+
+def zcdp_epsilon(rho: float, xi: float, rounds: int, delta: float) -> float:
+    """Epsilon of ``rounds`` rounds of an unsampled ``(xi, rho)``-zCDP mechanism (RDP ``xi + alpha rho``)."""
+    return _epsilon(xi + rho * _ORDERS, rounds, delta)
 
 
 def skellam_zcdp(l2: float, l1: float, variance: float) -> tuple[float, float]:

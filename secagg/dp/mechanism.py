@@ -94,10 +94,12 @@ from secagg.crypto.randomness import RandomSource
 from secagg.dp.accounting import (
     MIN_SHARE_VARIANCE,
     MechanismAccountant,
+    cohort_size,
     distributed_gaussian_rho,
     monotone_boundary,
     rho_budget,
     skellam_zcdp,
+    zcdp_epsilon,
 )
 from secagg.dp.config import DPConfig
 from secagg.dp.rotation import padded_dimension, random_signs, rotate, unrotate
@@ -187,11 +189,7 @@ class MechanismParameters:
             raise ParameterError(f"min_shares must be a positive int, got {self.min_shares!r}")
         if self.population is not None and (not _is_int(self.population) or self.population < 1):
             raise ParameterError(f"population must be a positive int or None, got {self.population!r}")
-        if self.population is not None:
-            cohort = round(float(self.sampling_rate) * int(self.population))
-            if not 1 <= cohort <= self.population or abs(cohort - float(self.sampling_rate) * self.population) > 1e-6:
-                raise ParameterError(f"sampling_rate * population must be a whole cohort size, got "
-                                     f"{self.sampling_rate!r} * {self.population}")
+        cohort_size(self.sampling_rate, self.population)
         if self.config.mechanism == "skellam" and self.sampling_rate < 1:
             raise ParameterError("Skellam noise is accounted only without sampling (every client, or every "
                                  "record, in every round); use mechanism='dgauss' with sampling")
@@ -298,15 +296,13 @@ class DistributedMechanism:
 
     def _skellam_variance(self, l2: float, l1: float, gaussian_rho: float) -> float:
         """Smallest total Skellam variance whose run spends at most epsilon (Agarwal et al.'s bound)."""
-        from secagg.dp.accounting import RDP_ORDERS, _epsilon
-
-        orders = np.array(RDP_ORDERS, dtype=np.float64)
         target = math.log(self.config.epsilon)
 
         def slack(variance: float) -> float:
             rho, xi = skellam_zcdp(l2, l1, variance)
             self.calibration_evaluations += 1
-            return target - math.log(_epsilon(xi + rho * orders, self.rounds, self.config.delta))
+            spent = zcdp_epsilon(rho, xi, self.rounds, self.config.delta)
+            return target - math.log(spent) if spent > 0 else math.inf
 
         start = l2**2 / (2 * gaussian_rho)
         _, high, _ = monotone_boundary(slack, start, lowest=start / 16, highest=start * 1e12, tolerance=1e-10)
