@@ -442,7 +442,8 @@ class DistributedMechanism:
         participant with a different library version refuses before contributing.
         """
         calibrated = {"parameters": self.parameters.to_dict(), "padded": self.padded,
-                      "granularity": float(self.granularity).hex(), "l2_squared_bound": float(self.l2_squared_bound).hex(),
+                      "granularity": float(self.granularity).hex(),
+                      "l2_squared_bound": float(self.l2_squared_bound).hex(),
                       "total_variance": float(self.total_variance).hex(),
                       "share_variance": f"{self.share_variance.numerator}/{self.share_variance.denominator}"}
         return hashlib.sha256(json.dumps(calibrated, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -123,7 +123,6 @@ def test_removing_one_record_moves_the_sum_by_that_records_own_rounding(bits):
     signs = mech.signs(bytes(range(32)))  # public
     stream = TestOnlySeededRandomness(bits, b"a party's secret stream").random_bytes(1 << 16)
     with_all = mech.encode(records, signs, Replay(stream))
-    worst = 0.0
     for k in (0, 1, 37, 98, 99):
         key = stream[ROUNDING_KEY_BYTES * k:ROUNDING_KEY_BYTES * (k + 1)]
         coupled = stream[:ROUNDING_KEY_BYTES * k] + stream[ROUNDING_KEY_BYTES * (k + 1):]
@@ -131,13 +130,23 @@ def test_removing_one_record_moves_the_sum_by_that_records_own_rounding(bits):
         difference = with_all - without
         assert np.array_equal(difference, mech._round(records[k:k + 1], signs, key)[0])
         assert difference @ difference <= mech.l2_squared_bound
-        # were the stream replayable as the trainer's seed was, the adversary would compare the two
-        # outputs on the same stream: every later record's rounding shifts with the removed key
-        uncoupled = mech.encode(np.delete(records, k, axis=0), signs, Replay(stream))
-        shifted = with_all - uncoupled
-        if k < 98:
-            worst = max(worst, float(np.linalg.norm(shifted)) / mech.l2)
-    assert worst > 1.0  # the public-stream attack breaks the bound (4.2x at 12 bits on the old code)
+
+
+def test_a_replayable_rounding_stream_would_break_the_bound():
+    """The attack the secret keys stop: with coins the adversary can replay (the trainer's seed used to
+    drive one numpy stream for all records), removing one record changes how every later record is
+    rounded, and the rounded sum moves by more than the accounted l2."""
+    mech = demo_mechanism(12)
+    records = np.random.default_rng(12).normal(size=(100, 14))
+    records /= np.linalg.norm(records, axis=1, keepdims=True)
+    signs = mech.signs(bytes(range(32)))
+    keys = TestOnlySeededRandomness(12, b"replayable").random_bytes(ROUNDING_KEY_BYTES * 100)
+    rounded_sum = mech._round(records, signs, keys).sum(axis=0)
+    worst = 0.0
+    for k in range(0, 90, 3):  # the same stream read in order, so later records take shifted coins
+        shifted = mech._round(np.delete(records, k, axis=0), signs, keys[:ROUNDING_KEY_BYTES * 99]).sum(axis=0)
+        worst = max(worst, float(np.linalg.norm(rounded_sum - shifted)) / mech.l2)
+    assert worst > 2  # 4.2x measured on the old code at 12 bits
 
 
 def test_rounding_refuses_a_replayable_numpy_generator():
