@@ -68,8 +68,8 @@ one client (``population``), so the protected client's own noise share is there 
 
 **Deployments** (network mode, Flower): every value above is a deterministic function of the public
 :class:`MechanismParameters`, so a coordinator announces ``parameters.to_dict()`` and every party
-rebuilds the same mechanism with ``MechanismParameters.from_dict(...).build()`` (compare
-:meth:`DistributedMechanism.calibration_fingerprint` to be sure). A participant needs nothing else:
+rebuilds the same mechanism with ``MechanismParameters.from_dict(...).build()`` (and checks the
+coordinator's :meth:`DistributedMechanism.calibration` with :meth:`~DistributedMechanism.check_calibration`). A participant needs nothing else:
 ``encode(contributions, signs)`` with the round's public rotation signs returns its integer vector,
 drawing the rounding keys and the noise from a fresh CSPRNG; the server calls ``decode``.
 
@@ -82,8 +82,6 @@ vector just below the bound, never accept one above it); a party's int64 sum is 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -230,7 +228,8 @@ class MechanismParameters:
                    population=data["population"])
 
     def build(self) -> DistributedMechanism:
-        """The calibrated mechanism (deterministic: the same on every machine with the same versions)."""
+        """The calibrated mechanism: a deterministic function of the parameters (to the last bits of
+        NumPy's vectorised ``exp``/``log``, which may differ between CPUs: see ``check_calibration``)."""
         return DistributedMechanism(self.config, dimension=self.dimension, rounds=self.rounds,
                                     sampling_rate=self.sampling_rate,
                                     expected_contributions=self.expected_contributions,
@@ -434,19 +433,40 @@ class DistributedMechanism:
         (a float carrying ``accountant``, ``theorem`` and ``delta``)."""
         return self.accountant.epsilon(rounds)
 
-    def calibration_fingerprint(self) -> str:
-        """SHA-256 (hex) of the parameters and every calibrated value the parties must agree on.
+    def calibration(self) -> dict:
+        """The calibrated values the parties must agree on, JSON-able (for a coordinator to announce).
 
-        Two machines that built the mechanism from the same announced :class:`MechanismParameters`
-        get the same fingerprint; a coordinator can announce it beside the parameters so that a
-        participant with a different library version refuses before contributing.
+        ``padded``, ``granularity``, ``l2_squared_bound``, ``total_variance``, ``share_variance`` and
+        the ``epsilon`` of the whole run; :meth:`check_calibration` compares another party's.
         """
-        calibrated = {"parameters": self.parameters.to_dict(), "padded": self.padded,
-                      "granularity": float(self.granularity).hex(),
-                      "l2_squared_bound": float(self.l2_squared_bound).hex(),
-                      "total_variance": float(self.total_variance).hex(),
-                      "share_variance": f"{self.share_variance.numerator}/{self.share_variance.denominator}"}
-        return hashlib.sha256(json.dumps(calibrated, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        return {"padded": self.padded, "granularity": float(self.granularity),
+                "l2_squared_bound": float(self.l2_squared_bound), "total_variance": float(self.total_variance),
+                "share_variance": float(self.share_variance), "epsilon": float(self.epsilon(self.rounds))}
+
+    def check_calibration(self, announced: object, *, rtol: float = 1e-9) -> None:
+        """ParameterError unless ``announced`` (another party's :meth:`calibration`) is this one, to ``rtol``.
+
+        A participant rebuilds the mechanism from the announced :class:`MechanismParameters` and
+        checks the coordinator's calibration against its own before contributing: a different
+        library version, or a coordinator announcing less noise than the parameters call for, is
+        refused. The comparison allows ``rtol`` because floating-point results may differ in the
+        last bits between machines (NumPy's vectorised ``exp``/``log`` are not bit-identical across
+        CPUs); such differences move the granularity, bounds and epsilon by parts in 1e15, which
+        changes neither the guarantee nor the decoded sum in any way that matters.
+        """
+        mine = self.calibration()
+        if not isinstance(announced, dict) or set(announced) != set(mine):
+            raise ParameterError(f"a calibration must be a dict with exactly the keys {sorted(mine)}")
+        if announced["padded"] != mine["padded"] or isinstance(announced["padded"], bool):
+            raise ParameterError(f"announced padded dimension {announced['padded']!r}, this mechanism has "
+                                 f"{mine['padded']}")
+        for name in sorted(set(mine) - {"padded"}):
+            value = announced[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ParameterError(f"announced {name} must be a finite number, got {value!r}")
+            if abs(value - mine[name]) > rtol * abs(mine[name]):
+                raise ParameterError(f"announced {name} {value!r} differs from this party's calibration "
+                                     f"{mine[name]!r} (same parameters, another library version?)")
 
     def signs(self, seed: bytes) -> np.ndarray:
         """The round's rotation signs from its public 32-byte seed."""

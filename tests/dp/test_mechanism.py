@@ -321,17 +321,28 @@ def test_participants_rebuild_the_coordinators_mechanism_from_the_announcement_a
                                      dimension=300, rounds=40, sampling_rate=0.05, expected_contributions=10,
                                      min_shares=8, population=200)
     coordinator = parameters.build()
-    announcement = json.dumps({"parameters": parameters.to_dict(),
-                               "fingerprint": coordinator.calibration_fingerprint()}, sort_keys=True)
+    announcement = json.dumps({"parameters": parameters.to_dict(), "calibration": coordinator.calibration()},
+                              sort_keys=True)
 
     received = json.loads(announcement)
     participant = MechanismParameters.from_dict(received["parameters"]).build()
-    assert participant.calibration_fingerprint() == received["fingerprint"]
+    participant.check_calibration(received["calibration"])
     assert (participant.granularity, participant.total_variance, participant.share_variance, participant.l2) == (
         coordinator.granularity, coordinator.total_variance, coordinator.share_variance, coordinator.l2)
+    # a coordinator announcing less noise than its parameters call for, or another version's numbers
+    for name, factor in (("total_variance", 0.99), ("granularity", 1 + 1e-6), ("epsilon", 1.01)):
+        with pytest.raises(ParameterError, match=name):
+            participant.check_calibration(received["calibration"] | {name: received["calibration"][name] * factor})
+    participant.check_calibration(received["calibration"] | {"granularity": coordinator.granularity * (1 + 1e-13)})
+    for bad, match in (({"padded": 256}, "padded"), ({"epsilon": "2"}, "epsilon"), ({"padded": True}, "padded")):
+        with pytest.raises(ParameterError, match=match):
+            participant.check_calibration(received["calibration"] | bad)
+    with pytest.raises(ParameterError, match="keys"):
+        participant.check_calibration({"granularity": coordinator.granularity})
     # one changed public parameter is a different mechanism
     other = MechanismParameters.from_dict(received["parameters"] | {"rounds": 41}).build()
-    assert other.calibration_fingerprint() != coordinator.calibration_fingerprint()
+    with pytest.raises(ParameterError, match="differs"):
+        other.check_calibration(received["calibration"])
 
     # each of 10 participants encodes with its own secret randomness only; the server decodes
     seed = bytes(range(32))
