@@ -197,6 +197,47 @@ class MechanismParameters:
         if self.population is not None:
             object.__setattr__(self, "population", int(self.population))
 
+    @classmethod
+    def for_training(cls, config: DPConfig, *, rounds: int, dimension: int, parties: int, cohort: int | None = None,
+                     records: object = None) -> MechanismParameters:
+        """The parameters of a FedAvg run, as :class:`~secagg.fedavg.FedAvg` derives them (in process, so
+        network and Flower runs that use this get the same mechanism and the same epsilon).
+
+        Client level: ``parties`` clients, a fixed cohort of ``cohort`` (default all) per round,
+        without replacement: ``population = parties``, ``sampling_rate = cohort / parties``, the cohort
+        expected in a sum. Record level: every one of the ``parties`` institutions in every round
+        (``cohort`` must be None or ``parties``), records Poisson-sampled at
+        ``config.record_sampling_rate``; ``records`` is each institution's record count (public, or
+        public upper bounds), and the expected batch is ``rate x sum(records)``. ``min_shares``
+        follows ``config.dropout_tolerance`` over the round's parties; fewer than 2 is refused.
+        """
+        if not isinstance(config, DPConfig):
+            raise ParameterError("config must be a DPConfig")
+        if not _is_int(parties) or parties < 1:
+            raise ParameterError(f"parties must be a positive int, got {parties!r}")
+        if config.level == "client":
+            cohort = int(parties) if cohort is None else cohort
+            if not _is_int(cohort) or not 1 <= cohort <= parties:
+                raise ParameterError(f"cohort must be an int in 1..{parties}, got {cohort!r}")
+            sampling, population, expected = int(cohort) / int(parties), int(parties), float(cohort)
+        else:
+            if cohort is not None and cohort != parties:
+                raise ParameterError("record-level DP takes every institution in every round: cohort must be None")
+            counts = np.asarray(records if records is not None else [], dtype=np.float64).ravel()
+            if counts.size != parties or not np.all(np.isfinite(counts)) or np.any(counts < 0):
+                raise ParameterError(f"record level needs each of the {parties} institutions' record counts")
+            cohort, sampling, population = int(parties), config.record_sampling_rate, None
+            expected = sampling * float(counts.sum())
+        if cohort < 2:
+            raise ParameterError(f"DP needs at least 2 parties per round (their noise shares add up), got {cohort}")
+        return cls(config, dimension=dimension, rounds=rounds, sampling_rate=sampling, expected_contributions=expected,
+                   min_shares=config.min_shares(int(cohort)), population=population)
+
+    @property
+    def cohort(self) -> int | None:
+        """Contributors per round at client level (``sampling_rate x population``); None at record level."""
+        return cohort_size(self.sampling_rate, self.population)
+
     def to_dict(self) -> dict:
         """The canonical, JSON-able form (``json.dumps(..., sort_keys=True)`` is byte-exact)."""
         return {"format": _PARAMETERS_FORMAT, "config": self.config.to_dict(), "dimension": self.dimension,

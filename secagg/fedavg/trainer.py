@@ -353,20 +353,14 @@ class FedAvg:
         config = self.dp
         clients = len(sizes)
         dimension = self.server.vector.size
-        if config.level == "client":
-            cohort, sampling, population = per_round, per_round / clients, clients
-            expected, max_contributions = float(cohort), 1
-        else:
-            cohort, sampling, population = clients, config.record_sampling_rate, None
-            expected, max_contributions = sampling * float(sizes.sum()), int(sizes.max())
-        if cohort < 2:
-            raise ParameterError(f"DP needs at least 2 parties per round (their noise shares add up), got {cohort}")
-        min_shares = config.min_shares(cohort)
-        schedule = (config, clients, cohort, min_shares, dimension)
+        client_level = config.level == "client"
+        parameters = MechanismParameters.for_training(config, rounds=self.rounds, dimension=dimension, parties=clients,
+                                                      cohort=per_round if client_level else None, records=sizes)
+        cohort = parameters.cohort if client_level else clients
+        expected, max_contributions = parameters.expected_contributions, 1 if client_level else int(sizes.max())
+        schedule = (config, clients, cohort, parameters.min_shares, dimension)
         if self.dp_mechanism is None:
-            mechanism = MechanismParameters(config, dimension=dimension, rounds=self.rounds, sampling_rate=sampling,
-                                            expected_contributions=expected, min_shares=min_shares,
-                                            population=population).build()
+            mechanism = parameters.build()
         else:
             mechanism = self.dp_mechanism
             if schedule != self._dp_schedule:

@@ -296,3 +296,39 @@ def test_dp_needs_two_parties_per_round():
     with pytest.raises(ParameterError, match="at least 2 parties"):
         FedAvg(LogisticRegression(8), aggregator="plain", rounds=1,
                dp=DPConfig(noise_multiplier=1.0, level="record")).fit(clients[:1])
+
+
+@pytest.mark.parametrize("level", ["client", "record"])
+def test_a_deployment_building_the_parameters_like_the_trainer_reports_the_same_epsilon(level):
+    """What network mode and Flower need: the trainer's mechanism from public facts alone."""
+    from secagg.dp import MechanismParameters
+
+    clients, _ = blobs(32, clients=10, n=(200, 300))
+    config = DPConfig(epsilon=2.0, delta=1e-5, clip=1.0, level=level, record_sampling_rate=0.05,
+                      dropout_tolerance=0.2)
+    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=4, learning_rate=0.5, seed=1, dp=config,
+                clients_per_round=6 if level == "client" else None)
+    history = fl.fit(clients)
+    records = [len(y) for _, y in clients]
+    parameters = MechanismParameters.for_training(config, rounds=4, dimension=fl.server.vector.size, parties=10,
+                                                  cohort=6 if level == "client" else None, records=records)
+    assert parameters == fl.dp_mechanism.parameters
+    elsewhere = MechanismParameters.from_dict(parameters.to_dict()).build()
+    elsewhere.check_calibration(fl.dp_mechanism.calibration())
+    assert [elsewhere.epsilon(t) for t in range(1, 5)] == history.epsilon
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(level="client", parties=10, cohort=11), "cohort"),
+    (dict(level="client", parties=10, cohort=1), "at least 2 parties"),
+    (dict(level="record", parties=3, records=[10, 20]), "record counts"),
+    (dict(level="record", parties=3, records=None), "record counts"),
+    (dict(level="record", parties=3, cohort=2, records=[1, 2, 3]), "cohort must be None"),
+    (dict(level="client", parties=0), "parties"),
+])
+def test_bad_training_schedules_are_refused(kwargs, match):
+    from secagg.dp import MechanismParameters
+
+    level = kwargs.pop("level")
+    with pytest.raises(ParameterError, match=match):
+        MechanismParameters.for_training(DPConfig(epsilon=1.0, level=level), rounds=3, dimension=9, **kwargs)
