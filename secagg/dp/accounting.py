@@ -189,6 +189,10 @@ def subsampled_rdp(base: np.ndarray, sampling_rate: float, population: int | Non
     Wang, Balle and Kasiviswanathan's Theorem 9. Each is capped by ``base`` itself (module docstring).
     """
     base = np.asarray(base, dtype=np.float64)
+    if base.shape != (_MAX_ORDER + 1,) or not np.all(base[2:] >= 0):
+        raise ParameterError(f"base must be the unsampled RDP at orders 0..{_MAX_ORDER} (>= 0), got shape {base.shape}")
+    if not (_is_real(sampling_rate) and 0 < sampling_rate <= 1):
+        raise ParameterError(f"sampling_rate must be in (0, 1], got {sampling_rate!r}")
     unsampled = base[_ORDERS]
     q = float(sampling_rate)
     if q >= 1:

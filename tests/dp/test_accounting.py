@@ -280,6 +280,9 @@ def test_epsilon_per_round_and_its_label():
     (lambda: MechanismAccountant("dgauss", 1.0, 1.0, 1.0, 1, 4, 0.5, DELTA, population=7), "cohort"),
     (lambda: MechanismAccountant("dgauss", 1.0, 1.0, 1.0, 1, 4, 0.5, DELTA, accountant="gauss"), "accountant"),
     (lambda: MechanismAccountant("dgauss", 1.0, 1.0, 1.0, 1, 4, 0.5, DELTA).epsilon(1.0), "rounds"),
+    (lambda: subsampled_rdp(np.arange(100) * 0.1, 0.1, None), "orders 0..1024"),
+    (lambda: subsampled_rdp(-np.arange(1025) * 0.1, 0.1, None), "orders 0..1024"),
+    (lambda: subsampled_rdp(np.arange(1025) * 0.1, 0.0, None), "sampling_rate"),
 ])
 def test_bad_arguments(call, match):
     with pytest.raises(ParameterError, match=match):
