@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/bench_dp.py --quick    # fewer points, for a smoke test
 
 Results go to benchmarks/results/dp.txt (text) and docs/img/dp_*.png (plots; needs matplotlib).
-Every figure is printed beside its floor: the sampler's speed beside the AES-CTR stream it reads.
+Every figure is printed beside its floor: the sampler's speed beside the AES-CTR stream it reads,
+the calibration time beside one evaluation of the accountant.
 """
 
 from __future__ import annotations
@@ -109,43 +110,154 @@ def variance_check(lines, clients=20, dimension=16_000):
     signs = mech.signs(bytes(32))
     aggregation = make_aggregator("masking").open_round(list(range(clients)), mech.padded, max_weight=1.0,
                                                         clip=float(mech.value_bound(1)), rng=np.random.default_rng(0))
-    rng = np.random.default_rng(1)
     for client in range(clients):
-        aggregation.submit(client, mech.encode(np.zeros(dimension), signs, rng).astype(np.float64), 1.0)
+        aggregation.submit(client, mech.encode(np.zeros(dimension), signs).astype(np.float64), 1.0)
     noise = mech.decode(aggregation.finish().weighted_sum, signs)
     ratio = noise.var() / mech.noise_stddev**2
     stderr = math.sqrt(2 / (noise.size - 1))
     lines.append(f"decoded aggregate of {clients} clients' zero updates through 'masking', {dimension:,} coordinates: "
                  f"sample variance / calibrated = {ratio:.4f} ({(ratio - 1) / stderr:+.2f} standard errors); "
-                 f"calibrated sigma = {mech.noise_stddev:.4g} = z {mech.noise_multiplier} x l2 {mech.l2:.1f} "
+                 f"calibrated sigma = {mech.noise_stddev:.4g} = z {mech.noise_multiplier:.4g} x l2 {mech.l2:.1f} "
                  f"x gamma {mech.granularity:.3g}")
 
 
+# (name, level, dimension, rounds, sampling_rate, expected_contributions, min_shares, population)
+SCHEDULES = [
+    ("anti-fraud demo: record level, 8 banks, q = 0.02, 100 rounds", "record", 14, 100, 0.02, 670.0, 7, None),
+    ("digits: client level, 100 of 1,000 per round, 60 rounds", "client", 650, 60, 0.1, 100.0, 95, 1000),
+]
+
+
 def accounting_check(lines):
+    """Reported epsilons against dp-accounting, and what the proven default costs over the old bound."""
     import dp_accounting
 
+    from secagg.dp.accounting import RDP_ORDERS, MechanismAccountant
+
     relation = dp_accounting.NeighboringRelation
-    for label, level_rate, population, shares, rounds, expected in (
-            ("demo schedule: record level, q = 0.02, 100 rounds, 7 of 8 banks", 0.02, None, 7, 100, 670.0),
-            ("cross-device: client level, 100 of 1,000 per round, 60 rounds, >= 95 noise shares", 0.1, 1000, 95, 60,
-             100.0)):
-        config = DPConfig(epsilon=3.0, delta=1e-5, clip=1.0)
-        mech = DistributedMechanism(config, dimension=650, rounds=rounds, sampling_rate=level_rate,
-                                    expected_contributions=expected, min_shares=shares, population=population)
-        if population is None:  # Poisson sampling, add-or-remove-one, sensitivity l2
-            z = math.sqrt(mech.total_variance) / mech.l2
-            accountant = dp_accounting.rdp.RdpAccountant()
-            sampled = dp_accounting.PoissonSampledDpEvent(level_rate, dp_accounting.GaussianDpEvent(z))
-        else:  # a fixed cohort without replacement, replace-one, sensitivity 2 l2
-            z = math.sqrt(mech.total_variance) / (2 * mech.l2)
-            accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation.REPLACE_ONE)
-            sampled = dp_accounting.SampledWithoutReplacementDpEvent(
-                population, round(level_rate * population), dp_accounting.GaussianDpEvent(z))
-        accountant.compose(dp_accounting.SelfComposedDpEvent(sampled, rounds))
-        direct = accountant.get_epsilon(1e-5)
-        ours = mech.epsilon(rounds)
-        lines.append(f"  {label}: reported {ours:.12f}, dp-accounting {direct:.12f} "
-                     f"(relative difference {abs(ours - direct) / direct:.1e}); target 3, z = {z:.6f}")
+    for label, level, dimension, rounds, rate, expected, shares, population in SCHEDULES:
+        for epsilon in (1.0, 3.0, 8.0):
+            kwargs = dict(dimension=dimension, rounds=rounds, sampling_rate=rate, expected_contributions=expected,
+                          min_shares=shares, population=population)
+            proven = DistributedMechanism(DPConfig(epsilon=epsilon, level=level), **kwargs)
+            approximate = DistributedMechanism(DPConfig(epsilon=epsilon, level=level,
+                                                        accountant="gaussian_approximation"), **kwargs)
+            # the approximation's number from dp-accounting itself (its RdpAccountant at secagg's orders)
+            rdp = dp_accounting.rdp.RdpAccountant(orders=list(RDP_ORDERS), neighboring_relation=(
+                relation.ADD_OR_REMOVE_ONE if population is None else relation.REPLACE_ONE))
+            rdp.compose(approximate.accountant.dp_accounting_event(rounds))
+            direct = rdp.get_epsilon(1e-5)
+            # the old noise read with the proven bound: what the old report should have said
+            old = approximate.accountant
+            reread = MechanismAccountant(old.mechanism, old.l2, old.l1, old.variance, old.shares, old.dimension,
+                                         old.sampling_rate, old.delta, old.population).epsilon(rounds)
+            lines.append(f"  {label}, target {epsilon:g}: proven default z = {proven.noise_multiplier:.3f} "
+                         f"(reports {float(proven.epsilon(rounds)):.9f}); gaussian_approximation z = "
+                         f"{approximate.noise_multiplier:.3f} (reports {float(approximate.epsilon(rounds)):.9f}, "
+                         f"dp-accounting {direct:.9f}), which the proven bound reads as epsilon {reread:.3f}")
+
+
+def calibration_times(lines, quick=False):
+    """Construction time of every configuration of a grid (the grid of tests/dp/test_mechanism.py)."""
+    import itertools
+
+    from secagg.dp.accounting import _zcdp_rdp, rho_budget
+    from secagg.errors import ParameterError
+
+    grid = {  # (dimension, rounds, sampling_rate, expected_contributions, min_shares, population)
+        "record, demo": (14, 100, 0.02, 670.0, 7, None),
+        "record, big model": (50_000, 500, 0.01, 100.0, 3, None),
+        "client, digits": (650, 60, 0.1, 100.0, 95, 1000),
+        "client, few": (10_000, 20, 0.5, 10.0, 9, 20),
+        "everyone, every round": (1000, 30, 1.0, 8.0, 8, None),
+    }
+    start = time.perf_counter()
+    rho_budget(1.0, 10, 1e-5, 0.5)  # imports dp-accounting once, outside the timings
+    lines.append(f"(importing dp-accounting: {time.perf_counter() - start:.2f} s, once per process)")
+    epsilons = (1.0, 4.0) if quick else (0.3, 1.0, 4.0, 16.0)
+    bits_grid = (8, 20) if quick else (8, 12, 16, 20, 32)
+    rows = []
+    for (name, schedule), epsilon, bits, accountant, mechanism in itertools.product(
+            grid.items(), epsilons, bits_grid, ("proven", "gaussian_approximation"), ("dgauss", "skellam")):
+        dimension, rounds, rate, expected, shares, population = schedule
+        if mechanism == "skellam" and rate < 1:
+            continue
+        config = DPConfig(epsilon=epsilon, bits=bits, accountant=accountant, mechanism=mechanism,
+                          level="client" if population else "record")
+        _zcdp_rdp.cache_clear()  # every configuration from a cold cache
+        start = time.perf_counter()
+        try:
+            mech = DistributedMechanism(config, dimension=dimension, rounds=rounds, sampling_rate=rate,
+                                        expected_contributions=expected, min_shares=shares, population=population)
+            evaluations, outcome = mech.calibration_evaluations, "built"
+        except ParameterError as error:
+            evaluations = 0
+            outcome = ("refused" if "width" in str(error) else
+                       "too fine" if "lower bits" in str(error) else f"error: {error}")
+        rows.append((time.perf_counter() - start, evaluations, outcome, name, epsilon, bits, accountant, mechanism))
+    built = [r for r in rows if r[2] == "built"]
+    refused = [r for r in rows if r[2] == "refused"]
+    fine = [r for r in rows if r[2] == "too fine"]
+    others = [r for r in rows if r[2] not in ("built", "refused", "too fine")]
+    times = sorted(r[0] for r in built)
+    lines.append(f"{len(rows)} configurations: {len(built)} built, {len(refused)} refused up front (naming a width), "
+                 f"{len(fine)} refused as finer than a sampler can take (\"lower bits\"), {len(others)} other errors")
+    lines.append(f"  construction time: median {times[len(times) // 2] * 1e3:.1f} ms, max {times[-1] * 1e3:.1f} ms; "
+                 f"refusals at most {max((r[0] for r in refused), default=0) * 1e3:.1f} ms")
+    for row in sorted(built, reverse=True)[:4]:
+        lines.append(f"  slowest: {row[0] * 1e3:7.1f} ms, {row[1]:4d} accountant evaluations  ({row[3]}, "
+                     f"eps {row[4]:g}, bits {row[5]}, {row[6]}, {row[7]})")
+    for kind in ("proven", "gaussian_approximation"):
+        for scheme, population in (("Poisson", None), ("cohort", 1000)):
+            rate = 0.1
+            _zcdp_rdp.cache_clear()
+            start = time.perf_counter()
+            _zcdp_rdp(0.01, rate, population, kind)
+            lines.append(f"  one accountant evaluation ({kind}, {scheme}, rho 0.01): "
+                         f"{(time.perf_counter() - start) * 1e3:.2f} ms")
+    for row in others:
+        lines.append(f"  UNEXPECTED {row}")
+
+
+class _Replay:
+    """A fixed byte string as a RandomSource: a party's secret stream, fixed to build a coupling."""
+
+    def __init__(self, data):
+        self.data, self.offset = data, 0
+
+    def random_bytes(self, n):
+        self.offset += n
+        return self.data[self.offset - n:self.offset]
+
+
+def sensitivity_check(lines, records=100, removals=20):
+    """Removing one record: the sum moves by that record's rounding (secret keys, coupled stream), or
+    by far more when the rounding coins can be replayed (what a public seed allowed)."""
+    from secagg.dp.mechanism import ROUNDING_KEY_BYTES
+
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(records, 14))
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    for bits in (12, 16, 20):
+        mech = DistributedMechanism(DPConfig(epsilon=3.0, level="record", bits=bits), dimension=14, rounds=100,
+                                    sampling_rate=0.02, expected_contributions=670, min_shares=7)
+        signs = mech.signs(bytes(32))
+        coupled_worst = replayed_worst = 0.0
+        for trial in range(removals):
+            stream = TestOnlySeededRandomness(trial, b"secret").random_bytes(1 << 16)
+            k = int(rng.integers(records - 1))
+            full = mech.encode(rows, signs, _Replay(stream))
+            cut = stream[:ROUNDING_KEY_BYTES * k] + stream[ROUNDING_KEY_BYTES * (k + 1):]
+            coupled = full - mech.encode(np.delete(rows, k, axis=0), signs, _Replay(cut))
+            # the same coins read in order (a replayable stream): later records take shifted coins
+            keys = stream[:ROUNDING_KEY_BYTES * records]
+            replayed = (mech._round(rows, signs, keys).sum(axis=0)
+                        - mech._round(np.delete(rows, k, axis=0), signs, keys[:-ROUNDING_KEY_BYTES]).sum(axis=0))
+            coupled_worst = max(coupled_worst, float(np.linalg.norm(coupled)) / mech.l2)
+            replayed_worst = max(replayed_worst, float(np.linalg.norm(replayed)) / mech.l2)
+        lines.append(f"  bits {bits}: largest |sum(D) - sum(D - x)| / l2 over {removals} removals from {records} "
+                     f"records: {coupled_worst:.3f} with the secret stream coupled as the proof does (noise included), "
+                     f"{replayed_worst:.2f} for the rounded sums if the coins could be replayed (as the seed's were)")
 
 
 def _banks():
@@ -288,14 +400,19 @@ def main(argv=None):
     section("sampler speed", sampler_speed)
     section("sampler fit", chi_square)
     section("calibration: variance of the decoded noise", variance_check)
-    section("accounting: reported epsilon against dp-accounting's RdpAccountant on the same event", accounting_check)
+    section("calibration time over a grid of configurations (schedules x epsilon x bits x accountant x noise)",
+            calibration_times, args.quick)
+    section("accounting: proven default against the Gaussian approximation (and dp-accounting's number for it)",
+            accounting_check)
+    section("record-level sensitivity of the rounded sum, demo schedule (l2 is the accounted bound)",
+            sensitivity_check)
     fraud_eps = [0.25, 3.0] if args.quick else [0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 8.0]
     digit_eps = [2.0, 8.0] if args.quick else [1.0, 2.0, 4.0, 8.0, 16.0]
     seeds = [0] if args.quick else [0, 1, 2]
-    fraud = section("accuracy against epsilon: anti-fraud (plain aggregator; the masking and Paillier "
-                                "paths sum the same integers exactly)", antifraud_curve, fraud_eps, seeds)
-    digits = section("accuracy against epsilon: digits, 1,000 clients, 100 per round (fixed cohort, "
-                     "replace-one), 60 rounds", digits_curve, digit_eps, seeds[:2])
+    fraud = section("accuracy against epsilon, proven accountant: anti-fraud (plain aggregator; the masking and "
+                    "Paillier paths sum the same integers exactly)", antifraud_curve, fraud_eps, seeds)
+    digits = section("accuracy against epsilon, proven accountant: digits, 1,000 clients, 100 per round (fixed "
+                     "cohort, replace-one), 60 rounds", digits_curve, digit_eps, seeds[:2])
     try:
         plot(Path(args.plot), fraud, digits)
         lines.append(f"plot: {_shown(Path(args.plot))}")

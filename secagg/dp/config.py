@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -9,10 +10,15 @@ import numpy as np
 
 from secagg.errors import ParameterError
 
-__all__ = ["DPConfig", "LEVELS", "MECHANISMS", "tolerated_dropouts"]
+__all__ = ["ACCOUNTANTS", "DPConfig", "LEVELS", "MECHANISMS", "tolerated_dropouts"]
 
 LEVELS = ("client", "record")
 MECHANISMS = ("dgauss", "skellam")
+# "proven": only bounds proven for the mechanism actually run (secagg.dp.accounting);
+# "gaussian_approximation": the continuous Gaussian's subsampling bounds applied to the discrete sum.
+ACCOUNTANTS = ("proven", "gaussian_approximation")
+# Version of the DPConfig.to_dict form; from_dict refuses any other.
+CONFIG_FORMAT = 1
 
 
 def _number(value: object) -> bool:
@@ -59,6 +65,14 @@ class DPConfig:
     * ``dropout_tolerance``: fraction of a round's parties that may vanish with the guarantee intact;
       every party adds enough noise for the survivors alone to carry the calibrated total.
     * ``rounding_beta``: conditional rounding retries a vector with probability at most this.
+    * ``accountant``: ``"proven"`` (default) reports only bounds proven for what is run: the
+      discrete mechanism's own RDP curve, amplified by sampling with a bound that holds for any
+      mechanism. ``"gaussian_approximation"`` applies the continuous Gaussian's (tighter)
+      subsampling bounds to the discrete sum, which no theorem covers; opt in knowingly. Without
+      sampling the two coincide. docs/dp.md names the theorems.
+
+    :meth:`to_dict` / :meth:`from_dict` give a canonical JSON-able form, for a coordinator to
+    announce the configuration and every participant to rebuild the same one.
     """
 
     epsilon: float | None = None
@@ -73,6 +87,7 @@ class DPConfig:
     record_sampling_rate: float = 0.01
     range_stddevs: float = 4.0
     rounding_beta: float = math.exp(-0.5)
+    accountant: str = "proven"
 
     def __post_init__(self) -> None:
         if (self.epsilon is None) == (self.noise_multiplier is None):
@@ -101,7 +116,61 @@ class DPConfig:
             raise ParameterError(f"range_stddevs must be > 0, got {self.range_stddevs!r}")
         if not (_number(self.rounding_beta) and 0 < self.rounding_beta < 1):
             raise ParameterError(f"rounding_beta must be in (0, 1), got {self.rounding_beta!r}")
+        if self.accountant not in ACCOUNTANTS:
+            raise ParameterError(f"accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
+
+    def to_dict(self) -> dict:
+        """The canonical, JSON-able form: every field, numbers as JSON numbers, plus ``format``.
+
+        Real-valued fields are written as floats (``epsilon=3`` and ``epsilon=3.0`` give the same
+        dict), so equal configurations have equal dicts and ``json.dumps(..., sort_keys=True)`` is a
+        byte-exact announcement.
+        """
+        out: dict = {"format": CONFIG_FORMAT}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name in _REAL_FIELDS and value is not None:
+                value = float(value)
+            out[item.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: object) -> DPConfig:
+        """The DPConfig of a :meth:`to_dict` form, validated (ParameterError on anything else).
+
+        Every field must be present (an announcement that leaves one out would let the two sides
+        fall back on different defaults), with no unknown keys and the right JSON types.
+        """
+        if not isinstance(data, dict):
+            raise ParameterError(f"a DPConfig description must be a dict, got {type(data).__name__}")
+        names = [item.name for item in dataclasses.fields(cls)]
+        expected = {"format", *names}
+        if set(data) != expected:
+            missing, unknown = sorted(expected - set(data)), sorted(map(str, set(data) - expected))
+            raise ParameterError(f"a DPConfig description needs exactly the keys {sorted(expected)}: "
+                                 f"missing {missing}, unknown {unknown}")
+        if data["format"] != CONFIG_FORMAT or isinstance(data["format"], bool):
+            raise ParameterError(f"unsupported DPConfig format {data['format']!r} (this version reads {CONFIG_FORMAT})")
+        for name in names:
+            value = data[name]
+            if name in _REAL_FIELDS:
+                ok = (value is None and name in ("epsilon", "noise_multiplier")) or (
+                    isinstance(value, (int, float)) and not isinstance(value, bool))
+            elif name == "bits":
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif name == "rotation":
+                ok = isinstance(value, bool)
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                raise ParameterError(f"DPConfig field {name!r} has the wrong type: {value!r}")
+        return cls(**{name: float(data[name]) if name in _REAL_FIELDS and data[name] is not None else data[name]
+                      for name in names})
 
     def min_shares(self, parties: int) -> int:
         """Fewest of ``parties`` whose noise is in the sum when ``dropout_tolerance`` of them vanish."""
         return max(1, int(parties) - tolerated_dropouts(self.dropout_tolerance, parties))
+
+
+_REAL_FIELDS = frozenset({"epsilon", "delta", "noise_multiplier", "clip", "dropout_tolerance", "record_sampling_rate",
+                          "range_stddevs", "rounding_beta"})

@@ -476,25 +476,19 @@ class FedAvg:
         Record level: every institution, Poisson-sampled records. A later fit must have the schedule
         the mechanism was calibrated for, else its epsilon would be misreported: it is refused.
         """
-        from secagg.dp.mechanism import DistributedMechanism
+        from secagg.dp.mechanism import MechanismParameters
 
         config = self.dp
         clients = len(sizes)
         dimension = self.server.vector.size
-        if config.level == "client":
-            cohort, sampling, population = per_round, per_round / clients, clients
-            expected, max_contributions = float(cohort), 1
-        else:
-            cohort, sampling, population = clients, config.record_sampling_rate, None
-            expected, max_contributions = sampling * float(sizes.sum()), int(sizes.max())
-        if cohort < 2:
-            raise ParameterError(f"DP needs at least 2 parties per round (their noise shares add up), got {cohort}")
-        min_shares = config.min_shares(cohort)
-        schedule = (config, clients, cohort, min_shares, dimension)
+        client_level = config.level == "client"
+        parameters = MechanismParameters.for_training(config, rounds=self.rounds, dimension=dimension, parties=clients,
+                                                      cohort=per_round if client_level else None, records=sizes)
+        cohort = parameters.cohort if client_level else clients
+        expected, max_contributions = parameters.expected_contributions, 1 if client_level else int(sizes.max())
+        schedule = (config, clients, cohort, parameters.min_shares, dimension)
         if self.dp_mechanism is None:
-            mechanism = DistributedMechanism(config, dimension=dimension, rounds=self.rounds, sampling_rate=sampling,
-                                             expected_contributions=expected, min_shares=min_shares,
-                                             population=population)
+            mechanism = parameters.build()
         else:
             mechanism = self.dp_mechanism
             if schedule != self._dp_schedule:
@@ -517,9 +511,13 @@ class FedAvg:
     def _dp_contribution(self, dp: _DPRun, signs: np.ndarray | None, model: ModelAdapter,
                          template: list[np.ndarray], global_vector: np.ndarray,
                          dataset: tuple[np.ndarray, np.ndarray], index: int, client: int) -> np.ndarray:
-        """Client side: clipped contributions, rounded, plus this client's noise share (integers)."""
-        rng = self._rng(1, index, client)
+        """Client side: clipped contributions, rounded, plus this client's noise share (integers).
+
+        The rounding and the noise come from a fresh CSPRNG per client and round (the mechanism's
+        default), never from ``seed``: a replayable rounding would break the sensitivity bound.
+        """
         if self.dp.level == "client":
+            rng = self._rng(1, index, client)  # local training only (public randomness is fine there)
             contributions = self._local_update(model, template, global_vector, dataset, rng, client, clip=False)
         else:
             X, y = dataset
@@ -531,7 +529,7 @@ class FedAvg:
                 contributions = np.zeros((0, global_vector.size))
             if not np.all(np.isfinite(contributions)):
                 raise ParameterError(f"client {client}'s gradients contain NaN or infinity")
-        return dp.mechanism.encode(contributions, signs, rng)
+        return dp.mechanism.encode(contributions, signs)
 
     def _dp_decode(self, dp: _DPRun, result: AggregateResult, signs: np.ndarray | None) -> AggregateResult:
         """Server side: the real-valued noisy sum, scaled for the server's step.

@@ -9,40 +9,59 @@ from secagg.fedavg import MLP, FedAvg, LogisticRegression
 from tests.fedavg.test_trainer import blobs
 
 dp_accounting = pytest.importorskip("dp_accounting")
+pytest.importorskip("mpmath")
+
+from secagg.dp.accounting import RDP_ORDERS  # noqa: E402
+from tests.dp.test_accounting import independent_epsilon  # noqa: E402
 
 
-def dp_accounting_epsilon(noise_multiplier, rate, rounds, delta):
-    gaussian = dp_accounting.GaussianDpEvent(noise_multiplier)
-    event = gaussian if rate >= 1 else dp_accounting.PoissonSampledDpEvent(rate, gaussian)
-    accountant = dp_accounting.rdp.RdpAccountant()
-    accountant.compose(dp_accounting.SelfComposedDpEvent(event, rounds))
-    return accountant.get_epsilon(delta)
+def approximation_epsilon(event, relation):
+    """dp-accounting's own number for the Gaussian approximation's event, at the orders secagg uses."""
+    accountant = dp_accounting.rdp.RdpAccountant(orders=list(RDP_ORDERS), neighboring_relation=relation)
+    accountant.compose(event)
+    return accountant.get_epsilon(1e-5)
 
 
-def replace_one_epsilon(noise_multiplier, population, cohort, rounds, delta):
-    event = dp_accounting.SampledWithoutReplacementDpEvent(population, cohort,
-                                                          dp_accounting.GaussianDpEvent(noise_multiplier))
-    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
-    accountant.compose(dp_accounting.SelfComposedDpEvent(event, rounds))
-    return accountant.get_epsilon(delta)
-
-
-def test_client_level_history_reports_dp_accountings_epsilon_per_round():
+def test_client_level_history_reports_the_proven_epsilon_per_round():
     clients, test = blobs(21, clients=40)
     fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=6, clients_per_round=20, learning_rate=0.1,
                 seed=3, dp=DPConfig(epsilon=4.0, delta=1e-5, clip=1.0))
     history = fl.fit(clients, eval_data=test)
     mech = fl.dp_mechanism
     # the mechanism of a round: a cohort of exactly 20 of the 40 clients, sampled without
-    # replacement; replace-one neighbours, so the sensitivity is 2 l2 and z = sigma / (2 l2)
-    z = math.sqrt(mech.total_variance) / (2 * mech.l2)
-    expected = [replace_one_epsilon(z, 40, 20, t, 1e-5) for t in range(1, 7)]
+    # replacement; replace-one neighbours, so the sensitivity is 2 l2; the default accountant is
+    # Wang-Balle-Kasiviswanathan's generic Theorem 9 on the discrete mechanism's own curve
+    rho = (2 * mech.l2) ** 2 / (2 * mech.total_variance)
+    assert mech.accountant.rho == pytest.approx(rho, rel=1e-12)
+    expected = [independent_epsilon(mech.accountant.rho, 0.5, t, "cohort") for t in range(1, 7)]
     assert history.epsilon == pytest.approx(expected, rel=1e-9)
-    assert history.epsilon[-1] <= 4.0 and history.epsilon[-1] == pytest.approx(4.0, rel=1e-3)
+    assert all(e.accountant == "proven" and "Theorem 9" in e.theorem for e in history.epsilon)
+    assert history[-1].epsilon.accountant == "proven" and history[-1].epsilon.delta == 1e-5
+    assert history.epsilon[-1] <= 4.0 and history.epsilon[-1] == pytest.approx(4.0, rel=1e-6)
     assert all(a < b for a, b in zip(history.epsilon, history.epsilon[1:]))
     # the number of noise shares cannot depend on whether the protected client was sampled
     assert [len(r.participants) for r in history] == [20] * 6
     assert mech.min_shares == DPConfig(epsilon=4.0).min_shares(20) == 18
+
+
+def test_the_gaussian_approximation_is_an_explicit_choice_and_says_so():
+    clients, _ = blobs(21, clients=40)
+    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=6, clients_per_round=20, learning_rate=0.1,
+                seed=3, dp=DPConfig(epsilon=4.0, delta=1e-5, clip=1.0, accountant="gaussian_approximation"))
+    history = fl.fit(clients)
+    mech = fl.dp_mechanism
+    assert all(e.accountant == "gaussian_approximation" and "APPROXIMATION" in e.theorem for e in history.epsilon)
+    z = 1 / math.sqrt(2 * mech.accountant.rho)
+    one_round = dp_accounting.rdp.RdpAccountant(orders=list(RDP_ORDERS),
+                                                neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+    one_round.compose(dp_accounting.SampledWithoutReplacementDpEvent(40, 20, dp_accounting.GaussianDpEvent(z)))
+    expected = [dp_accounting.rdp.compute_epsilon(list(RDP_ORDERS), t * one_round.rdp, 1e-5)[0] for t in range(1, 7)]
+    assert history.epsilon == pytest.approx(expected, rel=1e-9)
+    # less noise than the proven default for the same target: what the approximation buys
+    proven = FedAvg(LogisticRegression(8), aggregator="plain", rounds=6, clients_per_round=20,
+                    dp=DPConfig(epsilon=4.0, delta=1e-5, clip=1.0))
+    proven.fit(clients)
+    assert proven.dp_mechanism.noise_multiplier > mech.noise_multiplier
 
 
 def test_client_level_divides_by_the_fixed_cohort_not_by_who_arrived():
@@ -91,9 +110,30 @@ def test_record_level_dp_sgd_across_institutions():
     assert history.metric("roc_auc")[-1] > 0.9
     assert all(len(r.participants) == 4 for r in history)  # every institution, every round
     assert fl.dp_mechanism.min_shares == 3
-    z = math.sqrt(fl.dp_mechanism.total_variance) / fl.dp_mechanism.l2
-    assert history.epsilon[-1] == pytest.approx(dp_accounting_epsilon(z, 0.05, 25, 1e-5), rel=1e-9)
-    assert history.epsilon[-1] <= 3.0
+    # Poisson-sampled records, add-or-remove-one: Zhu & Wang's general bound on the mechanism's curve
+    assert history.epsilon[-1] == pytest.approx(independent_epsilon(fl.dp_mechanism.accountant.rho, 0.05, 25,
+                                                                    "poisson"), rel=1e-9)
+    assert history.epsilon[-1] <= 3.0 and "Zhu & Wang" in history.epsilon[-1].theorem
+
+
+def test_rounding_and_noise_come_from_a_csprng_whatever_the_seed(monkeypatch):
+    """Every public seed fixed, the integer vectors still differ: nothing an adversary can replay."""
+    from secagg.dp.mechanism import DistributedMechanism
+
+    clients, _ = blobs(29, clients=3, n=(300, 400))
+    sources = []
+    original = DistributedMechanism.encode
+
+    def recording(self, contributions, signs, source=None):
+        sources.append(source)
+        return original(self, contributions, signs, source)
+
+    monkeypatch.setattr(DistributedMechanism, "encode", recording)
+    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=1, seed=12,
+                dp=DPConfig(noise_multiplier=1.0, level="record", record_sampling_rate=0.1))
+    fl.fit(clients)
+    # the trainer passes no randomness: each party's rounding keys and noise come from a fresh CSPRNG
+    assert sources == [None, None, None]
 
 
 def test_record_level_dp_on_paillier():
@@ -167,9 +207,9 @@ def test_client_level_skellam_with_full_participation():
     mech = fl.dp_mechanism
     v, l2, l1 = mech.total_variance, 2 * mech.l2, 2 * mech.l1  # replace-one: twice the bounds
     zcdp = dp_accounting.ZCDpEvent(l2**2 / (2 * v) + l2**2 / (2 * v * v), max(0.0, (6 * l1 - l2**2) / (4 * v * v)))
-    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
-    accountant.compose(zcdp, 3)
-    assert history.epsilon[-1] == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-9)
+    expected = approximation_epsilon(dp_accounting.SelfComposedDpEvent(zcdp, 3),
+                                     dp_accounting.NeighboringRelation.REPLACE_ONE)
+    assert history.epsilon[-1] == pytest.approx(expected, rel=1e-9)
     assert history.epsilon[-1] <= 8.0 and all(r.aborted is None for r in history)
     with pytest.raises(ParameterError, match="Skellam"):
         FedAvg(LogisticRegression(8), aggregator="plain", rounds=2, clients_per_round=4,
@@ -206,9 +246,8 @@ def test_a_refit_must_match_the_calibrated_schedule():
     # the same schedule again: the run continues and epsilon keeps composing
     fl.dp = mechanism.config
     fl.fit(big)
-    z = math.sqrt(mechanism.total_variance) / (2 * mechanism.l2)
-    assert fl.history.epsilon == pytest.approx([replace_one_epsilon(z, 40, 4, t, 1e-5) for t in range(1, 7)],
-                                               rel=1e-9)
+    assert fl.history.epsilon == pytest.approx(
+        [independent_epsilon(mechanism.accountant.rho, 0.1, t, "cohort") for t in range(1, 7)], rel=1e-9)
 
 
 def test_dp_sampling_comes_from_a_csprng_whatever_the_seed():
@@ -257,3 +296,39 @@ def test_dp_needs_two_parties_per_round():
     with pytest.raises(ParameterError, match="at least 2 parties"):
         FedAvg(LogisticRegression(8), aggregator="plain", rounds=1,
                dp=DPConfig(noise_multiplier=1.0, level="record")).fit(clients[:1])
+
+
+@pytest.mark.parametrize("level", ["client", "record"])
+def test_a_deployment_building_the_parameters_like_the_trainer_reports_the_same_epsilon(level):
+    """What network mode and Flower need: the trainer's mechanism from public facts alone."""
+    from secagg.dp import MechanismParameters
+
+    clients, _ = blobs(32, clients=10, n=(200, 300))
+    config = DPConfig(epsilon=2.0, delta=1e-5, clip=1.0, level=level, record_sampling_rate=0.05,
+                      dropout_tolerance=0.2)
+    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=4, learning_rate=0.5, seed=1, dp=config,
+                clients_per_round=6 if level == "client" else None)
+    history = fl.fit(clients)
+    records = [len(y) for _, y in clients]
+    parameters = MechanismParameters.for_training(config, rounds=4, dimension=fl.server.vector.size, parties=10,
+                                                  cohort=6 if level == "client" else None, records=records)
+    assert parameters == fl.dp_mechanism.parameters
+    elsewhere = MechanismParameters.from_dict(parameters.to_dict()).build()
+    elsewhere.check_calibration(fl.dp_mechanism.calibration())
+    assert [elsewhere.epsilon(t) for t in range(1, 5)] == history.epsilon
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(level="client", parties=10, cohort=11), "cohort"),
+    (dict(level="client", parties=10, cohort=1), "at least 2 parties"),
+    (dict(level="record", parties=3, records=[10, 20]), "record counts"),
+    (dict(level="record", parties=3, records=None), "record counts"),
+    (dict(level="record", parties=3, cohort=2, records=[1, 2, 3]), "cohort must be None"),
+    (dict(level="client", parties=0), "parties"),
+])
+def test_bad_training_schedules_are_refused(kwargs, match):
+    from secagg.dp import MechanismParameters
+
+    level = kwargs.pop("level")
+    with pytest.raises(ParameterError, match=match):
+        MechanismParameters.for_training(DPConfig(epsilon=1.0, level=level), rounds=3, dimension=9, **kwargs)
