@@ -212,6 +212,7 @@ class DkgBank:
         self.key_share = None
         self.public_key = None
         self.abort_reason: str | None = None
+        self._sent_public = b""
 
     # ------------------------------------------------------------------ I/O
 
@@ -252,6 +253,8 @@ class DkgBank:
                                         f"{self.expected.name}", party=e.sender)
         if self.expected is RoundKind.HELLO:
             return self._after_hellos(entries)
+        if entries[self.party].public != self._sent_public:
+            raise ProtocolViolation("the coordinator altered this bank's own broadcast", party="server")
         for e in entries:
             if e.transcript != self.transcript:
                 raise ProtocolViolation(f"bank {e.sender} saw another transcript: the coordinator relayed different "
@@ -328,6 +331,7 @@ class DkgBank:
         self.round += 1
         self.stats.rounds += 1
         self.expected = kind
+        self._sent_public = public
         sealed = tuple((j, seal(self._message_key(self.party, j, self.round), private[j],
                                 self._associated(self.party, j, self.round, kind)))
                        for j in sorted(private))

@@ -45,10 +45,11 @@ _PRIMES = _odd_primes_below(TRIAL_DIVISION_BOUND)
 class DkgConfig:
     """One ceremony: ``banks`` banks, decryption by any ``threshold`` of them, ``corrupt`` tolerated.
 
-    ``corrupt`` (``c``) bounds both the semi-honest banks the generation keeps p and q from
-    (needs ``banks >= 2c + 1``: products of two degree-c sharings are reconstructed from 2c + 1
-    points) and the threat model of the resulting key (``t > c``, ``2t > n + c``; checked by
-    :func:`secagg.paillier.roles.paillier_threat_model`). ``batch`` is the number of candidate
+    ``corrupt`` (``c``, default ``min((n - 1) // 2, t - 1)``) is the number of semi-honest banks
+    the generation keeps p and q from (needs ``banks >= 2c + 1``: products of two degree-c sharings
+    are reconstructed from 2c + 1 points) and ``t > c``. The Paillier rounds' own bounds
+    (``2t > n + c``, the banks' floor) are checked where the key is used
+    (:func:`secagg.paillier.roles.paillier_threat_model`, and by ``paillier-keygen``). ``batch`` is the number of candidate
     pairs sieved per batch (default: about the expected number for the key size, so one or two
     batches usually suffice). Below 2048 bits the key is for tests only and needs ``insecure=True``.
     """
@@ -70,17 +71,16 @@ class DkgConfig:
         n = self.banks
         if not 3 <= n <= 64:
             raise ParameterError(f"the ceremony needs 3 to 64 banks (an honest majority of at least 2), got {n}")
-        corrupt = self.corrupt if self.corrupt is not None else min((n - 1) // 2, self.threshold - 1,
-                                                                    max(0, 2 * self.threshold - n - 1))
+        corrupt = self.corrupt if self.corrupt is not None else min((n - 1) // 2, self.threshold - 1)
         if isinstance(corrupt, bool) or not isinstance(corrupt, int) or corrupt < 1:
-            raise ParameterError(f"the ceremony must tolerate at least one corrupt bank, got corrupt={corrupt!r} "
-                                 f"(threshold {self.threshold} of {n} allows none: raise the threshold)")
+            raise ParameterError(f"the ceremony must keep p and q from at least one corrupt bank, got corrupt="
+                                 f"{corrupt!r} (a threshold of {self.threshold} allows none: raise it)")
         if n < 2 * corrupt + 1:
             raise ParameterError(f"{n} banks cannot keep p and q from {corrupt} corrupt banks: the ceremony needs an "
                                  f"honest majority, n >= 2c + 1 = {2 * corrupt + 1}")
-        from secagg.paillier.roles import paillier_threat_model
-
-        paillier_threat_model(n, self.threshold, corrupt + 2, corrupt)  # t > c and 2t > n + c
+        if not corrupt < self.threshold <= n:
+            raise ParameterError(f"threshold must be in ({corrupt}, {n}]: {corrupt} corrupt banks must not decrypt "
+                                 "alone")
         object.__setattr__(self, "corrupt", corrupt)
         if self.key_bits % 2 or self.key_bits > 8192:
             raise ParameterError(f"key_bits must be even and at most 8192, got {self.key_bits}")
