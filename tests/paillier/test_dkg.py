@@ -274,7 +274,7 @@ def _cheater(handler: str, position: int, modulus: int | None = None):
 
         def _after_verify(self, publics, private):
             # it goes on with its own verification key as it really computed it
-            if getattr(self, "_true_public", None) is not None:
+            if handler == "_after_reshare":
                 publics = {**publics, self.party: self._true_public}
             return DkgBank._after_verify(self, publics, private)
 
