@@ -150,8 +150,13 @@ def _cmd_paillier_keygen(args: argparse.Namespace) -> int:
     from secagg.paillier.threshold import save_key_material
 
     threshold = args.threshold if args.threshold is not None else math.ceil(2 * args.banks / 3)
-    floor = args.min_contributors if args.min_contributors is not None else 2
+    floor = args.min_contributors if args.min_contributors is not None else \
+        (args.corrupt + 2 if args.corrupt is not None else 2)  # the banks' default floor, c + 2
     model = paillier_threat_model(args.banks, threshold, floor, args.corrupt)  # refuse an unsafe key now
+    if args.no_dealer:
+        from secagg.cli_dkg import run_dkg
+
+        return run_dkg(args, threshold)
     print(f"secagg paillier-keygen: {args.banks} banks, decryption needs {threshold}; tolerates "
           f"{model.tolerated_corrupt} corrupt banks; generating a {args.key_bits}-bit key (safe primes: "
           "seconds to a minute)...", flush=True)
@@ -207,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--min-contributors", type=int, default=None,
                         help="the banks' floor of contributions per decrypted aggregate (checked: >= c + 2)")
     keygen.add_argument("--out", default="paillier-keys", help="directory to write to")
+    from secagg.cli_dkg import add_dkg_arguments
+
+    add_dkg_arguments(keygen)
     keygen.set_defaults(func=_cmd_paillier_keygen)
     from secagg.cli_network import add_network_commands
 
