@@ -164,6 +164,10 @@ def _cmd_paillier_keygen(args: argparse.Namespace) -> int:
     floor = args.min_contributors if args.min_contributors is not None else \
         default_min_contributors(args.banks, threshold, args.corrupt)
     model = paillier_threat_model(args.banks, threshold, floor, args.corrupt)  # refuse an unsafe key now
+    if args.no_dealer:
+        from secagg.cli_dkg import run_dkg
+
+        return run_dkg(args, threshold)
     print(f"secagg paillier-keygen: {args.banks} banks, decryption needs {threshold}; tolerates "
           f"{model.tolerated_corrupt} corrupt banks", flush=True)
     with status(f"generating a {args.key_bits}-bit key (safe primes: seconds to a minute)"):
@@ -220,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--min-contributors", type=int, default=None,
                         help="the banks' floor of contributions per decrypted aggregate (checked: >= c + 2; default c + 2)")
     keygen.add_argument("--out", default="paillier-keys", help="directory to write to")
+    from secagg.cli_dkg import add_dkg_arguments
+
+    add_dkg_arguments(keygen)
     keygen.set_defaults(func=_cmd_paillier_keygen)
     from secagg.cli_network import add_network_commands
 

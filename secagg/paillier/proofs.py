@@ -203,7 +203,7 @@ def verify_partial_decryptions(key: ThresholdPublicKey, index: int, ciphertexts:
     if len(ciphertexts) != len(partials) or not ciphertexts:
         raise CryptoError("one partial decryption per ciphertext, at least one")
     if not (0 <= proof.challenge < 1 << (8 * _CHALLENGE_BYTES)) or not 0 <= proof.response.bit_length() \
-            <= (key.delta * key.nsquare).bit_length() + _HIDING_BITS + 2 or proof.response < 0:
+            <= (key.delta * key.nsquare * key.n).bit_length() + _HIDING_BITS + 2 or proof.response < 0:
         raise CryptoError("decryption proof out of range")
     for d in partials:
         key.check_ciphertext(d)

@@ -81,6 +81,10 @@ class ThresholdPublicKey:
     # Shoup's verification keys: a random square v of Z*_(N^2) and v_i = v^(Delta s_i) for party i.
     verification_base: int | None = field(default=None, repr=False)
     verification_keys: tuple[int, ...] = field(default=(), repr=False)
+    # gamma with sum lambda_i s_i = Delta * d, d = 0 mod phi(N) and d = gamma mod N: 1 for the
+    # dealer's d = 1 mod N; the dealerless ceremony publishes gamma = phi * R mod N for a random
+    # shared R, so that nobody ever has to invert phi mod N (secagg.paillier.dkg).
+    decryption_scale: int = field(default=1, repr=False)
 
     def __post_init__(self) -> None:
         """Every published value is checked here, so no party computes with a forged one."""
@@ -109,6 +113,9 @@ class ThresholdPublicKey:
         elif keys:
             raise ParameterError("verification keys without a verification base")
         object.__setattr__(self, "verification_keys", keys)
+        scale = self.decryption_scale
+        if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale < n or math.gcd(scale, n) != 1:
+            raise ParameterError("decryption_scale must be an integer in [1, N) prime to N")
 
     @property
     def verifiable(self) -> bool:
@@ -125,6 +132,8 @@ class ThresholdPublicKey:
         parts = [b"secagg/paillier/v1/public-key\x00", integer(self.n), integer(self.threshold),
                  integer(self.parties), integer(self.obfuscation_base), integer(self.verification_base)]
         parts += [integer(k) for k in self.verification_keys]
+        if self.decryption_scale != 1:  # dealer keys keep the fingerprint they always had
+            parts += [b"decryption-scale\x00", integer(self.decryption_scale)]
         return hashlib.sha256(b"".join(parts)).digest()
 
     def to_json(self) -> dict:
@@ -132,6 +141,7 @@ class ThresholdPublicKey:
                 "obfuscation_base": None if self.obfuscation_base is None else hex(self.obfuscation_base),
                 "verification_base": None if self.verification_base is None else hex(self.verification_base),
                 "verification_keys": [hex(k) for k in self.verification_keys],
+                **({"decryption_scale": hex(self.decryption_scale)} if self.decryption_scale != 1 else {}),
                 "fingerprint": self.fingerprint.hex()}
 
     @classmethod
@@ -145,7 +155,8 @@ class ThresholdPublicKey:
             key = cls(int(data["n"], 16), data["threshold"], parties,
                       math.factorial(parties) if isinstance(parties, int) and 0 < parties <= 1000 else -1,
                       optional(data["obfuscation_base"]), optional(data["verification_base"]),
-                      tuple(int(k, 16) for k in data["verification_keys"]))
+                      tuple(int(k, 16) for k in data["verification_keys"]),
+                      int(data.get("decryption_scale", "0x1"), 16))
             claimed = bytes.fromhex(data["fingerprint"])
         except ParameterError:
             raise
@@ -354,7 +365,7 @@ def _combine(key: ThresholdPublicKey, by_party: dict[int, Sequence[PartialDecryp
     chosen = sorted(by_party)
     lambdas = _lagrange_times_delta(chosen, key.delta)
     n, nsquare = gmpy2.mpz(key.n), gmpy2.mpz(key.nsquare)
-    scale = gmpy2.invert(gmpy2.mpz(4 * key.delta * key.delta) % n, n)
+    scale = gmpy2.invert(gmpy2.mpz(4 * key.delta * key.delta * key.decryption_scale) % n, n)
     plaintexts = []
     for position in range(count):
         combined = gmpy2.mpz(1)

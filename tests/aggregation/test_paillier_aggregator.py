@@ -10,8 +10,16 @@ from secagg.errors import ParameterError, ProtocolViolation  # noqa: E402
 from secagg.fedavg import FedAvg, LogisticRegression  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def aggregator():
+@pytest.fixture(scope="module", params=["dealer", "ceremony"])
+def aggregator(request):
+    """The same aggregates under a dealer's key and under one the five banks generated among
+    themselves (issue 18; 512 bits, insecure, for speed)."""
+    if request.param == "ceremony":
+        from secagg.paillier.dkg import generate_threshold_keypair_without_dealer
+
+        agg = make_aggregator("paillier", keys=generate_threshold_keypair_without_dealer(5, 3, 512, insecure=True))
+        agg.setup(5)
+        return agg
     agg = make_aggregator("paillier", key_bits=512, threshold=3)
     agg.setup(5)
     return agg

@@ -1,0 +1,190 @@
+"""The coordinator's side of the dealerless key ceremony: a relay that holds nothing secret.
+
+Each round, every bank sends one message (its broadcast and one AES-GCM sealed part per other
+bank); once all have arrived, the coordinator sends each bank one bundle: everyone's broadcast
+and the parts sealed for it. It cannot read or alter a sealed part (the AEAD binds the ceremony,
+round, sender and receiver) and cannot show two banks different broadcasts without the banks'
+transcript digests disagreeing in the next round. At the end it checks that every bank signed
+the same public key and hands that key out (:attr:`DkgCoordinator.public_key`).
+
+A bank that does not answer before the driver closes the round (:meth:`close_round`) aborts the
+ceremony (:class:`AbortError` naming it, state ``ABORTED``): the driver starts a fresh ceremony, with a new id and new
+randomness, once the bank is back (:mod:`secagg.paillier.dkg.ceremony`,
+:mod:`secagg.transport.dkg_session`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from secagg.crypto.signatures import verify_signature
+from secagg.errors import AbortError, CryptoError, MalformedMessage, ParameterError, ProtocolViolation
+from secagg.paillier.dkg.bank import key_statement
+from secagg.paillier.dkg.config import DkgConfig
+from secagg.paillier.dkg.messages import CEREMONY_ID_BYTES, Bundle, BundleEntry, DkgAbort, Hello, RoundKind, \
+    RoundMessage, decode_dkg_message
+
+__all__ = ["DkgCoordinator", "CoordinatorState", "RelayStats"]
+
+_ZERO = bytes(32)
+
+
+class CoordinatorState(Enum):
+    COLLECTING = "collecting"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+
+
+@dataclass
+class RelayStats:
+    rounds: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    kinds: dict = field(default_factory=dict)  # round kind name -> rounds of that kind
+
+
+class DkgCoordinator:
+    """Relays ceremony ``ceremony_id`` among ``config.banks`` banks (ids 0..n-1)."""
+
+    def __init__(self, config: DkgConfig, ceremony_id: bytes, verify_keys: Mapping[int, bytes]) -> None:
+        if len(bytes(ceremony_id)) != CEREMONY_ID_BYTES:
+            raise ParameterError(f"a ceremony id has {CEREMONY_ID_BYTES} bytes")
+        keys = {int(i): bytes(k) for i, k in dict(verify_keys).items()}
+        if set(keys) != set(range(config.banks)):
+            raise ParameterError("verify_keys must hold one key per bank id 0..n-1")
+        self.config, self.ceremony_id, self.verify_keys = config, bytes(ceremony_id), keys
+        self.state = CoordinatorState.COLLECTING
+        self.round = 0
+        self._inbox: dict[int, Hello | RoundMessage] = {}
+        self.stats = RelayStats()
+        self.public_key = None
+        self.signatures: dict[int, bytes] = {}
+        self.abort_reason: str | None = None
+        self.missing: set[int] = set()  # banks that did not answer when the ceremony aborted
+        self.misbehaving: dict[int, str] = {}
+
+    @property
+    def expected_clients(self) -> set[int]:
+        return set(range(self.config.banks))
+
+    @property
+    def pending_clients(self) -> set[int]:
+        return set() if self.state is not CoordinatorState.COLLECTING else self.expected_clients - set(self._inbox)
+
+    @property
+    def finished(self) -> bool:
+        return self.state is not CoordinatorState.COLLECTING
+
+    def receive(self, bank: int, data: bytes) -> dict[int, bytes]:
+        """Take bank ``bank``'s message; the bundles to send (one per bank) once the round is complete."""
+        if self.state is not CoordinatorState.COLLECTING:
+            raise ProtocolViolation(f"bank {bank} spoke after the ceremony ended", party=bank)
+        try:
+            message = decode_dkg_message(data)
+        except MalformedMessage as exc:
+            exc.party = bank
+            raise
+        if message.ceremony_id != self.ceremony_id or message.party != bank:
+            raise ProtocolViolation(f"bank {bank} sent a message of another ceremony or bank", party=bank)
+        if isinstance(message, DkgAbort):
+            return self.abort(f"bank {bank} aborted the ceremony: {message.reason}", missing={bank})
+        if bank in self._inbox:
+            raise ProtocolViolation(f"bank {bank} spoke twice in round {self.round}", party=bank)
+        if self.round == 0:
+            if not isinstance(message, Hello):
+                raise ProtocolViolation(f"bank {bank} must say hello first", party=bank)
+        else:
+            if not isinstance(message, RoundMessage) or message.round != self.round:
+                raise ProtocolViolation(f"bank {bank} sent a message for another round (this is round {self.round})",
+                                        party=bank)
+            recipients = [r for r, _ in message.sealed]
+            if any(r == bank or r >= self.config.banks for r in recipients):
+                raise ProtocolViolation(f"bank {bank} sealed a part for an unknown bank", party=bank)
+        self.stats.bytes_in += len(data)
+        self._inbox[bank] = message
+        if len(self._inbox) < self.config.banks:
+            return {}
+        return self._relay()
+
+    def _relay(self) -> dict[int, bytes]:
+        inbox, self._inbox = self._inbox, {}
+        if self.round > 0:
+            kinds = {m.kind for m in inbox.values()}
+            if len(kinds) != 1:
+                counts = {k: sum(m.kind is k for m in inbox.values()) for k in kinds}
+                majority = max(counts, key=counts.get)
+                odd = sorted(b for b, m in inbox.items() if m.kind is not majority)
+                self.misbehaving.update({b: "left the ceremony's round sequence" for b in odd})
+                return self.abort(f"banks {odd} left the ceremony's round sequence")
+            kind = kinds.pop()
+            self.stats.kinds[kind.name] = self.stats.kinds.get(kind.name, 0) + 1
+            if kind is RoundKind.FINISH:
+                outcome = self._finish(inbox)
+                if self.state is CoordinatorState.ABORTED:
+                    return outcome
+        outbox = {}
+        for recipient in range(self.config.banks):
+            entries = []
+            for sender in range(self.config.banks):
+                message = inbox[sender]
+                if isinstance(message, Hello):
+                    entries.append(BundleEntry(sender, RoundKind.HELLO, _ZERO, message.agreement_key
+                                               + message.signature, b""))
+                else:
+                    sealed = dict(message.sealed).get(recipient, b"")
+                    entries.append(BundleEntry(sender, message.kind, message.transcript, message.public, sealed))
+            data = Bundle(self.ceremony_id, recipient, self.round, tuple(entries)).encode()
+            self.stats.bytes_out += len(data)
+            outbox[recipient] = data
+        self.round += 1
+        self.stats.rounds += 1
+        return outbox
+
+    def _finish(self, inbox) -> dict[int, bytes]:
+        from secagg.paillier.threshold import ThresholdPublicKey
+
+        documents = {b: m.public[96:] for b, m in inbox.items()}
+        first = documents[0]
+        disagree = sorted(b for b, d in documents.items() if d != first or inbox[b].public[64:96] != inbox[0].public[64:96])
+        if disagree:
+            return self.abort(f"banks {disagree} finished with another key than bank 0")
+        try:
+            public = ThresholdPublicKey.from_json(json.loads(first), min_key_bits=self.config.key_bits)
+        except (ParameterError, ValueError) as exc:
+            return self.abort(f"the banks agreed on an invalid key: {exc}")
+        transcript = inbox[0].public[64:96]
+        for b, message in inbox.items():
+            try:
+                verify_signature(self.verify_keys[b], message.public[:64],
+                                 key_statement(self.ceremony_id, public.fingerprint, transcript))
+            except CryptoError:
+                self.misbehaving[b] = "did not sign the key it reported"
+                return self.abort(f"bank {b} did not sign the key it reported")
+        self.public_key = public
+        self.signatures = {b: m.public[:64] for b, m in inbox.items()}
+        self.state = CoordinatorState.COMPLETED
+        return {}
+
+    def close_round(self) -> dict[int, bytes]:
+        """The round's deadline passed: the ceremony aborts, naming the banks that did not answer."""
+        if self.state is not CoordinatorState.COLLECTING:
+            return {}
+        missing = self.pending_clients
+        return self.abort(f"banks {sorted(missing)} did not answer in round {self.round}", missing=missing)
+
+    def abort(self, reason: str, *, missing: set[int] | None = None) -> dict[int, bytes]:
+        """End the ceremony; an ABORT for every bank."""
+        if self.state is CoordinatorState.ABORTED:
+            return {}
+        self.state, self.abort_reason = CoordinatorState.ABORTED, reason
+        self.missing = set(missing or ())
+        return {b: DkgAbort(self.ceremony_id, b, reason).encode() for b in range(self.config.banks)}
+
+    def result(self):
+        """The public key once the ceremony completed; :class:`AbortError` otherwise."""
+        if self.state is CoordinatorState.COMPLETED:
+            return self.public_key
+        raise AbortError(f"the key ceremony did not complete: {self.abort_reason or 'still running'}", round="dkg")
