@@ -98,6 +98,9 @@ def run_dkg(args: argparse.Namespace, threshold: int) -> int:
         print(f"secagg paillier-keygen --no-dealer: relay for {config.banks} banks, decryption needs {threshold}, "
               f"{config.key_bits}-bit key{insecure}; listening on port {relay.port}", flush=True)
         outcome = relay.serve()
+        if outcome.public_key is None:  # every attempt aborted (the relay raises first today; typed anyway)
+            print(f"secagg paillier-keygen --no-dealer: no key: {outcome.aborted}", file=sys.stderr)
+            return 2
         save_key_material(args.out, outcome.public_key, [])
         print(json.dumps({"fingerprint": outcome.public_key.fingerprint.hex(), "attempts": outcome.attempts,
                           "aborted": outcome.aborted, "seconds": round(outcome.seconds, 2),

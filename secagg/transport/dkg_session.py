@@ -26,8 +26,12 @@ from collections.abc import Callable, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, SecAggError
+
+if TYPE_CHECKING:
+    from secagg.paillier.threshold import ThresholdPublicKey
 from secagg.transport.certs import client_common_name
 from secagg.transport.envelope import Envelope, Kind, decode_envelope, field_of
 from secagg.transport.network import TLSConfig, _grpc, NetworkError
@@ -46,7 +50,7 @@ _MAX_MESSAGE = 512 * 2**20
 class RelayOutcome:
     """What the relay saw: the key, each attempt's abort reason, time and traffic of the last attempt."""
 
-    public_key: object = None
+    public_key: ThresholdPublicKey | None = None
     signatures: dict = field(default_factory=dict)
     attempts: int = 0
     aborted: list = field(default_factory=list)

@@ -423,3 +423,34 @@ def test_bad_verify_keys_are_parameter_errors(verify_keys):
     with pytest.raises(ParameterError, match="verify_keys"):
         ClientSession(cfg, 0, SESSION, [0], identity=IdentityKey.generate(TestOnlySeededRandomness(0)),
                       verify_keys=verify_keys)
+
+
+def test_a_client_with_min_survivors_reveals_no_share_for_a_shorter_survivor_list():
+    # DP over the network (issue 17): a sum must carry at least min_shares noise shares. The
+    # participant's own session refuses to help unmask a smaller sum, whatever the server's
+    # threshold says: a ProtocolViolation before any share leaves, and nothing changes.
+    from secagg.errors import ParameterError, ProtocolViolation
+    from secagg.protocol import ClientSession, SecAggConfig, ServerSession
+
+    config = SecAggConfig(num_clients=5, threshold=2, vector_length=4)
+    session_id = bytes(range(16))
+    server = ServerSession(config, session_id)
+    clients = [ClientSession(config, i, session_id, np.zeros(4, dtype=np.uint32), min_survivors=4) for i in range(5)]
+    outbox = {}
+    for i, client in enumerate(clients):
+        outbox = server.receive(i, client.start()) or outbox
+    for round_ in range(2):  # share keys, then masked inputs from clients 0..2 only
+        replies = {i: clients[i].handle(message) for i, message in outbox.items()}
+        outbox = {}
+        for i, reply in replies.items():
+            if round_ == 1 and i >= 3:
+                continue  # clients 3 and 4 vanish before their masked input
+            outbox = server.receive(i, reply) or outbox
+        if not outbox:
+            outbox = server.close_round()
+    state = clients[0].state
+    with pytest.raises(ProtocolViolation, match="no sum of fewer than 4 inputs"):
+        clients[0].handle(outbox[0])  # the unmask request lists 3 survivors
+    assert clients[0].state is state and not clients[0].revealed
+    with pytest.raises(ParameterError, match="min_survivors"):
+        ClientSession(config, 0, session_id, np.zeros(4, dtype=np.uint32), min_survivors=6)

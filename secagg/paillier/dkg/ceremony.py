@@ -20,6 +20,7 @@ from secagg.errors import AbortError, ParameterError
 from secagg.paillier.dkg.bank import CeremonyStats, DkgBank, new_ceremony_id
 from secagg.paillier.dkg.config import DkgConfig
 from secagg.paillier.dkg.coordinator import CoordinatorState, DkgCoordinator
+from secagg.paillier.threshold import KeyShare, ThresholdPublicKey
 
 __all__ = ["CeremonyReport", "run_ceremony", "generate_threshold_keypair_without_dealer"]
 
@@ -39,8 +40,8 @@ class CeremonyReport:
 
 def run_ceremony(config: DkgConfig, identities: Mapping[int, IdentityKey], *, attempts: int = 3,
                  silent: Callable[[int, int, int], bool] | None = None,
-                 observer: Callable[[str, object], None] | None = None) -> tuple[object, dict[int, object],
-                                                                                  CeremonyReport]:
+                 observer: Callable[[str, object], None] | None = None
+                 ) -> tuple[ThresholdPublicKey, dict[int, KeyShare], CeremonyReport]:
     """Run the ceremony among ``identities`` (bank id -> Ed25519 key) until one attempt completes.
 
     ``silent(attempt, round, bank)`` (tests: a bank that drops) makes a bank say nothing in that
