@@ -173,8 +173,13 @@ def _challenge(key: ThresholdPublicKey, context: bytes, index: int, values: Sequ
 
 
 def prove_partial_decryptions(share: KeyShare, ciphertexts: Sequence[int], partials: Sequence[int],
-                              context: bytes, *, mapper=None) -> DecryptionProof:
-    """Party ``share.index``'s proof that ``partials[j] = ciphertexts[j]^(2 Delta s_i)`` for every j."""
+                              context: bytes, *, mapper=None, rng=None) -> DecryptionProof:
+    """Party ``share.index``'s proof that ``partials[j] = ciphertexts[j]^(2 Delta s_i)`` for every j.
+
+    The commitment exponent comes from ``secrets``, or from ``rng`` (a
+    :class:`~secagg.crypto.randomness.RandomSource`: ``ceil(b / 8)`` bytes, big-endian, low ``b``
+    bits kept, ``b = bits(Delta s_i) + 384``), which the key ceremony passes so that a test-only
+    seeded source replays it (protocols/dkg-v1.md, rule G4)."""
     gmpy2 = _gmpy2()
     key = share.public_key
     if not key.verifiable:
@@ -185,7 +190,11 @@ def prove_partial_decryptions(share: KeyShare, ciphertexts: Sequence[int], parti
     x = key.delta * share.share
     big_c, big_ci = _combined(key, ciphertexts, partials, context, mapper)
     v, vi = key.verification_base, key.verification_keys[share.index - 1]
-    r = secrets.randbits(x.bit_length() + _HIDING_BITS)
+    bits = x.bit_length() + _HIDING_BITS
+    if rng is None:
+        r = secrets.randbits(bits)
+    else:
+        r = int.from_bytes(rng.random_bytes((bits + 7) // 8), "big") & ((1 << bits) - 1)
     a, b = gmpy2.powmod(big_c, r, nsquare), gmpy2.powmod(v, r, nsquare)
     e = _challenge(key, context, share.index, (big_c, big_ci, v, vi, a, b))
     return DecryptionProof(e, r + e * x)

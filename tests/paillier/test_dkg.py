@@ -5,6 +5,7 @@ that deviate. Keys here are 512 bits: INSECURE, for speed only (DkgConfig(insecu
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 
 import numpy as np
@@ -19,9 +20,9 @@ from secagg.crypto.signatures import IdentityKey  # noqa: E402
 from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation  # noqa: E402
 from secagg.paillier import combine_partial_decryptions, encrypt_packed, partial_decrypt  # noqa: E402
 from secagg.paillier.dkg import DkgBank, DkgConfig, DkgCoordinator, new_ceremony_id, run_ceremony  # noqa: E402
-from secagg.paillier.dkg.arithmetic import integer_shares, reconstruct_big, reconstruct_small, share_big, \
-    share_small  # noqa: E402
-from secagg.paillier.dkg.messages import Bundle, RoundKind, RoundMessage, decode_dkg_message  # noqa: E402
+from secagg.paillier.dkg.arithmetic import deal_big, deal_small, derived_set, integer_shares, pack_residues, \
+    reconstruct_big, reconstruct_small, unpack_residues  # noqa: E402
+from secagg.paillier.dkg.messages import RoundKind, decode_dkg_message  # noqa: E402
 from secagg.paillier.proofs import prove_partial_decryptions, verify_partial_decryptions  # noqa: E402
 from secagg.paillier.threshold import ThresholdPublicKey, generate_threshold_keypair  # noqa: E402
 
@@ -30,14 +31,17 @@ def identities(n):
     return {i: IdentityKey.generate(TestOnlySeededRandomness(i, b"dkg-bank")) for i in range(n)}
 
 
-def drive(config, ids, *, tamper=None, tamper_bundle=None, observer=None, classes=None):
+def drive(config, ids, *, tamper=None, tamper_bundle=None, observer=None, classes=None, seed=None):
     """One attempt, step by step: ``tamper(round, kind, bank, data)`` may change what a bank sends
-    (as a man in the middle would), ``tamper_bundle(round, bank, data)`` what the coordinator
-    delivers; ``classes`` replaces some banks by cheating subclasses."""
+    (as a man in the middle would; kind None for the hello), ``tamper_bundle(round, bank, data)``
+    what the coordinator delivers; ``classes`` replaces some banks by cheating subclasses; ``seed``
+    gives every bank a test-only seeded random source."""
     verify = {i: k.public_bytes for i, k in ids.items()}
     ceremony = new_ceremony_id()
     coordinator = DkgCoordinator(config, ceremony, verify)
-    banks = {i: (classes or {}).get(i, DkgBank)(config, i, ceremony, ids[i], verify) for i in ids}
+    banks = {i: (classes or {}).get(i, DkgBank)(
+        config, i, ceremony, ids[i], verify,
+        rng=None if seed is None else TestOnlySeededRandomness(seed, b"dkg-bank-%d" % i)) for i in ids}
     pending = {i: b.start() for i, b in banks.items()}
     while not coordinator.finished:
         outbox = {}
@@ -45,7 +49,7 @@ def drive(config, ids, *, tamper=None, tamper_bundle=None, observer=None, classe
             data = pending[i]
             if tamper is not None:
                 message = decode_dkg_message(data)
-                data = tamper(coordinator.round, getattr(message, "kind", RoundKind.HELLO), i, data)
+                data = tamper(coordinator.round, getattr(message, "kind", None), i, data)
             outbox = coordinator.receive(i, data) or outbox
         if observer:
             observer("coordinator", coordinator)
@@ -256,20 +260,19 @@ def test_a_bank_that_aborts_tells_everyone_why():
         other.handle(outbox[1])
 
 
-def _cheater(handler: str, position: int, modulus: int | None = None):
-    """A bank class that changes one byte (or, with ``modulus``, one 16-bit sieve value, by one)
-    of what it publishes in the round produced by ``handler``, and otherwise follows the protocol."""
+def _cheater(handler: str, position: int, alter=None):
+    """A bank class that changes one byte (or, with ``alter(bank, public)``, anything) of what it
+    publishes in the round produced by ``handler``, signs what it sends, and otherwise follows the
+    protocol."""
 
     class Cheater(DkgBank):
         def _wrong(self, publics, private):
             kind, public, sealed = getattr(DkgBank, handler)(self, publics, private)
             self._true_public = public
+            if alter is not None:
+                return kind, alter(self, public), sealed
             public = bytearray(public)
-            if modulus is not None:
-                public[position:position + 2] = ((int.from_bytes(public[position:position + 2], "little") + 1)
-                                                 % modulus).to_bytes(2, "little")
-            else:
-                public[position] ^= 1
+            public[position] ^= 1
             return kind, bytes(public), sealed
 
         def _after_verify(self, publics, private):
@@ -282,9 +285,16 @@ def _cheater(handler: str, position: int, modulus: int | None = None):
     return Cheater
 
 
+def _shift_first_sieve_product(bank, public):
+    moduli = bank.config.column_primes
+    values = unpack_residues(public, bank.config.batch, moduli, "sieve products", bank.party)
+    values[0, 0] = (values[0, 0] + 1) % moduli[0]
+    return pack_residues(values, moduli)
+
+
 def test_a_bank_publishing_a_wrong_sieve_product_is_named_when_the_redundancy_allows_it():
     config = DkgConfig(5, 2, 512, insecure=True)  # c = 1: 5 >= 2c + 3 shares name a single liar
-    cheater = _cheater("_after_sieve", 0, int(config.column_primes[0]))
+    cheater = _cheater("_after_sieve", 0, _shift_first_sieve_product)
     with pytest.raises(ProtocolViolation, match="bank 3 published sieve products") as err:
         drive(config, identities(5), classes={3: cheater})
     assert err.value.party == 3
@@ -304,39 +314,198 @@ def test_a_wrong_verification_key_is_caught_by_the_test_decryption_and_named():
     assert err.value.party == 2
 
 
-def test_a_coordinator_altering_a_sealed_part_is_refused_naming_the_sender():
+def _tamper_entry(round_wanted, bank_wanted, sender, **change):
+    def tamper_bundle(round_, bank, data):
+        if round_ != round_wanted or bank != bank_wanted:
+            return data
+        bundle = decode_dkg_message(data)
+        entries = list(bundle.entries)
+        position = [e.sender for e in entries].index(sender)
+        entry = entries[position]
+        entries[position] = dataclasses.replace(entry, **{k: f(getattr(entry, k)) for k, f in change.items()})
+        return dataclasses.replace(bundle, entries=tuple(entries)).encode()
+
+    return tamper_bundle
+
+
+def _flip(data):
+    data = bytearray(data)
+    data[0] ^= 1
+    return bytes(data)
+
+
+def test_a_coordinator_altering_a_sealed_part_is_refused_naming_the_coordinator():
+    """The letter's signature covers the sealed part: the relay, not the honest sender, is named
+    (before letters were signed, the sender was blamed for the relay's change)."""
     config = DkgConfig(3, 2, 512, insecure=True)
+    with pytest.raises(ProtocolViolation, match="not signed by it") as err:
+        drive(config, identities(3), tamper_bundle=_tamper_entry(1, 1, 2, sealed=_flip))
+    assert err.value.party == "server"
+
+
+def test_a_coordinator_altering_a_broadcast_is_refused_naming_the_coordinator():
+    """Flipping a bit of an honest bank's broadcast used to get that bank named for values out of
+    range (or, depending on the bit, caught a round later by the transcripts): the signature names the
+    relay at once."""
+    config = DkgConfig(3, 2, 512, insecure=True)
+    for sender in (1, 2):
+        with pytest.raises(ProtocolViolation, match="not signed by it") as err:
+            drive(config, identities(3), tamper_bundle=_tamper_entry(2, 0, sender, public=_flip))
+        assert err.value.party == "server"
+
+
+def test_a_coordinator_replaying_a_letter_to_another_bank_is_refused():
+    config = DkgConfig(3, 2, 512, insecure=True)
+    stolen = {}
 
     def tamper_bundle(round_, bank, data):
         bundle = decode_dkg_message(data)
-        if round_ != 1 or bank != 0:
-            return data
-        entries = list(bundle.entries)
-        sealed = bytearray(entries[1].sealed)
-        sealed[0] ^= 1
-        entries[1] = dataclasses.replace(entries[1], sealed=bytes(sealed))
-        return dataclasses.replace(bundle, entries=tuple(entries)).encode()
+        if round_ == 1 and bank == 1:
+            stolen["entry"] = next(e for e in bundle.entries if e.sender == 0)
+        if round_ == 1 and bank == 2:  # bank 0's letter to bank 1, delivered to bank 2
+            entries = tuple(stolen["entry"] if e.sender == 0 else e for e in bundle.entries)
+            return dataclasses.replace(bundle, entries=entries).encode()
+        return data
 
-    with pytest.raises(ProtocolViolation, match="fails authentication") as err:
+    with pytest.raises(ProtocolViolation, match="not signed by it") as err:
         drive(config, identities(3), tamper_bundle=tamper_bundle)
-    assert err.value.party == 1
+    assert err.value.party == "server"
 
 
-def test_a_coordinator_showing_banks_different_broadcasts_is_caught_by_the_transcripts():
+def test_a_bank_signing_two_broadcasts_for_an_equivocating_relay_aborts_at_the_transcripts():
+    """Equivocation needs a bank that signs two broadcasts: the others' transcripts then differ and
+    the next round aborts (nobody can tell the equivocator from the bank that reports the other
+    transcript, so no one is named)."""
+    from secagg.paillier.dkg.bank import letter_statement
+
     config = DkgConfig(3, 2, 512, insecure=True)
+    second = {}  # the other broadcast bank 0 signs for bank 2, and that signature
 
-    def tamper_bundle(round_, bank, data):
-        bundle = decode_dkg_message(data)
-        if round_ != 2 or bank != 0:
+    class TwoFaced(DkgBank):
+        def _emit(self, reply):
+            data = DkgBank._emit(self, reply)
+            if reply is not None and reply[0] is RoundKind.SIEVE_REVEAL:
+                message = decode_dkg_message(data)
+                public = _shift_first_sieve_product(self, message.public)
+                sealed = message.letters[1].sealed  # its letter to bank 2
+                second["public"] = public
+                second["signature"] = self.identity.sign(letter_statement(
+                    self.ceremony_id, self.party, 2, self.round, message.kind, message.transcript,
+                    hashlib.sha256(public).digest(), sealed))
             return data
-        entries = list(bundle.entries)
-        public = bytearray(entries[2].public)
-        public[0] ^= 1
-        entries[2] = dataclasses.replace(entries[2], public=bytes(public))
-        return dataclasses.replace(bundle, entries=tuple(entries)).encode()
 
-    with pytest.raises((ProtocolViolation, AbortError), match="transcript|inconsistent|wrong size"):
-        drive(config, identities(3), tamper_bundle=tamper_bundle)
+    def tamper_bundle(round_, bank, data):  # the relay shows bank 2 the other broadcast
+        if round_ != 2 or bank != 2:
+            return data
+        bundle = decode_dkg_message(data)
+        entries = tuple(dataclasses.replace(e, public=second["public"], signature=second["signature"])
+                        if e.sender == 0 else e for e in bundle.entries)
+        return dataclasses.replace(bundle, entries=entries).encode()
+
+    with pytest.raises(AbortError, match="signed another transcript"):
+        drive(config, identities(3), classes={0: TwoFaced}, tamper_bundle=tamper_bundle)
+
+
+def test_a_bank_dealing_one_bank_a_wrong_exponent_share_is_caught_whichever_banks_decrypt(monkeypatch):
+    """With t = 3 of 7 the test decryption's two subsets ({1,2,3}, {5,6,7}) never use bank 4: a wrong
+    exponent share dealt to it passed the ceremony and broke every later decryption that needs it.
+    The verification keys must lie on one polynomial: the ceremony now aborts instead."""
+    from secagg.errors import CryptoError
+    from secagg.paillier.dkg import bank as bank_module
+
+    config = DkgConfig(7, 3, 512, insecure=True)
+
+    class Skewed(DkgBank):
+        def _after_key_reveal(self, publics, private):
+            kind, public, sealed = DkgBank._after_key_reveal(self, publics, private)
+            if sealed:  # bank 3 (point 4) gets its share plus one
+                value = int.from_bytes(sealed[3], "big") + 1
+                sealed = {**sealed, 3: value.to_bytes((value.bit_length() + 7) // 8, "big")}
+            return kind, public, sealed
+
+    monkeypatch.setattr(bank_module, "verification_keys_consistent", lambda public: True)
+    coordinator, banks = drive(config, identities(7), classes={0: Skewed}, seed=5)
+    public, shares = coordinator.public_key, [b.key_share for b in banks.values()]
+    ciphertext = encrypt_packed(public, [42])
+    assert combine_partial_decryptions(public, [partial_decrypt(shares[i], ciphertext) for i in (0, 1, 2)]) == [42]
+    with pytest.raises(CryptoError):  # the attack without the check: bank 4 cannot help decrypt
+        combine_partial_decryptions(public, [partial_decrypt(shares[i], ciphertext) for i in (0, 1, 3)])
+    monkeypatch.undo()
+    with pytest.raises(AbortError, match="one polynomial"):
+        drive(config, identities(7), classes={0: Skewed}, seed=5)
+
+
+def test_an_exponent_share_tells_its_receiver_nothing_of_the_senders_secret_modulo_its_point():
+    """An integer Shamir share f(k) = x + k(a_1 + a_2 k + ...) is x mod k: bank 3 (point 4) used to
+    learn every summing bank's additive share of phi R mod 4. The banks share Delta x instead, and
+    Delta = n! is 0 mod every point."""
+    config = DkgConfig(5, 3, 512, insecure=True)  # c = 2: banks 0..4 all hold additive shares
+    secrets_, received = {}, {}
+
+    class Curious(DkgBank):
+        def _after_reshare(self, publics, private):
+            received.update({j: int.from_bytes(data, "big") for j, data in private.items() if data})
+            return DkgBank._after_reshare(self, publics, private)
+
+    def observer(who, party):
+        candidate = getattr(party, "_candidate", None) or {}
+        if "additive" in candidate:
+            secrets_[party.party] = int(candidate["additive"])  # unshifted for banks 1..4
+
+    drive(config, identities(5), classes={3: Curious}, observer=observer, seed=11)
+    senders = (1, 2, 4)
+    assert set(senders) <= set(received) and any(secrets_[j] % 4 for j in senders)  # the leak would show
+    assert all(received[j] % 4 == 0 for j in senders)
+
+
+def test_a_rushing_bank_forcing_the_biprimality_test_on_a_non_biprime_is_caught_by_the_test_decryption():
+    """A bank that sees the others' biprimality values first (through a colluding relay) can make the
+    product 1 for any N. It does so here for a candidate that is not a biprime (the test knows p and
+    q); the key that follows fails the test decryption, so the ceremony aborts and accepts no such N."""
+    config = DkgConfig(3, 2, 512, insecure=True)
+    peers, forced = {}, []
+
+    def others_product(bank, position, modulus, base_index):
+        product = 1
+        for j, peer in peers.items():
+            if j != bank.party:
+                value = peer._power(peer._base(modulus, base_index), peer._exponent(position, modulus), modulus)
+                product = product * value % modulus
+        return product
+
+    def is_biprime(position):
+        p = sum(int(peer._batch.p_shares[position]) for peer in peers.values())
+        q = sum(int(peer._batch.q_shares[position]) for peer in peers.values())
+        return gmpy2.is_prime(p) and gmpy2.is_prime(q)
+
+    class Forcer(DkgBank):  # bank 2: handles each bundle after banks 0 and 1
+        def _after_modulus_reveal(self, publics, private):
+            kind, public, sealed = DkgBank._after_modulus_reveal(self, publics, private)
+            batch, width = self._batch, self.config.key_bits // 8
+            if kind is RoundKind.BIPRIME and not is_biprime(batch.survivors[0]):
+                k = batch.survivors[0]
+                modulus = batch.moduli[k]
+                forced.append(modulus)
+                value = int(gmpy2.invert(others_product(self, k, modulus, 0), modulus))
+                public = value.to_bytes(width, "big") + public[width:]
+            return kind, public, sealed
+
+        def _after_biprime(self, publics, private):
+            kind, public, sealed = DkgBank._after_biprime(self, publics, private)
+            batch, width = self._batch, self.config.key_bits // 8
+            modulus = batch.moduli[batch.survivors[0]] if kind is RoundKind.CONFIRM else None
+            if modulus in forced:
+                public = b"".join(int(gmpy2.invert(others_product(self, batch.survivors[0], modulus, i), modulus))
+                                  .to_bytes(width, "big") for i in range(1, self.config.confirm_bases + 1))
+            return kind, public, sealed
+
+    def observer(who, party):
+        if who.startswith("bank"):
+            peers[party.party] = party
+
+    with pytest.raises(AbortError, match="test ciphertext"):
+        drive(config, identities(3), classes={2: Forcer}, observer=observer, seed=3)
+    assert forced
 
 
 def test_a_hello_signed_by_someone_else_is_refused():
@@ -345,7 +514,7 @@ def test_a_hello_signed_by_someone_else_is_refused():
     impostor = IdentityKey.generate(TestOnlySeededRandomness(99, b"impostor"))
 
     def tamper(round_, kind, bank, data):
-        if kind is RoundKind.HELLO and bank == 1:
+        if kind is None and bank == 1:
             from secagg.paillier.dkg.bank import hello_statement
 
             message = decode_dkg_message(data)
@@ -395,26 +564,57 @@ def test_unsafe_ceremony_parameters_are_refused(kwargs, match):
 # ----------------------------------------------------------------------------- arithmetic known answers
 
 
-def test_small_field_sharings_reconstruct_and_name_a_single_liar():
+def _full_small_sharing(secret, degree, dealer, banks, moduli, rng):
+    derived = {j: rng.integers(0, moduli, size=secret.shape) for j in derived_set(dealer, degree, banks)}
+    dealt = deal_small(secret, degree, dealer, banks, derived, moduli)
+    return np.stack([{**derived, **dealt}[j] for j in range(banks)])
+
+
+def test_small_field_sharings_from_derived_shares_reconstruct_and_name_a_single_liar():
     moduli = np.array([11, 13, 17, 101], dtype=np.int64)
     secret = np.array([[3, 12, 0, 100], [10, 1, 16, 55]], dtype=np.int64)
-    shares = share_small(secret, 2, 7, moduli)
-    assert np.array_equal(reconstruct_small(shares, 2, moduli), secret)
+    rng = np.random.default_rng(1)
+    for dealer in range(7):  # every dealer's derived banks, wrapping round
+        shares = _full_small_sharing(secret, 2, dealer, 7, moduli, rng)
+        assert np.array_equal(reconstruct_small(shares, 2, moduli), secret)  # and all 7 lie on one polynomial
     shares[4, 1, 2] = (shares[4, 1, 2] + 1) % 17
     with pytest.raises(ProtocolViolation) as err:
         reconstruct_small(shares, 2, moduli)
     assert err.value.party == 4
 
 
+def test_packed_residues_round_trip_and_refuse_non_canonical_bytes():
+    moduli = np.array([3, 5, 7, 677, 65521], dtype=np.int64)  # 2, 3, 3, 10, 16 bits
+    values = np.array([[2, 4, 6, 676, 65520], [0, 0, 0, 0, 0], [1, 2, 3, 4, 5]], dtype=np.int64)
+    packed = pack_residues(values, moduli)
+    assert len(packed) == (3 * 34 + 7) // 8
+    assert packed[:1] == bytes([0b1_0_110_100_10 & 0xFF])  # 2 = 0b10, then 4 = 0b100 (LSB first)
+    assert np.array_equal(unpack_residues(packed, 3, moduli, "x", 1), values)
+    with pytest.raises(ProtocolViolation, match="padding"):
+        unpack_residues(packed[:-1] + bytes([packed[-1] | 0x80]), 3, moduli, "x", 1)
+    with pytest.raises(ProtocolViolation, match="bytes"):
+        unpack_residues(packed + b"\x00", 3, moduli, "x", 1)
+    too_big = values.copy()
+    too_big[1, 0] = 3  # fits 2 bits, not below 3
+    with pytest.raises(ProtocolViolation, match="outside their fields") as err:
+        unpack_residues(pack_residues(too_big, moduli), 3, moduli, "x", 1)
+    assert err.value.party == 1
+
+
 def test_big_field_and_integer_sharings_known_answers():
     prime = int(gmpy2.next_prime(1 << 300))
-    shares = share_big(123456789, 2, 5, prime)
-    assert reconstruct_big(shares, 2, prime) == 123456789
+
+    def sharing(secret, degree, dealer=0, banks=5):
+        derived = {j: [secret * 31 + j] for j in derived_set(dealer, degree, banks)}
+        dealt = deal_big([secret], degree, dealer, banks, derived, prime)
+        return [{**derived, **dealt}[j][0] for j in range(banks)]
+
+    assert reconstruct_big(sharing(123456789, 2, dealer=3), 2, prime) == 123456789
     # a product of two degree-1 sharings is a degree-2 sharing of the product
-    a, b = share_big(1000, 1, 5, prime), share_big(-7, 1, 5, prime)
+    a, b = sharing(1000, 1), sharing(-7 % prime, 1, dealer=4)
     assert reconstruct_big([x * y % prime for x, y in zip(a, b)], 2, prime) == prime - 7000
     # integer Shamir: Delta-scaled Lagrange over any t points gives Delta * secret, shares positive
-    values = integer_shares(-5000, 2, 5, 10**6)
+    values = integer_shares(-5000, 2, 5, 10**6, TestOnlySeededRandomness(3))
     assert all(v > 0 for v in values)
     delta = math.factorial(5)
     for chosen in ((1, 2, 3), (2, 4, 5)):

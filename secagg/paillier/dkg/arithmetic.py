@@ -1,55 +1,119 @@
-"""The ceremony's arithmetic: Shamir sharing over the small sieve primes (NumPy, whole batches at
-once) and over the two big prime fields (gmpy2), reconstruction that checks the redundant shares,
-integer Shamir sharing of the decryption exponent, and the public draws every bank derives alike.
+"""The ceremony's arithmetic (protocols/dkg-v1.md, sections 4 and 5): random draws from a bank's
+random source, Shamir sharing whose first shares come from pairwise streams, reconstruction that
+checks the redundant shares, integer Shamir sharing of the decryption exponent, bit-packed residues,
+and the public draws every bank derives alike.
 
-Randomness comes from ``os.urandom`` only. A value "uniform mod l" is a 64-bit draw reduced mod
-``l`` (l < 2^16: bias below 2^-48 per value); a value uniform in a big range is ``secrets.randbelow``.
+Every secret value a bank draws comes from its :class:`~secagg.crypto.randomness.RandomSource`
+(``os.urandom`` in production) through :func:`draw_residues`, :func:`draw_below` and
+:func:`draw_bits`, each consuming a fixed number of bytes, so a test-only seeded source replays a
+ceremony byte for byte. A value "uniform mod l" is a 64-bit draw reduced mod ``l`` (l < 2^16: bias
+below 2^-48 per value); a value uniform below a big bound is a draw 128 bits longer than the bound,
+reduced (bias below 2^-128).
+
+A degree-d sharing dealt by bank ``i`` has d shares *derived*: the banks ``i+1 .. i+d`` (mod n)
+compute their own from the AES-CTR stream keyed by the pair's key; with the secret they fix the
+polynomial, and only the other banks' shares travel, sealed (:func:`deal_small`, :func:`deal_big`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from secagg.errors import AbortError, ProtocolViolation
+from secagg.crypto.randomness import RandomSource
+from secagg.errors import AbortError, ParameterError, ProtocolViolation
 from secagg.paillier import _gmpy2
 
-__all__ = ["uniform_mod", "share_small", "lagrange_small", "reconstruct_small", "share_big", "lagrange_at_zero",
-           "reconstruct_big", "integer_shares", "public_integer", "public_element"]
+__all__ = ["CheckedRandomness", "draw_residues", "draw_below", "draw_bits", "derived_set", "explicit_set",
+           "residues_from_stream", "big_from_stream", "big_value_bytes", "deal_small", "deal_big", "lagrange_small",
+           "lagrange_at", "reconstruct_small", "reconstruct_big", "integer_shares", "bit_widths", "pack_residues",
+           "unpack_residues", "public_integer", "public_element"]
+
+_STATISTICAL_PAD_BITS = 128  # extra bits drawn for a value uniform below a big bound
+
+
+# ----------------------------------------------------------------------------- a bank's own randomness
+
+class CheckedRandomness:
+    """Passes a caller's random source through, refusing short or non-bytes answers (typed)."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: RandomSource) -> None:
+        if not hasattr(inner, "random_bytes"):
+            raise ParameterError("rng must have random_bytes(n)")
+        self.inner = inner
+
+    def random_bytes(self, n: int) -> bytes:
+        data = self.inner.random_bytes(n)
+        if not isinstance(data, (bytes, bytearray)) or len(data) != n:
+            got = len(data) if isinstance(data, (bytes, bytearray)) else type(data).__name__
+            raise ParameterError(f"the random source returned {got} bytes where {n} were asked for")
+        return bytes(data)
+
+
+def draw_residues(rng: RandomSource, moduli: np.ndarray, rows: int) -> np.ndarray:
+    """``rows x len(moduli)`` residues, row-major: 8 bytes each read as a little-endian u64 and
+    reduced mod its column's prime (spec rule G2)."""
+    return residues_from_stream(rng.random_bytes(8 * rows * moduli.size), moduli, rows)
+
+
+def draw_below(rng: RandomSource, bound: int) -> int:
+    """A value uniform in [0, bound) up to 2^-128: ``(bits(bound) + 128 + 7) // 8`` bytes, big-endian,
+    mod bound (spec rule G3)."""
+    if bound < 1:
+        raise ParameterError("draw_below needs a positive bound")
+    width = (int(bound).bit_length() + _STATISTICAL_PAD_BITS + 7) // 8
+    return int.from_bytes(rng.random_bytes(width), "big") % int(bound)
+
+
+def draw_bits(rng: RandomSource, bits: int) -> int:
+    """A value uniform in [0, 2^bits): ``ceil(bits / 8)`` bytes, big-endian, the low ``bits`` bits kept
+    (spec rule G4)."""
+    return int.from_bytes(rng.random_bytes((bits + 7) // 8), "big") & ((1 << bits) - 1)
+
+
+# ----------------------------------------------------------------------------- who derives, who receives
+
+def derived_set(dealer: int, degree: int, banks: int) -> list[int]:
+    """The banks that derive their share of a degree-``degree`` sharing by ``dealer`` (spec 5.2):
+    the ``degree`` banks after it, cyclically."""
+    return [(dealer + k) % banks for k in range(1, degree + 1)]
+
+
+def explicit_set(dealer: int, degree: int, banks: int) -> list[int]:
+    """The other banks, which receive their share of the sharing sealed, ascending."""
+    derived = set(derived_set(dealer, degree, banks))
+    return [j for j in range(banks) if j != dealer and j not in derived]
+
+
+def residues_from_stream(data: bytes, moduli: np.ndarray, rows: int) -> np.ndarray:
+    """``rows x len(moduli)`` residues from ``8 * rows * len(moduli)`` bytes (little-endian u64 mod l)."""
+    raw = np.frombuffer(data, dtype="<u8").reshape(rows, moduli.size)
+    return (raw % moduli.astype(np.uint64)).astype(np.int64)
+
+
+def big_value_bytes(prime: int) -> int:
+    """Bytes of the stream that make one element of F_prime (128 bits more than the prime)."""
+    return (int(prime).bit_length() + _STATISTICAL_PAD_BITS + 7) // 8
+
+
+def big_from_stream(data: bytes, prime: int, count: int) -> list:
+    """``count`` elements of F_prime from consecutive big-endian chunks of :func:`big_value_bytes`."""
+    gmpy2 = _gmpy2()
+    width = big_value_bytes(prime)
+    p = gmpy2.mpz(prime)
+    return [gmpy2.mpz(int.from_bytes(data[k * width:(k + 1) * width], "big")) % p for k in range(count)]
 
 
 # ----------------------------------------------------------------------------- small primes (vectorised)
 
-def uniform_mod(moduli: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Uniform residues modulo ``moduli`` (broadcast over the last axis), int64, from os.urandom."""
-    count = int(np.prod(shape))
-    raw = np.frombuffer(os.urandom(8 * count), dtype=np.uint64).reshape(shape)
-    return (raw % moduli.astype(np.uint64)).astype(np.int64)
-
-
-def share_small(secret: np.ndarray | None, degree: int, points: int, moduli: np.ndarray) -> np.ndarray:
-    """Shamir shares at x = 1..points of ``secret`` (shape ``(..., columns)``, each column mod its
-    prime); ``secret=None`` shares zero (a zero-sharing: random polynomial with constant 0).
-    Returns ``(points, *secret.shape)``; every prime exceeds ``points``."""
-    shape = secret.shape if secret is not None else None
-    if shape is None:
-        raise ValueError("share_small needs a secret array (zeros for a zero-sharing)")
-    coefficients = uniform_mod(moduli, (degree, *shape)) if degree else None
-    out = np.empty((points, *shape), dtype=np.int64)
-    for x in range(1, points + 1):
-        value = np.zeros(shape, dtype=np.int64)
-        for m in range(degree - 1, -1, -1):  # Horner on the coefficients of x^1 .. x^degree
-            value = (value + coefficients[m]) * x % moduli
-        out[x - 1] = (value + secret) % moduli
-    return out
-
-
 def lagrange_small(points: Sequence[int], at: int, moduli: np.ndarray) -> np.ndarray:
     """Lagrange coefficients (one row per point) for evaluating at ``at`` mod each column's prime."""
+    primes = np.unique(moduli)
+    index = np.searchsorted(primes, moduli)
     rows = []
     for j in points:
         numerator, denominator = 1, 1
@@ -57,21 +121,39 @@ def lagrange_small(points: Sequence[int], at: int, moduli: np.ndarray) -> np.nda
             if m != j:
                 numerator *= at - m
                 denominator *= j - m
-        rows.append([numerator * pow(denominator, -1, int(p)) % int(p) for p in moduli])
-    return np.array(rows, dtype=np.int64)
+        rows.append([numerator * pow(denominator, -1, int(p)) % int(p) for p in primes])
+    return np.array(rows, dtype=np.int64).reshape(len(points), primes.size)[:, index]
+
+
+def _combine_small(values: Sequence[np.ndarray], coefficients: np.ndarray, moduli: np.ndarray) -> np.ndarray:
+    out = np.zeros(values[0].shape, dtype=np.int64)
+    for value, coefficient in zip(values, coefficients):
+        out += value * coefficient  # < 2^32 each: no overflow
+        out %= moduli
+    return out
+
+
+def deal_small(secret: np.ndarray, degree: int, dealer: int, banks: int, derived: Mapping[int, np.ndarray],
+               moduli: np.ndarray) -> dict[int, np.ndarray]:
+    """The dealer's own share and the explicit banks' shares of a degree-``degree`` sharing of
+    ``secret`` (shape ``(rows, columns)``, column c mod ``moduli[c]``) whose derived banks' shares
+    are ``derived`` (bank -> array). The polynomial is the one through (0, secret) and the derived
+    shares at their points (bank j's point is j + 1)."""
+    known = [0] + [j + 1 for j in derived_set(dealer, degree, banks)]
+    values = [secret] + [derived[j] for j in derived_set(dealer, degree, banks)]
+    out = {}
+    for j in [dealer] + explicit_set(dealer, degree, banks):
+        out[j] = _combine_small(values, lagrange_small(known, j + 1, moduli), moduli)
+    return out
 
 
 class _SmallReconstructor:
     """Caches the Lagrange tables of one column layout."""
 
     def __init__(self, moduli: np.ndarray, parties: int, degree: int) -> None:
-        self.moduli = moduli
         self.base = list(range(1, degree + 2))
-        primes = np.unique(moduli)
-        index = np.searchsorted(primes, moduli)
-        self.at_zero = lagrange_small(self.base, 0, primes)[:, index]
-        self.extra = {x: lagrange_small(self.base, x, primes)[:, index] for x in range(degree + 2, parties + 1)}
-        self.parties, self.degree = parties, degree
+        self.at_zero = lagrange_small(self.base, 0, moduli)
+        self.extra = {x: lagrange_small(self.base, x, moduli) for x in range(degree + 2, parties + 1)}
 
 
 def reconstruct_small(shares: np.ndarray, degree: int, moduli: np.ndarray, *, cache: dict | None = None,
@@ -88,16 +170,11 @@ def reconstruct_small(shares: np.ndarray, degree: int, moduli: np.ndarray, *, ca
         recon = _SmallReconstructor(moduli, parties, degree)
         if cache is not None:
             cache[key] = recon
-    head = shares[:degree + 1]
-    value = np.zeros(shares.shape[1:], dtype=np.int64)
-    for row, coefficient in zip(head, recon.at_zero):
-        value = (value + row * coefficient) % moduli
+    head = list(shares[:degree + 1])
+    value = _combine_small(head, recon.at_zero, moduli)
     bad = np.zeros(shares.shape[1:], dtype=bool)
     for x, table in recon.extra.items():
-        predicted = np.zeros(shares.shape[1:], dtype=np.int64)
-        for row, coefficient in zip(head, table):
-            predicted = (predicted + row * coefficient) % moduli
-        bad |= predicted != shares[x - 1]
+        bad |= _combine_small(head, table, moduli) != shares[x - 1]
     if bad.any():
         _blame_small(shares, degree, moduli, bad, what)
     return value
@@ -106,24 +183,15 @@ def reconstruct_small(shares: np.ndarray, degree: int, moduli: np.ndarray, *, ca
 def _blame_small(shares: np.ndarray, degree: int, moduli: np.ndarray, bad: np.ndarray, what: str) -> None:
     parties = shares.shape[0]
     if parties >= degree + 3:
+        columns = np.broadcast_to(moduli, bad.shape)[bad]
         culprits = []
         for suspect in range(parties):
             others = [x for x in range(parties) if x != suspect]
             sub = shares[others][:, bad]
-            cols = moduli[np.nonzero(bad)[-1]] if bad.ndim else moduli
-            base, rest = others[:degree + 1], others[degree + 1:]
-            primes = np.unique(cols)
-            index = np.searchsorted(primes, cols)
-            consistent = True
-            for k, x in enumerate(rest, start=degree + 1):
-                table = lagrange_small([b + 1 for b in base], x + 1, primes)[:, index]
-                predicted = np.zeros(sub.shape[1:], dtype=np.int64)
-                for row, coefficient in zip(sub[:degree + 1], table):
-                    predicted = (predicted + row * coefficient) % cols
-                if np.any(predicted != sub[k]):
-                    consistent = False
-                    break
-            if consistent:
+            head = list(sub[:degree + 1])
+            points = [b + 1 for b in others[:degree + 1]]
+            if all(np.array_equal(_combine_small(head, lagrange_small(points, x + 1, columns), columns), sub[k])
+                   for k, x in enumerate(others[degree + 1:], start=degree + 1)):
                 culprits.append(suspect)
         if len(culprits) == 1:
             raise ProtocolViolation(f"bank {culprits[0]} published {what} inconsistent with everyone else's "
@@ -134,22 +202,8 @@ def _blame_small(shares: np.ndarray, degree: int, moduli: np.ndarray, bad: np.nd
 
 # ----------------------------------------------------------------------------- big prime fields
 
-def share_big(secret: int, degree: int, points: int, prime: int) -> list:
-    """Shamir shares at x = 1..points of ``secret`` mod ``prime`` (gmpy2 integers)."""
-    gmpy2 = _gmpy2()
-    prime = gmpy2.mpz(prime)
-    coefficients = [gmpy2.mpz(secrets.randbelow(int(prime))) for _ in range(degree)]
-    secret = gmpy2.mpz(secret) % prime
-    out = []
-    for x in range(1, points + 1):
-        value = gmpy2.mpz(0)
-        for c in reversed(coefficients):
-            value = (value + c) * x
-        out.append((value + secret) % prime)
-    return out
-
-
-def lagrange_at_zero(points: Sequence[int], prime: int, at: int = 0) -> list:
+def lagrange_at(points: Sequence[int], prime: int, at: int = 0) -> list:
+    """Lagrange coefficients mod ``prime`` for evaluating at ``at`` from ``points``."""
     gmpy2 = _gmpy2()
     out = []
     for j in points:
@@ -162,6 +216,22 @@ def lagrange_at_zero(points: Sequence[int], prime: int, at: int = 0) -> list:
     return out
 
 
+def deal_big(secrets_: Sequence[int], degree: int, dealer: int, banks: int, derived: Mapping[int, Sequence[int]],
+             prime: int) -> dict[int, list]:
+    """As :func:`deal_small`, over F_prime, for a list of secrets (one sharing each)."""
+    gmpy2 = _gmpy2()
+    p = gmpy2.mpz(prime)
+    order = derived_set(dealer, degree, banks)
+    known = [0] + [j + 1 for j in order]
+    columns = [[gmpy2.mpz(s) % p for s in secrets_]] + [list(derived[j]) for j in order]
+    out = {}
+    for j in [dealer] + explicit_set(dealer, degree, banks):
+        coefficients = lagrange_at(known, prime, j + 1)
+        out[j] = [sum((c * column[k] for c, column in zip(coefficients, columns)), gmpy2.mpz(0)) % p
+                  for k in range(len(secrets_))]
+    return out
+
+
 def reconstruct_big(shares: Sequence[int], degree: int, prime: int, *, what: str = "value") -> int:
     """The value at 0 of one degree-``degree`` sharing given at x = 1..n, checking the redundant
     shares (blame as in :func:`reconstruct_small`)."""
@@ -169,7 +239,7 @@ def reconstruct_big(shares: Sequence[int], degree: int, prime: int, *, what: str
     parties = len(shares)
 
     def evaluate(indices: Sequence[int], at: int):
-        coefficients = lagrange_at_zero([i + 1 for i in indices], prime, at)
+        coefficients = lagrange_at([i + 1 for i in indices], prime, at)
         return sum((c * shares[i] for c, i in zip(coefficients, indices)), gmpy2.mpz(0)) % prime
 
     base = list(range(degree + 1))
@@ -192,12 +262,12 @@ def reconstruct_big(shares: Sequence[int], degree: int, prime: int, *, what: str
 
 # ----------------------------------------------------------------------------- integers
 
-def integer_shares(secret: int, degree: int, points: int, coefficient_low: int) -> list[int]:
-    """Shamir shares over the integers: f(x) = secret + sum a_m x^m with every a_m uniform in
-    [coefficient_low, 2 coefficient_low). With ``coefficient_low >= |secret|`` every share f(i),
-    i >= 1, is positive; with ``coefficient_low >= 2^s Delta |secret|`` the shares of any ``degree``
-    points hide the secret statistically (2^-s)."""
-    coefficients = [coefficient_low + secrets.randbelow(coefficient_low) for _ in range(degree)]
+def integer_shares(secret: int, degree: int, points: int, coefficient_low: int, rng: RandomSource) -> list[int]:
+    """Shamir shares over the integers at x = 1..points: f(x) = secret + sum a_m x^m, every a_m
+    uniform in [coefficient_low, 2 coefficient_low) (drawn a_1 first, rule G3). With
+    ``coefficient_low >= |secret|`` every share is positive. The caller passes ``Delta * value``
+    as the secret: then any ``degree`` shares hide ``value`` statistically (see the spec, 5.9)."""
+    coefficients = [coefficient_low + draw_below(rng, coefficient_low) for _ in range(degree)]
     out = []
     for x in range(1, points + 1):
         value = 0
@@ -206,6 +276,47 @@ def integer_shares(secret: int, degree: int, points: int, coefficient_low: int) 
         out.append(value + secret)
     return out
 
+
+# ----------------------------------------------------------------------------- packed residues
+
+def bit_widths(moduli: np.ndarray) -> np.ndarray:
+    """Bits of each column's residues: bit_length(l - 1)."""
+    return np.array([int(p - 1).bit_length() for p in moduli], dtype=np.int64)
+
+
+def _bit_mask(moduli: np.ndarray) -> np.ndarray:
+    return np.arange(16)[None, :] < bit_widths(moduli)[:, None]  # (columns, 16)
+
+
+def pack_residues(values: np.ndarray, moduli: np.ndarray) -> bytes:
+    """Residues ``(rows, columns)`` as one bit string: row-major, each value in its column's width,
+    least significant bit first, bits filling each byte from its least significant bit, the last
+    byte padded with zero bits (spec 4.3)."""
+    mask = _bit_mask(moduli)
+    bits = np.unpackbits(values.astype("<u2").view(np.uint8).reshape(*values.shape, 2), axis=-1, bitorder="little")
+    return np.packbits(bits[:, mask].ravel(), bitorder="little").tobytes()
+
+
+def unpack_residues(data: bytes, rows: int, moduli: np.ndarray, what: str, party: int | str) -> np.ndarray:
+    """The inverse of :func:`pack_residues`; :class:`ProtocolViolation` naming ``party`` for a wrong
+    length, a padding bit set or a value not below its column's prime."""
+    mask = _bit_mask(moduli)
+    total = rows * int(mask.sum())
+    if len(data) != (total + 7) // 8:
+        raise ProtocolViolation(f"bank {party} sent {len(data)} bytes of {what}, expected {(total + 7) // 8}",
+                                party=party)
+    flat = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
+    if flat[total:].any():
+        raise ProtocolViolation(f"bank {party} sent {what} with padding bits set", party=party)
+    bits = np.zeros((rows, moduli.size, 16), dtype=np.uint8)
+    bits[:, mask] = flat[:total].reshape(rows, -1)
+    values = np.packbits(bits, axis=-1, bitorder="little").view("<u2")[..., 0].astype(np.int64)
+    if np.any(values >= moduli):
+        raise ProtocolViolation(f"bank {party} sent {what} outside their fields", party=party)
+    return values
+
+
+# ----------------------------------------------------------------------------- public draws
 
 def public_integer(label: bytes, context: bytes, bits: int) -> int:
     """A public pseudorandom integer of ``bits`` bits from SHAKE-256 over label and context (every

@@ -1,55 +1,37 @@
 """One bank's side of the dealerless key ceremony, as a sans-IO state machine.
 
-``DkgBank.start()`` gives the bank's hello; ``DkgBank.handle(bundle)`` takes the coordinator's
-bundle of a round and gives the bank's next message, until the ceremony is over
-(``handle`` returns None and :attr:`DkgBank.key_share` holds the bank's share). Every refusal is a
-typed error raised before the bank's state changes: :class:`MalformedMessage` /
-:class:`ProtocolViolation` naming the bank at fault (or ``"server"`` for the coordinator),
-:class:`AbortError` when the ceremony cannot finish.
+``DkgBank.start()`` gives the bank's hello; ``DkgBank.handle(message)`` takes the coordinator's
+answer (the other banks' keys, then one bundle per round) and gives the bank's next message, until
+the ceremony is over (``handle`` returns None and :attr:`DkgBank.key_share` holds the bank's
+share). Every refusal is a typed error raised before the bank's state changes (its random source
+included): :class:`MalformedMessage` / :class:`ProtocolViolation` naming the bank at fault (or
+``"server"`` for the coordinator), :class:`AbortError` when the ceremony cannot finish or the fault
+cannot be pinned on one party.
 
-The rounds (n banks with ids 0..n-1 and Shamir points 1..n; c corrupt; ``[x]`` a Shamir sharing
-of degree c, ``[x]_2c`` of degree 2c; "send" means sealed for each other bank, "publish" means
-broadcast through the coordinator):
+protocols/dkg-v1.md is the normative description: the messages, the rounds, every check (rule ids
+in the error messages' docstrings below refer to it) and the order in which a bank consumes its
+random bytes. In short (n banks with ids 0..n-1 and Shamir points 1..n; c corrupt; ``[x]`` a
+Shamir sharing of degree c, ``[x]_2c`` of degree 2c, whose first shares each receiver derives from
+the stream of the pair's key and the rest of which travel sealed):
 
-1. **SIEVE**: for each of B candidates, each sieve prime l and each of its attempts, each bank
-   draws residues ``a_i, b_i`` mod l and sends ``[a_i], [b_i]`` and a zero-sharing ``[0]_2c``
-   over F_l (l > n, so the points 1..n are distinct).
-2. **SIEVE_REVEAL**: each bank publishes its share of ``(o_p + sum a)(o_q + sum b) + 0`` mod l
-   (``o_p, o_q`` the public offsets). Everyone reconstructs ``N mod l`` of each attempt; the first
-   attempt whose value is nonzero fixes ``p mod l`` and ``q mod l`` (nonzero, otherwise uniform and
-   secret); a candidate without one is dropped.
-3. **MODULUS**: each bank turns its residues into its integer share (CRT: ``P_i = sum a_i,l e_l mod
-   M``) plus a random multiple of M, ``p_i = P_i + M r_i`` (bank 0 adds the offset, which fixes the
-   top two bits, p = 3 mod 4 and the public residues mod the primes <= n), and sends ``[p_i]``,
-   ``[q_i]``, ``[0]_2c`` over F_P1 (P1 > 2^k).
-4. **MODULUS_REVEAL**: each bank publishes its share of ``pq + 0``; everyone reconstructs N,
-   checks its size, and divides it by every prime below 2^16.
-5. **BIPRIME**: for each surviving N, with a public base g of Jacobi symbol 1, each bank publishes
-   ``g^(x_i)`` with ``x_0 = (N + 1 - p_0 - q_0) / 4`` and ``x_i = -(p_i + q_i) / 4``: the product is
-   ``g^(phi/4)``, which is +-1 when N is a product of two primes (Boneh-Franklin).
-6. **CONFIRM**: the first N that passed is tested with ``confirm_bases`` more bases. If no N of the
-   batch passes, the next batch starts (step 1).
-7. **KEY**: over F_P2 (P2 > 2^(2k + 80 + ...)) each bank sends ``[phi_i], [R_i]`` (``phi_0 = N + 1 -
-   p_0 - q_0``, ``phi_i = -(p_i + q_i)``, R_i uniform mod N) and ``[S_i]_2c``, ``[0]_2c``.
-8. **KEY_REVEAL**: with ``h = phi R + 0`` (degree 2c), each bank publishes ``W(j) = h(j) + N S(j)``
-   and, if it is one of the first 2c + 1 banks, the top ``wrap_bits`` bits of its additive share
-   ``z_j = L_j h(j)`` (bank 0: ``+ P2/2``). Everyone reconstructs ``W = phi R + N S`` and so
-   ``gamma = W mod N = phi R mod N`` (uniform, and prime to N exactly when gcd(N, p + q - 1) = 1,
-   Boneh-Franklin's second test), and from the top bits the number of wraps w of ``sum z_j``.
-9. **RESHARE**: the first 2c + 1 banks now hold integers x_j with ``sum x_j = phi R`` (bank 0
-   subtracts ``P2/2 + w P2``); each shares its x_j with an integer polynomial of degree t - 1
-   (coefficients ``2^80 Delta`` times larger than any x_j) and sends bank i the value at i.
-10. **VERIFY**: bank i sums what it received into its key share ``s_i`` (``sum lambda_i s_i = Delta
-    phi R``) and publishes Shoup's verification key ``v^(Delta s_i)`` for the public square v.
-11. **TEST**: everyone assembles the public key (N, the public bases, the verification keys,
-    ``decryption_scale = gamma``); each bank publishes its proven partial decryption of a public
-    test ciphertext and its signature over the key's fingerprint.
-12. **FINISH**: each bank checks every proof and the combined plaintext, then publishes its
-    signature again with the key; once every bank has signed the same key, the ceremony is over.
+1. **SIEVE**: for B candidates x every sieve prime's attempts, each bank draws residues ``a_i, b_i``
+   mod l and deals ``[a_i], [b_i], [0]_2c`` over F_l.
+2. **SIEVE_REVEAL**: each bank publishes its share of ``(o_p + sum a)(o_q + sum b) + 0`` mod l;
+   everyone reconstructs ``N mod l``; the first attempt that is nonzero fixes ``p, q mod l``.
+3. **MODULUS**: integer shares ``p_i = CRT(a_i) + M r_i`` (bank 0 adds the public offset), dealt
+   as ``[p_i], [q_i], [0]_2c`` over F_P1.
+4. **MODULUS_REVEAL**: shares of ``pq + 0``; everyone reconstructs N, checks its form, and divides
+   it by every prime below 2^16.
+5. **BIPRIME** / 6. **CONFIRM**: Boneh-Franklin's test, one base per candidate, then 40 more.
+7. **KEY**: ``[phi_i], [R_i]`` and ``[S_i]_2c, [0]_2c`` over F_P2.
+8. **KEY_REVEAL**: ``W = phi R + N S`` and the top bits of the 2c + 1 additive shares of ``phi R``.
+9. **RESHARE**: the 2c + 1 banks share ``Delta x_j`` (``sum x_j = phi R``) over the integers.
+10. **VERIFY**: Shoup's verification keys ``v^(Delta s_i)``, checked to lie on one polynomial.
+11. **TEST**: a proven partial decryption of a public test ciphertext and a signature on the key.
+12. **FINISH**: every bank signs the same key.
 
-No bank ever holds p, q, phi(N) or the decryption exponent phi R: each holds additive shares and
-Shamir shares of them, and everything published is masked (docs/paillier.md, "Key ceremony
-without a dealer", gives the argument).
+No bank ever holds p, q, phi(N) or the decryption exponent phi R (docs/paillier.md, "Key ceremony
+without a dealer", gives the argument; tests/paillier/test_dkg.py inspects every state).
 """
 
 from __future__ import annotations
@@ -57,8 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import secrets
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,20 +48,25 @@ import numpy as np
 
 from secagg.crypto.aead import open_sealed, seal
 from secagg.crypto.keys import AgreementKey, hkdf
-from secagg.crypto.randomness import system_randomness
+from secagg.crypto.prg import keystream
+from secagg.crypto.randomness import RandomSource, system_randomness
 from secagg.crypto.signatures import IdentityKey, verify_signature
 from secagg.errors import AbortError, CryptoError, MalformedMessage, ParameterError, ProtocolViolation, \
     SessionStateError
 from secagg.paillier import _gmpy2
-from secagg.paillier.dkg.arithmetic import integer_shares, lagrange_at_zero, public_element, public_integer, \
-    reconstruct_big, reconstruct_small, share_big, share_small, uniform_mod
+from secagg.paillier.dkg.arithmetic import CheckedRandomness, big_from_stream, big_value_bytes, deal_big, \
+    deal_small, derived_set, draw_below, draw_bits, draw_residues, explicit_set, integer_shares, lagrange_at, \
+    pack_residues, public_element, public_integer, reconstruct_big, reconstruct_small, residues_from_stream, \
+    unpack_residues
 from secagg.paillier.dkg.config import STATISTICAL_BITS, DkgConfig
-from secagg.paillier.dkg.messages import CEREMONY_ID_BYTES, Bundle, DkgAbort, Hello, RoundKind, RoundMessage, \
-    decode_dkg_message
+from secagg.paillier.dkg.messages import CEREMONY_ID_BYTES, Bundle, DkgAbort, Hello, Keys, Letter, RoundKind, \
+    RoundMessage, decode_dkg_message
 
-__all__ = ["DkgBank", "BankState", "CeremonyStats", "hello_statement", "key_statement", "test_ciphertext"]
+__all__ = ["DkgBank", "BankState", "CeremonyStats", "hello_statement", "letter_statement", "key_statement",
+           "initial_transcript", "test_ciphertext", "new_ceremony_id", "verification_keys_consistent"]
 
 _U32 = struct.Struct("<I")
+_DOMAIN = b"secagg/paillier/dkg/v1/"
 
 
 class BankState(Enum):
@@ -104,15 +89,32 @@ class CeremonyStats:
     bytes_received: int = 0
 
 
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
 def hello_statement(ceremony_id: bytes, party: int, config: DkgConfig, agreement_key: bytes) -> bytes:
     """What a bank signs in its hello: this ceremony, its id, the parameters and its channel key."""
-    return (b"secagg/paillier/dkg/v1/hello\x00" + ceremony_id + _U32.pack(party) + config.digest()
-            + agreement_key)
+    return _DOMAIN + b"hello\x00" + ceremony_id + _U32.pack(party) + config.digest() + agreement_key
+
+
+def letter_statement(ceremony_id: bytes, sender: int, recipient: int, round_: int, kind: int, transcript: bytes,
+                     public_digest: bytes, sealed: bytes) -> bytes:
+    """What a bank signs for each other bank in a round: its broadcast (by digest), the part sealed
+    for that bank (by digest), the round and the transcript it has seen. The signature makes a
+    broadcast or a sealed part evidence against its sender, so the relay can neither alter one nor
+    get an honest bank blamed for what it altered."""
+    return (_DOMAIN + b"letter\x00" + ceremony_id + _U32.pack(sender) + _U32.pack(recipient) + _U32.pack(round_)
+            + bytes([int(kind)]) + transcript + public_digest + _sha256(sealed))
 
 
 def key_statement(ceremony_id: bytes, fingerprint: bytes, transcript: bytes) -> bytes:
     """What a bank signs at the end: this ceremony produced the key with this fingerprint."""
-    return b"secagg/paillier/dkg/v1/key\x00" + ceremony_id + fingerprint + transcript
+    return _DOMAIN + b"key\x00" + ceremony_id + fingerprint + transcript
+
+
+def initial_transcript(ceremony_id: bytes, config: DkgConfig) -> bytes:
+    return _sha256(_DOMAIN + b"transcript\x00" + ceremony_id + config.digest())
 
 
 def test_ciphertext(public, ceremony_id: bytes, transcript: bytes) -> tuple[int, int]:
@@ -126,8 +128,37 @@ def test_ciphertext(public, ceremony_id: bytes, transcript: bytes) -> tuple[int,
     return message, int((1 + gmpy2.mpz(n) * message) * gmpy2.powmod(rho, n, nsquare) % nsquare)
 
 
+def verification_keys_consistent(public) -> bool:
+    """Whether Shoup's verification keys ``v_i = v^(Delta s_i)`` come from one polynomial of degree
+    t - 1: ``v_k^Delta = prod_{i <= t} v_i^(lambda_ik)`` for every point k > t, with the integer
+    coefficients ``lambda_ik = Delta prod_{j != i} (k - j) / (i - j)``. A bank that dealt one bank an
+    inconsistent share of the exponent makes this fail, whichever t banks later decrypt."""
+    gmpy2 = _gmpy2()
+    nsquare = gmpy2.mpz(public.n) ** 2
+    base = list(range(1, public.threshold + 1))
+    keys = [gmpy2.mpz(v) for v in public.verification_keys]
+    for k in range(public.threshold + 1, public.parties + 1):
+        product = gmpy2.mpz(1)
+        for i in base:
+            numerator, denominator = public.delta, 1
+            for j in base:
+                if j != i:
+                    numerator *= k - j
+                    denominator *= i - j
+            coefficient = numerator // denominator
+            value = keys[i - 1] if coefficient >= 0 else gmpy2.invert(keys[i - 1], nsquare)
+            product = product * gmpy2.powmod(value, abs(coefficient), nsquare) % nsquare
+        if gmpy2.powmod(keys[k - 1], public.delta, nsquare) != product:
+            return False
+    return True
+
+
 def _int_bytes(value: int, width: int) -> bytes:
     return int(value).to_bytes(width, "big")
+
+
+def _minimal_bytes(value: int) -> bytes:
+    return int(value).to_bytes((int(value).bit_length() + 7) // 8, "big")
 
 
 def _ints_from(data: bytes, width: int, count: int, bound: int, what: str, party: int) -> list:
@@ -144,19 +175,8 @@ def _ints_from(data: bytes, width: int, count: int, bound: int, what: str, party
     return out
 
 
-def _small_from(data: bytes, shape: tuple[int, ...], moduli: np.ndarray, what: str, party: int) -> np.ndarray:
-    expected = 2 * int(np.prod(shape))
-    if len(data) != expected:
-        raise ProtocolViolation(f"bank {party} sent {len(data)} bytes of {what}, expected {expected}", party=party)
-    values = np.frombuffer(data, dtype="<u2").astype(np.int64).reshape(shape)
-    if np.any(values >= moduli):
-        raise ProtocolViolation(f"bank {party} sent {what} outside their fields", party=party)
-    return values
-
-
-def _varint_pack(value: int) -> bytes:
-    raw = int(value).to_bytes((int(value).bit_length() + 7) // 8 or 1, "big")
-    return _U32.pack(len(raw)) + raw
+def _field_width(prime: int) -> int:
+    return (int(prime).bit_length() + 7) // 8
 
 
 @dataclass
@@ -167,7 +187,7 @@ class _Batch:
     offsets_q: list = field(default_factory=list)
     own_p: np.ndarray | None = None  # this bank's residues a_i per (candidate, column)
     own_q: np.ndarray | None = None
-    shares: dict = field(default_factory=dict)  # sender -> (p, q, zero) share arrays for this bank
+    mine: tuple = ()  # this bank's shares of its own sharings of the round in flight
     kept: list = field(default_factory=list)  # candidates whose residues were all drawn
     p_shares: list = field(default_factory=list)  # this bank's integer share p_i per kept candidate
     q_shares: list = field(default_factory=list)
@@ -179,11 +199,13 @@ class DkgBank:
     """Bank ``party`` (0-based; Shamir point ``party + 1``) of the ceremony ``ceremony_id``.
 
     ``identity`` is the bank's Ed25519 key; ``verify_keys`` every bank's public key (ids 0..n-1):
-    hellos are signed, so the coordinator cannot sit in the middle of the pairwise channels.
+    hellos and letters are signed, so the coordinator can neither sit in the middle of the pairwise
+    channels nor alter what it relays. ``rng`` is the source of every secret the bank draws (the
+    OS CSPRNG unless a test or the vector generator passes a test-only seeded one).
     """
 
     def __init__(self, config: DkgConfig, party: int, ceremony_id: bytes, identity: IdentityKey,
-                 verify_keys: Mapping[int, bytes]) -> None:
+                 verify_keys: Mapping[int, bytes], *, rng: RandomSource | None = None) -> None:
         if not isinstance(config, DkgConfig):
             raise ParameterError("a DkgBank needs a DkgConfig")
         if isinstance(party, bool) or not isinstance(party, int) or not 0 <= party < config.banks:
@@ -198,14 +220,15 @@ class DkgBank:
         self.config, self.party, self.ceremony_id = config, party, bytes(ceremony_id)
         self.point = party + 1
         self.identity, self.verify_keys = identity, keys
+        self._rng: RandomSource = CheckedRandomness(rng) if rng is not None else system_randomness()
         self.state = BankState.START
         self.stats = CeremonyStats()
         self.round = 0
-        self.expected: RoundKind = RoundKind.HELLO
-        self.transcript = hashlib.sha256(b"secagg/paillier/dkg/v1/transcript\x00" + self.ceremony_id
-                                         + config.digest()).digest()
-        self._agreement = AgreementKey.generate(system_randomness())
-        self._channels: dict[int, bytes] = {}
+        self.expected: RoundKind | None = None  # None: waiting for the other banks' keys
+        self.transcript = initial_transcript(self.ceremony_id, config)
+        self._agreement: AgreementKey | None = None
+        self._hello_signature = b""
+        self._pair_keys: dict[int, bytes] = {}
         self._cache: dict = {}
         self._batch: _Batch | None = None
         self._candidate: dict = {}
@@ -217,15 +240,18 @@ class DkgBank:
     # ------------------------------------------------------------------ I/O
 
     def start(self) -> bytes:
+        """Draw this ceremony's X25519 key (32 bytes, rule G1) and say hello."""
         if self.state is not BankState.START:
             raise SessionStateError("start() once, before anything else")
+        self._agreement = AgreementKey.generate(self._rng)
         statement = hello_statement(self.ceremony_id, self.party, self.config, self._agreement.public_bytes)
+        self._hello_signature = self.identity.sign(statement)
         self.state = BankState.RUNNING
         return self._count(Hello(self.ceremony_id, self.party, self._agreement.public_bytes,
-                                 self.identity.sign(statement)).encode())
+                                 self._hello_signature).encode())
 
     def handle(self, data: bytes) -> bytes | None:
-        """The bank's next message for the coordinator's bundle ``data`` (None: nothing more to say)."""
+        """The bank's next message for the coordinator's message ``data`` (None: nothing more to say)."""
         if self.state is not BankState.RUNNING:
             raise SessionStateError(f"the bank's ceremony is {self.state.value}")
         try:
@@ -233,52 +259,72 @@ class DkgBank:
         except MalformedMessage as exc:
             exc.party = "server"
             raise
-        self.stats.bytes_received += len(data)
         if message.ceremony_id != self.ceremony_id:
             raise ProtocolViolation("a message of another ceremony", party="server")
         if isinstance(message, DkgAbort):
             self.state, self.abort_reason = BankState.ABORTED, message.reason
             raise AbortError(f"the coordinator aborted the ceremony: {message.reason}", round="dkg")
-        if not isinstance(message, Bundle) or message.party != self.party:
-            raise ProtocolViolation("expected this bank's bundle", party="server")
-        if message.round != self.round:
-            raise ProtocolViolation(f"a bundle of round {message.round}, this bank is in round {self.round}",
+        if message.party != self.party:
+            raise ProtocolViolation(f"a message addressed to bank {message.party}", party="server")
+        if self.expected is None:
+            if not isinstance(message, Keys):
+                raise ProtocolViolation("expected the other banks' keys", party="server")
+            reply = self._after_keys(message)
+        else:
+            if not isinstance(message, Bundle):
+                raise ProtocolViolation("expected a bundle", party="server")
+            reply = self._after_bundle(message)
+        self.stats.bytes_received += len(data)
+        return reply
+
+    def _after_bundle(self, message: Bundle) -> bytes | None:
+        config, round_ = self.config, self.round
+        if message.round != round_:
+            raise ProtocolViolation(f"a bundle of round {message.round}, this bank is in round {round_}",
                                     party="server")
         entries = message.entries
-        if [e.sender for e in entries] != list(range(self.config.banks)):
-            raise ProtocolViolation("a bundle must carry every bank's message of the round", party="server")
+        if [e.sender for e in entries] != self._others():
+            raise ProtocolViolation("a bundle must carry every other bank's letter", party="server")
+        digests = {self.party: _sha256(self._sent_public)}
+        for e in entries:
+            digest = _sha256(e.public)
+            try:
+                verify_signature(self.verify_keys[e.sender], e.signature, letter_statement(
+                    self.ceremony_id, e.sender, self.party, round_, e.kind, e.transcript, digest, e.sealed))
+            except CryptoError:
+                raise ProtocolViolation(f"the letter from bank {e.sender} is not signed by it: the coordinator "
+                                        "altered or forged it", party="server") from None
+            digests[e.sender] = digest
         for e in entries:
             if e.kind is not self.expected:
                 raise ProtocolViolation(f"bank {e.sender} sent a {e.kind.name} round, the ceremony is at "
                                         f"{self.expected.name}", party=e.sender)
-        if self.expected is RoundKind.HELLO:
-            return self._after_hellos(entries)
-        if entries[self.party].public != self._sent_public:
-            raise ProtocolViolation("the coordinator altered this bank's own broadcast", party="server")
         for e in entries:
             if e.transcript != self.transcript:
-                raise ProtocolViolation(f"bank {e.sender} saw another transcript: the coordinator relayed different "
-                                        "broadcasts to different banks (or that bank misreports)", party=e.sender)
+                raise AbortError(f"bank {e.sender} signed another transcript than this bank's: the banks saw "
+                                 "different broadcasts (a bank signed two, or that bank deviates)", round="dkg")
         private = {}
         for e in entries:
-            if e.sender == self.party:
-                continue
             if not e.sealed:
-                private[e.sender] = None
+                private[e.sender] = b""
                 continue
             try:
-                private[e.sender] = open_sealed(self._message_key(e.sender, self.party, self.round), e.sealed,
-                                                self._associated(e.sender, self.party, self.round, e.kind))
+                plaintext = open_sealed(self._message_key(e.sender, self.party, round_), e.sealed,
+                                        self._associated(e.sender, self.party, round_, e.kind))
             except CryptoError:
-                raise ProtocolViolation(f"the sealed part from bank {e.sender} fails authentication (altered or "
-                                        "misdirected)", party=e.sender) from None
+                raise ProtocolViolation(f"bank {e.sender} signed a sealed part that does not open",
+                                        party=e.sender) from None
+            if not plaintext:
+                raise ProtocolViolation(f"bank {e.sender} sealed an empty part (it must send none)", party=e.sender)
+            private[e.sender] = plaintext
         publics = {e.sender: e.public for e in entries}
+        publics[self.party] = self._sent_public
         handler = getattr(self, f"_after_{self.expected.name.lower()}")
         reply = handler(publics, private)  # raises before any state below changes
-        digest = hashlib.sha256(self.transcript + _U32.pack(self.round))
-        for e in entries:
-            digest.update(_U32.pack(e.sender) + bytes([int(e.kind)]) + _U32.pack(len(e.public)) + e.public)
-        self.transcript = digest.digest()
+        transcript = hashlib.sha256(self.transcript + _U32.pack(round_))
+        for i in range(config.banks):
+            transcript.update(_U32.pack(i) + bytes([int(self.expected)]) + digests[i])
+        self.transcript = transcript.digest()
         return self._emit(reply)
 
     def _count(self, data: bytes) -> bytes:
@@ -288,39 +334,42 @@ class DkgBank:
     # ------------------------------------------------------------------ channels
 
     def _message_key(self, sender: int, receiver: int, round_: int) -> bytes:
-        return hkdf(self._channels[sender if sender != self.party else receiver], b"paillier-dkg-channel",
+        return hkdf(self._pair_keys[sender if sender != self.party else receiver], b"paillier-dkg-channel",
                     self.ceremony_id + _U32.pack(round_) + _U32.pack(sender) + _U32.pack(receiver))
 
     def _associated(self, sender: int, receiver: int, round_: int, kind: RoundKind) -> bytes:
-        return (b"secagg/paillier/dkg/v1/sealed\x00" + self.ceremony_id + _U32.pack(round_) + _U32.pack(sender)
+        return (_DOMAIN + b"sealed\x00" + self.ceremony_id + _U32.pack(round_) + _U32.pack(sender)
                 + _U32.pack(receiver) + bytes([int(kind)]))
 
-    def _after_hellos(self, entries) -> bytes:
-        channels = {}
-        for e in entries:
-            if len(e.public) != 96:
-                raise ProtocolViolation(f"bank {e.sender}'s hello is malformed", party=e.sender)
-            key, signature = e.public[:32], e.public[32:]
+    def _share_stream(self, round_: int, dealer: int, receiver: int, nbytes: int) -> bytes:
+        """The stream from which ``receiver`` derives its shares of ``dealer``'s sharings of a round."""
+        seed = hkdf(self._pair_keys[receiver if dealer == self.party else dealer], b"paillier-dkg-shares",
+                    self.ceremony_id + _U32.pack(round_) + _U32.pack(dealer) + _U32.pack(receiver))
+        return keystream(seed, nbytes)
+
+    def _after_keys(self, message: Keys) -> bytes | None:
+        if [sender for sender, _, _ in message.entries] != self._others():
+            raise ProtocolViolation("the keys message must carry every other bank's hello", party="server")
+        pair_keys = {}
+        for sender, key, signature in message.entries:
             try:
-                verify_signature(self.verify_keys[e.sender], signature,
-                                 hello_statement(self.ceremony_id, e.sender, self.config, key))
+                verify_signature(self.verify_keys[sender], signature,
+                                 hello_statement(self.ceremony_id, sender, self.config, key))
             except CryptoError:
-                raise ProtocolViolation(f"bank {e.sender}'s hello is not signed by bank {e.sender}",
-                                        party=e.sender) from None
-            if e.sender == self.party:
-                if key != self._agreement.public_bytes:
-                    raise ProtocolViolation("the coordinator replaced this bank's own hello", party="server")
-                continue
+                raise ProtocolViolation(f"bank {sender}'s hello is not signed by bank {sender}: the coordinator "
+                                        "altered or forged it", party="server") from None
             try:
                 secret = self._agreement.exchange(key)
             except CryptoError as exc:
-                raise ProtocolViolation(f"bank {e.sender}'s channel key is unusable: {exc}", party=e.sender) from None
-            channels[e.sender] = hkdf(secret, b"paillier-dkg-pair", self.ceremony_id
-                                      + _U32.pack(min(self.party, e.sender)) + _U32.pack(max(self.party, e.sender)))
-        self._channels = channels
+                raise ProtocolViolation(f"bank {sender} signed an unusable channel key: {exc}", party=sender) from None
+            low, high = min(self.party, sender), max(self.party, sender)
+            pair_keys[sender] = hkdf(secret, b"paillier-dkg-pair", self.ceremony_id + _U32.pack(low) + _U32.pack(high))
+        hellos = {sender: key + signature for sender, key, signature in message.entries}
+        hellos[self.party] = self._agreement.public_bytes + self._hello_signature
+        self._pair_keys = pair_keys  # every check passed; the first batch cannot run out of batches
         digest = hashlib.sha256(self.transcript)
-        for e in entries:
-            digest.update(_U32.pack(e.sender) + e.public)
+        for i in range(self.config.banks):
+            digest.update(_U32.pack(i) + hellos[i])
         self.transcript = digest.digest()
         return self._emit(self._sieve_round())
 
@@ -332,31 +381,68 @@ class DkgBank:
         self.stats.rounds += 1
         self.expected = kind
         self._sent_public = public
-        sealed = tuple((j, seal(self._message_key(self.party, j, self.round), private[j],
-                                self._associated(self.party, j, self.round, kind)))
-                       for j in sorted(private))
+        digest = _sha256(public)
+        letters = []
+        for j in self._others():
+            plaintext = private.get(j, b"")
+            sealed = seal(self._message_key(self.party, j, self.round), plaintext,
+                          self._associated(self.party, j, self.round, kind)) if plaintext else b""
+            signature = self.identity.sign(letter_statement(self.ceremony_id, self.party, j, self.round, kind,
+                                                            self.transcript, digest, sealed))
+            letters.append(Letter(j, sealed, signature))
         return self._count(RoundMessage(self.ceremony_id, self.party, self.round, kind, self.transcript, public,
-                                        sealed).encode())
+                                        tuple(letters)).encode())
 
     def _others(self) -> list[int]:
         return [j for j in range(self.config.banks) if j != self.party]
 
-    def _require_private(self, private: dict, senders, what: str) -> None:
+    def _no_public(self, publics: dict, what: str) -> None:
+        for j, public in publics.items():
+            if public:
+                raise ProtocolViolation(f"bank {j} published something in a round of {what} (nothing is public)",
+                                        party=j)
+
+    def _no_private(self, private: dict, senders, what: str) -> None:
         for j in senders:
-            if j != self.party and private.get(j) is None:
-                raise ProtocolViolation(f"bank {j} sent no {what} for this bank", party=j)
+            if private.get(j):
+                raise ProtocolViolation(f"bank {j} sealed a part in a round where it has none to send ({what})",
+                                        party=j)
+
+    def _split(self, data: bytes, sizes: list[int], what: str, party: int) -> list[bytes]:
+        if len(data) != sum(sizes):
+            raise ProtocolViolation(f"bank {party} sent {len(data)} bytes of {what}, expected {sum(sizes)}",
+                                    party=party)
+        out, offset = [], 0
+        for size in sizes:
+            out.append(data[offset:offset + size])
+            offset += size
+        return out
+
+    # ------------------------------------------------------------------ dealing
+
+    def _derived_streams(self, round_: int, dealer: int, receiver: int, unit: int, low_values: int,
+                         high_values: int) -> tuple[bytes, bytes]:
+        """``receiver``'s stream for ``dealer``'s sharings of a round, split into the part for the
+        degree-c sharings (``low_values`` units, only if it derives them) and for the degree-2c ones."""
+        c, n = self.config.corrupt, self.config.banks
+        low = low_values if receiver in derived_set(dealer, c, n) else 0
+        high = high_values if receiver in derived_set(dealer, 2 * c, n) else 0
+        if not low + high:
+            return b"", b""
+        stream = self._share_stream(round_, dealer, receiver, unit * (low + high))
+        return stream[:unit * low], stream[unit * low:]
 
     # ------------------------------------------------------------------ 1-2: sieve
 
     def _public_offsets(self, batch: int, size: int) -> tuple[list[int], list[int]]:
         """Offsets o_p, o_q of each candidate: 3 * 2^(k/2-2) plus the residue that makes p = 3 mod 4
-        and p = a public random nonzero residue mod each prime <= n."""
+        and p = a public random nonzero residue mod each prime <= n (spec 6.1)."""
         config = self.config
         tiny, modulus, base = config.tiny_primes, config.tiny_modulus, config.offset_base
-        stream = hashlib.shake_256(b"secagg/paillier/dkg/v1/offsets\x00" + self.ceremony_id
+        stream = hashlib.shake_256(_DOMAIN + b"offsets\x00" + self.ceremony_id
                                    + _U32.pack(batch)).digest(16 * size * max(1, len(tiny)) * 2)
         draws = iter(int.from_bytes(stream[k:k + 8], "little") for k in range(0, len(stream), 8))
-        out = ([], [])
+        out: tuple[list[int], list[int]] = ([], [])
         for _ in range(size):
             for target in out:
                 residue, step = 3, 4  # CRT: 3 mod 4, then a nonzero residue mod each tiny prime
@@ -372,20 +458,32 @@ class DkgBank:
         index = self.stats.batches
         if index >= config.max_batches:
             raise AbortError(f"no biprime after {index} batches of {config.batch} candidates", round="dkg")
-        self.stats.batches += 1
-        size = config.batch
+        size, moduli = config.batch, config.column_primes
+        n, c, round_ = config.banks, config.corrupt, self.round + 1
+        own_p = draw_residues(self._rng, moduli, size)
+        own_q = draw_residues(self._rng, moduli, size)
+        unit = 8 * size * moduli.size
+        derived_p, derived_q, derived_z = {}, {}, {}
+        for j in derived_set(self.party, 2 * c, n):
+            low, high = self._derived_streams(round_, self.party, j, unit, 2, 1)
+            if low:
+                derived_p[j] = residues_from_stream(low[:unit], moduli, size)
+                derived_q[j] = residues_from_stream(low[unit:], moduli, size)
+            derived_z[j] = residues_from_stream(high, moduli, size)
+        shares_p = deal_small(own_p, c, self.party, n, derived_p, moduli)
+        shares_q = deal_small(own_q, c, self.party, n, derived_q, moduli)
+        shares_z = deal_small(np.zeros_like(own_p), 2 * c, self.party, n, derived_z, moduli)
+        zero_explicit = set(explicit_set(self.party, 2 * c, n))
+        private = {}
+        for j in explicit_set(self.party, c, n):
+            body = pack_residues(shares_p[j], moduli) + pack_residues(shares_q[j], moduli)
+            private[j] = body + (pack_residues(shares_z[j], moduli) if j in zero_explicit else b"")
         batch = _Batch(index, size)
         batch.offsets_p, batch.offsets_q = self._public_offsets(index, size)
-        moduli = config.column_primes
-        shape = (size, moduli.size)
-        batch.own_p, batch.own_q = uniform_mod(moduli, shape), uniform_mod(moduli, shape)
-        n, c = config.banks, config.corrupt
-        share_p = share_small(batch.own_p, c, n, moduli)
-        share_q = share_small(batch.own_q, c, n, moduli)
-        share_z = share_small(np.zeros(shape, dtype=np.int64), 2 * c, n, moduli)
-        batch.shares[self.party] = (share_p[self.party], share_q[self.party], share_z[self.party])
-        private = {j: np.stack([share_p[j], share_q[j], share_z[j]]).astype("<u2").tobytes() for j in self._others()}
+        batch.own_p, batch.own_q = own_p, own_q
+        batch.mine = (shares_p[self.party], shares_q[self.party], shares_z[self.party])
         self._batch = batch
+        self.stats.batches += 1
         self.stats.sieved += size
         return RoundKind.SIEVE, b"", private
 
@@ -397,92 +495,142 @@ class DkgBank:
         small = np.array(primes, dtype=np.int64)
         return ((base[None, :] + extra[:, None] % small[None, :]) % small[None, :])[:, config.column_prime_index]
 
+    def _received_small(self, private: dict, count_low: int, count_high: int, what: str) -> dict:
+        """Every dealer's shares for this bank of the round's small-field sharings (count_low of
+        degree c, count_high of degree 2c): parsed from the sealed parts (refusing any malformed
+        one) or derived from the pair's stream."""
+        config, batch = self.config, self._batch
+        moduli, size, n, c = config.column_primes, batch.size, config.banks, config.corrupt
+        packed = (size * int(sum(int(p - 1).bit_length() for p in moduli)) + 7) // 8
+        explicit = {}
+        for d in self._others():
+            low = 0 if self.party in derived_set(d, c, n) else count_low
+            high = 0 if self.party in derived_set(d, 2 * c, n) else count_high
+            parts = self._split(private[d], [packed] * (low + high), what, d)
+            explicit[d] = [unpack_residues(part, size, moduli, what, d) for part in parts]
+        out = {}
+        unit = 8 * size * moduli.size
+        for d in self._others():
+            low_stream, high_stream = self._derived_streams(self.round, d, self.party, unit, count_low, count_high)
+            values = explicit[d]
+            if low_stream:
+                values = [residues_from_stream(low_stream[k * unit:(k + 1) * unit], moduli, size)
+                          for k in range(count_low)] + values
+            if len(values) < count_low + count_high:
+                values = values + [residues_from_stream(high_stream[k * unit:(k + 1) * unit], moduli, size)
+                                   for k in range(count_high)]
+            out[d] = values
+        return out
+
     def _after_sieve(self, publics, private):
         config, batch = self.config, self._batch
         moduli = config.column_primes
-        shape = (batch.size, moduli.size)
-        self._require_private(private, self._others(), "sieve shares")
-        received = {}
-        for j, data in private.items():
-            values = _small_from(data, (3, *shape), moduli, "sieve shares", j)
-            received[j] = (values[0], values[1], values[2])
-        received[self.party] = batch.shares[self.party]
+        self._no_public(publics, "sieve shares")
+        received = self._received_small(private, 2, 1, "sieve shares")
+        received[self.party] = list(batch.mine)
         sum_p = sum(v[0] for v in received.values()) % moduli
         sum_q = sum(v[1] for v in received.values()) % moduli
         sum_z = sum(v[2] for v in received.values()) % moduli
         op, oq = self._offset_residues(batch.offsets_p), self._offset_residues(batch.offsets_q)
         product = ((sum_p + op) % moduli * ((sum_q + oq) % moduli) + sum_z) % moduli
-        batch.shares = {}
-        return RoundKind.SIEVE_REVEAL, product.astype("<u2").tobytes(), {}
+        batch.mine = ()
+        return RoundKind.SIEVE_REVEAL, pack_residues(product, moduli), {}
 
     # ------------------------------------------------------------------ 3-4: the modulus
 
     def _after_sieve_reveal(self, publics, private):
         config, batch = self.config, self._batch
         moduli = config.column_primes
-        shape = (batch.size, moduli.size)
-        shares = np.stack([_small_from(publics[j], shape, moduli, "sieve products", j)
+        self._no_private(private, self._others(), "the sieve's reveal")
+        shares = np.stack([unpack_residues(publics[j], batch.size, moduli, "sieve products", j)
                            for j in range(config.banks)])
         revealed = reconstruct_small(shares, 2 * config.corrupt, moduli, cache=self._cache, what="sieve products")
         good = revealed != 0
-        # first good attempt of each prime, per candidate
         index = config.column_prime_index
-        starts = np.concatenate([[0], np.cumsum(config.attempts)[:-1]])
         chosen = np.full((batch.size, len(config.sieve_primes)), -1, dtype=np.int64)
         for k in range(moduli.size - 1, -1, -1):  # last write wins: the first good attempt
-            column_good = good[:, k]
-            chosen[column_good, index[k]] = k
-        kept = np.flatnonzero((chosen >= 0).all(axis=1))
-        basis = config.crt_basis
-        m = config.crt_modulus
+            chosen[good[:, k], index[k]] = k
+        kept = np.flatnonzero((chosen >= 0).all(axis=1)).tolist()
+        self.stats.moduli += len(kept)
+        if not kept:
+            return self._sieve_round()
+        basis, m, bound = config.crt_basis, config.crt_modulus, config.random_multiple_bound
         gmpy2 = _gmpy2()
         p_shares, q_shares = [], []
-        bound = config.random_multiple_bound
-        for candidate in kept.tolist():
+        for candidate in kept:
             columns = chosen[candidate]
             residues_p = batch.own_p[candidate, columns].tolist()
             residues_q = batch.own_q[candidate, columns].tolist()
-            share_p = sum(a * e for a, e in zip(residues_p, basis)) % m + m * secrets.randbelow(bound)
-            share_q = sum(a * e for a, e in zip(residues_q, basis)) % m + m * secrets.randbelow(bound)
+            share_p = sum(a * e for a, e in zip(residues_p, basis)) % m + m * draw_below(self._rng, bound)
+            share_q = sum(a * e for a, e in zip(residues_q, basis)) % m + m * draw_below(self._rng, bound)
             if self.party == 0:
                 share_p += batch.offsets_p[candidate]
                 share_q += batch.offsets_q[candidate]
             p_shares.append(gmpy2.mpz(share_p))
             q_shares.append(gmpy2.mpz(share_q))
-        del starts
-        batch.kept, batch.p_shares, batch.q_shares = kept.tolist(), p_shares, q_shares
+        batch.kept, batch.p_shares, batch.q_shares = kept, p_shares, q_shares
         batch.own_p = batch.own_q = None
-        self.stats.moduli += len(kept)
-        if not batch.kept:
-            return self._sieve_round()
-        n, c, prime = config.banks, config.corrupt, config.modulus_field
-        width = (prime.bit_length() + 7) // 8
-        outgoing = {j: [] for j in range(n)}
-        for share_p, share_q in zip(p_shares, q_shares):
-            sp, sq, sz = share_big(share_p, c, n, prime), share_big(share_q, c, n, prime), share_big(0, 2 * c, n, prime)
-            for j in range(n):
-                outgoing[j].append((sp[j], sq[j], sz[j]))
-        batch.shares = {self.party: outgoing[self.party]}
-        private = {j: b"".join(_int_bytes(v, width) for triple in outgoing[j] for v in triple) for j in self._others()}
+        n, c, prime, round_ = config.banks, config.corrupt, config.modulus_field, self.round + 1
+        count, unit = len(kept), big_value_bytes(prime)
+        derived_p, derived_q, derived_z = {}, {}, {}
+        for j in derived_set(self.party, 2 * c, n):
+            low, high = self._derived_streams(round_, self.party, j, unit * count, 2, 1)
+            if low:
+                derived_p[j] = big_from_stream(low[:unit * count], prime, count)
+                derived_q[j] = big_from_stream(low[unit * count:], prime, count)
+            derived_z[j] = big_from_stream(high, prime, count)
+        shares_p = deal_big(p_shares, c, self.party, n, derived_p, prime)
+        shares_q = deal_big(q_shares, c, self.party, n, derived_q, prime)
+        shares_z = deal_big([0] * count, 2 * c, self.party, n, derived_z, prime)
+        width = _field_width(prime)
+        zero_explicit = set(explicit_set(self.party, 2 * c, n))
+        private = {}
+        for j in explicit_set(self.party, c, n):
+            values = shares_p[j] + shares_q[j] + (shares_z[j] if j in zero_explicit else [])
+            private[j] = b"".join(_int_bytes(v, width) for v in values)
+        batch.mine = (shares_p[self.party], shares_q[self.party], shares_z[self.party])
         return RoundKind.MODULUS, b"", private
+
+    def _received_big(self, private: dict, prime: int, count: int, count_low: int, count_high: int,
+                      what: str) -> dict:
+        """As :meth:`_received_small`, over F_prime: every dealer's ``count_low + count_high`` lists of
+        ``count`` shares for this bank."""
+        config = self.config
+        n, c, width, unit = config.banks, config.corrupt, _field_width(prime), big_value_bytes(prime)
+        explicit = {}
+        for d in self._others():
+            low = 0 if self.party in derived_set(d, c, n) else count_low
+            high = 0 if self.party in derived_set(d, 2 * c, n) else count_high
+            values = _ints_from(private[d], width, count * (low + high), prime, what, d)
+            explicit[d] = [values[k * count:(k + 1) * count] for k in range(low + high)]
+        out = {}
+        for d in self._others():
+            low_stream, high_stream = self._derived_streams(self.round, d, self.party, unit * count, count_low,
+                                                            count_high)
+            values = explicit[d]
+            if low_stream:
+                values = [big_from_stream(low_stream[k * unit * count:(k + 1) * unit * count], prime, count)
+                          for k in range(count_low)] + values
+            if len(values) < count_low + count_high:
+                values = values + [big_from_stream(high_stream[k * unit * count:(k + 1) * unit * count], prime,
+                                                   count) for k in range(count_high)]
+            out[d] = values
+        return out
 
     def _after_modulus(self, publics, private):
         config, batch = self.config, self._batch
         prime = config.modulus_field
-        width = (prime.bit_length() + 7) // 8
-        count = len(batch.kept)
-        self._require_private(private, self._others(), "modulus shares")
-        received = {self.party: batch.shares[self.party]}
-        for j, data in private.items():
-            values = _ints_from(data, width, 3 * count, prime, "modulus share", j)
-            received[j] = [tuple(values[3 * k:3 * k + 3]) for k in range(count)]
+        width, count = _field_width(prime), len(batch.kept)
+        self._no_public(publics, "modulus shares")
+        received = self._received_big(private, prime, count, 2, 1, "modulus shares")
+        received[self.party] = list(batch.mine)
         out = []
         for k in range(count):
-            sp = sum(received[j][k][0] for j in received) % prime
-            sq = sum(received[j][k][1] for j in received) % prime
-            sz = sum(received[j][k][2] for j in received) % prime
+            sp = sum(received[j][0][k] for j in received) % prime
+            sq = sum(received[j][1][k] for j in received) % prime
+            sz = sum(received[j][2][k] for j in received) % prime
             out.append(_int_bytes((sp * sq + sz) % prime, width))
-        batch.shares = {}
+        batch.mine = ()
         return RoundKind.MODULUS_REVEAL, b"".join(out), {}
 
     # ------------------------------------------------------------------ 5-6: biprimality
@@ -513,8 +661,9 @@ class DkgBank:
         config, batch = self.config, self._batch
         gmpy2 = _gmpy2()
         prime = config.modulus_field
-        width = (prime.bit_length() + 7) // 8
+        width = _field_width(prime)
         count = len(batch.kept)
+        self._no_private(private, self._others(), "the modulus reveal")
         per_bank = [_ints_from(publics[j], width, count, prime, "modulus product", j) for j in range(config.banks)]
         moduli = []
         for k in range(count):
@@ -526,10 +675,10 @@ class DkgBank:
         trial = config.trial_division_product
         survivors = [k for k, modulus in enumerate(moduli)
                      if gmpy2.gcd(trial % modulus, modulus) == 1 and not gmpy2.is_power(modulus)]
-        batch.moduli, batch.survivors = moduli, survivors
-        self.stats.biprimality_tests += len(survivors)
         if not survivors:
             return self._sieve_round()
+        batch.moduli, batch.survivors = moduli, survivors
+        self.stats.biprimality_tests += len(survivors)
         width_n = config.key_bits // 8
         public = b"".join(_int_bytes(self._power(self._base(moduli[k], 0), self._exponent(k, moduli[k]), moduli[k]),
                                      width_n) for k in survivors)
@@ -539,17 +688,20 @@ class DkgBank:
         config, batch = self.config, self._batch
         width_n = config.key_bits // 8
         count = len(batch.survivors)
+        self._no_private(private, self._others(), "the biprimality test")
         values = {j: _ints_from(publics[j], width_n, count, 1 << config.key_bits, "biprimality value", j)
                   for j in range(config.banks)}
+        for j in range(config.banks):
+            if any(value >= batch.moduli[k] for value, k in zip(values[j], batch.survivors)):
+                raise ProtocolViolation(f"bank {j} sent a biprimality value not below its modulus", party=j)
         passed = None
         for position, k in enumerate(batch.survivors):
             modulus = batch.moduli[k]
             product = 1
             for j in range(config.banks):
                 product = product * values[j][position] % modulus
-            if product in (1, modulus - 1):
+            if passed is None and product in (1, modulus - 1):
                 passed = k
-                break
         if passed is None:
             return self._sieve_round()
         batch.survivors = [passed]
@@ -565,6 +717,7 @@ class DkgBank:
         width_n = config.key_bits // 8
         k = batch.survivors[0]
         modulus = batch.moduli[k]
+        self._no_private(private, self._others(), "the biprimality confirmation")
         values = {j: _ints_from(publics[j], width_n, config.confirm_bases, modulus, "biprimality value", j)
                   for j in range(config.banks)}
         for i in range(config.confirm_bases):
@@ -576,15 +729,28 @@ class DkgBank:
         gmpy2 = _gmpy2()
         phi_share = (modulus + 1 - batch.p_shares[k] - batch.q_shares[k]) if self.party == 0 else \
             -(batch.p_shares[k] + batch.q_shares[k])
-        self._candidate = {"modulus": modulus, "phi_share": gmpy2.mpz(phi_share)}
-        self._batch = None  # every other candidate's shares go
-        n, c, prime = config.banks, config.corrupt, config.key_field
+        n, c, prime, round_ = config.banks, config.corrupt, config.key_field, self.round + 1
         mask_bits = config.key_bits + math.ceil(math.log2(n + 1)) + STATISTICAL_BITS
-        sharings = [share_big(phi_share, c, n, prime), share_big(secrets.randbelow(modulus), c, n, prime),
-                    share_big(secrets.randbits(mask_bits), 2 * c, n, prime), share_big(0, 2 * c, n, prime)]
-        width = (prime.bit_length() + 7) // 8
-        self._candidate["own"] = tuple(s[self.party] for s in sharings)
-        private = {j: b"".join(_int_bytes(s[j], width) for s in sharings) for j in self._others()}
+        r_share = draw_below(self._rng, modulus)
+        s_share = draw_bits(self._rng, mask_bits)
+        unit = big_value_bytes(prime)
+        derived_low, derived_high = {}, {}
+        for j in derived_set(self.party, 2 * c, n):
+            low, high = self._derived_streams(round_, self.party, j, unit, 2, 2)
+            if low:
+                derived_low[j] = big_from_stream(low, prime, 2)
+            derived_high[j] = big_from_stream(high, prime, 2)
+        shares_low = deal_big([phi_share, r_share], c, self.party, n, derived_low, prime)
+        shares_high = deal_big([s_share, 0], 2 * c, self.party, n, derived_high, prime)
+        width = _field_width(prime)
+        zero_explicit = set(explicit_set(self.party, 2 * c, n))
+        private = {}
+        for j in explicit_set(self.party, c, n):
+            values = shares_low[j] + (shares_high[j] if j in zero_explicit else [])
+            private[j] = b"".join(_int_bytes(v, width) for v in values)
+        self._candidate = {"modulus": modulus, "phi_share": gmpy2.mpz(phi_share),
+                           "own": tuple(shares_low[self.party] + shares_high[self.party])}
+        self._batch = None  # every other candidate's shares go
         return RoundKind.KEY, b"", private
 
     def _summing(self) -> list[int]:
@@ -593,18 +759,22 @@ class DkgBank:
     def _after_key(self, publics, private):
         config, candidate = self.config, self._candidate
         prime = config.key_field
-        width = (prime.bit_length() + 7) // 8
-        self._require_private(private, self._others(), "key shares")
-        received = [candidate["own"]]
-        for j, data in private.items():
-            received.append(tuple(_ints_from(data, width, 4, prime, "key share", j)))
-        phi, r, s, z = (sum(v[i] for v in received) % prime for i in range(4))
+        width = _field_width(prime)
+        self._no_public(publics, "exponent shares")
+        received = self._received_big(private, prime, 2, 1, 1, "key share")
+        sums = []
+        for position, index in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            total = candidate["own"][2 * position + index]
+            for d in self._others():
+                total += received[d][position][index]
+            sums.append(total % prime)
+        phi, r, s, z = sums
         h = (phi * r + z) % prime
         w = (h + candidate["modulus"] * s) % prime
         top = 0
         summing = self._summing()
         if self.party in summing:
-            coefficient = lagrange_at_zero([j + 1 for j in summing], prime)[summing.index(self.party)]
+            coefficient = lagrange_at([j + 1 for j in summing], prime)[summing.index(self.party)]
             additive = coefficient * h % prime
             if self.party == summing[0]:
                 additive = (additive + prime // 2) % prime
@@ -613,12 +783,19 @@ class DkgBank:
         candidate.pop("own")
         return RoundKind.KEY_REVEAL, _int_bytes(w, width) + _U32.pack(top), {}
 
+    def share_limit(self) -> int:
+        """Every exponent share a bank receives in RESHARE is positive and below this (spec 6.9)."""
+        config = self.config
+        return config.key_field << (STATISTICAL_BITS + 64 + config.delta.bit_length()
+                                    + (config.threshold - 1) * config.banks.bit_length())
+
     def _after_key_reveal(self, publics, private):
         config, candidate = self.config, self._candidate
         gmpy2 = _gmpy2()
         prime = config.key_field
-        width = (prime.bit_length() + 7) // 8
+        width = _field_width(prime)
         modulus = candidate["modulus"]
+        self._no_private(private, self._others(), "the key reveal")
         masked, tops = [], []
         for j in range(config.banks):
             data = publics[j]
@@ -632,21 +809,22 @@ class DkgBank:
         gamma = revealed % modulus
         if gmpy2.gcd(gamma, modulus) != 1:
             # gcd(phi, N) = gcd(p + q - 1, N) != 1: not a usable biprime (Boneh-Franklin's second test)
+            reply = self._sieve_round()
             self._candidate = {}
-            return self._sieve_round()
+            return reply
         wraps = sum(tops[j] for j in self._summing()) >> config.wrap_bits
-        candidate["gamma"] = int(gamma)
-        candidate["wraps"] = wraps
         if self.party not in self._summing():
+            candidate.update(gamma=int(gamma), wraps=wraps)
             return RoundKind.RESHARE, b"", {}
-        additive = int(candidate.pop("additive"))
+        additive = int(candidate["additive"])
         if self.party == self._summing()[0]:
             additive -= prime // 2 + wraps * prime
-        bound = (config.product_points + 1) * prime
-        low = bound * config.delta << STATISTICAL_BITS
-        shares = integer_shares(additive, config.threshold - 1, config.banks, low)
-        candidate["own_share"] = shares[self.party]
-        return RoundKind.RESHARE, b"", {j: _varint_pack(shares[j]) for j in self._others()}
+        bound = (config.product_points + 1) * prime  # |additive| < bound
+        low = (bound * config.delta) << (STATISTICAL_BITS + config.corrupt + 1)
+        shares = integer_shares(config.delta * additive, config.threshold - 1, config.banks, low, self._rng)
+        del candidate["additive"]
+        candidate.update(gamma=int(gamma), wraps=wraps, own_share=shares[self.party])
+        return RoundKind.RESHARE, b"", {j: _minimal_bytes(shares[j]) for j in self._others()}
 
     # ------------------------------------------------------------------ 10-12: verification keys, test, finish
 
@@ -664,23 +842,21 @@ class DkgBank:
     def _after_reshare(self, publics, private):
         config, candidate = self.config, self._candidate
         summing = self._summing()
-        self._require_private(private, [j for j in summing if j != self.party], "exponent share")
+        self._no_public(publics, "exponent resharing")
+        limit = self.share_limit()
         total = candidate.get("own_share", 0)
-        limit = config.key_field << (STATISTICAL_BITS + 64 + config.delta.bit_length()
-                                     + (config.threshold - 1) * config.banks.bit_length())
-        for j in summing:
-            if j == self.party:
-                continue
+        for j in self._others():
             data = private[j]
-            if len(data) < 4 or _U32.unpack(data[:4])[0] != len(data) - 4 or len(data) - 4 > limit.bit_length() // 8 + 1:
-                raise ProtocolViolation(f"bank {j}'s exponent share is malformed", party=j)
-            value = int.from_bytes(data[4:], "big")
+            if j not in summing:
+                if data:
+                    raise ProtocolViolation(f"bank {j} sent an exponent share it does not hold", party=j)
+                continue
+            if not data or data[0] == 0:
+                raise ProtocolViolation(f"bank {j}'s exponent share is missing or not minimally encoded", party=j)
+            value = int.from_bytes(data, "big")
             if not 0 < value < limit:
                 raise ProtocolViolation(f"bank {j}'s exponent share is out of range", party=j)
             total += value
-        for j in self._others():
-            if j not in summing and private.get(j):
-                raise ProtocolViolation(f"bank {j} sent an exponent share it does not hold", party=j)
         modulus = candidate["modulus"]
         obfuscation, verification = self._public_bases(modulus)
         gmpy2 = _gmpy2()
@@ -696,28 +872,31 @@ class DkgBank:
         config, candidate = self.config, self._candidate
         modulus = candidate["modulus"]
         width = 2 * config.key_bits // 8
+        self._no_private(private, self._others(), "the verification keys")
         keys = tuple(int(_ints_from(publics[j], width, 1, modulus * modulus, "verification key", j)[0])
                      for j in range(config.banks))
+        scale = config.delta * candidate["gamma"] % modulus  # the exponent shared is Delta^2 phi R (spec 6.9)
         try:
             public = ThresholdPublicKey(int(modulus), config.threshold, config.banks, config.delta,
                                         candidate["obfuscation"], int(candidate["verification"]), keys,
-                                        decryption_scale=candidate["gamma"])
+                                        decryption_scale=scale)
         except ParameterError as exc:
             raise AbortError(f"the ceremony's public key is invalid: {exc}", round="dkg") from None
         share = KeyShare(self.point, int(candidate["share"]), public)
         share.check()
         _, ciphertext = test_ciphertext(public, self.ceremony_id, self.transcript)
         partial = partial_decrypt(share, [ciphertext])[0].value
-        proof = prove_partial_decryptions(share, [ciphertext], [partial], self._test_context())
+        proof = prove_partial_decryptions(share, [ciphertext], [partial], self._test_context(), rng=self._rng)
         signature = self.identity.sign(key_statement(self.ceremony_id, public.fingerprint, self.transcript))
         candidate.update(public=public, key_share=share, test_transcript=self.transcript)
         del candidate["share"]
-        payload = (_int_bytes(partial, width) + _int_bytes(proof.challenge, 32) + _varint_pack(proof.response)
+        response = _minimal_bytes(proof.response)
+        payload = (_int_bytes(partial, width) + _int_bytes(proof.challenge, 32) + _U32.pack(len(response)) + response
                    + signature)
         return RoundKind.TEST, payload, {}
 
     def _test_context(self) -> bytes:
-        return b"secagg/paillier/dkg/v1/test\x00" + self.ceremony_id
+        return _DOMAIN + b"test\x00" + self.ceremony_id
 
     def _after_test(self, publics, private):
         from secagg.paillier.proofs import DecryptionProof, verify_partial_decryptions
@@ -726,6 +905,7 @@ class DkgBank:
         config, candidate = self.config, self._candidate
         public = candidate["public"]
         width = 2 * config.key_bits // 8
+        self._no_private(private, self._others(), "the test decryption")
         message, ciphertext = test_ciphertext(public, self.ceremony_id, candidate["test_transcript"])
         partials = []
         for j in range(config.banks):
@@ -734,16 +914,17 @@ class DkgBank:
                 partial = int.from_bytes(data[:width], "big")
                 challenge = int.from_bytes(data[width:width + 32], "big")
                 length = _U32.unpack(data[width + 32:width + 36])[0]
-                response = int.from_bytes(data[width + 36:width + 36 + length], "big")
+                raw = data[width + 36:width + 36 + length]
                 signature = data[width + 36 + length:]
-                if len(signature) != 64:
-                    raise ValueError("signature length")
+                if len(data) < width + 36 or len(raw) != length or (raw and raw[0] == 0) or len(signature) != 64:
+                    raise ValueError("layout")
             except (ValueError, struct.error):
                 raise ProtocolViolation(f"bank {j}'s test decryption is malformed", party=j) from None
             try:
                 public.check_ciphertext(partial)
                 verify_partial_decryptions(public, j + 1, [ciphertext], [partial],
-                                           DecryptionProof(challenge, response), self._test_context())
+                                           DecryptionProof(challenge, int.from_bytes(raw, "big")),
+                                           self._test_context())
             except CryptoError as exc:
                 raise ProtocolViolation(f"bank {j}'s partial decryption of the test ciphertext is wrong: {exc}",
                                         party=j) from None
@@ -753,6 +934,9 @@ class DkgBank:
             except CryptoError:
                 raise ProtocolViolation(f"bank {j} did not sign this key", party=j) from None
             partials.append([PartialDecryption(j + 1, partial)])
+        if not verification_keys_consistent(public):  # every key matches its bank's share (the proofs above)
+            raise AbortError("the verification keys do not lie on one polynomial: a bank dealt inconsistent "
+                             "exponent shares", round="dkg")
         try:
             decrypted = combine_partial_decryptions(public, partials)
         except CryptoError as exc:
@@ -766,10 +950,17 @@ class DkgBank:
 
     def _after_finish(self, publics, private):
         candidate = self._candidate
+        self._no_private(private, self._others(), "the finish")
         mine = publics[self.party]
         for j in range(self.config.banks):
             if publics[j][64:] != mine[64:]:
                 raise ProtocolViolation(f"bank {j} finished with another key", party=j)
+        for j in self._others():
+            try:
+                verify_signature(self.verify_keys[j], publics[j][:64], key_statement(
+                    self.ceremony_id, candidate["public"].fingerprint, candidate["test_transcript"]))
+            except CryptoError:
+                raise ProtocolViolation(f"bank {j} did not sign this key", party=j) from None
         self.key_share, self.public_key = candidate["key_share"], candidate["public"]
         self._candidate = {}
         self.state = BankState.DONE
@@ -782,5 +973,6 @@ class DkgBank:
         return DkgAbort(self.ceremony_id, self.party, reason).encode()
 
 
-def new_ceremony_id() -> bytes:
-    return os.urandom(CEREMONY_ID_BYTES)
+def new_ceremony_id(rng: RandomSource | None = None) -> bytes:
+    """A fresh ceremony id: 16 bytes from ``rng`` (the OS CSPRNG unless given)."""
+    return (rng if rng is not None else system_randomness()).random_bytes(CEREMONY_ID_BYTES)

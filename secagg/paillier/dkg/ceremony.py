@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from secagg.crypto.randomness import system_randomness
+from secagg.crypto.randomness import RandomSource, system_randomness
 from secagg.crypto.signatures import IdentityKey
 from secagg.errors import AbortError, ParameterError
 from secagg.paillier.dkg.bank import CeremonyStats, DkgBank, new_ceremony_id
@@ -40,13 +40,16 @@ class CeremonyReport:
 
 def run_ceremony(config: DkgConfig, identities: Mapping[int, IdentityKey], *, attempts: int = 3,
                  silent: Callable[[int, int, int], bool] | None = None,
-                 observer: Callable[[str, object], None] | None = None
+                 observer: Callable[[str, object], None] | None = None,
+                 randomness: Callable[[int, int], RandomSource] | None = None
                  ) -> tuple[ThresholdPublicKey, dict[int, KeyShare], CeremonyReport]:
     """Run the ceremony among ``identities`` (bank id -> Ed25519 key) until one attempt completes.
 
     ``silent(attempt, round, bank)`` (tests: a bank that drops) makes a bank say nothing in that
     round; the round then closes as at a deadline and the attempt aborts. ``observer(who, party)``
-    is called after every step of every party (tests inspect their state). Returns the public key,
+    is called after every step of every party (tests inspect their state). ``randomness(attempt,
+    bank)`` gives a bank its random source (tests: a test-only seeded one; default the OS CSPRNG).
+    Returns the public key,
     every bank's KeyShare by bank id, and a report; :class:`AbortError` after ``attempts`` aborts.
     """
     if set(identities) != set(range(config.banks)):
@@ -58,7 +61,9 @@ def run_ceremony(config: DkgConfig, identities: Mapping[int, IdentityKey], *, at
         report.attempts += 1
         ceremony_id = new_ceremony_id()
         coordinator = DkgCoordinator(config, ceremony_id, verify_keys)
-        banks = {i: DkgBank(config, i, ceremony_id, identities[i], verify_keys) for i in range(config.banks)}
+        banks = {i: DkgBank(config, i, ceremony_id, identities[i], verify_keys,
+                            rng=randomness(attempt, i) if randomness is not None else None)
+                 for i in range(config.banks)}
         clock = {i: 0.0 for i in banks}
         pending = {}
         for i, bank in banks.items():

@@ -1,11 +1,13 @@
 """The coordinator's side of the dealerless key ceremony: a relay that holds nothing secret.
 
-Each round, every bank sends one message (its broadcast and one AES-GCM sealed part per other
-bank); once all have arrived, the coordinator sends each bank one bundle: everyone's broadcast
-and the parts sealed for it. It cannot read or alter a sealed part (the AEAD binds the ceremony,
-round, sender and receiver) and cannot show two banks different broadcasts without the banks'
-transcript digests disagreeing in the next round. At the end it checks that every bank signed
-the same public key and hands that key out (:attr:`DkgCoordinator.public_key`).
+Each round, every bank sends one message: its broadcast and one signed *letter* per other bank
+(the part sealed for it with AES-GCM, possibly empty); once all have arrived, the coordinator sends
+each bank one bundle: every other bank's letter to it, with the sender's broadcast. It checks every
+hello and letter signature on receipt (a bad one is refused naming its bank, before anything
+changes), cannot read a sealed part, and cannot alter anything it relays (the banks check the
+signatures again, and name the coordinator). At the end it checks that every bank signed the same
+public key and hands that key out (:attr:`DkgCoordinator.public_key`). protocols/dkg-v1.md,
+section 7, states its rules (R1 to R8).
 
 A bank that does not answer before the driver closes the round (:meth:`close_round`) aborts the
 ceremony (:class:`AbortError` naming it, state ``ABORTED``): the driver starts a fresh ceremony, with a new id and new
@@ -15,6 +17,7 @@ randomness, once the bank is back (:mod:`secagg.paillier.dkg.ceremony`,
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,14 +25,13 @@ from enum import Enum
 
 from secagg.crypto.signatures import verify_signature
 from secagg.errors import AbortError, CryptoError, MalformedMessage, ParameterError, ProtocolViolation
-from secagg.paillier.dkg.bank import key_statement
+from secagg.paillier.dkg.bank import hello_statement, key_statement, letter_statement
 from secagg.paillier.dkg.config import DkgConfig
-from secagg.paillier.dkg.messages import CEREMONY_ID_BYTES, Bundle, BundleEntry, DkgAbort, Hello, RoundKind, \
+from secagg.paillier.dkg.messages import CEREMONY_ID_BYTES, Bundle, BundleEntry, DkgAbort, Hello, Keys, RoundKind, \
     RoundMessage, decode_dkg_message
 
 __all__ = ["DkgCoordinator", "CoordinatorState", "RelayStats"]
 
-_ZERO = bytes(32)
 
 
 class CoordinatorState(Enum):
@@ -96,13 +98,27 @@ class DkgCoordinator:
         if self.round == 0:
             if not isinstance(message, Hello):
                 raise ProtocolViolation(f"bank {bank} must say hello first", party=bank)
+            try:
+                verify_signature(self.verify_keys[bank], message.signature,
+                                 hello_statement(self.ceremony_id, bank, self.config, message.agreement_key))
+            except CryptoError:
+                raise ProtocolViolation(f"bank {bank}'s hello is not signed by bank {bank}", party=bank) from None
         else:
             if not isinstance(message, RoundMessage) or message.round != self.round:
                 raise ProtocolViolation(f"bank {bank} sent a message for another round (this is round {self.round})",
                                         party=bank)
-            recipients = [r for r, _ in message.sealed]
-            if any(r == bank or r >= self.config.banks for r in recipients):
-                raise ProtocolViolation(f"bank {bank} sealed a part for an unknown bank", party=bank)
+            others = [j for j in range(self.config.banks) if j != bank]
+            if [letter.recipient for letter in message.letters] != others:
+                raise ProtocolViolation(f"bank {bank} must send one letter to every other bank", party=bank)
+            digest = hashlib.sha256(message.public).digest()
+            for letter in message.letters:
+                try:
+                    verify_signature(self.verify_keys[bank], letter.signature, letter_statement(
+                        self.ceremony_id, bank, letter.recipient, self.round, message.kind, message.transcript, digest,
+                        letter.sealed))
+                except CryptoError:
+                    raise ProtocolViolation(f"bank {bank}'s letter to bank {letter.recipient} is not signed by "
+                                            f"bank {bank}", party=bank) from None
         self.stats.bytes_in += len(data)
         self._inbox[bank] = message
         if len(self._inbox) < self.config.banks:
@@ -127,16 +143,18 @@ class DkgCoordinator:
                     return outcome
         outbox = {}
         for recipient in range(self.config.banks):
-            entries = []
-            for sender in range(self.config.banks):
-                message = inbox[sender]
-                if isinstance(message, Hello):
-                    entries.append(BundleEntry(sender, RoundKind.HELLO, _ZERO, message.agreement_key
-                                               + message.signature, b""))
-                else:
-                    sealed = dict(message.sealed).get(recipient, b"")
-                    entries.append(BundleEntry(sender, message.kind, message.transcript, message.public, sealed))
-            data = Bundle(self.ceremony_id, recipient, self.round, tuple(entries)).encode()
+            senders = [s for s in range(self.config.banks) if s != recipient]
+            if self.round == 0:
+                data = Keys(self.ceremony_id, recipient, tuple(
+                    (s, inbox[s].agreement_key, inbox[s].signature) for s in senders)).encode()
+            else:
+                entries = []
+                for sender in senders:
+                    message = inbox[sender]
+                    letter = next(x for x in message.letters if x.recipient == recipient)
+                    entries.append(BundleEntry(sender, message.kind, message.transcript, message.public,
+                                               letter.sealed, letter.signature))
+                data = Bundle(self.ceremony_id, recipient, self.round, tuple(entries)).encode()
             self.stats.bytes_out += len(data)
             outbox[recipient] = data
         self.round += 1

@@ -1,4 +1,5 @@
-"""Messages of the dealerless key ceremony, one canonical binary encoding each.
+"""Messages of the dealerless key ceremony, one canonical binary encoding each (protocols/dkg-v1.md,
+section 3, rules K1 to K12).
 
 Every message travels through the coordinator, which relays and never computes::
 
@@ -10,13 +11,15 @@ padding and no trailing bytes:
 
 * ``HELLO`` (bank): ``agreement_key 32 | signature 64``: the bank's X25519 key for this ceremony,
   signed with its Ed25519 identity over the ceremony id, its id and the parameters' digest;
-* ``ROUND`` (bank): ``round u32 | kind u8 | transcript 32 | public_len u32 | public |
-  count u16 | (recipient u32 | sealed_len u32 | sealed)*``: what the bank broadcasts and, sealed
-  with AES-GCM for each recipient, what only that bank may read (recipients ascending);
+* ``KEYS`` (coordinator): ``count u16 | (sender u32 | agreement_key 32 | signature 64)*``: the
+  other banks' hellos (senders ascending);
+* ``ROUND`` (bank): ``round u32 | kind u8 | transcript 32 | public_len u32 | public | count u16 |
+  (recipient u32 | sealed_len u32 | sealed | signature 64)*``: what the bank broadcasts and one
+  *letter* per other bank: the part sealed for it with AES-GCM (possibly empty) and the bank's
+  signature over both (recipients ascending);
 * ``BUNDLE`` (coordinator): ``round u32 | count u16 | (sender u32 | kind u8 | transcript 32 |
-  public_len u32 | public | sealed_len u32 | sealed)*``: every bank's broadcast of the round and
-  the sealed part addressed to the recipient (senders ascending); round 0 carries the hellos
-  (kind 0, public = agreement key and signature);
+  public_len u32 | public | sealed_len u32 | sealed | signature 64)*``: every other bank's letter
+  to the recipient (senders ascending);
 * ``ABORT`` (either way): ``reason`` (UTF-8, at most 1 KiB).
 
 :func:`decode_dkg_message` turns every invalid byte string into :class:`MalformedMessage` and
@@ -31,8 +34,9 @@ from enum import IntEnum
 
 from secagg.errors import MalformedMessage
 
-__all__ = ["DkgMessageType", "RoundKind", "Hello", "RoundMessage", "BundleEntry", "Bundle", "DkgAbort",
-           "decode_dkg_message", "MAGIC", "VERSION", "CEREMONY_ID_BYTES", "MAX_PAYLOAD_BYTES"]
+__all__ = ["DkgMessageType", "RoundKind", "Hello", "Keys", "Letter", "RoundMessage", "BundleEntry", "Bundle",
+           "DkgAbort", "decode_dkg_message", "MAGIC", "VERSION", "CEREMONY_ID_BYTES", "MAX_PAYLOAD_BYTES",
+           "MAX_PARTIES"]
 
 MAGIC = b"SAGK"
 VERSION = 1
@@ -52,12 +56,12 @@ class DkgMessageType(IntEnum):
     ROUND = 2
     BUNDLE = 3
     ABORT = 4
+    KEYS = 5
 
 
 class RoundKind(IntEnum):
-    """What a round's payloads are (:mod:`secagg.paillier.dkg.bank` documents each)."""
+    """What a round's payloads are (protocols/dkg-v1.md, section 6, documents each)."""
 
-    HELLO = 0
     SIEVE = 1
     SIEVE_REVEAL = 2
     MODULUS = 3
@@ -105,6 +109,18 @@ class _Reader:
         except ValueError:
             raise MalformedMessage(f"unknown round kind {value}") from None
 
+    def count(self, what: str) -> int:
+        value = self.u16(what)
+        if value >= MAX_PARTIES:
+            raise MalformedMessage(f"{value} {what}s (at most {MAX_PARTIES - 1})")
+        return value
+
+    def ascending_ids(self, previous: int, what: str) -> int:
+        value = self.u32(what)
+        if value <= previous or value >= MAX_PARTIES:
+            raise MalformedMessage(f"{what}s must ascend without repeats, below {MAX_PARTIES}")
+        return value
+
     def end(self) -> None:
         if self.offset != len(self.data):
             raise MalformedMessage(f"{len(self.data) - self.offset} trailing bytes")
@@ -113,7 +129,14 @@ class _Reader:
 def _header(kind: DkgMessageType, ceremony_id: bytes, party: int) -> bytes:
     if len(ceremony_id) != CEREMONY_ID_BYTES:
         raise MalformedMessage(f"a ceremony id has {CEREMONY_ID_BYTES} bytes, got {len(ceremony_id)}")
+    if not 0 <= party < MAX_PARTIES:
+        raise MalformedMessage(f"party {party} out of range")
     return _HEADER.pack(MAGIC, VERSION, int(kind), bytes(ceremony_id), party)
+
+
+def _ascending(ids: list[int], what: str) -> None:
+    if ids != sorted(set(ids)) or any(not 0 <= i < MAX_PARTIES for i in ids) or len(ids) >= MAX_PARTIES:
+        raise MalformedMessage(f"{what}s must ascend without repeats, below {MAX_PARTIES}")
 
 
 @dataclass(frozen=True)
@@ -130,6 +153,33 @@ class Hello:
 
 
 @dataclass(frozen=True)
+class Keys:
+    """The coordinator's answer to the hellos: every other bank's (id, agreement key, signature)."""
+
+    ceremony_id: bytes
+    party: int  # the recipient
+    entries: tuple[tuple[int, bytes, bytes], ...]  # senders ascending
+
+    def encode(self) -> bytes:
+        _ascending([s for s, _, _ in self.entries], "sender")
+        parts = [_header(DkgMessageType.KEYS, self.ceremony_id, self.party), _U16.pack(len(self.entries))]
+        for sender, key, signature in self.entries:
+            if len(key) != AGREEMENT_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+                raise MalformedMessage("keys: wrong key or signature length")
+            parts += [_U32.pack(sender), key, signature]
+        return b"".join(parts)
+
+
+@dataclass(frozen=True)
+class Letter:
+    """What one bank sends one other bank in a round: the sealed part and the signature."""
+
+    recipient: int
+    sealed: bytes  # AES-GCM ciphertext, or empty when the round seals nothing for this recipient
+    signature: bytes
+
+
+@dataclass(frozen=True)
 class RoundMessage:
     ceremony_id: bytes
     party: int
@@ -137,17 +187,19 @@ class RoundMessage:
     kind: RoundKind
     transcript: bytes
     public: bytes
-    sealed: tuple[tuple[int, bytes], ...]  # (recipient, AES-GCM ciphertext), recipients ascending
+    letters: tuple[Letter, ...]  # recipients ascending
 
     def encode(self) -> bytes:
-        recipients = [r for r, _ in self.sealed]
-        if recipients != sorted(set(recipients)) or len(self.transcript) != TRANSCRIPT_BYTES:
-            raise MalformedMessage("round message: recipients must ascend without repeats")
+        _ascending([letter.recipient for letter in self.letters], "recipient")
+        if len(self.transcript) != TRANSCRIPT_BYTES:
+            raise MalformedMessage("round message: a transcript digest has 32 bytes")
         parts = [_header(DkgMessageType.ROUND, self.ceremony_id, self.party), _U32.pack(self.round),
                  _U8.pack(int(self.kind)), self.transcript, _U32.pack(len(self.public)), self.public,
-                 _U16.pack(len(self.sealed))]
-        for recipient, sealed in self.sealed:
-            parts += [_U32.pack(recipient), _U32.pack(len(sealed)), sealed]
+                 _U16.pack(len(self.letters))]
+        for letter in self.letters:
+            if len(letter.signature) != SIGNATURE_BYTES:
+                raise MalformedMessage("round message: a signature has 64 bytes")
+            parts += [_U32.pack(letter.recipient), _U32.pack(len(letter.sealed)), letter.sealed, letter.signature]
         return b"".join(parts)
 
 
@@ -158,6 +210,7 @@ class BundleEntry:
     transcript: bytes
     public: bytes
     sealed: bytes  # addressed to the bundle's recipient; empty if none
+    signature: bytes  # the sender's, over this letter
 
 
 @dataclass(frozen=True)
@@ -168,16 +221,14 @@ class Bundle:
     entries: tuple[BundleEntry, ...]  # senders ascending
 
     def encode(self) -> bytes:
-        senders = [e.sender for e in self.entries]
-        if senders != sorted(set(senders)):
-            raise MalformedMessage("bundle: senders must ascend without repeats")
+        _ascending([e.sender for e in self.entries], "sender")
         parts = [_header(DkgMessageType.BUNDLE, self.ceremony_id, self.party), _U32.pack(self.round),
                  _U16.pack(len(self.entries))]
         for e in self.entries:
-            if len(e.transcript) != TRANSCRIPT_BYTES:
-                raise MalformedMessage("bundle: transcript digests have 32 bytes")
+            if len(e.transcript) != TRANSCRIPT_BYTES or len(e.signature) != SIGNATURE_BYTES:
+                raise MalformedMessage("bundle: transcript digests have 32 bytes, signatures 64")
             parts += [_U32.pack(e.sender), _U8.pack(int(e.kind)), e.transcript, _U32.pack(len(e.public)), e.public,
-                      _U32.pack(len(e.sealed)), e.sealed]
+                      _U32.pack(len(e.sealed)), e.sealed, e.signature]
         return b"".join(parts)
 
 
@@ -193,7 +244,7 @@ class DkgAbort:
         return _header(DkgMessageType.ABORT, self.ceremony_id, self.party) + raw
 
 
-def decode_dkg_message(data: bytes) -> Hello | RoundMessage | Bundle | DkgAbort:
+def decode_dkg_message(data: bytes) -> Hello | Keys | RoundMessage | Bundle | DkgAbort:
     """Parse one ceremony message; :class:`MalformedMessage` for anything that is not one, canonically."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MalformedMessage(f"a ceremony message is bytes, got {type(data).__name__}")
@@ -213,38 +264,37 @@ def decode_dkg_message(data: bytes) -> Hello | RoundMessage | Bundle | DkgAbort:
         signature = reader.take(SIGNATURE_BYTES, "signature")
         reader.end()
         return Hello(ceremony_id, party, key, signature)
+    if kind == DkgMessageType.KEYS:
+        count, previous, entries = reader.count("entry"), -1, []
+        for _ in range(count):
+            previous = reader.ascending_ids(previous, "sender")
+            entries.append((previous, reader.take(AGREEMENT_KEY_BYTES, "agreement key"),
+                            reader.take(SIGNATURE_BYTES, "signature")))
+        reader.end()
+        return Keys(ceremony_id, party, tuple(entries))
     if kind == DkgMessageType.ROUND:
         round_ = reader.u32("round")
         round_kind = reader.kind()
         transcript = reader.take(TRANSCRIPT_BYTES, "transcript")
         public = reader.blob("public payload")
-        count = reader.u16("recipient count")
-        if count > MAX_PARTIES:
-            raise MalformedMessage(f"{count} recipients")
-        sealed, previous = [], -1
+        count, previous, letters = reader.count("recipient"), -1, []
         for _ in range(count):
-            recipient = reader.u32("recipient")
-            if recipient <= previous or recipient >= MAX_PARTIES:
-                raise MalformedMessage("recipients must ascend without repeats")
-            previous = recipient
-            sealed.append((recipient, reader.blob("sealed payload")))
+            previous = reader.ascending_ids(previous, "recipient")
+            sealed = reader.blob("sealed payload")
+            letters.append(Letter(previous, sealed, reader.take(SIGNATURE_BYTES, "signature")))
         reader.end()
-        return RoundMessage(ceremony_id, party, round_, round_kind, transcript, public, tuple(sealed))
+        return RoundMessage(ceremony_id, party, round_, round_kind, transcript, public, tuple(letters))
     if kind == DkgMessageType.BUNDLE:
         round_ = reader.u32("round")
-        count = reader.u16("entry count")
-        if count > MAX_PARTIES:
-            raise MalformedMessage(f"{count} entries")
-        entries, previous = [], -1
+        count, previous, entries = reader.count("entry"), -1, []
         for _ in range(count):
-            sender = reader.u32("sender")
-            if sender <= previous or sender >= MAX_PARTIES:
-                raise MalformedMessage("senders must ascend without repeats")
-            previous = sender
+            previous = reader.ascending_ids(previous, "sender")
             entry_kind = reader.kind()
             transcript = reader.take(TRANSCRIPT_BYTES, "transcript")
-            entries.append(BundleEntry(sender, entry_kind, transcript, reader.blob("public payload"),
-                                       reader.blob("sealed payload")))
+            public = reader.blob("public payload")
+            sealed = reader.blob("sealed payload")
+            entries.append(BundleEntry(previous, entry_kind, transcript, public, sealed,
+                                       reader.take(SIGNATURE_BYTES, "signature")))
         reader.end()
         return Bundle(ceremony_id, party, round_, tuple(entries))
     if kind == DkgMessageType.ABORT:
