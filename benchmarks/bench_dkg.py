@@ -9,7 +9,11 @@ Each case generates one key among ``n`` banks:
   (the sum of the banks' CPU time, the figure a deployment spreads over n machines);
 
 and, in the same run, the dealer (:func:`generate_threshold_keypair`, safe primes) for the ratio.
-The machine is shared and noisy: compare within a run.
+``--baseline DIR`` also runs every network case with the code in DIR (a source tree of an earlier
+version, e.g. ``git archive <commit> secagg | tar -x -C DIR``), so that "before" and "after" come
+from one run on one machine; ``--tree DIR`` measures DIR instead of this checkout (a frozen copy,
+so that editing the checkout during a long run changes nothing). The load average is printed
+before and after each measurement: the machine is shared and noisy, compare within a run.
 
     nice .venv/bin/python benchmarks/bench_dkg.py                       # 3, 5, 10 banks at 2048, 3 at 3072
     nice .venv/bin/python benchmarks/bench_dkg.py --cases 5:4:2048      # one case
@@ -37,7 +41,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def network_case(banks: int, threshold: int, bits: int) -> dict:
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def network_case(banks: int, threshold: int, bits: int, tree: str | None = None) -> dict:
+    """One ceremony over the network with the code in ``tree`` (None: the installed secagg)."""
     from secagg.transport.certs import make_dev_pki
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,6 +56,9 @@ def network_case(banks: int, threshold: int, bits: int) -> dict:
         common = ["-n", str(banks), "-t", str(threshold), "--key-bits", str(bits),
                   "--verify-keys", str(pki / "verify_keys.json"), "--ca", str(pki / "ca.pem")]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if tree is not None:
+            env["PYTHONPATH"] = str(Path(tree).resolve())
+        load_before = _load()
         started = time.perf_counter()
         relay = subprocess.Popen([PY, "-m", "secagg", "paillier-keygen", "--no-dealer", "--serve", *common,
                                   "--address", f"127.0.0.1:{port}", "--cert", str(pki / "coordinator.pem"),
@@ -66,9 +78,12 @@ def network_case(banks: int, threshold: int, bits: int) -> dict:
         summary = json.loads(relay_out.strip().splitlines()[-1])
         per_bank = [json.loads(o.strip().splitlines()[-1]) for o in outputs]
         return {"wall_seconds": round(wall, 1), "ceremony_seconds": summary["last_attempt_seconds"],
-                "rounds": summary["rounds"], "relayed_MB": round(summary["bytes_relayed"] / 1e6, 1),
+                "rounds": summary["rounds"], "batches": per_bank[0].get("batches"),
+                "relayed_MB": round(summary["bytes_relayed"] / 1e6, 1),
                 "bank_sent_MB": round(max(b["bytes_sent"] for b in per_bank) / 1e6, 1),
-                "attempts": summary["attempts"]}
+                "relayed_MB_per_batch": round(summary["bytes_relayed"] / 1e6 / per_bank[0]["batches"], 1)
+                if per_bank[0].get("batches") else None,
+                "attempts": summary["attempts"], "load_before": load_before, "load_after": _load()}
 
 
 def inprocess_case(banks: int, threshold: int, bits: int) -> dict:
@@ -78,13 +93,22 @@ def inprocess_case(banks: int, threshold: int, bits: int) -> dict:
 
     config = DkgConfig(banks, threshold, bits)
     identities = {i: IdentityKey.generate(system_randomness()) for i in range(banks)}
+    load_before = _load()
     started = time.perf_counter()
     _, _, report = run_ceremony(config, identities)
     stats = report.bank_stats[0]
     return {"seconds_all_banks": round(time.perf_counter() - started, 1),
             "max_bank_seconds": round(max(report.bank_seconds.values()), 1), "batches": stats.batches,
             "moduli": stats.moduli, "biprimality_tests": stats.biprimality_tests,
-            "relayed_MB": round(report.bytes_relayed / 1e6, 1)}
+            "relayed_MB": round(report.bytes_relayed / 1e6, 1), "load_before": load_before, "load_after": _load()}
+
+
+def inprocess_elsewhere(case: str, tree: str) -> dict:
+    """:func:`inprocess_case` with the code in ``tree`` (a subprocess with that tree first on the path)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve())}
+    done = subprocess.run([PY, __file__, "--inprocess-only", case], env=env, capture_output=True, text=True,
+                          timeout=7200, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def dealer_case(banks: int, threshold: int, bits: int) -> float:
@@ -101,15 +125,38 @@ def main() -> None:
                         help="banks:threshold:bits")
     parser.add_argument("--inprocess", action="store_true", help="also run every case in one process")
     parser.add_argument("--dealer-runs", type=int, default=3, help="dealer keys per case (its time varies a lot)")
+    parser.add_argument("--tree", default=None, help="measure the secagg source tree in this directory (a frozen copy)")
+    parser.add_argument("--baseline", default=None, help="also measure the network cases with the secagg source tree "
+                        "in this directory (an earlier version), in the same run")
+    parser.add_argument("--inprocess-only", default=None, help=argparse.SUPPRESS)  # one case, JSON (subprocess)
     args = parser.parse_args()
+    if args.inprocess_only:
+        print(json.dumps(inprocess_case(*(int(x) for x in args.inprocess_only.split(":")))), flush=True)
+        return
+    if args.tree:
+        sys.path.insert(0, str(Path(args.tree).resolve()))
     print(f"# bench_dkg on {platform.node()} ({os.cpu_count()} cores), Python {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+          f"{time.strftime('%Y-%m-%d %H:%M')}, load {os.getloadavg()}; tree {args.tree or 'this checkout'}"
+          + (f", baseline {args.baseline}" if args.baseline else ""), flush=True)
     for case in args.cases:
         banks, threshold, bits = (int(x) for x in case.split(":"))
-        row = {"banks": banks, "threshold": threshold, "bits": bits}
-        row["network"] = network_case(banks, threshold, bits)
+        row: dict = {"banks": banks, "threshold": threshold, "bits": bits}
+        row["network"] = network_case(banks, threshold, bits, args.tree)
+        if args.baseline:
+            row["baseline_network"] = network_case(banks, threshold, bits, args.baseline)
+            before, after = row["baseline_network"], row["network"]
+            row["traffic_baseline_over_now"] = round(before["relayed_MB"] / after["relayed_MB"], 2)
+            if before.get("relayed_MB_per_batch") and after.get("relayed_MB_per_batch"):
+                row["traffic_per_batch_baseline_over_now"] = round(
+                    before["relayed_MB_per_batch"] / after["relayed_MB_per_batch"], 2)
         if args.inprocess:
-            row["inprocess"] = inprocess_case(banks, threshold, bits)
+            row["inprocess"] = inprocess_elsewhere(case, args.tree) if args.tree else \
+                inprocess_case(banks, threshold, bits)
+            if args.baseline:  # traffic per batch (the batches a ceremony needs vary from run to run)
+                row["baseline_inprocess"] = inprocess_elsewhere(case, args.baseline)
+                before, after = row["baseline_inprocess"], row["inprocess"]
+                row["inprocess_traffic_per_batch_baseline_over_now"] = round(
+                    before["relayed_MB"] / before["batches"] / (after["relayed_MB"] / after["batches"]), 2)
         dealer = [dealer_case(banks, threshold, bits) for _ in range(args.dealer_runs)]
         row["dealer_seconds"] = dealer
         mean = sum(dealer) / len(dealer)

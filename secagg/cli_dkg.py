@@ -120,6 +120,7 @@ def run_dkg(args: argparse.Namespace, threshold: int) -> int:
         written = bank.run()
         stats = bank.stats
         print(json.dumps({"bank": args.bank, "written": [str(p) for p in written], "ceremonies": bank.ceremonies,
+                          "batches": stats.batches if stats else None,
                           "bytes_sent": stats.bytes_sent if stats else None,
                           "bytes_received": stats.bytes_received if stats else None}), flush=True)
         return 0
