@@ -554,6 +554,7 @@ def test_malformed_and_misplaced_messages_are_typed():
     ({"banks": 5, "threshold": 2, "corrupt": 2}, "must not decrypt alone"),
     ({"banks": 3, "threshold": 2, "key_bits": 1024}, "for tests only"),
     ({"banks": 3, "threshold": 2, "key_bits": 256, "insecure": True}, "key_bits >= 512"),
+    ({"banks": 3, "threshold": 2, "key_bits": 2052}, "multiple of 8"),
     ({"banks": 2, "threshold": 2}, "3 to 64 banks"),
 ])
 def test_unsafe_ceremony_parameters_are_refused(kwargs, match):

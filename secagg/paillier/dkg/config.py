@@ -82,8 +82,8 @@ class DkgConfig:
             raise ParameterError(f"threshold must be in ({corrupt}, {n}]: {corrupt} corrupt banks must not decrypt "
                                  "alone")
         object.__setattr__(self, "corrupt", corrupt)
-        if self.key_bits % 2 or self.key_bits > 8192:
-            raise ParameterError(f"key_bits must be even and at most 8192, got {self.key_bits}")
+        if self.key_bits % 8 or self.key_bits > 8192:  # N travels in k/8 bytes (protocols/dkg-v1.md, 2)
+            raise ParameterError(f"key_bits must be a multiple of 8 and at most 8192, got {self.key_bits}")
         if self.key_bits < MIN_SECURE_KEY_BITS and not self.insecure:
             raise ParameterError(f"a {self.key_bits}-bit key protects nothing; below {MIN_SECURE_KEY_BITS} bits "
                                  "the ceremony runs for tests only (insecure=True)")

@@ -3,7 +3,7 @@ section 3, rules K1 to K12).
 
 Every message travels through the coordinator, which relays and never computes::
 
-    header = magic "SAGK" | version u8 (=1) | type u8 | ceremony_id 16 bytes | party u32
+    header = magic "SAGK" | version u8 (=1) | type u8 | ceremony_id 16 bytes | party u32   (26 bytes)
 
 ``party`` is the sender of a bank-to-coordinator message and the recipient of a
 coordinator-to-bank message. Integers are little-endian; bodies have a fixed field order, no
