@@ -60,18 +60,21 @@ def network_case(banks: int, threshold: int, bits: int, tree: str | None = None)
             env["PYTHONPATH"] = str(Path(tree).resolve())
         load_before = _load()
         started = time.perf_counter()
+        # cwd: `python -m` puts the working directory first on sys.path, before PYTHONPATH
         relay = subprocess.Popen([PY, "-m", "secagg", "paillier-keygen", "--no-dealer", "--serve", *common,
                                   "--address", f"127.0.0.1:{port}", "--cert", str(pki / "coordinator.pem"),
                                   "--key", str(pki / "coordinator.key"), "--out", str(root / "relay")],
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True, cwd=root)
         procs = [subprocess.Popen([PY, "-m", "secagg", "paillier-keygen", "--no-dealer", "--bank", str(b), *common,
                                    "--coordinator", f"localhost:{port}", "--identity", str(pki / f"identity-{b}.key"),
                                    "--cert", str(pki / f"client-{b}.pem"), "--key", str(pki / f"client-{b}.key"),
                                    "--out", str(root / f"bank{b}")],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True, cwd=root)
                  for b in range(banks)]
         outputs = [p.communicate(timeout=3600)[0] for p in procs]
         relay_out = relay.communicate(timeout=120)[0]
+        probe = subprocess.run([PY, "-c", "import secagg; print(secagg.__file__)"], env=env, cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
         wall = time.perf_counter() - started
         if relay.returncode or any(p.returncode for p in procs):
             raise SystemExit(f"a process failed: relay {relay.returncode}, banks {[p.returncode for p in procs]}")
@@ -83,7 +86,7 @@ def network_case(banks: int, threshold: int, bits: int, tree: str | None = None)
                 "bank_sent_MB": round(max(b["bytes_sent"] for b in per_bank) / 1e6, 1),
                 "relayed_MB_per_batch": round(summary["bytes_relayed"] / 1e6 / per_bank[0]["batches"], 1)
                 if per_bank[0].get("batches") else None,
-                "attempts": summary["attempts"], "load_before": load_before, "load_after": _load()}
+                "attempts": summary["attempts"], "load_before": load_before, "load_after": _load(), "code": probe}
 
 
 def inprocess_case(banks: int, threshold: int, bits: int) -> dict:
@@ -106,8 +109,8 @@ def inprocess_case(banks: int, threshold: int, bits: int) -> dict:
 def inprocess_elsewhere(case: str, tree: str) -> dict:
     """:func:`inprocess_case` with the code in ``tree`` (a subprocess with that tree first on the path)."""
     env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve())}
-    done = subprocess.run([PY, __file__, "--inprocess-only", case], env=env, capture_output=True, text=True,
-                          timeout=7200, check=True)
+    done = subprocess.run([PY, str(Path(__file__).resolve()), "--inprocess-only", case], env=env, capture_output=True,
+                          text=True, timeout=7200, check=True, cwd=tempfile.gettempdir())
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -131,7 +134,10 @@ def main() -> None:
     parser.add_argument("--inprocess-only", default=None, help=argparse.SUPPRESS)  # one case, JSON (subprocess)
     args = parser.parse_args()
     if args.inprocess_only:
-        print(json.dumps(inprocess_case(*(int(x) for x in args.inprocess_only.split(":")))), flush=True)
+        import secagg
+
+        row = inprocess_case(*(int(x) for x in args.inprocess_only.split(":")))
+        print(json.dumps({**row, "code": secagg.__file__}), flush=True)
         return
     if args.tree:
         sys.path.insert(0, str(Path(args.tree).resolve()))
