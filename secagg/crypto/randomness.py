@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secagg.errors import ParameterError
 
-__all__ = ["RandomSource", "SystemRandomness", "TestOnlySeededRandomness", "system_randomness"]
+__all__ = ["CheckedRandomness", "RandomSource", "SystemRandomness", "TestOnlySeededRandomness", "system_randomness"]
 
 
 @runtime_checkable
@@ -40,6 +40,25 @@ _SYSTEM = SystemRandomness()
 
 def system_randomness() -> SystemRandomness:
     return _SYSTEM
+
+
+class CheckedRandomness:
+    """Passes a caller's random source through, refusing short or non-bytes answers (typed), so a
+    broken source fails with :class:`ParameterError` instead of a silent short draw."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: RandomSource) -> None:
+        if not callable(getattr(inner, "random_bytes", None)):
+            raise ParameterError("a random source needs random_bytes(n)")
+        self.inner = inner
+
+    def random_bytes(self, n: int) -> bytes:
+        data = self.inner.random_bytes(n)
+        if not isinstance(data, (bytes, bytearray)) or len(data) != n:
+            got = len(data) if isinstance(data, (bytes, bytearray)) else type(data).__name__
+            raise ParameterError(f"the random source returned {got} bytes where {n} were asked for")
+        return bytes(data)
 
 
 class TestOnlySeededRandomness:

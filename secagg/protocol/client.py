@@ -16,7 +16,7 @@ import numpy as np
 from secagg.crypto.aead import open_sealed, seal
 from secagg.crypto.keys import AgreementKey
 from secagg.crypto.prg import SEED_BYTES, apply_masks
-from secagg.crypto.randomness import RandomSource, system_randomness
+from secagg.crypto.randomness import CheckedRandomness, RandomSource, system_randomness
 from secagg.crypto.shamir import LIMBS_PER_SECRET, secrets_to_limbs, share
 from secagg.crypto.signatures import IdentityKey, verify_signature
 from secagg.errors import (
@@ -97,22 +97,6 @@ def check_verify_keys(config: SecAggConfig, verify_keys: Mapping[int, bytes] | N
     return keys
 
 
-class _CheckedRandomness:
-    """Passes a caller's random source through, refusing short or non-bytes answers (typed)."""
-
-    __slots__ = ("inner",)
-
-    def __init__(self, inner: RandomSource) -> None:
-        self.inner = inner
-
-    def random_bytes(self, n: int) -> bytes:
-        data = self.inner.random_bytes(n)
-        if not isinstance(data, (bytes, bytearray)) or len(data) != n:
-            got = len(data) if isinstance(data, (bytes, bytearray)) else type(data).__name__
-            raise ParameterError(f"the random source returned {got} bytes where {n} were asked for")
-        return bytes(data)
-
-
 class ClientSession:
     """One client's part in one secure-aggregation session.
 
@@ -154,7 +138,7 @@ class ClientSession:
         if config.malicious and identity.public_bytes != self._verify_keys[self.client_id]:  # type: ignore[union-attr,index]
             raise ParameterError("identity does not match this client's entry in verify_keys")
         self._identity = identity if config.malicious else None
-        self._rng = _CheckedRandomness(rng) if rng is not None else system_randomness()
+        self._rng = CheckedRandomness(rng) if rng is not None else system_randomness()
         self.state = ClientState.READY
         self.abort_reason: str | None = None
         # carried between rounds; each is set by the round that produces it

@@ -475,7 +475,6 @@ _RERAISE = "re-raises a refusal or abort already raised, naming the blamed party
 NOT_MUTATED: list[tuple[str, str, str, str]] = [
     ("client.py", "check_session_id", "raise ParameterError", _CALLER),
     ("client.py", "check_verify_keys", "raise ParameterError", _CALLER),
-    ("client.py", "random_bytes", "raise ParameterError", _CALLER + " (its random source)"),
     ("client.py", "__init__", "raise ParameterError", _CALLER),
     ("client.py", "start", "raise SessionStateError", _CALLER),
     ("client.py", "handle", "raise SessionStateError", _CALLER + " (handle before start)"),

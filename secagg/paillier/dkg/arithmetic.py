@@ -26,7 +26,7 @@ from secagg.crypto.randomness import RandomSource
 from secagg.errors import AbortError, ParameterError, ProtocolViolation
 from secagg.paillier import _gmpy2
 
-__all__ = ["CheckedRandomness", "draw_residues", "draw_below", "draw_bits", "derived_set", "explicit_set",
+__all__ = ["draw_residues", "draw_below", "draw_bits", "derived_set", "explicit_set",
            "residues_from_stream", "big_from_stream", "big_value_bytes", "deal_small", "deal_big", "lagrange_small",
            "lagrange_at", "reconstruct_small", "reconstruct_big", "integer_shares", "bit_widths", "pack_residues",
            "unpack_residues", "public_integer", "public_element"]
@@ -35,24 +35,6 @@ _STATISTICAL_PAD_BITS = 128  # extra bits drawn for a value uniform below a big 
 
 
 # ----------------------------------------------------------------------------- a bank's own randomness
-
-class CheckedRandomness:
-    """Passes a caller's random source through, refusing short or non-bytes answers (typed)."""
-
-    __slots__ = ("inner",)
-
-    def __init__(self, inner: RandomSource) -> None:
-        if not hasattr(inner, "random_bytes"):
-            raise ParameterError("rng must have random_bytes(n)")
-        self.inner = inner
-
-    def random_bytes(self, n: int) -> bytes:
-        data = self.inner.random_bytes(n)
-        if not isinstance(data, (bytes, bytearray)) or len(data) != n:
-            got = len(data) if isinstance(data, (bytes, bytearray)) else type(data).__name__
-            raise ParameterError(f"the random source returned {got} bytes where {n} were asked for")
-        return bytes(data)
-
 
 def draw_residues(rng: RandomSource, moduli: np.ndarray, rows: int) -> np.ndarray:
     """``rows x len(moduli)`` residues, row-major: 8 bytes each read as a little-endian u64 and

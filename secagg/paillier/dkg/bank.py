@@ -49,12 +49,12 @@ import numpy as np
 from secagg.crypto.aead import open_sealed, seal
 from secagg.crypto.keys import AgreementKey, hkdf
 from secagg.crypto.prg import keystream
-from secagg.crypto.randomness import RandomSource, system_randomness
+from secagg.crypto.randomness import CheckedRandomness, RandomSource, system_randomness
 from secagg.crypto.signatures import IdentityKey, verify_signature
 from secagg.errors import AbortError, CryptoError, MalformedMessage, ParameterError, ProtocolViolation, \
     SessionStateError
 from secagg.paillier import _gmpy2
-from secagg.paillier.dkg.arithmetic import CheckedRandomness, big_from_stream, big_value_bytes, deal_big, \
+from secagg.paillier.dkg.arithmetic import big_from_stream, big_value_bytes, deal_big, \
     deal_small, derived_set, draw_below, draw_bits, draw_residues, explicit_set, integer_shares, lagrange_at, \
     pack_residues, public_element, public_integer, reconstruct_big, reconstruct_small, residues_from_stream, \
     unpack_residues
