@@ -30,8 +30,8 @@ from secagg.crypto.randomness import TestOnlySeededRandomness
 from secagg.crypto.signatures import IdentityKey
 from secagg.errors import AbortError, MalformedMessage, ProtocolViolation, SessionStateError
 from secagg.paillier.dkg import CoordinatorState, DkgBank, DkgConfig, DkgCoordinator
-from secagg.paillier.dkg.arithmetic import derived_set, draw_below, draw_bits, draw_residues, pack_residues, \
-    public_element, public_integer, unpack_residues
+from secagg.paillier.dkg.arithmetic import derived_set, draw_below, draw_bits, draw_residues, lagrange_at, \
+    pack_residues, public_element, public_integer, unpack_residues
 from secagg.paillier.dkg.bank import hello_statement, initial_transcript, letter_statement
 from secagg.paillier.dkg.messages import Bundle, DkgAbort, RoundKind, decode_dkg_message
 
@@ -490,9 +490,39 @@ def bank_cases(run: Run) -> list[dict]:
     case("B25", "bank 3, which is not summing, sent an exponent share", victim, reshare_index,
          _with_entry(reshare, 3, _resign(run, 3, victim, reshare.round, n_entry, sealed=_reseal(
              run, 3, victim, reshare.round, RoundKind.RESHARE, b"\x01"))), "violation", 3)
+    mr_index, mr = _bundle_step(run, victim, RoundKind.MODULUS_REVEAL, occurrence=1)
+    prime, width1 = config.modulus_field, (config.modulus_field.bit_length() + 7) // 8
+    point = victim + 1  # add g(x) = delta (point - x) / point: zero at the victim, delta at 0
+    shares_n = {e.sender: int.from_bytes(e.public[:width1], "big") for e in mr.entries}
+    others = sorted(shares_n)  # 2c + 1 = 3 points fix the degree-2 product polynomial
+    true_n = sum(int(l) * shares_n[j] for l, j in zip(lagrange_at([j + 1 for j in others], prime), others)) % prime
+    assert true_n.bit_length() == config.key_bits
+    delta = (5 - true_n) % prime
+    inverse = pow(point, -1, prime)
+    entries = []
+    for e in mr.entries:
+        x = e.sender + 1
+        shifted_share = (shares_n[e.sender] + delta * (point - x) * inverse) % prime
+        entries.append(_resign(run, e.sender, victim, mr.round, e,
+                               public=shifted_share.to_bytes(width1, "big") + e.public[width1:]))
+    case("B14", "banks 0, 2 and 3 shift their shares of the first modulus consistently so that it reconstructs "
+         "to 5", victim, mr_index, dataclasses.replace(mr, entries=tuple(entries)).encode(), "abort")
+    bp_index, bp = _bundle_step(run, victim, RoundKind.BIPRIME, occurrence=1)
+    b0 = bp.entries[0]
+    width_n = config.key_bits // 8
+    twos = (2).to_bytes(width_n, "big") * (len(b0.public) // width_n)
+    case("B15", "in the last batch bank 0's biprimality values are all 2: no candidate passes and no batch is left",
+         victim, bp_index, _with_entry(bp, 0, _resign(run, 0, victim, bp.round, b0, public=twos)), "abort")
+    verify_index, verify = _bundle_step(run, victim, RoundKind.VERIFY)
+    v0 = verify.entries[0]
+    width_n2 = 2 * config.key_bits // 8
+    case("B26", "bank 0's verification key is all ones (not below N^2)", victim, verify_index,
+         _with_entry(verify, 0, _resign(run, 0, victim, verify.round, v0, public=b"\xff" * width_n2)), "violation", 0)
+    case("B20", "bank 0's verification key is 1: not a valid key", victim, verify_index,
+         _with_entry(verify, 0, _resign(run, 0, victim, verify.round, v0, public=(1).to_bytes(width_n2, "big"))),
+         "abort")
     test_index, test = _bundle_step(run, victim, RoundKind.TEST)
     t_entry = test.entries[0]
-    width_n2 = 2 * config.key_bits // 8
     partial = int.from_bytes(t_entry.public[:width_n2], "big")
     nsquare = run.coordinator.public_key.nsquare
     wrong = (partial * (1 + run.coordinator.public_key.n) % nsquare).to_bytes(width_n2, "big")
