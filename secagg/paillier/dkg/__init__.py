@@ -1,5 +1,6 @@
 """The Paillier key without a dealer: the banks generate N = pq and the threshold decryption key
-among themselves (Boneh-Franklin with CRT-form sieving; see docs/paillier.md, "Key ceremony
+among themselves (Boneh-Franklin with CRT-form sieving; the wire format is protocols/dkg-v1.md; see
+docs/paillier.md, "Key ceremony
 without a dealer"). Sans-IO parties: :class:`DkgBank`, :class:`DkgCoordinator`; in process:
 :func:`generate_threshold_keypair_without_dealer`, :func:`run_ceremony`.
 """
