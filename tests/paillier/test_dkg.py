@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("gmpy2")
 
@@ -600,6 +602,17 @@ def test_packed_residues_round_trip_and_refuse_non_canonical_bytes():
     with pytest.raises(ProtocolViolation, match="outside their fields") as err:
         unpack_residues(pack_residues(too_big, moduli), 3, moduli, "x", 1)
     assert err.value.party == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([3, 5, 7, 11, 127, 257, 677, 4093, 65521]), min_size=1, max_size=40),
+       st.integers(1, 9), st.integers(0, 2**32))
+def test_packed_residues_round_trip_for_any_layout(primes, rows, seed):
+    moduli = np.array(primes, dtype=np.int64)
+    values = np.random.default_rng(seed).integers(0, 2**40, size=(rows, moduli.size)) % moduli
+    packed = pack_residues(values, moduli)
+    assert len(packed) == (rows * sum(int(p - 1).bit_length() for p in primes) + 7) // 8
+    assert np.array_equal(unpack_residues(packed, rows, moduli, "x", 0), values)
 
 
 def test_big_field_and_integer_sharings_known_answers():

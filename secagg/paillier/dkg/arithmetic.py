@@ -110,9 +110,8 @@ def lagrange_small(points: Sequence[int], at: int, moduli: np.ndarray) -> np.nda
 def _combine_small(values: Sequence[np.ndarray], coefficients: np.ndarray, moduli: np.ndarray) -> np.ndarray:
     out = np.zeros(values[0].shape, dtype=np.int64)
     for value, coefficient in zip(values, coefficients):
-        out += value * coefficient  # < 2^32 each: no overflow
-        out %= moduli
-    return out
+        out += value * coefficient  # < 2^32 each, at most 2c + 1 < 2^30 terms: no overflow
+    return out % moduli
 
 
 def deal_small(secret: np.ndarray, degree: int, dealer: int, banks: int, derived: Mapping[int, np.ndarray],
@@ -266,33 +265,47 @@ def bit_widths(moduli: np.ndarray) -> np.ndarray:
     return np.array([int(p - 1).bit_length() for p in moduli], dtype=np.int64)
 
 
-def _bit_mask(moduli: np.ndarray) -> np.ndarray:
-    return np.arange(16)[None, :] < bit_widths(moduli)[:, None]  # (columns, 16)
+def _bit_offsets(rows: int, widths: np.ndarray) -> np.ndarray:
+    """The bit position of every (row, column) value in the packed string, ``(rows, columns)``."""
+    return np.arange(rows, dtype=np.int64)[:, None] * int(widths.sum()) + (np.cumsum(widths) - widths)[None, :]
 
 
 def pack_residues(values: np.ndarray, moduli: np.ndarray) -> bytes:
     """Residues ``(rows, columns)`` as one bit string: row-major, each value in its column's width,
     least significant bit first, bits filling each byte from its least significant bit, the last
-    byte padded with zero bits (spec 4.3)."""
-    mask = _bit_mask(moduli)
-    bits = np.unpackbits(values.astype("<u2").view(np.uint8).reshape(*values.shape, 2), axis=-1, bitorder="little")
-    return np.packbits(bits[:, mask].ravel(), bitorder="little").tobytes()
+    byte padded with zero bits (spec 4). Built as little-endian 64-bit words: the values' bits are
+    disjoint, so a word is the sum of the values that start in it plus the one that spills into it."""
+    widths = bit_widths(moduli)
+    rows = values.shape[0]
+    length = (rows * int(widths.sum()) + 7) // 8
+    offsets = _bit_offsets(rows, widths).ravel()
+    flat = values.astype(np.uint64).ravel()
+    word, shift = offsets >> 6, (offsets & 63).astype(np.uint64)
+    words = np.zeros(length // 8 + 2, dtype=np.uint64)
+    if flat.size:
+        starts = np.flatnonzero(np.r_[True, word[1:] != word[:-1]])  # word is non-decreasing
+        words[word[starts]] += np.add.reduceat(flat << shift, starts)
+        spill = np.flatnonzero(offsets % 64 + np.tile(widths, rows) > 64)  # at most one per word boundary
+        words[word[spill] + 1] += flat[spill] >> (np.uint64(64) - shift[spill])
+    return words.astype("<u8").tobytes()[:length]
 
 
 def unpack_residues(data: bytes, rows: int, moduli: np.ndarray, what: str, party: int | str) -> np.ndarray:
     """The inverse of :func:`pack_residues`; :class:`ProtocolViolation` naming ``party`` for a wrong
     length, a padding bit set or a value not below its column's prime."""
-    mask = _bit_mask(moduli)
-    total = rows * int(mask.sum())
+    widths = bit_widths(moduli)
+    total = rows * int(widths.sum())
     if len(data) != (total + 7) // 8:
         raise ProtocolViolation(f"bank {party} sent {len(data)} bytes of {what}, expected {(total + 7) // 8}",
                                 party=party)
-    flat = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
-    if flat[total:].any():
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if total % 8 and int(raw[-1]) >> (total % 8):
         raise ProtocolViolation(f"bank {party} sent {what} with padding bits set", party=party)
-    bits = np.zeros((rows, moduli.size, 16), dtype=np.uint8)
-    bits[:, mask] = flat[:total].reshape(rows, -1)
-    values = np.packbits(bits, axis=-1, bitorder="little").view("<u2")[..., 0].astype(np.int64)
+    padded = np.concatenate([raw, np.zeros(3, dtype=np.uint8)]).astype(np.int64)
+    offsets = _bit_offsets(rows, widths)
+    index = offsets >> 3
+    word = padded[index] | (padded[index + 1] << 8) | (padded[index + 2] << 16)
+    values = (word >> (offsets & 7)) & ((1 << widths) - 1)
     if np.any(values >= moduli):
         raise ProtocolViolation(f"bank {party} sent {what} outside their fields", party=party)
     return values
