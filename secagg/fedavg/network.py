@@ -74,14 +74,13 @@ def _fractional_bits(fedavg: FedAvg) -> int:
 def announcement(fedavg: FedAvg, plan: _RunPlan) -> dict:
     """Everything about a round that a participant must have agreed to, as JSON: the settings
     every party of the run shares. Both roles compute it from their own FedAvg; they must match."""
-    dp = None
-    if fedavg.dp is not None:
-        dp = {name: getattr(fedavg.dp, name) for name in sorted(fedavg.dp.__dataclass_fields__)}
+    dp = fedavg.dp.to_dict() if fedavg.dp is not None else None
     return {"rounds": fedavg.rounds, "clients": plan.num_clients, "per_round": plan.per_round,
             "local_epochs": fedavg.local_epochs, "batch_size": fedavg.batch_size,
             "learning_rate": fedavg.learning_rate, "proximal_mu": fedavg.proximal_mu,
             "server_learning_rate": fedavg.server_learning_rate, "clip": fedavg.clip, "max_weight": plan.cap,
-            "aggregator": fedavg.aggregator.name, "fractional_bits": _fractional_bits(fedavg), "dp": dp}
+            "aggregator": fedavg.aggregator.name, "fractional_bits": _fractional_bits(fedavg), "dp": dp,
+            "record_counts": list(fedavg.record_counts) if fedavg.record_counts is not None else None}
 
 
 def _same_json(announced: object, own: object) -> bool:
@@ -234,6 +233,8 @@ class FedAvgTask:
             return None
         cohort = self.fedavg._cohort(self.plan, index)
         header = {"task": self.name, "round": index, "fedavg": self.announced}
+        if self.plan.dp is not None:
+            header["dp_calibration"] = self.plan.dp.mechanism.calibration()
         if self.plan.dp is not None and self.fedavg.dp.rotation:
             seed = self.fedavg._signs_seed(index)
             self._signs[index] = self.plan.dp.mechanism.signs(seed)
@@ -327,6 +328,10 @@ class FedAvgClient:
         self.X, self.y = check_dataset(X, y, getattr(fedavg.model, "n_features", None),
                                        getattr(fedavg.model, "n_classes", None), name="client data")
         self.plan = fedavg._plan(num_clients)
+        counts = fedavg.record_counts
+        if counts is not None and self.X.shape[0] > counts[client_id]:
+            raise ParameterError(f"this client holds {self.X.shape[0]} records, more than the job's public record "
+                                 f"count {counts[client_id]} for it: the noise and the grid were sized for that")
         self.model = fedavg.model.copy()
         self.template = fedavg.server.weights
         self.dimension = fedavg.server.vector.size
@@ -432,6 +437,11 @@ class FedAvgClient:
             raise ProtocolViolation(f"coordinator announced a session this job cannot encode into: {exc}",
                                     party="server") from None
         signs = None
+        if self.plan.dp is not None:
+            try:
+                self.plan.dp.mechanism.check_calibration(dict(header).get("dp_calibration"))
+            except ParameterError as exc:
+                raise ProtocolViolation(f"coordinator announced another DP calibration: {exc}", party="server") from None
         if self.plan.dp is not None and self.fedavg.dp.rotation:
             try:
                 seed = bytes.fromhex(field_of(dict(header), "signs_seed", str))
