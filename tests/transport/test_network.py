@@ -714,3 +714,33 @@ def test_a_client_refuses_an_absurd_heartbeat_interval(interval):
             client.run()
     finally:
         server.stop(0)
+
+
+def test_a_client_asked_to_take_up_a_session_it_holds_no_state_of_declines_instead_of_refusing():
+    # a client process restarted mid-session reconnects; the coordinator asks it to take the
+    # session up again: it sits the session out (DECLINE), it does not refuse the coordinator
+    replies = [Envelope(Kind.RESUME, {"session_id": "22" * 16}).encode()]
+    sent = []
+
+    def session(request_iterator, context):
+        if sent:  # the client came back after the stream ended: tell it to go away
+            context.abort(grpc.StatusCode.UNAVAILABLE, "gone for good")
+        sent.append(decode_envelope(next(request_iterator)).kind)  # the hello
+        yield from replies
+        sent.append(decode_envelope(next(request_iterator)).kind)  # what the client answers
+
+    from concurrent import futures
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[
+        grpc.method_handlers_generic_handler("secagg.v1.Coordinator",
+                                             {"Session": grpc.stream_stream_rpc_method_handler(session)})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        client = NetworkClient(f"127.0.0.1:{port}", 0, SumClient(np.zeros(4, dtype=np.uint32)), tls=INSECURE,
+                               retry=RetryPolicy(initial=0.05, maximum=0.1, give_up_after=1.0))
+        with pytest.raises(NetworkError, match="unreachable"):  # not a ProtocolViolation
+            client.run()
+        assert sent[:2] == [Kind.HELLO, Kind.DECLINE]
+    finally:
+        server.stop(0)
