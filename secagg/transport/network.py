@@ -426,6 +426,15 @@ class Coordinator:
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._loop_thread.join(5)
 
+    def grpc_log_line(self, line: str) -> None:
+        """A line of gRPC's own log (see :func:`secagg.transport.grpc_log.watch_grpc_log`): a failed
+        TLS handshake (unknown CA, bad or expired certificate, not TLS at all) is a security event."""
+        from secagg.transport.grpc_log import handshake_failure
+
+        what = handshake_failure(line)
+        if what is not None:
+            self._security_event("tls_handshake", "a TLS handshake failed: %s", what)
+
     def _security_event(self, kind: str, text: str, *args) -> None:
         self.security_events[kind] = self.security_events.get(kind, 0) + 1
         count = self.security_events[kind]
@@ -1044,14 +1053,18 @@ class NetworkClient:
                     if code.name not in _TRANSIENT:
                         raise NetworkError(f"coordinator refused client {self.client_id}: {code.name}: "
                                            f"{exc.details()}") from None
-                    handshake_failures = handshake_failures + 1 if "handshake failed" in \
-                        str(exc.details()).lower() else 0
+                    details = str(exc.details()).lower()
+                    # a handshake this side failed, or (TLS 1.3) the coordinator hanging up right after
+                    # it, before a single message on a fresh stream: it refused this client's certificate
+                    refused_early = "socket closed" in details and self._last_contact < stream_started
+                    handshake_failures = handshake_failures + 1 if "handshake failed" in details or refused_early \
+                        else 0
                     if handshake_failures >= 3:  # a wrong CA or server name is not an outage: say so now
                         raise NetworkError(
                             f"client {self.client_id}: TLS handshake with the coordinator at {self.target} failed "
                             f"{handshake_failures} times in a row: its certificate is not signed by this client's "
                             f"CA (--ca), or its name does not match (--server-name), or it refused this client's "
-                            f"certificate ({exc.details()})") from None
+                            f"certificate (signed by another CA, or expired) ({exc.details()})") from None
                     waited = time.monotonic() - last_progress
                     if waited > self.retry.give_up_after:
                         raise NetworkError(f"client {self.client_id}: coordinator at {self.target} unreachable for "
