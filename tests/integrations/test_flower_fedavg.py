@@ -43,13 +43,14 @@ def configuration(**options):
     return FedAvg(LogisticRegression(13), **settings)
 
 
-def flower_run(make, data, *, eval_data=None, client_apps=None, workflow=None, fault=None, **options):
+def flower_run(make, data, *, eval_data=None, app=None, client_apps=None, workflow=None, fault=None, **options):
     """The server's FedAvg (built by ``make``, as the ServerApp's process would) and its workflow,
-    after a run over an in-process grid whose nodes each build their own FedAvg with ``make``."""
+    after a run over an in-process grid whose nodes run ``app`` (default: the ClientApp of their
+    own FedAvg built with ``make``), or ``client_apps[partition]``."""
     n = len(data)
     fedavg = make()
     workflow = (workflow or FedAvgWorkflow)(fedavg, n, eval_data=eval_data, **options)
-    app = fedavg_client_app(make(), n, client_data=lambda i: data[i])
+    app = app or fedavg_client_app(make(), n, client_data=lambda i: data[i])
     apps = client_apps or {}
 
     def client_app(message, context):
@@ -289,7 +290,7 @@ def test_a_node_with_other_settings_says_why_and_the_rounds_go_on_without_it(ban
 
 def test_configurations_flower_cannot_run_are_refused_up_front(banks):
     data = [(b.X_train, b.y_train) for b in banks]
-    for options, why in (({"aggregator": "plain"}, "masking aggregator"),
+    for options, why in (({"aggregator": "plain"}, "masking or the Paillier aggregator"),
                          ({"aggregator_options": {"malicious": True}}, "malicious-server mode"),
                          ({"max_weight": None}, "max_weight")):
         with pytest.raises(ParameterError, match=why):
@@ -298,3 +299,96 @@ def test_configurations_flower_cannot_run_are_refused_up_front(banks):
     three = fedavg_client_app(configuration(rounds=1), 3, client_data=lambda i: data[i])
     with pytest.raises(AbortError, match=r"missing clients \[3\].*partition-id 3"):
         flower_run(lambda: configuration(rounds=1), data, client_apps={3: three}, join_timeout=0.5)
+
+
+# ---------------------------------------------------------------------------- the Paillier path
+
+@pytest.fixture(scope="module")
+def bank_keys():
+    pytest.importorskip("gmpy2")
+    from secagg.crypto.randomness import TestOnlySeededRandomness
+    from secagg.crypto.signatures import IdentityKey
+    from secagg.paillier import generate_threshold_keypair
+    from secagg.paillier.threshold import safe_prime
+
+    p = safe_prime(256)
+    q = safe_prime(256)
+    while q == p:
+        q = safe_prime(256)
+    public, shares = generate_threshold_keypair(4, 3, primes=(p, q))
+    identities = [IdentityKey.generate(TestOnlySeededRandomness(i, b"flower-fedavg-bank")) for i in range(4)]
+    return public, shares, identities, {i: k.public_bytes for i, k in enumerate(identities)}
+
+
+def paillier_run(bank_keys, data, *, inbound=None, **options):
+    """The in-process fit (the dealer's keys, every bank in one process) and the Flower run (the
+    coordinator holds the public key only; bank i's node its own share) of one configuration."""
+    from secagg.aggregation.paillier import PaillierAggregator
+    from secagg.integrations.flower import make_secagg_paillier_mod
+
+    public, shares, identities, verify_keys = bank_keys
+    local = configuration(aggregator="paillier", aggregator_options={"keys": (public, shares)}, **options)
+    local.fit(data)
+    make = lambda: configuration(aggregator=PaillierAggregator(keys=(public, None), verify_keys=verify_keys),  # noqa: E731
+                                 **options)
+    app = fedavg_client_app(make(), 4, client_data=lambda i: data[i], paillier=lambda i: make_secagg_paillier_mod(
+        share=shares[i], identity=identities[i], verify_keys=verify_keys))
+    apps = {} if inbound is None else {2: lambda message, context: app(inbound(message), context)}
+    fedavg, workflow, _ = flower_run(make, data, app=app, client_apps=apps)
+    return local, fedavg, workflow, app
+
+
+def test_the_paillier_path_on_flower_computes_exactly_what_fit_computes(banks, bank_keys):
+    data = [(b.X_train, b.y_train) for b in banks]
+    local, fedavg, workflow, _ = paillier_run(bank_keys, data, rounds=2)
+    assert all(r.applied and r.included == (0, 1, 2, 3) for r in fedavg.history)
+    for mine, theirs in zip(fedavg.weights, local.weights):
+        assert np.array_equal(mine, theirs)
+    assert [r.total_weight for r in fedavg.history] == [r.total_weight for r in local.history]
+
+
+def test_client_level_dp_on_the_paillier_path_raises_every_banks_floor_to_min_shares(banks, bank_keys):
+    pytest.importorskip("dp_accounting")
+    from secagg.dp import DPConfig
+
+    data = [(b.X_train, b.y_train) for b in banks]
+    dp = DPConfig(epsilon=8.0, delta=1e-5, clip=0.5, dropout_tolerance=0.0)  # min_shares: all 4 banks
+    local, fedavg, workflow, app = paillier_run(bank_keys, data, rounds=2, dp=dp)
+    assert [float(e) for e in fedavg.history.epsilon] == [float(e) for e in local.history.epsilon]
+    assert all(r.applied and r.total_weight == 4.0 for r in fedavg.history)
+    # every bank decrypts no aggregate of fewer contributions than the noise was calibrated for (the
+    # ClientApp's process-wide cache holds each node's bank mod)
+    floors = {key[2]: mod.floor for key, mod in fedavg_module._Tasks._cache.items()
+              if key[1] == "bank" and mod.tasks.fedavg.dp is dp}
+    assert sorted(floors) == [0, 1, 2, 3] and set(floors.values()) == {fedavg.dp_mechanism.min_shares} == {4}
+
+
+def test_a_bank_sent_another_model_than_the_one_announced_refuses_to_contribute(banks, bank_keys):
+    # every bank signs its contribution over the digest of the announcement and the model it was
+    # sent: a server that sends one bank another model cannot get it decrypted with the others
+    from flwr.app import ConfigRecord
+
+    from secagg.integrations.flower.fedavg import FEDAVG_RECORD_KEY
+
+    def another_model(message):
+        record = message.content.config_records.get(FEDAVG_RECORD_KEY)
+        if record is not None and "model" in record:
+            model = np.frombuffer(record["model"], dtype="<f8").copy()
+            model[0] += 1.0
+            message.content.config_records[FEDAVG_RECORD_KEY] = ConfigRecord({"model": model.tobytes()})
+        return message
+
+    data = [(b.X_train, b.y_train) for b in banks]
+    _, fedavg, workflow, _ = paillier_run(bank_keys, data, rounds=1, inbound=another_model)
+    [record] = fedavg.history
+    assert record.applied and record.included == (0, 1, 3)
+    assert list(record.refused) == [2] and "another encoding" in record.refused[2]
+
+
+def test_the_paillier_path_needs_each_banks_own_mod(banks, bank_keys):
+    data = [(b.X_train, b.y_train) for b in banks]
+    with pytest.raises(ParameterError, match="paillier=lambda client_id"):
+        fedavg_client_app(configuration(aggregator="paillier", aggregator_options={"key_bits": 512}), 4,
+                          client_data=lambda i: data[i])
+    with pytest.raises(ParameterError, match="only it takes one"):
+        fedavg_client_app(configuration(), 4, client_data=lambda i: data[i], paillier=lambda i: None)

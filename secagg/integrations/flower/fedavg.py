@@ -28,6 +28,7 @@ id (a ``query`` message) and starts once all ``num_clients`` have answered, with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -39,8 +40,9 @@ from collections.abc import Callable
 import numpy as np
 
 from secagg.encoding import FixedPointEncoder
-from secagg.errors import AbortError, ParameterError, ProtocolViolation
+from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation
 from secagg.integrations.flower.mod import _Mod
+from secagg.integrations.flower.paillier import _BankMod, run_paillier_session
 from secagg.integrations.flower.records import SessionSetup, check_finite_positive
 from secagg.integrations.flower.workflow import SecureRoundReport, run_masking_session
 from secagg.protocol.derivation import Round
@@ -61,21 +63,25 @@ def _check_fedavg(fedavg) -> None:
 
     if not isinstance(fedavg, FedAvg):
         raise ParameterError(f"needs a secagg.fedavg.FedAvg, got {type(fedavg).__name__}")
-    if fedavg.aggregator.name != "masking":
-        raise ParameterError(f"FedAvg on Flower runs the masking aggregator; this configuration's is "
-                             f"{fedavg.aggregator.name!r}")
-    if fedavg.aggregator.malicious:
+    if fedavg.aggregator.name not in ("masking", "paillier"):
+        raise ParameterError(f"FedAvg on Flower runs the masking or the Paillier aggregator; this configuration's "
+                             f"is {fedavg.aggregator.name!r}")
+    if getattr(fedavg.aggregator, "malicious", False):
         raise ParameterError("FedAvg on Flower runs the honest-but-curious masking mode; the malicious-server mode "
                              "(signatures, consistency check) is not wired to Flower node identities yet")
 
 
 def flower_apps(fedavg, num_clients: int, *, client_data: Callable[[int], tuple[np.ndarray, np.ndarray]],
-                eval_data: tuple[np.ndarray, np.ndarray] | None = None, **server_options):
+                eval_data: tuple[np.ndarray, np.ndarray] | None = None, paillier: Callable | None = None,
+                **server_options):
     """``(server_app, client_app)`` running ``fedavg`` on Flower over ``num_clients`` nodes.
 
     ``client_data(i)`` returns client ``i``'s ``(X, y)``; it runs on the node whose ``partition-id``
     is ``i`` (Flower's simulation numbers them ``0..n-1``; a SuperNode gets it from
     ``--node-config "partition-id=i"``). ``eval_data`` is evaluated by the server after every round.
+    On the Paillier path (``fedavg``'s aggregator a ``PaillierAggregator(keys=(public, None),
+    verify_keys=...)``), ``paillier(i)`` returns bank ``i``'s mod,
+    :func:`~secagg.integrations.flower.make_secagg_paillier_mod` with its own key share and identity.
     ``server_options`` go to :class:`FedAvgWorkflow` (``callback``, ``timeout``, ``join_timeout``).
     After the run, ``fedavg.history`` holds the rounds and ``fedavg.weights`` the model.
     """
@@ -84,7 +90,7 @@ def flower_apps(fedavg, num_clients: int, *, client_data: Callable[[int], tuple[
     workflow = FedAvgWorkflow(fedavg, num_clients, eval_data=eval_data, **server_options)
     server_app = ServerApp()
     server_app.main()(workflow)
-    return server_app, fedavg_client_app(fedavg, num_clients, client_data=client_data)
+    return server_app, fedavg_client_app(fedavg, num_clients, client_data=client_data, paillier=paillier)
 
 
 class FedAvgWorkflow:
@@ -172,14 +178,31 @@ class FedAvgWorkflow:
     # ------------------------------------------------------------------ one round
 
     def run_round(self, grid, plan) -> SecureRoundReport:
-        """One FedAvg round: the masking session among ``plan.cohort``'s nodes, then the task's
-        decoding, server update, evaluation and record."""
-        from flwr.app import ConfigRecord, RecordDict
+        """One FedAvg round: the session among ``plan.cohort``'s nodes (masking, or a Paillier
+        round), then the task's decoding, server update, evaluation and record."""
+        from secagg.transport.sessions import PaillierSpec
 
         started = time.perf_counter()
         index = int(plan.header["round"])
-        cohort = tuple(plan.cohort)
-        client_of = {self.nodes[c]: c for c in cohort}
+        client_of = {self.nodes[c]: c for c in plan.cohort}
+        if isinstance(plan.spec, PaillierSpec):
+            report, aggregate = self._paillier_session(grid, plan, client_of)
+        else:
+            report, aggregate = self._masking_session(grid, plan, client_of)
+        self.reports.append(report)
+        for node, why in report.errors.items():
+            logger.warning("FedAvg round %d: client %d (node %s) failed or refused: %s", index, client_of[node], node,
+                           why)
+        self.task.finish_session(plan, aggregate, sorted(client_of[n] for n in report.survivors), {}, report.aborted,
+                                 time.perf_counter() - started,
+                                 misbehaving={client_of[n]: why for n, why in report.misbehaving.items()},
+                                 refused={client_of[n]: why for n, why in report.errors.items()})
+        return report
+
+    def _masking_session(self, grid, plan, client_of: dict[int, int]):
+        from flwr.app import ConfigRecord, RecordDict
+
+        index, cohort = int(plan.header["round"]), tuple(plan.cohort)
         config, own = plan.spec.config, self.task.codec.encoder
         encoder = FixedPointEncoder(num_clients=config.num_clients, max_weight=own.max_weight, clip=own.clip,
                                     fractional_bits=own.fractional_bits, modulus_bits=config.modulus_bits)
@@ -196,16 +219,33 @@ class FedAvgWorkflow:
         report = SecureRoundReport(index + 1, list(setup.node_ids))
         result = run_masking_session(grid, setup, report, group_id=f"fedavg-{index}", timeout=self.timeout,
                                      content=content)
-        self.reports.append(report)
-        for node, why in report.errors.items():
-            logger.warning("FedAvg round %d: client %d (node %s) failed or refused: %s", index, client_of[node], node,
-                           why)
-        self.task.finish_session(plan, None if result is None else result.aggregate,
-                                 sorted(client_of[n] for n in report.survivors), {}, report.aborted,
-                                 time.perf_counter() - started,
-                                 misbehaving={client_of[n]: why for n, why in report.misbehaving.items()},
-                                 refused={client_of[n]: why for n, why in report.errors.items()})
-        return report
+        return report, None if result is None else result.aggregate
+
+    def _paillier_session(self, grid, plan, client_of: dict[int, int]):
+        """One Paillier round among the cohort's banks, announced as the network coordinator announces
+        it (every bank signs its contribution over the digest of the announcement and the model)."""
+        from flwr.app import ConfigRecord, RecordDict
+
+        from secagg.paillier.roles import PaillierCoordinator
+        from secagg.transport.sessions import announcement_digest
+
+        index, cohort = int(plan.header["round"]), tuple(plan.cohort)
+        session_id = os.urandom(16)
+        header = {**plan.header, **plan.spec.header(), "session_id": session_id.hex(), "cohort": list(cohort)}
+        spec = dataclasses.replace(plan.spec, meaning={"announcement": announcement_digest(header, plan.blob)})
+        coordinator = PaillierCoordinator(spec.public, session_id, spec.verify_keys, round=spec.round,
+                                          ciphertexts=spec.scheme.plaintexts_for(spec.values),
+                                          min_contributors=spec.min_contributors, encoding=spec.encoding,
+                                          banks=cohort, corrupt_banks=self.fedavg.aggregator.corrupt_banks)
+
+        def content(node: int, round_name: str):
+            return RecordDict({FEDAVG_RECORD_KEY: ConfigRecord({"model": plan.blob})}) \
+                if round_name == "contribution" else None
+
+        report = SecureRoundReport(index + 1, sorted(client_of))
+        result = run_paillier_session(grid, coordinator, client_of, report, group_id=f"fedavg-{index}",
+                                      timeout=self.timeout, setup=json.dumps(header, sort_keys=True), content=content)
+        return report, None if result is None else result.plaintexts
 
 
 # ---------------------------------------------------------------------------- client side
@@ -252,6 +292,18 @@ class _Tasks:
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
         return task
+
+    def bank_mod(self, ctxt, paillier: Callable) -> _FedAvgBankMod:
+        """This node's Paillier bank mod: its key share and identity from ``paillier(client_id)``."""
+        task = self.task(ctxt)
+        key = (self.token, "bank", task.client_id)
+        with self._lock:
+            mod = self._cache.get(key)
+        if mod is None:
+            mod = _FedAvgBankMod(self, paillier(task.client_id), task)
+            with self._lock:
+                self._cache[key] = mod
+        return mod
 
     @staticmethod
     def load_ledger(task, ctxt) -> None:
@@ -354,23 +406,83 @@ class _FedAvgMod(_Mod):
         self.tasks.save_ledger(task, ctxt)
 
 
+class _FedAvgBankMod(_BankMod):
+    """secagg's Paillier bank mod with a FedAvg client as its input: the bank trains what ``fit``
+    trains, on the announced global model, and contributes to the round it checked."""
+
+    def __init__(self, tasks: _Tasks, bank, task) -> None:
+        if not isinstance(bank, _BankMod):
+            raise ParameterError("paillier(client_id) must return the bank's make_secagg_paillier_mod(share=..., "
+                                 f"identity=..., verify_keys=...), got {type(bank).__name__}")
+        if bank.share.index != task.client_id + 1:
+            raise ParameterError(f"client {task.client_id} holds the key share of bank {bank.share.index - 1}")
+        # with DP, no aggregate of fewer noise shares than calibrated is decrypted by this bank
+        super().__init__(bank.share, bank.identity, bank.verify_keys, max(bank.floor, task.min_sum),
+                         bank.corrupt_banks, bank.ledger)
+        self.tasks = tasks
+
+    def _contribute(self, msg, ctxt, call_next, record, data: bytes, state: dict):
+        from secagg.transport.envelope import field_of
+        from secagg.transport.sessions import client_spec, session_cohort
+
+        task = self.tasks.task(ctxt)
+        try:
+            header = json.loads(record.get("setup") or "")
+            if not isinstance(header, dict):
+                raise ValueError("not an object")
+            session = bytes.fromhex(field_of(header, "session_id", str))
+        except (ValueError, MalformedMessage) as exc:
+            raise _server_violation(f"invalid FedAvg Paillier announcement: {exc}") from None
+        if session != self._session_of(data):
+            raise _server_violation("the announcement and the round request name different sessions")
+        blob = _fedavg_record(msg, "model", bytes)
+        cohort, _ = session_cohort(header, task.client_id, task.plan.num_clients)
+        spec = client_spec(header, verify_keys=self.verify_keys, paillier=(self.public, self.share, self.floor),
+                           blob=blob, cohort=cohort)
+        bank = self._bank(session, state)
+        request = bank.read_request(data)  # before training: a refused request costs nothing
+        if request.round != spec.round:
+            raise _server_violation(f"the round request is for round {request.round}, the announcement for "
+                                    f"{spec.round}")
+        task.contributed_requests = set(state.get("models", []))
+        values = task.prepare(spec, header, blob)
+        if values is None:
+            raise _server_violation("this bank's update of this global model is already in an earlier sum: it "
+                                    "contributes once per model")
+        plaintexts = spec.scheme.pack(values)
+        if len(plaintexts) != request.ciphertexts:
+            raise _server_violation(f"the round asks for {request.ciphertexts} ciphertexts, the announced packing "
+                                    f"gives {len(plaintexts)}")
+        reply = bank.contribute(request, plaintexts, encoding=spec.encoding)
+        task.contributed(header)
+        state["models"] = sorted(task.contributed_requests)  # kept in the Context and the bank's ledger
+        return reply, bank, session, None
+
+
 def _refuse_plain_training(msg, ctxt):
     raise _server_violation("a FedAvg node trains only inside a secure-aggregation round")
 
 
-def fedavg_client_app(fedavg, num_clients: int, *, client_data: Callable[[int], tuple[np.ndarray, np.ndarray]]):
+def fedavg_client_app(fedavg, num_clients: int, *, client_data: Callable[[int], tuple[np.ndarray, np.ndarray]],
+                      paillier: Callable | None = None):
     """The ClientApp of ``fedavg``'s run over ``num_clients`` nodes (see :func:`flower_apps`): the
-    node with ``partition-id`` ``i`` is FedAvg client ``i`` and trains on ``client_data(i)``."""
+    node with ``partition-id`` ``i`` is FedAvg client ``i`` and trains on ``client_data(i)``; on
+    the Paillier path it is bank ``i``, with the mod ``paillier(i)`` returns."""
     from flwr.app import ConfigRecord, Message, RecordDict
     from flwr.client import ClientApp
 
     _check_fedavg(fedavg)
+    if (fedavg.aggregator.name == "paillier") != (paillier is not None):
+        raise ParameterError("the Paillier path needs paillier=lambda client_id: make_secagg_paillier_mod(share=..., "
+                             "identity=..., verify_keys=...) (each bank's own key share), and only it takes one")
     tasks = _Tasks(fedavg, num_clients, client_data)
     mod = _FedAvgMod(tasks)
     app = ClientApp()
 
     @app.train()
     def train(msg, ctxt):
+        if paillier is not None:
+            return tasks.bank_mod(ctxt, paillier)(msg, ctxt, _refuse_plain_training)
         return mod(msg, ctxt, _refuse_plain_training)
 
     @app.query()
