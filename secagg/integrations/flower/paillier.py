@@ -38,7 +38,7 @@ from secagg.aggregation.codec import UpdateCodec
 from secagg.encoding import FixedPointEncoder
 from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, SessionStateError
 from secagg.integrations.flower.records import check_finite_positive, flatten, message_bytes, unflatten
-from secagg.integrations.flower.workflow import SecureFitWorkflow, SecureRoundReport
+from secagg.integrations.flower.workflow import SecureFitWorkflow, SecureRoundReport, readable_reply
 from secagg.transport.envelope import field_of
 from secagg.transport.sessions import PaillierSpec, paillier_spec_from_header
 
@@ -195,14 +195,9 @@ def run_paillier_session(grid, coordinator, banks: Mapping[int, int], report: Se
             outbox = {}
             for reply in replies:
                 node = int(reply.metadata.src_node_id)
-                bank = banks.get(node)
-                if bank is None:
-                    report.failures.append(f"{round_name}: unexpected reply from node {node}")
+                if not readable_reply(reply, node in banks, round_name, report):
                     continue
-                if reply.has_error():
-                    report.failures.append(f"{round_name}: node {node} failed: {reply.error.reason}")
-                    report.errors.setdefault(node, str(reply.error.reason))
-                    continue
+                bank = banks[node]
                 try:
                     data = message_bytes(reply.content.config_records.get(PAILLIER_RECORD_KEY), round_name, node)
                     outbox = coordinator.receive(bank, data) or outbox

@@ -276,12 +276,7 @@ def _collect(server: ServerSession, setup: SessionSetup, round_name: Round, repl
     for reply in replies:
         node = int(reply.metadata.src_node_id)
         client = index.get(node)
-        if client is None or client not in asked:
-            report.failures.append(f"{round_name.value}: unexpected reply from node {node}")
-            continue
-        if reply.has_error():
-            report.failures.append(f"{round_name.value}: node {node} failed: {reply.error.reason}")
-            report.errors.setdefault(node, str(reply.error.reason))
+        if not readable_reply(reply, client is not None and client in asked, round_name.value, report):
             continue
         try:
             data = message_bytes(reply.content.config_records.get(RECORD_KEY), round_name.value, client)
@@ -298,3 +293,17 @@ def _collect(server: ServerSession, setup: SessionSetup, round_name: Round, repl
     if server.state.value == round_name.value:
         outbox = server.close_round()  # the deadline: whoever has not answered dropped out
     return outbox or {}
+
+
+def readable_reply(reply, expected: bool, round_name: str, report: SecureRoundReport) -> bool:
+    """Whether a reply is one to read: from a node asked in this round (``expected``) and not a
+    Flower error; otherwise noted in ``report`` (an error reply's reason under ``errors``)."""
+    node = int(reply.metadata.src_node_id)
+    if not expected:
+        report.failures.append(f"{round_name}: unexpected reply from node {node}")
+        return False
+    if reply.has_error():
+        report.failures.append(f"{round_name}: node {node} failed: {reply.error.reason}")
+        report.errors.setdefault(node, str(reply.error.reason))
+        return False
+    return True
