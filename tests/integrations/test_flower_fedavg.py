@@ -291,7 +291,7 @@ def test_a_node_with_other_settings_says_why_and_the_rounds_go_on_without_it(ban
 def test_configurations_flower_cannot_run_are_refused_up_front(banks):
     data = [(b.X_train, b.y_train) for b in banks]
     for options, why in (({"aggregator": "plain"}, "masking or the Paillier aggregator"),
-                         ({"aggregator_options": {"malicious": True}}, "malicious-server mode"),
+                         ({"aggregator_options": {"malicious": True}}, "needs verify_keys"),
                          ({"max_weight": None}, "max_weight")):
         with pytest.raises(ParameterError, match=why):
             flower_apps(configuration(**options), 4, client_data=lambda i: data[i])
@@ -299,6 +299,61 @@ def test_configurations_flower_cannot_run_are_refused_up_front(banks):
     three = fedavg_client_app(configuration(rounds=1), 3, client_data=lambda i: data[i])
     with pytest.raises(AbortError, match=r"missing clients \[3\].*partition-id 3"):
         flower_run(lambda: configuration(rounds=1), data, client_apps={3: three}, join_timeout=0.5)
+
+
+# ---------------------------------------------------------------------------- malicious-server mode
+
+MALICIOUS = {"malicious": True, "corrupt_fraction": 0.0, "dropout_fraction": 0.0}  # tiny rounds: no colluders
+
+@pytest.fixture(scope="module")
+def identities():
+    from secagg.crypto.randomness import TestOnlySeededRandomness
+    from secagg.crypto.signatures import IdentityKey
+
+    keys = [IdentityKey.generate(TestOnlySeededRandomness(i, b"flower-fedavg-client")) for i in range(4)]
+    return keys, {i: k.public_bytes for i, k in enumerate(keys)}
+
+
+def test_the_malicious_server_mode_signs_by_client_id_and_computes_what_fit_computes(banks, identities):
+    # each node signs with its client's identity and checks every signature against its own
+    # directory (by client id), through the session places the server announced and it checked
+    keys, directory = identities
+    data = [(b.X_train, b.y_train) for b in banks]
+    make = lambda: configuration(rounds=2, clients_per_round=3, aggregator_options=MALICIOUS)  # noqa: E731
+    local = make()
+    local.fit(data)
+    app = fedavg_client_app(make(), 4, client_data=lambda i: data[i], identity=lambda i: keys[i],
+                            verify_keys=directory)
+    fedavg, workflow, _ = flower_run(make, data, app=app, verify_keys=directory)
+    assert all(r.config.malicious and r.ok for r in workflow.reports)
+    assert [r.participants for r in fedavg.history] == [r.participants for r in local.history]
+    for mine, theirs in zip(fedavg.weights, local.weights):
+        assert np.array_equal(mine, theirs)
+    with pytest.raises(ParameterError, match="identity=lambda client_id"):
+        fedavg_client_app(make(), 4, client_data=lambda i: data[i], verify_keys=directory)
+
+
+def test_a_node_refuses_a_session_place_announced_for_another_client(banks, identities):
+    # the server names which client plays each session place (the key each place's signatures are
+    # checked against): a node given another client's place refuses before it draws a key
+    keys, directory = identities
+    data = [(b.X_train, b.y_train) for b in banks]
+    make = lambda: configuration(rounds=1, aggregator_options=MALICIOUS)  # noqa: E731
+
+    class Swapped(FedAvgWorkflow):
+        def _masking_session(self, grid, plan, client_of):
+            swapped = dict(client_of)
+            first, second = sorted(client_of)[:2]
+            swapped[first], swapped[second] = client_of[second], client_of[first]
+            return super()._masking_session(grid, plan, swapped)
+
+    app = fedavg_client_app(make(), 4, client_data=lambda i: data[i], identity=lambda i: keys[i],
+                            verify_keys=directory)
+    fedavg, workflow, _ = flower_run(make, data, app=app, workflow=Swapped, verify_keys=directory)
+    [report] = workflow.reports
+    refusals = list(report.errors.values())
+    assert len(refusals) == 2 and all("the session place of client" in why for why in refusals)
+    assert not fedavg.history[0].applied
 
 
 # ---------------------------------------------------------------------------- the Paillier path

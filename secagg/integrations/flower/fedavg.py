@@ -35,7 +35,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -58,6 +58,22 @@ _HEADER_STATE = "fedavg.header"  # the announcement a node agreed to, kept with 
 _CACHE_SIZE = 64
 
 
+def _check_verify_keys(verify_keys, num_clients: int) -> dict[int, bytes]:
+    if verify_keys is None:
+        raise ParameterError("the malicious-server mode needs verify_keys: every client's Ed25519 public key, by "
+                             "FedAvg client id")
+    keys = {int(c): bytes(k) for c, k in dict(verify_keys).items()}
+    missing = sorted(set(range(num_clients)) - set(keys))
+    if missing or any(len(k) != 32 for k in keys.values()):
+        raise ParameterError(f"verify_keys must map every client id 0..{num_clients - 1} to a 32-byte Ed25519 "
+                             f"public key (missing {missing[:10]})")
+    return keys
+
+
+def _malicious(fedavg) -> bool:
+    return bool(getattr(fedavg.aggregator, "malicious", False))
+
+
 def _check_fedavg(fedavg) -> None:
     from secagg.fedavg import FedAvg
 
@@ -66,13 +82,11 @@ def _check_fedavg(fedavg) -> None:
     if fedavg.aggregator.name not in ("masking", "paillier"):
         raise ParameterError(f"FedAvg on Flower runs the masking or the Paillier aggregator; this configuration's "
                              f"is {fedavg.aggregator.name!r}")
-    if getattr(fedavg.aggregator, "malicious", False):
-        raise ParameterError("FedAvg on Flower runs the honest-but-curious masking mode; the malicious-server mode "
-                             "(signatures, consistency check) is not wired to Flower node identities yet")
 
 
 def flower_apps(fedavg, num_clients: int, *, client_data: Callable[[int], tuple[np.ndarray, np.ndarray]],
                 eval_data: tuple[np.ndarray, np.ndarray] | None = None, paillier: Callable | None = None,
+                identity: Callable | None = None, verify_keys: Mapping[int, bytes] | None = None,
                 **server_options):
     """``(server_app, client_app)`` running ``fedavg`` on Flower over ``num_clients`` nodes.
 
@@ -82,15 +96,20 @@ def flower_apps(fedavg, num_clients: int, *, client_data: Callable[[int], tuple[
     On the Paillier path (``fedavg``'s aggregator a ``PaillierAggregator(keys=(public, None),
     verify_keys=...)``), ``paillier(i)`` returns bank ``i``'s mod,
     :func:`~secagg.integrations.flower.make_secagg_paillier_mod` with its own key share and identity.
+    In the masking path's malicious-server mode, ``identity(i)`` returns client ``i``'s Ed25519
+    :class:`~secagg.crypto.signatures.IdentityKey` and ``verify_keys`` maps every client id to its
+    public key (obtained out of band, never from the server).
     ``server_options`` go to :class:`FedAvgWorkflow` (``callback``, ``timeout``, ``join_timeout``).
     After the run, ``fedavg.history`` holds the rounds and ``fedavg.weights`` the model.
     """
     from flwr.server import ServerApp
 
-    workflow = FedAvgWorkflow(fedavg, num_clients, eval_data=eval_data, **server_options)
+    workflow = FedAvgWorkflow(fedavg, num_clients, eval_data=eval_data,
+                              verify_keys=verify_keys if _malicious(fedavg) else None, **server_options)
     server_app = ServerApp()
     server_app.main()(workflow)
-    return server_app, fedavg_client_app(fedavg, num_clients, client_data=client_data, paillier=paillier)
+    return server_app, fedavg_client_app(fedavg, num_clients, client_data=client_data, paillier=paillier,
+                                         identity=identity, verify_keys=verify_keys)
 
 
 class FedAvgWorkflow:
@@ -101,17 +120,20 @@ class FedAvgWorkflow:
     the round's cohort. ``timeout``: seconds to wait for each protocol round's replies (None: for
     all of them); a node that fails, refuses or is late is a dropout of that round, and the round's
     record names it (``refused``: its error reply; ``misbehaving``: a reply the server refused).
-    ``reports`` keeps each round's :class:`~secagg.integrations.flower.SecureRoundReport`.
+    ``verify_keys`` (client id -> Ed25519 public key): the masking malicious-server mode's
+    directory. ``reports`` keeps each round's :class:`~secagg.integrations.flower.SecureRoundReport`.
     """
 
     def __init__(self, fedavg, num_clients: int, *, eval_data: tuple[np.ndarray, np.ndarray] | None = None,
-                 callback: Callable | None = None, timeout: float | None = None, join_timeout: float = 120.0) -> None:
+                 callback: Callable | None = None, timeout: float | None = None, join_timeout: float = 120.0,
+                 verify_keys: Mapping[int, bytes] | None = None) -> None:
         from secagg.fedavg.network import FedAvgTask
 
         _check_fedavg(fedavg)
         self.timeout = None if timeout is None else check_finite_positive("timeout", timeout)
         self.join_timeout = check_finite_positive("join_timeout", join_timeout)
         self.fedavg, self.num_clients = fedavg, num_clients
+        self.verify_keys = _check_verify_keys(verify_keys, num_clients) if _malicious(fedavg) else None
         self.task = FedAvgTask(fedavg, num_clients, eval_data=eval_data, callback=callback)
         self.nodes: dict[int, int] = {}  # FedAvg client id -> Flower node id
         self.enrol_errors: dict[int, str] = {}  # node id -> why it did not enrol, or refuses the settings
@@ -207,7 +229,11 @@ class FedAvgWorkflow:
         encoder = FixedPointEncoder(num_clients=config.num_clients, max_weight=own.max_weight, clip=own.clip,
                                     fractional_bits=own.fractional_bits, modulus_bits=config.modulus_bits)
         setup = SessionSetup(os.urandom(SESSION_ID_BYTES), tuple(sorted(client_of)), config, encoder)
-        announced = json.dumps({**plan.header, "cohort": list(cohort)}, sort_keys=True)
+        places = [client_of[node] for node in setup.node_ids]  # the client id playing each session place
+        announced = json.dumps({**plan.header, "cohort": list(cohort), "places": places}, sort_keys=True)
+        verify_keys = None
+        if config.malicious:
+            verify_keys = {i: self.verify_keys[client] for i, client in enumerate(places)}  # type: ignore[index]
 
         def content(node: int, round_name: Round):
             if round_name is Round.ADVERTISE_KEYS:
@@ -218,7 +244,7 @@ class FedAvgWorkflow:
 
         report = SecureRoundReport(index + 1, list(setup.node_ids))
         result = run_masking_session(grid, setup, report, group_id=f"fedavg-{index}", timeout=self.timeout,
-                                     content=content)
+                                     verify_keys=verify_keys, content=content)
         return report, None if result is None else result.aggregate
 
     def _paillier_session(self, grid, plan, client_of: dict[int, int]):
@@ -305,6 +331,22 @@ class _Tasks:
                 self._cache[key] = mod
         return mod
 
+    def identity(self, task, identity: Callable):
+        """This node's Ed25519 identity, ``identity(client_id)`` (loaded once per process)."""
+        from secagg.crypto.signatures import IdentityKey
+
+        key = (self.token, "identity", task.client_id)
+        with self._lock:
+            found = self._cache.get(key)
+        if found is None:
+            found = identity(task.client_id)
+            if not isinstance(found, IdentityKey):
+                raise ParameterError(f"identity({task.client_id}) must return an IdentityKey, got "
+                                     f"{type(found).__name__}")
+            with self._lock:
+                self._cache[key] = found
+        return found
+
     @staticmethod
     def load_ledger(task, ctxt) -> None:
         stored = ctxt.state.config_records.get(FEDAVG_STATE_KEY)
@@ -329,10 +371,10 @@ def _fedavg_record(msg, field: str, kind: type):
     return value
 
 
-def check_round(task, setup: SessionSetup, header: dict) -> int:
+def check_round(task, setup: SessionSetup, place: int, header: dict) -> int:
     """The checks a node makes of a FedAvg round before it draws a key: the announced settings
-    are its own, it is in the announced cohort, the cohort has the job's size and the session is
-    for exactly that cohort, the masking session is at least as strong as its own aggregator's
+    are its own, it is in the announced cohort, the cohort has the job's size and the session's
+    places are exactly that cohort (this node's place, ``place``, its own client id), the masking session is at least as strong as its own aggregator's
     (threshold, graph), the session can hold the ``min_sum`` inputs it requires (DP's
     ``min_shares``), the encoding is its own and, with DP, the announced calibration is the one its
     own configuration gives. The round index, or ProtocolViolation (party ``"server"``)."""
@@ -347,6 +389,12 @@ def check_round(task, setup: SessionSetup, header: dict) -> int:
     if setup.config.num_clients != len(cohort):
         raise _server_violation(f"coordinator configured a session of {setup.config.num_clients} clients for a "
                                 f"cohort of {len(cohort)}")
+    places = header.get("places")
+    if not (isinstance(places, list) and all(type(c) is int for c in places) and sorted(places) == list(cohort)):
+        raise _server_violation("coordinator announced session places that are not the cohort's client ids")
+    if places[place] != task.client_id:
+        raise _server_violation(f"coordinator gives this node (client {task.client_id}) the session place of "
+                                f"client {places[place]}")
     policy = task.policy(task.plan.num_clients)
     policy.check_cohort(cohort)
     policy.check(setup.config)
@@ -369,9 +417,9 @@ def check_round(task, setup: SessionSetup, header: dict) -> int:
 class _FedAvgMod(_Mod):
     """secagg's masking mod with a FedAvg client as its input: the node trains what ``fit`` trains."""
 
-    def __init__(self, tasks: _Tasks) -> None:
+    def __init__(self, tasks: _Tasks, identity: Callable | None, verify_keys: dict[int, bytes] | None) -> None:
         super().__init__(None, None)
-        self.tasks = tasks
+        self.tasks, self.identity, self.directory = tasks, identity, verify_keys
 
     def _accept(self, msg, ctxt, setup: SessionSetup, client_id: int) -> dict:
         try:
@@ -380,8 +428,18 @@ class _FedAvgMod(_Mod):
             raise _server_violation(f"the FedAvg announcement is not JSON: {exc}") from None
         if not isinstance(header, dict):
             raise _server_violation("the FedAvg announcement is not a JSON object")
-        check_round(self.tasks.task(ctxt), setup, header)
+        check_round(self.tasks.task(ctxt), setup, client_id, header)
         return {_HEADER_STATE: json.dumps(header, sort_keys=True)}
+
+    def _identity_and_keys(self, ctxt, setup: SessionSetup, state: dict):
+        """Malicious-server mode: this client's identity, and each session place's key from this
+        node's own directory (by client id) through the places it checked in :func:`check_round`."""
+        if self.identity is None or self.directory is None:
+            raise ParameterError("the server asks for the malicious-server mode, but this node has no identity: "
+                                 "build the ClientApp with identity=... and verify_keys=...")
+        task = self.tasks.task(ctxt)
+        places = json.loads(state[_HEADER_STATE])["places"]
+        return self.tasks.identity(task, self.identity), {i: self.directory[c] for i, c in enumerate(places)}
 
     def _min_survivors(self, ctxt, setup: SessionSetup) -> int:
         return int(self.tasks.task(ctxt).min_sum)
@@ -464,10 +522,13 @@ def _refuse_plain_training(msg, ctxt):
 
 
 def fedavg_client_app(fedavg, num_clients: int, *, client_data: Callable[[int], tuple[np.ndarray, np.ndarray]],
-                      paillier: Callable | None = None):
+                      paillier: Callable | None = None, identity: Callable | None = None,
+                      verify_keys: Mapping[int, bytes] | None = None):
     """The ClientApp of ``fedavg``'s run over ``num_clients`` nodes (see :func:`flower_apps`): the
     node with ``partition-id`` ``i`` is FedAvg client ``i`` and trains on ``client_data(i)``; on
-    the Paillier path it is bank ``i``, with the mod ``paillier(i)`` returns."""
+    the Paillier path it is bank ``i``, with the mod ``paillier(i)`` returns; in the masking
+    malicious-server mode it signs with ``identity(i)`` and checks every signature against
+    ``verify_keys`` (client id -> key)."""
     from flwr.app import ConfigRecord, Message, RecordDict
     from flwr.client import ClientApp
 
@@ -475,8 +536,14 @@ def fedavg_client_app(fedavg, num_clients: int, *, client_data: Callable[[int], 
     if (fedavg.aggregator.name == "paillier") != (paillier is not None):
         raise ParameterError("the Paillier path needs paillier=lambda client_id: make_secagg_paillier_mod(share=..., "
                              "identity=..., verify_keys=...) (each bank's own key share), and only it takes one")
+    directory = None
+    if _malicious(fedavg):
+        if identity is None:
+            raise ParameterError("the malicious-server mode needs identity=lambda client_id: IdentityKey (each "
+                                 "client's own Ed25519 key) and verify_keys")
+        directory = _check_verify_keys(verify_keys, num_clients)
     tasks = _Tasks(fedavg, num_clients, client_data)
-    mod = _FedAvgMod(tasks)
+    mod = _FedAvgMod(tasks, identity, directory)
     app = ClientApp()
 
     @app.train()

@@ -145,7 +145,7 @@ class _Mod:
         setup, client_id = SessionSetup.from_record(record, node_id)
         kept = self._accept(msg, ctxt, setup, client_id)
         secret = os.urandom(SECRET_BYTES)
-        session = self._session(setup, client_id, secret, None, ctxt)
+        session = self._session(setup, client_id, secret, None, ctxt, kept)
         reply = session.start()
         state = {key: value for key, value in record.items() if key != "round"}
         state.update(kept)
@@ -233,7 +233,8 @@ class _Mod:
         setup, client_id = SessionSetup.from_record(state, node_id)
         return state, setup, client_id
 
-    def _session(self, setup: SessionSetup, client_id: int, secret: bytes, input_vector, ctxt) -> ClientSession:
+    def _session(self, setup: SessionSetup, client_id: int, secret: bytes, input_vector, ctxt,
+                 state: dict) -> ClientSession:
         """The session, with this node's input; without one, a stand-in session of vector length 1.
 
         Only the masked input depends on the vector length: keys, shares, the neighbour graph and
@@ -245,22 +246,24 @@ class _Mod:
         if input_vector is None:
             config = dataclasses.replace(config, vector_length=1)
             input_vector = config.ring.zeros(1)
-        verify_keys = None
-        if setup.config.malicious:
-            if self._directory is None:
-                raise ParameterError("the server asks for malicious-server mode, but this node's mod has no identity "
-                                     "key: build it with make_secagg_masking_mod(identity=..., verify_keys=...)")
-            missing = [nid for nid in setup.node_ids if nid not in self._directory]
-            if missing:
-                raise _server_violation(f"setup names nodes {missing[:5]} absent from this node's verify-key directory")
-            verify_keys = {i: self._directory[nid] for i, nid in enumerate(setup.node_ids)}
+        identity, verify_keys = self._identity_and_keys(ctxt, setup, state) if setup.config.malicious else (None, None)
         return ClientSession(config, client_id, setup.session_id, input_vector, rng=_SessionStream(secret),
-                             identity=self._identity, verify_keys=verify_keys,
-                             min_survivors=self._min_survivors(ctxt, setup))
+                             identity=identity, verify_keys=verify_keys, min_survivors=self._min_survivors(ctxt, setup))
+
+    def _identity_and_keys(self, ctxt, setup: SessionSetup, state: dict) -> tuple[IdentityKey, dict[int, bytes]]:
+        """Malicious-server mode: this node's identity and every session place's verify key, from
+        this node's own directory (Flower node id -> key), never from the server."""
+        if self._identity is None or self._directory is None:
+            raise ParameterError("the server asks for malicious-server mode, but this node's mod has no identity "
+                                 "key: build it with make_secagg_masking_mod(identity=..., verify_keys=...)")
+        missing = [nid for nid in setup.node_ids if nid not in self._directory]
+        if missing:
+            raise _server_violation(f"setup names nodes {missing[:5]} absent from this node's verify-key directory")
+        return self._identity, {i: self._directory[nid] for i, nid in enumerate(setup.node_ids)}
 
     def _replay(self, state: dict, setup: SessionSetup, client_id: int, input_vector, ctxt) -> ClientSession:
         """Rebuild the session from its secret and the server messages it has handled."""
-        session = self._session(setup, client_id, state["secret"], input_vector, ctxt)
+        session = self._session(setup, client_id, state["secret"], input_vector, ctxt, state)
         session.start()
         for i in range(int(state["handled"])):
             try:
