@@ -22,6 +22,13 @@ With DP, a node never helps unmask a sum of fewer inputs than the mechanism's ``
 (its protocol session's ``min_survivors``), refuses a session for a smaller cohort, and refuses
 a coordinator whose announced calibration is not the one its own configuration gives.
 
+On the Paillier path each round is one Paillier round
+(:func:`~secagg.integrations.flower.paillier.run_paillier_session`) announced as the network
+coordinator announces it, and each bank's node is a ``FedAvgClient`` behind the bank mod: it signs
+its contribution over the digest of the announcement and the model it was sent. In the masking
+malicious-server mode, identities are by FedAvg client id; the server names the client of each
+session place, and each node checks its own before it draws a key.
+
 Every node must be enrolled before the first round: the ServerApp asks each node for its client
 id (a ``query`` message) and starts once all ``num_clients`` have answered, within ``join_timeout``.
 """
