@@ -65,8 +65,14 @@ _HEADER_STATE = "fedavg.header"  # the announcement a node agreed to, kept with 
 _CACHE_SIZE = 64
 
 
+def _check_num_clients(num_clients: object) -> int:
+    if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 2:
+        raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
+    return num_clients
+
+
 def _check_verify_keys(verify_keys, num_clients: int) -> dict[int, bytes]:
-    if verify_keys is None:
+    if not isinstance(verify_keys, Mapping):
         raise ParameterError("the malicious-server mode needs verify_keys: every client's Ed25519 public key, by "
                              "FedAvg client id")
     keys = {int(c): bytes(k) for c, k in dict(verify_keys).items()}
@@ -123,8 +129,8 @@ class FedAvgWorkflow:
     """The ServerApp's main function for a FedAvg run: ``ServerApp().main()(FedAvgWorkflow(...))``.
 
     Enrols the ``num_clients`` nodes (within ``join_timeout`` seconds), then runs every remaining
-    round of ``fedavg``'s :class:`~secagg.fedavg.network.FedAvgTask` as one masking session among
-    the round's cohort. ``timeout``: seconds to wait for each protocol round's replies (None: for
+    round of ``fedavg``'s :class:`~secagg.fedavg.network.FedAvgTask` as one secure-aggregation
+    session among the round's cohort (masking, or a Paillier round). ``timeout``: seconds to wait for each protocol round's replies (None: for
     all of them); a node that fails, refuses or is late is a dropout of that round, and the round's
     record names it (``refused``: its error reply; ``misbehaving``: a reply the server refused).
     ``verify_keys`` (client id -> Ed25519 public key): the masking malicious-server mode's
@@ -139,7 +145,7 @@ class FedAvgWorkflow:
         _check_fedavg(fedavg)
         self.timeout = None if timeout is None else check_finite_positive("timeout", timeout)
         self.join_timeout = check_finite_positive("join_timeout", join_timeout)
-        self.fedavg, self.num_clients = fedavg, num_clients
+        self.fedavg, self.num_clients = fedavg, _check_num_clients(num_clients)
         self.verify_keys = _check_verify_keys(verify_keys, num_clients) if _malicious(fedavg) else None
         self.task = FedAvgTask(fedavg, num_clients, eval_data=eval_data, callback=callback)
         self.nodes: dict[int, int] = {}  # FedAvg client id -> Flower node id
@@ -294,9 +300,7 @@ class _Tasks:
     def __init__(self, fedavg, num_clients: int, client_data: Callable) -> None:
         if not callable(client_data):
             raise ParameterError("client_data must be a function of the client id returning its (X, y)")
-        if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 2:
-            raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
-        self.fedavg, self.num_clients, self.client_data = fedavg, num_clients, client_data
+        self.fedavg, self.num_clients, self.client_data = fedavg, _check_num_clients(num_clients), client_data
         self.token = os.urandom(16).hex()  # this app's entries in the process-wide cache
 
     def client_id(self, ctxt) -> int:
