@@ -145,7 +145,6 @@ class FedAvgTask:
             sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._lock = None
-        self._signs: dict[int, np.ndarray | None] = {}
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._lock = _lock_state_dir(self.state_dir)
@@ -236,10 +235,17 @@ class FedAvgTask:
         if self.plan.dp is not None:
             header["dp_calibration"] = self.plan.dp.mechanism.calibration()
         if self.plan.dp is not None and self.fedavg.dp.rotation:
-            seed = self.fedavg._signs_seed(index)
-            self._signs[index] = self.plan.dp.mechanism.signs(seed)
-            header["signs_seed"] = seed.hex()
+            header["signs_seed"] = self.fedavg._signs_seed(index).hex()
         return SessionPlan(self.spec, header, vector_blob(self.fedavg.server.vector), cohort=tuple(cohort))
+
+    def resume_plan(self, header: Mapping, blob: bytes, cohort) -> SessionPlan | None:
+        """The journaled session of a restarted coordinator, if it is this job's next round on the
+        current model (else None: it was recorded before the restart, or belongs elsewhere)."""
+        if header.get("task") != self.name or header.get("round") != self.completed_rounds or \
+                self.completed_rounds >= self.fedavg.rounds or header.get("fedavg") != self.announced or \
+                bytes(blob) != vector_blob(self.fedavg.server.vector):
+            return None
+        return SessionPlan(self.spec, dict(header), bytes(blob), cohort=tuple(cohort))
 
     def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds, *, misbehaving=None,
                        refused=None) -> bool:
@@ -261,8 +267,11 @@ class FedAvgTask:
                                      error_bound=self.codec.error_bound(len(survivors)))
         else:
             result = AggregateResult(None, 0.0, (), cohort, seconds, aborted=aborted)
-        record = self.fedavg._finish_round(self.plan, index, cohort, result, self._signs.pop(index, None),
-                                           self.eval_data, started, refused=refused, misbehaving=misbehaving)
+        signs = None
+        if "signs_seed" in plan.header:
+            signs = self.plan.dp.mechanism.signs(bytes.fromhex(plan.header["signs_seed"]))
+        record = self.fedavg._finish_round(self.plan, index, cohort, result, signs, self.eval_data, started,
+                                           refused=refused, misbehaving=misbehaving)
         self.history.rounds.append(record)
         self._save()
         auc = record.metrics.get("roc_auc")
@@ -488,6 +497,8 @@ class FedAvgCoordinator:
         try:
             if "max_message_bytes" not in network_options:
                 network_options["max_message_bytes"] = self._max_message_bytes(num_clients)
+            if state_dir is not None:  # the round in progress survives a restart too
+                network_options.setdefault("journal", Path(state_dir) / "session.journal")
             self.network = Coordinator(self.task, num_clients, address=address, tls=tls, deadlines=deadlines,
                                        verify_keys=verify_keys, **network_options)
         except BaseException:
