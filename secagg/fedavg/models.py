@@ -130,6 +130,22 @@ class _NumpyModel:
         X, _ = check_dataset(X, np.zeros(len(X), dtype=np.int64), self.n_features, name="X")
         return self._probabilities(X)
 
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The predicted class of every row (P(y=1) >= 0.5 for binary models)."""
+        p = self.predict_proba(X)
+        return (p >= 0.5).astype(np.int64) if p.ndim == 1 else p.argmax(axis=1).astype(np.int64)
+
+    def weight_names(self) -> list[str]:
+        """A name per weight array: ``W``/``b`` for one layer, ``W1``, ``b1``, ``W2``, ... for more."""
+        layers = len(self._weights) // 2
+        if layers == 1:
+            return ["W", "b"]
+        return [f"{kind}{i + 1}" for i in range(layers) for kind in ("W", "b")]
+
+    def describe(self) -> dict:
+        """What the weights mean beyond their names and shapes: features and classes."""
+        return {"n_features": self.n_features, "n_classes": self.n_classes}
+
     def evaluate(self, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
         X, y = check_dataset(X, y, self.n_features, self.n_classes, name="evaluation data")
         p = self._probabilities(X)
