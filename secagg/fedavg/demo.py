@@ -85,8 +85,7 @@ def _paillier_aggregator(args: argparse.Namespace, banks: int, out: IO[str] | No
     from secagg.aggregation.paillier import PaillierAggregator
 
     aggregator = PaillierAggregator(key_bits=getattr(args, "key_bits", 2048))  # names the extra if it is missing
-    with status(f"dealing a {aggregator.key_bits}-bit threshold Paillier key to {banks} banks (safe primes: "
-                "seconds to a minute)", out, enabled=not args.quiet):
+    with status(aggregator.setup_step(banks) or "setting up the Paillier aggregator", out, enabled=not args.quiet):
         aggregator.setup(banks)
     return aggregator
 
