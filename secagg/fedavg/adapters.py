@@ -424,7 +424,8 @@ class TorchModuleAdapter:
             if loss not in _LOSS_NAMES:
                 raise ParameterError(f"loss must be 'auto', 'bce', 'cross_entropy' or a callable, got {loss!r}")
         elif not callable(loss):
-            raise ParameterError(f"loss must be 'auto', 'bce', 'cross_entropy' or a callable, got {type(loss).__name__}")
+            raise ParameterError(f"loss must be 'auto', 'bce', 'cross_entropy' or a callable, got "
+                                 f"{type(loss).__name__}")
         if optimizer is not None and not callable(optimizer):
             raise ParameterError("optimizer must be a factory called as optimizer(parameters, lr=...), e.g. "
                                  f"torch.optim.Adam; got {type(optimizer).__name__}")
@@ -432,7 +433,9 @@ class TorchModuleAdapter:
             n_features = _check_int("n_features", n_features, 1)
         self._torch = torch
         self.module = module.to(device)
-        self.loss = loss.to(device) if isinstance(loss, torch.nn.Module) else loss
+        dtype = next(iter(module.parameters()), torch.zeros(())).dtype
+        # a class weight built from NumPy numbers is float64: the loss computes in the module's dtype
+        self.loss = loss.to(device=device, dtype=dtype) if isinstance(loss, torch.nn.Module) else loss
         self.optimizer = optimizer
         self.device = device
         self.n_features = n_features
@@ -519,7 +522,7 @@ class TorchModuleAdapter:
             if binary:
                 return functional.binary_cross_entropy_with_logits(scores, targets, reduction=reduction)
             return functional.cross_entropy(scores, targets, reduction=reduction)
-        loss = self.loss
+        loss: Any = self.loss
         if reduction != "mean" and isinstance(getattr(loss, "reduction", None), str):
             loss = copy.copy(loss)
             loss.reduction = reduction

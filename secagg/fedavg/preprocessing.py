@@ -71,6 +71,17 @@ class FederatedStandardScaler:
     feature, over all clients), ``mean_error_bound_`` and ``var_error_bound_`` (see the module).
     """
 
+    # set by federated_standard_scaler (absent until then, as scikit-learn's fitted attributes)
+    mean_: np.ndarray
+    var_: np.ndarray | None
+    scale_: np.ndarray | None
+    n_samples_seen_: int
+    n_features_in_: int
+    n_clipped_: np.ndarray
+    value_range_: tuple[np.ndarray, np.ndarray]
+    mean_error_bound_: np.ndarray
+    var_error_bound_: np.ndarray | None
+
     def __init__(self, *, with_mean: bool = True, with_std: bool = True) -> None:
         self.with_mean = bool(with_mean)
         self.with_std = bool(with_std)
@@ -121,14 +132,14 @@ class FederatedStandardScaler:
         X = self._check(X)
         if self.with_mean:
             X = X - self.mean_
-        if self.with_std:
+        if self.with_std and self.scale_ is not None:
             X = X / self.scale_
         return X
 
     def inverse_transform(self, X: Any, copy: bool | None = None) -> np.ndarray:
         """The inverse of :meth:`transform`."""
         X = self._check(X)
-        if self.with_std:
+        if self.with_std and self.scale_ is not None:
             X = X * self.scale_
         if self.with_mean:
             X = X + self.mean_
@@ -246,14 +257,14 @@ def federated_standard_scaler(clients: Sequence[Any], *, value_range: Any, aggre
     for X in data:
         z = np.clip((np.clip(X, low, high) - middle) / half, -1.0, 1.0)
         clipped = ((X < low) | (X > high)).sum(axis=0).astype(np.float64)
-        sums = [math.fsum(column) for column in z.T]  # correctly rounded: no error growing with the record count
-        squares = [math.fsum(column) for column in (z * z).T]
+        sums = np.array([math.fsum(column) for column in z.T])  # correctly rounded: no error growing with n
+        squares = np.array([math.fsum(column) for column in (z * z).T])
         contributions.append(np.concatenate([sums, squares, clipped]))
     result = _secure_sum(built, contributions, sizes, max_weight=cap, clip=1.0, seed=seed, progress=progress)
     total = float(result.total_weight)
-    sums, squares, clipped_count = np.split(np.asarray(result.weighted_sum, dtype=np.float64), 3)
-    m = np.clip(sums / total, -1.0, 1.0)
-    s = np.clip(squares / total, 0.0, 1.0)
+    total_z, total_z2, clipped_count = np.split(np.asarray(result.weighted_sum, dtype=np.float64), 3)
+    m = np.clip(total_z / total, -1.0, 1.0)
+    s = np.clip(total_z2 / total, 0.0, 1.0)
     # per record: the decoding error, plus float64's in z, z^2 (eps, 3 eps), the clients' sums and the division
     dm = float(result.error_bound) / total + 2 * _EPS
     ds = float(result.error_bound) / total + 4 * _EPS
@@ -307,6 +318,7 @@ def balanced_class_weight(counts: Sequence[int] | np.ndarray) -> dict[int, float
     if counts.ndim != 1 or counts.size < 2 or counts.dtype.kind not in "iu" and not np.all(counts == np.round(counts)):
         raise ParameterError("counts must be one whole number per class (two or more classes)")
     if np.any(counts <= 0):
-        raise ParameterError(f"every class needs at least one record for a balanced weight, got counts {counts.tolist()}")
+        raise ParameterError(f"every class needs at least one record for a balanced weight, got counts "
+                             f"{counts.tolist()}")
     total = float(counts.sum())
     return {c: total / (counts.size * float(n)) for c, n in enumerate(counts)}
