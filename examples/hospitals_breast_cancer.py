@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
-from secagg.fedavg import FedAvg, LogisticRegression
+from secagg.fedavg import FedAvg, NumpyLogisticRegression
 from secagg.fedavg.data import partition_dirichlet
 from secagg.fedavg.preprocessing import federated_standard_scaler
 
@@ -48,14 +48,14 @@ def main(argv=None):
     for i, (_, yh) in enumerate(clients):
         print(f"  hospital {i}: {len(yh):>3} patients, {yh.mean():.0%} benign")
 
-    fl = FedAvg(LogisticRegression(X.shape[1], l2=1e-3), aggregator="masking", rounds=args.rounds,
+    fl = FedAvg(NumpyLogisticRegression(X.shape[1], l2=1e-3), aggregator="masking", rounds=args.rounds,
                 local_epochs=2, batch_size=16, learning_rate=0.05, seed=0)
     history = fl.fit(clients, eval_data=(standardise(X_test), y_test))
     federated = history[-1].metrics
 
     alone = []
     for Xh, yh in clients:
-        model = LogisticRegression(X.shape[1], l2=1e-3)
+        model = NumpyLogisticRegression(X.shape[1], l2=1e-3)
         model.train(Xh, yh, epochs=2 * args.rounds, batch_size=16, learning_rate=0.05, proximal_mu=0.0,
                     rng=np.random.default_rng(0))
         alone.append(model.evaluate(standardise(X_test), y_test))

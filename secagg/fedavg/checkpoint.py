@@ -4,7 +4,7 @@ The file holds one float64 array per weight (``w0000``, ``w0001``, ...) and ``__
 JSON document::
 
     {"format": "secagg.fedavg.weights", "format_version": 1, "secagg_version": "...",
-     "model": {"class": "secagg.fedavg.models.LogisticRegression", "n_features": 13, "n_classes": 2},
+     "model": {"class": "secagg.fedavg.models.NumpyLogisticRegression", "n_features": 13, "n_classes": 2},
      "weights": [{"name": "W", "shape": [13, 1], "dtype": "float64"}, {"name": "b", ...}],
      "metadata": {...}}
 
@@ -74,8 +74,9 @@ def save_weights(model: ModelAdapter, path: str | os.PathLike, *, weights: list[
     target = Path(path)
     if target.suffix != ".npz":
         target = target.with_name(target.name + ".npz")
-    contents = {_key(i): a for i, a in enumerate(arrays)}
-    np.savez(target, **{_SCHEMA_KEY: np.array(json.dumps(schema, sort_keys=True))}, **contents)
+    contents: dict[str, np.ndarray] = {_key(i): a for i, a in enumerate(arrays)}
+    contents[_SCHEMA_KEY] = np.array(json.dumps(schema, sort_keys=True))
+    np.savez(target, **contents)  # type: ignore[arg-type]  # numpy's stub types the keywords as allow_pickle
     return target
 
 
@@ -122,7 +123,7 @@ def read_weights(model: ModelAdapter, path: str | os.PathLike) -> tuple[list[np.
     schema, contents = _read(path)
     own = describe_model(model)
     if schema.get("model") != own:
-        saved = schema.get("model") if isinstance(schema.get("model"), dict) else {}
+        saved: dict[str, Any] = schema["model"] if isinstance(schema.get("model"), dict) else {}
         differences = sorted(k for k in set(own) | set(saved) if own.get(k) != saved.get(k))
         described = ", ".join(f"{k} {saved.get(k)!r} (this model: {own.get(k)!r})" for k in differences)
         raise ParameterError(f"{path} holds another model: {described}")

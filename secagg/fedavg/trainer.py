@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,7 +195,8 @@ class FedAvg:
     * ``clients_per_round``: None (all), an int, or a fraction of the clients, sampled uniformly.
     * ``local_epochs``, ``batch_size``, ``learning_rate``: local mini-batch SGD; ``proximal_mu``: FedProx.
     * ``server_learning_rate``: global step on the averaged update (1.0 is plain FedAvg).
-    * ``dropout``: fraction of each round's participants that vanish, each before a random protocol
+    * ``simulated_dropout``: fraction of each round's participants that vanish (clients going
+      offline, not neural-network dropout), each before a random protocol
       round; they are simply not in that round's sum.
     * ``clip``: every coordinate of a client's update is clipped to ``[-clip, clip]`` before it is
       weighted (the fixed-point range of the masking path is sized from it).
@@ -208,7 +210,7 @@ class FedAvg:
       weight 1, and the server divides the noisy sum by the cohort size (public, fixed). At record
       level (cross-silo DP-SGD) every institution takes part in every round, which is one noisy
       gradient step of size ``learning_rate`` on its Poisson-sampled records (``local_epochs``,
-      ``batch_size`` and ``proximal_mu`` do not apply). ``dropout`` must not exceed
+      ``batch_size`` and ``proximal_mu`` do not apply). ``simulated_dropout`` must not exceed
       ``dp.dropout_tolerance``; with DP both are turned into a number of parties the same way
       (:func:`~secagg.dp.config.tolerated_dropouts`). A second :meth:`fit` continues the same private
       run (epsilon keeps composing) and is refused unless it has the same clients, cohort and model
@@ -229,10 +231,10 @@ class FedAvg:
     def __init__(self, model: ModelAdapter, *, aggregator: str | Aggregator = "masking", rounds: int = 20,
                  clients_per_round: int | float | None = None, local_epochs: int = 1, batch_size: int = 32,
                  learning_rate: float = 0.1, proximal_mu: float = 0.0, server_learning_rate: float = 1.0,
-                 dropout: float = 0.0, clip: float = 1.0, max_weight: float | None = None,
+                 simulated_dropout: float = 0.0, clip: float = 1.0, max_weight: float | None = None,
                  seed: int | None = None, aggregator_options: dict | None = None,
                  dp: DPConfig | None = None, dp_sampling_source: RandomSource | None = None,
-                 on_abort: str = "skip", progress: bool = True) -> None:
+                 on_abort: str = "skip", progress: bool = True, dropout: float | None = None) -> None:
         if not isinstance(model, ModelAdapter):
             raise ParameterError("model must implement the ModelAdapter protocol "
                                  "(get_weights, set_weights, train, evaluate, copy)")
@@ -240,8 +242,15 @@ class FedAvg:
             raise ParameterError(f"on_abort must be one of {', '.join(map(repr, ON_ABORT))}, got {on_abort!r}")
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ParameterError(f"rounds must be a positive int, got {rounds!r}")
+        if dropout is not None:
+            warnings.warn("FedAvg(dropout=...) is now simulated_dropout= (it reads as neural-network dropout); "
+                          "the old name goes in the next release", DeprecationWarning, stacklevel=2)
+            if simulated_dropout:
+                raise ParameterError("give simulated_dropout only (dropout is its deprecated name)")
+            simulated_dropout = dropout
+        dropout = simulated_dropout
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ParameterError(f"dropout must be a fraction in [0, 1), got {dropout!r}")
+            raise ParameterError(f"simulated_dropout must be a fraction in [0, 1), got {dropout!r}")
         if not (isinstance(clip, (int, float)) and math.isfinite(clip) and clip > 0):
             raise ParameterError(f"clip must be a positive number, got {clip!r}")
         if max_weight is not None and not (math.isfinite(max_weight) and max_weight >= 1):
@@ -257,8 +266,8 @@ class FedAvg:
             if not isinstance(dp, DPConfig):
                 raise ParameterError(f"dp must be a secagg.dp.DPConfig, got {type(dp).__name__}")
             if dropout > dp.dropout_tolerance:
-                raise ParameterError(f"dropout {dropout} exceeds dp.dropout_tolerance {dp.dropout_tolerance}: the "
-                                     "noise would not cover the rounds' sums")
+                raise ParameterError(f"simulated_dropout {dropout} exceeds dp.dropout_tolerance "
+                                     f"{dp.dropout_tolerance}: the noise would not cover the rounds' sums")
             if dp.mechanism == "skellam" and dp.level == "record" and dp.record_sampling_rate < 1:
                 raise ParameterError("Skellam noise is accounted only without sampling: record-level Skellam needs "
                                      "record_sampling_rate=1; use mechanism='dgauss' with sampling")
@@ -268,7 +277,7 @@ class FedAvg:
                                          "clients_per_round None (records are sampled instead)")
                 if not callable(getattr(model, "per_example_gradients", None)):
                     raise ParameterError("record-level DP needs a model with per_example_gradients(X, y) "
-                                         "(LogisticRegression, MLP, TorchModuleAdapter)")
+                                         "(NumpyLogisticRegression, NumpyMLP, TorchModuleAdapter)")
             from secagg.dp.accounting import require_dp_accounting
 
             require_dp_accounting()  # the missing `dp` extra is named now, before anything trains
@@ -282,7 +291,7 @@ class FedAvg:
         self.local_epochs, self.batch_size = local_epochs, batch_size
         self.learning_rate, self.proximal_mu = float(learning_rate), float(proximal_mu)
         self.server_learning_rate = float(server_learning_rate)
-        self.dropout, self.clip, self.max_weight = float(dropout), float(clip), max_weight
+        self.simulated_dropout, self.clip, self.max_weight = float(dropout), float(clip), max_weight
         self.seed = seed
         self.dp = dp
         self.dp_sampling_source = dp_sampling_source
@@ -296,6 +305,12 @@ class FedAvg:
     def weights(self) -> list[np.ndarray]:
         """The global model's weights."""
         return self.server.weights
+
+    @property
+    def dropout(self) -> float:
+        """Deprecated name of :attr:`simulated_dropout`."""
+        warnings.warn("FedAvg.dropout is now simulated_dropout", DeprecationWarning, stacklevel=2)
+        return self.simulated_dropout
 
     def _rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng(None if self.seed is None else [self.seed, *key])
@@ -403,11 +418,10 @@ class FedAvg:
             return
         perfect = {"accuracy": 1.0, "roc_auc": 1.0, "average_precision": 1.0, "loss": 0.0}
         constant = {}
-        for name in moved[0].metrics:
-            values = [r.metrics.get(name) for r in moved]
-            if name != "accuracy" and all(v == values[0] for v in values) and math.isfinite(values[0]) \
-                    and perfect.get(name) != values[0]:
-                constant[name] = values[0]
+        for name, first in moved[0].metrics.items():
+            if name != "accuracy" and all(r.metrics.get(name) == first for r in moved) and math.isfinite(first) \
+                    and perfect.get(name) != first:
+                constant[name] = first
         if not constant:
             return
         hint = " (a ROC-AUC of exactly 0.5: every example gets the same score, e.g. a sigmoid saturated by " \
@@ -531,8 +545,8 @@ class FedAvg:
 
     def _simulated_drops(self, plan: _RunPlan, index: int, participants: list[int]) -> dict[str, list[int]]:
         """In-process only: which participants vanish, each before a random protocol round."""
-        count = tolerated_dropouts(self.dropout, len(participants)) if plan.dp is not None else \
-            round(self.dropout * len(participants))
+        count = tolerated_dropouts(self.simulated_dropout, len(participants)) if plan.dp is not None else \
+            round(self.simulated_dropout * len(participants))
         drop_rng = self._rng(2, index)
         vanishing = drop_rng.choice(participants, size=count, replace=False).tolist() if count else []
         drop: dict[str, list[int]] = {name: [] for name in DROP_ROUNDS}

@@ -418,8 +418,11 @@ def test_torch_clients_may_be_dataloaders():
     for _ in range(2):
         torch.manual_seed(0)
         steps = []
-        model = TorchModuleAdapter(torch.nn.Linear(6, 2), loss=lambda out, t: (steps.append(len(t)),
-                                                                              torch.nn.functional.cross_entropy(out, t))[1])
+        def loss(out, targets):
+            steps.append(len(targets))
+            return torch.nn.functional.cross_entropy(out, targets)
+
+        model = TorchModuleAdapter(torch.nn.Linear(6, 2), loss=loss)
         fl = FedAvg(model, aggregator="plain", rounds=2, learning_rate=0.1, batch_size=999, seed=3)
         history = fl.fit(loaders_of(torch, clients, batch_size=50), eval_data=(X, y))
         runs.append(fl.weights)
@@ -470,11 +473,11 @@ def test_torch_per_example_gradients_are_each_records_own_gradient():
 
 def test_torch_per_example_gradients_equal_the_numpy_logistic_regressions():
     torch = torch_or_skip()
-    from secagg.fedavg import LogisticRegression
+    from secagg.fedavg import NumpyLogisticRegression
     from secagg.fedavg.adapters import TorchModuleAdapter
 
     X, y = problem(11, n=40)
-    numpy_model = LogisticRegression(6)
+    numpy_model = NumpyLogisticRegression(6)
     numpy_model.set_weights([np.linspace(-1, 1, 6)[:, None], np.array([0.3])])
     torch_model = TorchModuleAdapter(torch.nn.Linear(6, 1))
     torch_model.set_weights([numpy_model.get_weights()[0].T, numpy_model.get_weights()[1]])
@@ -516,7 +519,7 @@ def five_banks_against_pooled(seed):
 
     clients, (X_test, y_test) = bank_problem(5, 3000, seed=seed)
     counts = federated_class_counts(clients, 2, seed=0)
-    pos_weight = float(counts[0] / counts[1])
+    pos_weight = counts[0] / counts[1]  # a NumPy float64: the adapter casts the loss's weight to float32
 
     def model():
         torch.manual_seed(0)

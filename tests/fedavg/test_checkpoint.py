@@ -6,7 +6,7 @@ import pytest
 
 from secagg._version import __version__
 from secagg.errors import ParameterError
-from secagg.fedavg import MLP, FedAvg, LogisticRegression
+from secagg.fedavg import FedAvg, NumpyLogisticRegression, NumpyMLP
 from secagg.fedavg.checkpoint import load_weights, read_schema, save_weights
 from tests.fedavg.test_trainer import blobs
 
@@ -19,33 +19,33 @@ def trained(model, rounds=2):
 
 
 def test_the_global_model_saves_and_loads_with_its_schema(tmp_path):
-    fl, (X, _) = trained(LogisticRegression(8))
+    fl, (X, _) = trained(NumpyLogisticRegression(8))
     path = fl.save(tmp_path / "fraud-model")
     assert path.name == "fraud-model.npz"
     schema = read_schema(path)
     assert schema["format"] == "secagg.fedavg.weights" and schema["format_version"] == 1
     assert schema["secagg_version"] == __version__
-    assert schema["model"] == {"class": "secagg.fedavg.models.LogisticRegression", "n_features": 8, "n_classes": 2}
+    assert schema["model"] == {"class": "secagg.fedavg.models.NumpyLogisticRegression", "n_features": 8, "n_classes": 2}
     assert schema["weights"] == [{"name": "W", "shape": [8, 1], "dtype": "float64"},
                                  {"name": "b", "shape": [1], "dtype": "float64"}]
     assert schema["metadata"]["rounds"] == 2 and schema["metadata"]["aggregator"] == "plain"
-    fresh = FedAvg(LogisticRegression(8), aggregator="plain")
+    fresh = FedAvg(NumpyLogisticRegression(8), aggregator="plain")
     assert not np.allclose(fresh.predict_proba(X), fl.predict_proba(X))
     fresh.load_weights(path)
     assert all(np.array_equal(a, b) for a, b in zip(fresh.weights, fl.weights))
     assert np.array_equal(fresh.predict_proba(X), fl.predict_proba(X))
-    bare = LogisticRegression(8)
+    bare = NumpyLogisticRegression(8)
     load_weights(bare, path)  # a bare model, e.g. the bank's scoring service
     assert np.array_equal(bare.predict_proba(X), fl.predict_proba(X)[:, 1])
 
 
 @pytest.mark.parametrize("other, match", [
-    (LogisticRegression(7), "n_features 8 .*this model: 7"),
-    (LogisticRegression(8, n_classes=3), "n_classes 2 .*this model: 3"),
-    (MLP(8, hidden=(4,)), "class 'secagg.fedavg.models.LogisticRegression'"),
+    (NumpyLogisticRegression(7), "n_features 8 .*this model: 7"),
+    (NumpyLogisticRegression(8, n_classes=3), "n_classes 2 .*this model: 3"),
+    (NumpyMLP(8, hidden=(4,)), "class 'secagg.fedavg.models.NumpyLogisticRegression'"),
 ])
 def test_a_mismatched_model_is_refused_and_left_unchanged(tmp_path, other, match):
-    fl, _ = trained(LogisticRegression(8))
+    fl, _ = trained(NumpyLogisticRegression(8))
     path = fl.save(tmp_path / "m.npz")
     before = other.get_weights()
     with pytest.raises(ParameterError, match=match):
@@ -54,12 +54,12 @@ def test_a_mismatched_model_is_refused_and_left_unchanged(tmp_path, other, match
 
 
 def test_another_architecture_of_the_same_class_is_refused(tmp_path):
-    fl, _ = trained(MLP(8, hidden=(4,), seed=1))
+    fl, _ = trained(NumpyMLP(8, hidden=(4,), seed=1))
     path = fl.save(tmp_path / "m.npz")
     with pytest.raises(ParameterError, match="shape"):
-        FedAvg(MLP(8, hidden=(5,)), aggregator="plain").load_weights(path)
+        FedAvg(NumpyMLP(8, hidden=(5,)), aggregator="plain").load_weights(path)
     with pytest.raises(ParameterError, match=r"weights \['W1', 'b1', 'W2', 'b2'\], this model \['W1', 'b1', 'W2', "):
-        FedAvg(MLP(8, hidden=(4, 4)), aggregator="plain").load_weights(path)
+        FedAvg(NumpyMLP(8, hidden=(4, 4)), aggregator="plain").load_weights(path)
 
 
 def rewrite(path, target, change):
@@ -90,9 +90,9 @@ def set_schema(contents, edit):
     (lambda c: set_schema(c, lambda s: s["weights"][0].update(name="V")), r"weights \['V', 'b'\]"),
 ])
 def test_a_tampered_file_is_refused_before_anything_changes(tmp_path, change, match):
-    fl, _ = trained(LogisticRegression(8))
+    fl, _ = trained(NumpyLogisticRegression(8))
     path = rewrite(fl.save(tmp_path / "m.npz"), tmp_path / "bad.npz", change)
-    model = LogisticRegression(8)
+    model = NumpyLogisticRegression(8)
     with pytest.raises(ParameterError, match=match):
         load_weights(model, path)
     assert all(np.all(w == 0) for w in model.get_weights())
@@ -110,13 +110,13 @@ def test_a_pickle_in_the_file_is_never_unpickled(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, __schema__=np.array([Payload()], dtype=object), w0000=np.array([Payload()], dtype=object))
     with pytest.raises(ParameterError, match="not a secagg weights file"):
-        load_weights(LogisticRegression(8), path)
+        load_weights(NumpyLogisticRegression(8), path)
     assert executed == []
     (tmp_path / "text.npz").write_text("not a zip")
     with pytest.raises(ParameterError, match="not a secagg weights file"):
-        load_weights(LogisticRegression(8), tmp_path / "text.npz")
+        load_weights(NumpyLogisticRegression(8), tmp_path / "text.npz")
     with pytest.raises(ParameterError, match="no such file"):
-        load_weights(LogisticRegression(8), tmp_path / "missing.npz")
+        load_weights(NumpyLogisticRegression(8), tmp_path / "missing.npz")
     assert zipfile.is_zipfile(path)  # the refusal is about the contents, not the container
 
 
@@ -167,4 +167,4 @@ def test_a_torch_model_round_trips_and_refuses_another_module(tmp_path):
 
 def test_weights_of_the_wrong_shape_are_not_saved(tmp_path):
     with pytest.raises(ParameterError, match="shape"):
-        save_weights(LogisticRegression(8), tmp_path / "x.npz", weights=[np.zeros((7, 1)), np.zeros(1)])
+        save_weights(NumpyLogisticRegression(8), tmp_path / "x.npz", weights=[np.zeros((7, 1)), np.zeros(1)])

@@ -8,7 +8,7 @@ import pytest
 
 from secagg.aggregation.plain import PlainAggregator
 from secagg.errors import AbortError, ParameterError
-from secagg.fedavg import FedAvg, LogisticRegression
+from secagg.fedavg import FedAvg, NumpyLogisticRegression
 from tests.fedavg.test_trainer import blobs
 
 
@@ -19,7 +19,7 @@ def warnings_of(caplog):
 def aborting(on_abort, rounds=3):
     """Masking rounds that cannot finish: 4 banks, threshold 3, two dropping out every round."""
     clients, _ = blobs(5, clients=4)
-    fl = FedAvg(LogisticRegression(8), aggregator="masking", rounds=rounds, dropout=0.5, seed=0,
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator="masking", rounds=rounds, simulated_dropout=0.5, seed=0,
                 aggregator_options={"threshold": 3}, on_abort=on_abort)
     return fl, clients
 
@@ -50,13 +50,13 @@ def test_on_abort_raise_stops_at_the_first_aborted_round():
     assert len(fl.history) == 1 and fl.history[0].aborted
     assert all(np.array_equal(a, b) for a, b in zip(fl.model.get_weights(), fl.weights))
     with pytest.raises(ParameterError, match="on_abort"):
-        FedAvg(LogisticRegression(8), on_abort="ignore")
+        FedAvg(NumpyLogisticRegression(8), on_abort="ignore")
 
 
 def test_a_run_without_aborts_or_oddities_says_nothing(caplog):
     clients, test = blobs(6)
     with caplog.at_level(logging.WARNING, logger="secagg.fedavg"):
-        FedAvg(LogisticRegression(8), aggregator="plain", rounds=4, seed=0).fit(clients, eval_data=test)
+        FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=4, seed=0).fit(clients, eval_data=test)
     assert warnings_of(caplog) == []
 
 
@@ -64,7 +64,7 @@ def test_a_roc_auc_of_exactly_one_half_every_round_is_warned_about(caplog):
     # unscaled features (here: values around 10^4) saturate the sigmoid: every score is exactly 0 or 1
     clients, (X_test, y_test) = blobs(7)
     shift = lambda X: X * 50 + 10_000  # noqa: E731
-    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=4, seed=0)
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=4, seed=0)
     with caplog.at_level(logging.WARNING, logger="secagg.fedavg"):
         history = fl.fit([(shift(X), y) for X, y in clients], eval_data=(shift(X_test), y_test))
     assert history.metric("roc_auc") == [0.5] * 4
@@ -77,7 +77,7 @@ def test_missing_dp_extra_is_named_at_construction(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "dp_accounting", None)
     trained = []
-    model = LogisticRegression(8)
+    model = NumpyLogisticRegression(8)
     model.train = lambda *a, **k: trained.append(1)
     with pytest.raises(ImportError) as raised:
         FedAvg(model, aggregator="plain", dp=DPConfig(epsilon=1.0))
@@ -94,10 +94,10 @@ class SlowSetup(PlainAggregator):
 
 def test_a_long_set_up_step_is_announced_on_stderr(capsys):
     clients, _ = blobs(8, clients=3)
-    FedAvg(LogisticRegression(8), aggregator=SlowSetup(), rounds=1, seed=0).fit(clients)
+    FedAvg(NumpyLogisticRegression(8), aggregator=SlowSetup(), rounds=1, seed=0).fit(clients)
     err = capsys.readouterr().err
     assert "dealing keys to 3 clients ..." in err and "dealing keys to 3 clients: done in" in err
-    FedAvg(LogisticRegression(8), aggregator=SlowSetup(), rounds=1, seed=0, progress=False).fit(clients)
+    FedAvg(NumpyLogisticRegression(8), aggregator=SlowSetup(), rounds=1, seed=0, progress=False).fit(clients)
     assert capsys.readouterr().err == ""
 
 
@@ -114,7 +114,7 @@ def test_the_paillier_key_dealing_is_the_announced_step():
 
 def test_predictions_of_the_global_model():
     clients, (X, y) = blobs(9)
-    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=3, seed=0)
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=3, seed=0)
     history = fl.fit(clients)
     assert isinstance(history, type(fl.history))  # fit still returns the History
     probabilities = fl.predict_proba(X)
@@ -124,7 +124,7 @@ def test_predictions_of_the_global_model():
     assert (fl.predict(X) == y).mean() > 0.85
     fl.model.set_weights([w * 0 for w in fl.weights])  # whatever a callback left in the model
     assert np.allclose(fl.predict_proba(X)[:, 1], fl.model.predict_proba(X))  # the global model, always
-    multi = FedAvg(LogisticRegression(8, n_classes=3), aggregator="plain", rounds=1, seed=0)
+    multi = FedAvg(NumpyLogisticRegression(8, n_classes=3), aggregator="plain", rounds=1, seed=0)
     multi.fit([(X, np.argmax(X[:, :3], axis=1))] * 2)
     assert multi.predict_proba(X).shape == (len(X), 3)
 
@@ -132,7 +132,7 @@ def test_predictions_of_the_global_model():
 def test_a_model_without_probabilities_cannot_predict_them():
     class Bare:
         def __init__(self):
-            self.inner = LogisticRegression(8)
+            self.inner = NumpyLogisticRegression(8)
 
         def get_weights(self):
             return self.inner.get_weights()
