@@ -230,7 +230,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             tmp.write_text(str(port))
             tmp.replace(args.port_file)
 
-    coordinator.serve(on_started=started)
+    from secagg.transport.grpc_log import watch_grpc_log
+
+    network = coordinator.network if hasattr(coordinator, "network") else coordinator
+    with watch_grpc_log(network.grpc_log_line):  # failed TLS handshakes become security events
+        coordinator.serve(on_started=started)
+    if network.security_events:
+        print(f"security events: {dict(sorted(network.security_events.items()))}")
     if args.task == "sum":
         if task.aborted:
             print(f"session ABORTED: {task.aborted}")

@@ -74,14 +74,13 @@ def _fractional_bits(fedavg: FedAvg) -> int:
 def announcement(fedavg: FedAvg, plan: _RunPlan) -> dict:
     """Everything about a round that a participant must have agreed to, as JSON: the settings
     every party of the run shares. Both roles compute it from their own FedAvg; they must match."""
-    dp = None
-    if fedavg.dp is not None:
-        dp = {name: getattr(fedavg.dp, name) for name in sorted(fedavg.dp.__dataclass_fields__)}
+    dp = fedavg.dp.to_dict() if fedavg.dp is not None else None
     return {"rounds": fedavg.rounds, "clients": plan.num_clients, "per_round": plan.per_round,
             "local_epochs": fedavg.local_epochs, "batch_size": fedavg.batch_size,
             "learning_rate": fedavg.learning_rate, "proximal_mu": fedavg.proximal_mu,
             "server_learning_rate": fedavg.server_learning_rate, "clip": fedavg.clip, "max_weight": plan.cap,
-            "aggregator": fedavg.aggregator.name, "fractional_bits": _fractional_bits(fedavg), "dp": dp}
+            "aggregator": fedavg.aggregator.name, "fractional_bits": _fractional_bits(fedavg), "dp": dp,
+            "record_counts": list(fedavg.record_counts) if fedavg.record_counts is not None else None}
 
 
 def _same_json(announced: object, own: object) -> bool:
@@ -146,7 +145,6 @@ class FedAvgTask:
             sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._lock = None
-        self._signs: dict[int, np.ndarray | None] = {}
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._lock = _lock_state_dir(self.state_dir)
@@ -234,11 +232,20 @@ class FedAvgTask:
             return None
         cohort = self.fedavg._cohort(self.plan, index)
         header = {"task": self.name, "round": index, "fedavg": self.announced}
+        if self.plan.dp is not None:
+            header["dp_calibration"] = self.plan.dp.mechanism.calibration()
         if self.plan.dp is not None and self.fedavg.dp.rotation:
-            seed = self.fedavg._signs_seed(index)
-            self._signs[index] = self.plan.dp.mechanism.signs(seed)
-            header["signs_seed"] = seed.hex()
+            header["signs_seed"] = self.fedavg._signs_seed(index).hex()
         return SessionPlan(self.spec, header, vector_blob(self.fedavg.server.vector), cohort=tuple(cohort))
+
+    def resume_plan(self, header: Mapping, blob: bytes, cohort) -> SessionPlan | None:
+        """The journaled session of a restarted coordinator, if it is this job's next round on the
+        current model (else None: it was recorded before the restart, or belongs elsewhere)."""
+        if header.get("task") != self.name or header.get("round") != self.completed_rounds or \
+                self.completed_rounds >= self.fedavg.rounds or header.get("fedavg") != self.announced or \
+                bytes(blob) != vector_blob(self.fedavg.server.vector):
+            return None
+        return SessionPlan(self.spec, dict(header), bytes(blob), cohort=tuple(cohort))
 
     def finish_session(self, plan, aggregate, survivors, dropped, aborted, seconds, *, misbehaving=None,
                        refused=None) -> bool:
@@ -260,8 +267,11 @@ class FedAvgTask:
                                      error_bound=self.codec.error_bound(len(survivors)))
         else:
             result = AggregateResult(None, 0.0, (), cohort, seconds, aborted=aborted)
-        record = self.fedavg._finish_round(self.plan, index, cohort, result, self._signs.pop(index, None),
-                                           self.eval_data, started, refused=refused, misbehaving=misbehaving)
+        signs = None
+        if "signs_seed" in plan.header:
+            signs = self.plan.dp.mechanism.signs(bytes.fromhex(plan.header["signs_seed"]))
+        record = self.fedavg._finish_round(self.plan, index, cohort, result, signs, self.eval_data, started,
+                                           refused=refused, misbehaving=misbehaving)
         self.history.rounds.append(record)
         self._save()
         auc = record.metrics.get("roc_auc")
@@ -327,6 +337,10 @@ class FedAvgClient:
         self.X, self.y = check_dataset(X, y, getattr(fedavg.model, "n_features", None),
                                        getattr(fedavg.model, "n_classes", None), name="client data")
         self.plan = fedavg._plan(num_clients)
+        counts = fedavg.record_counts
+        if counts is not None and self.X.shape[0] > counts[client_id]:
+            raise ParameterError(f"this client holds {self.X.shape[0]} records, more than the job's public record "
+                                 f"count {counts[client_id]} for it: the noise and the grid were sized for that")
         self.model = fedavg.model.copy()
         self.template = fedavg.server.weights
         self.dimension = fedavg.server.vector.size
@@ -432,6 +446,11 @@ class FedAvgClient:
             raise ProtocolViolation(f"coordinator announced a session this job cannot encode into: {exc}",
                                     party="server") from None
         signs = None
+        if self.plan.dp is not None:
+            try:
+                self.plan.dp.mechanism.check_calibration(dict(header).get("dp_calibration"))
+            except ParameterError as exc:
+                raise ProtocolViolation(f"coordinator announced another DP calibration: {exc}", party="server") from None
         if self.plan.dp is not None and self.fedavg.dp.rotation:
             try:
                 seed = bytes.fromhex(field_of(dict(header), "signs_seed", str))
@@ -478,6 +497,8 @@ class FedAvgCoordinator:
         try:
             if "max_message_bytes" not in network_options:
                 network_options["max_message_bytes"] = self._max_message_bytes(num_clients)
+            if state_dir is not None:  # the round in progress survives a restart too
+                network_options.setdefault("journal", Path(state_dir) / "session.journal")
             self.network = Coordinator(self.task, num_clients, address=address, tls=tls, deadlines=deadlines,
                                        verify_keys=verify_keys, **network_options)
         except BaseException:

@@ -222,6 +222,10 @@ class FedAvg:
       stops with :class:`~secagg.errors.AbortError` at the first (its record is in :attr:`history`).
     * ``progress``: say on standard error when a long set-up step starts and how long it took
       (dealing a Paillier key: seconds to a minute), with a spinner on a terminal with ``rich``.
+    * ``record_counts``: record-level DP outside the in-process fit (network, Flower): each client's
+      record count, public or a public upper bound (a client holding more refuses to take part);
+      the mechanism's grid and the expected batch are sized from them. In-process they replace the
+      data's own sizes, so every runtime calibrates the same mechanism.
     * ``dp_sampling_source``: TEST ONLY. A deterministic :class:`~secagg.crypto.randomness.RandomSource`
       (e.g. ``TestOnlySeededRandomness``) for the DP sampling, to replay a run; None (the default)
       draws it from a fresh AES-CTR CSPRNG keyed by ``os.urandom`` every fit. A predictable sample
@@ -234,7 +238,8 @@ class FedAvg:
                  simulated_dropout: float = 0.0, clip: float = 1.0, max_weight: float | None = None,
                  seed: int | None = None, aggregator_options: dict | None = None,
                  dp: DPConfig | None = None, dp_sampling_source: RandomSource | None = None,
-                 on_abort: str = "skip", progress: bool = True, dropout: float | None = None) -> None:
+                 on_abort: str = "skip", progress: bool = True, dropout: float | None = None,
+                 record_counts: Sequence[int] | None = None) -> None:
         if not isinstance(model, ModelAdapter):
             raise ParameterError("model must implement the ModelAdapter protocol "
                                  "(get_weights, set_weights, train, evaluate, copy)")
@@ -281,6 +286,12 @@ class FedAvg:
             from secagg.dp.accounting import require_dp_accounting
 
             require_dp_accounting()  # the missing `dp` extra is named now, before anything trains
+        if record_counts is not None:
+            if isinstance(record_counts, (str, bytes)) or not hasattr(record_counts, "__len__") or \
+                    not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 1
+                            for c in record_counts) or len(record_counts) == 0:
+                raise ParameterError("record_counts must be a non-empty sequence of positive ints, one per client")
+            record_counts = tuple(int(c) for c in record_counts)
         if dp_sampling_source is not None and not isinstance(dp_sampling_source, RandomSource):
             raise ParameterError(f"dp_sampling_source must provide random_bytes(n), got "
                                  f"{type(dp_sampling_source).__name__}")
@@ -296,6 +307,7 @@ class FedAvg:
         self.dp = dp
         self.dp_sampling_source = dp_sampling_source
         self.on_abort, self.progress = on_abort, bool(progress)
+        self.record_counts = record_counts
         self.dp_mechanism = None  # the calibrated secagg.dp.DistributedMechanism, set by the first fit
         self._dp_schedule: tuple | None = None  # what the mechanism was calibrated for
         self.server = FedAvgServer(model.get_weights(), server_learning_rate)
@@ -515,19 +527,30 @@ class FedAvg:
 
     def _plan(self, num_clients: int, sizes: np.ndarray | None = None) -> _RunPlan:
         """What every round of a run shares: clients per round, the weight cap, the DP mechanism.
-        ``sizes`` (each client's sample count) is known in-process only; over the network the
-        weight cap must be given (``max_weight``)."""
+        ``sizes`` (each client's sample count) is known in-process only; elsewhere the weight cap
+        must be given (``max_weight``), and record-level DP needs the public ``record_counts``
+        (in-process too, when given: then every runtime calibrates the same mechanism)."""
         if sizes is None and self.max_weight is None:
             raise ParameterError("max_weight is needed outside the in-process fit (the coordinator cannot see the "
                                  "clients' sample counts to take the largest): set FedAvg(max_weight=...)")
+        if self.record_counts is not None:
+            if len(self.record_counts) != num_clients:
+                raise ParameterError(f"record_counts names {len(self.record_counts)} clients, the run has "
+                                     f"{num_clients}")
+            if sizes is not None and np.any(np.asarray(sizes) > np.asarray(self.record_counts)):
+                over = int(np.flatnonzero(np.asarray(sizes) > np.asarray(self.record_counts))[0])
+                raise ParameterError(f"client {over} holds {int(sizes[over])} records, more than its record_counts "
+                                     f"entry {self.record_counts[over]} (a public upper bound)")
         cap = float(self.max_weight if self.max_weight is not None else sizes.max())
         per_round = _fraction_or_count("clients_per_round", self.clients_per_round, num_clients)
         dp = None
         if self.dp is not None:
-            if sizes is None:
+            if self.record_counts is not None:
+                sizes = np.asarray(self.record_counts, dtype=np.int64)
+            elif sizes is None:
                 if self.dp.level == "record":
-                    raise ParameterError("record-level DP needs every institution's record count: it runs in-process "
-                                         "only for now")
+                    raise ParameterError("record-level DP outside the in-process fit needs each institution's record "
+                                         "count, public or a public upper bound: FedAvg(record_counts=[...])")
                 sizes = np.ones(num_clients, dtype=np.int64)  # client level: one contribution per client
             dp = self._dp_setup(sizes, per_round)
         if isinstance(per_round, int) and per_round < 2 and self.aggregator.name != "plain":

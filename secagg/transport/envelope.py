@@ -24,7 +24,8 @@ from secagg.errors import MalformedMessage
 __all__ = ["Kind", "Envelope", "decode_envelope", "MAGIC", "VERSION", "MAX_HEADER_BYTES"]
 
 MAGIC = b"SGNT"
-# 2: SESSION announces the session's cohort; HEARTBEAT (both ways) replaces trust in HTTP/2 keepalive
+# 2: SESSION announces the session's cohort; HEARTBEAT (both ways) replaces trust in HTTP/2 keepalive;
+# RESUME takes a session up again after a broken stream or a coordinator restart
 VERSION = 2
 MAX_HEADER_BYTES = 64 * 1024
 _PREFIX = struct.Struct("<4sBBI")
@@ -40,6 +41,7 @@ class Kind(IntEnum):
     DECLINE = 7  # client -> coordinator: {"reason": text}; this client sits the announced session out
     REFUSE = 8  # client -> coordinator: {"error": type name, "message": text}; it refuses the session and leaves
     HEARTBEAT = 9  # both ways, every "interval" seconds: {"interval": s} (coordinator) or {} (client)
+    RESUME = 10  # coordinator -> client: {"session_id": hex}; take this session up again (or DECLINE)
 
 
 def _reject_constant(name: str) -> float:

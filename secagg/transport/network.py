@@ -24,6 +24,7 @@ Refusals are counted in :attr:`Coordinator.security_events` and logged.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import queue
@@ -42,6 +43,7 @@ from secagg.protocol.config import SecAggConfig
 from secagg.protocol.messages import SESSION_ID_BYTES
 from secagg.transport.certs import client_common_name
 from secagg.transport.envelope import Envelope, Kind, decode_envelope, field_of
+from secagg.transport.journal import JournaledSession, SessionJournal
 from secagg.transport.sessions import (
     DEADLINE_OF_ROUND,
     MaskingSpec,
@@ -302,8 +304,12 @@ class _Run:
     silent: set[int] = field(default_factory=set)  # cut off for missing heartbeats (frozen, or a dead path)
     declined: set[int] = field(default_factory=set)  # connected, but sitting this session out
     refused: dict[int, str] = field(default_factory=dict)  # clients that refused the session, and why
-    advertised: set[int] = field(default_factory=set)  # clients whose keys the server accepted
+    heard: set[int] = field(default_factory=set)  # clients whose messages the session accepted
     last_activity: float = field(default_factory=time.monotonic)  # last join or message (first round)
+    session_id: bytes = b""
+    # the last protocol message the session produced for each client: resent when it reconnects
+    last_delivered: dict[int, bytes] = field(default_factory=dict)
+    digests: set[bytes] = field(default_factory=set)  # (client, message) accepted: a resend is dropped
 
 
 class Coordinator:
@@ -320,7 +326,9 @@ class Coordinator:
     waits for all n. ``mapper`` (a process pool's ``map``) spreads the coordinator's checks of the
     Paillier decryption proofs over its cores. ``heartbeat``: seconds between HEARTBEATs both ways; a
     client silent for three of them (a frozen process, a dead path) is dropped, and it drops a
-    coordinator silent as long.
+    coordinator silent as long. ``journal``: a file where the session in progress is journaled; a
+    coordinator restarted on it resumes that session (clients that kept their state take it up)
+    instead of losing it, if the task's ``resume_plan`` accepts it.
     """
 
     #: Fault injection only: called as ``hook(point, session_index)`` at each of :data:`CHECKPOINTS`
@@ -332,7 +340,7 @@ class Coordinator:
                  roster: Mapping[str, int] | None = None, linger: float = 2.0,
                  verify_keys: Mapping[int, bytes] | None = None, join_grace: float = 1.0,
                  join_quorum: int | None = None, mapper: Callable | None = None,
-                 heartbeat: float = DEFAULT_HEARTBEAT) -> None:
+                 heartbeat: float = DEFAULT_HEARTBEAT, journal: str | os.PathLike | None = None) -> None:
         grpc = _grpc()
         if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 2:
             raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
@@ -343,6 +351,9 @@ class Coordinator:
         # reliably notice it: benchmarks/bench_frozen_client.py).
         self.heartbeat = float(heartbeat)
         self.silence_limit = HEARTBEATS_MISSED * self.heartbeat
+        # the session in progress, journaled so that a restarted coordinator resumes it (the task
+        # must offer resume_plan(): it decides whether the journaled session is still its next)
+        self.journal = SessionJournal(journal) if journal is not None else None
         self.task, self.num_clients, self.tls, self.deadlines = task, num_clients, tls, deadlines
         self.linger = float(linger)
         self._past_session_ids: set[bytes] = set()  # sessions that have ended (their late messages are dropped)
@@ -414,6 +425,15 @@ class Coordinator:
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._loop_thread.join(5)
+
+    def grpc_log_line(self, line: str) -> None:
+        """A line of gRPC's own log (see :func:`secagg.transport.grpc_log.watch_grpc_log`): a failed
+        TLS handshake (unknown CA, bad or expired certificate, not TLS at all) is a security event."""
+        from secagg.transport.grpc_log import handshake_failure
+
+        what = handshake_failure(line)
+        if what is not None:
+            self._security_event("tls_handshake", "a TLS handshake failed: %s", what)
 
     def _security_event(self, kind: str, text: str, *args) -> None:
         self.security_events[kind] = self.security_events.get(kind, 0) + 1
@@ -503,19 +523,8 @@ class Coordinator:
                 if self._finished:
                     peer.send(Envelope(Kind.FINISHED))
                     peer.close()
-                elif self._accepting and self._run is not None and client not in self._run.advertised \
-                        and client in self._run.cohort:
-                    # (a client whose first message was already accepted and that reconnects has lost
-                    # its session state: it sits this session out instead of answering twice)
-                    peer.session = self._run.index
-                    self._run.members.add(client)
-                    self._run.gone.discard(client)
-                    self._run.silent.discard(client)
-                    self._run.declined.discard(client)
-                    self._run.last_activity = time.monotonic()
-                    peer.send(self._run.session_envelope)
-                    if client in self._run.opening:
-                        peer.send(Envelope(Kind.PROTOCOL, blob=self._run.opening[client]))
+                elif self._run is not None:
+                    self._admit(self._run, peer)
         if duplicate:
             self._security_event("duplicate_stream", "refused a second stream of client %d", client)
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"client {client} already has a session")
@@ -577,6 +586,7 @@ class Coordinator:
         if on_started is not None:
             on_started(self.port)
         try:
+            self._resume_journaled()
             while not self._stopping.is_set():
                 plan = self.task.next_session()
                 if plan is None:
@@ -598,15 +608,33 @@ class Coordinator:
             finally:
                 self._stop_loop()
 
+    def _resume_journaled(self) -> None:
+        """Run the journaled session first, if it did not end and the task still wants it."""
+        pending = self.journal.pending() if self.journal is not None else None
+        if pending is None:
+            return
+        resume_plan = getattr(self.task, "resume_plan", None)
+        plan = resume_plan(pending.header, pending.blob, pending.cohort) if resume_plan is not None else None
+        if plan is None:
+            log.info("the journal holds session %s, which the task no longer runs: starting afresh",
+                     pending.session_id.hex())
+            return
+        log.info("resuming session %s (interrupted by a restart)", pending.session_id.hex())
+        self._run_session(plan, resume=pending)
+
     async def _heartbeats(self) -> None:
         """On the event loop: a HEARTBEAT to every client each interval, and the stream of a client
         silent for too long closed (the driver then sees it gone: a dropout, not a deadline)."""
         import asyncio
 
         beat = Envelope(Kind.HEARTBEAT, {"interval": self.heartbeat})
-        while True:
-            await asyncio.sleep(self.heartbeat)
+        last_beat = 0.0
+        while True:  # ticks of a quarter interval: a silent peer is noticed within 3.25 intervals
+            await asyncio.sleep(self.heartbeat / 4)
             now = time.monotonic()
+            beating = now - last_beat >= self.heartbeat
+            if beating:
+                last_beat = now
             with self._lock:
                 peers = [p for p in self._peers.values() if not p.closed.is_set()]
             for peer in peers:
@@ -616,13 +644,15 @@ class Coordinator:
                                 "gone", peer.client_id, silent)
                     peer.silent = True
                     self._gone(peer)
-                else:
+                elif beating:
                     peer.send(beat)
 
     def stop(self) -> None:
         self._stopping.set()
 
     def _expel(self, run: _Run, peer: _Peer, exc: Exception) -> None:
+        if self.journal is not None:
+            self.journal.expelled(peer.client_id, f"{type(exc).__name__}: {exc}")
         peer.expelled = True
         log.warning("client %d expelled: %s: %s", peer.client_id, type(exc).__name__, exc)
         peer.send(Envelope(Kind.ERROR, {"error": type(exc).__name__, "message": str(exc)[:500]}))
@@ -648,6 +678,58 @@ class Coordinator:
         return (len(answered) >= server.threshold and connected <= answered
                 and now - run.last_activity >= self.join_grace)
 
+    def _admit(self, run: _Run, peer: _Peer) -> None:
+        """Bring a connected client into the session, if it belongs there (under ``self._lock``).
+
+        A cohort member the session has not heard from gets the announcement while the session
+        accepts joins; one it has heard from (its stream broke, or this coordinator restarted and
+        resumed the session) is asked to take the session up again, with the last message the
+        session produced for it: it goes on if it kept its state, and declines if not."""
+        client = peer.client_id
+        if client not in run.cohort or client in run.expelled or not (client in run.heard or self._accepting):
+            return
+        peer.session = run.index
+        run.members.add(client)
+        run.gone.discard(client)
+        run.silent.discard(client)
+        run.declined.discard(client)
+        run.last_activity = time.monotonic()
+        if client in run.heard:
+            peer.send(Envelope(Kind.RESUME, {"session_id": run.session_id.hex()}))
+            if client in run.last_delivered:
+                peer.send(Envelope(Kind.PROTOCOL, blob=run.last_delivered[client]))
+        else:
+            peer.send(run.session_envelope)
+            if client in run.opening:
+                peer.send(Envelope(Kind.PROTOCOL, blob=run.opening[client]))
+
+    def _replay(self, run: _Run, resume: JournaledSession) -> str | None:
+        """Rebuild a resumed session from its journal: every accepted message and round close, in
+        order (the session is a deterministic function of them). The abort reason if it had aborted."""
+        server = run.server
+        try:
+            for kind, data in resume.events:
+                if kind == "received":
+                    client, blob = data  # type: ignore[misc]
+                    run.last_delivered.update(server.receive(client, blob))
+                    run.heard.add(client)
+                    run.digests.add(hashlib.sha256(client.to_bytes(4, "little") + blob).digest())
+                elif kind == "closed":
+                    run.last_delivered.update(server.close_round())
+                elif kind == "expelled":
+                    run.expelled.add(data[0])  # type: ignore[index]
+                elif kind == "refused":
+                    client, reason = data  # type: ignore[misc]
+                    run.refused[client] = reason
+                    run.declined.add(client)
+        except AbortError as exc:
+            return str(exc)
+        except ProtocolViolation as exc:  # a journal this session refuses is not its own
+            raise ParameterError(f"the session journal does not replay: {exc}") from None
+        log.info("session %d resumed from its journal in round %s: %d messages, %d clients heard from",
+                 run.index, server.round, sum(k == "received" for k, _ in resume.events), len(run.heard))
+        return None
+
     def _absent_refusers(self) -> set[int]:
         with self._lock:
             return {c for c in self._refusers if c not in self._peers or self._peers[c].closed.is_set()}
@@ -662,23 +744,32 @@ class Coordinator:
         self._deliver(run, outbox)
 
     def _deliver(self, run: _Run, outbox: Mapping[int, bytes]) -> None:
+        run.last_delivered.update(outbox)
+        if self.journal is not None and outbox:
+            self.journal.sync()  # nothing a client sees may be missing from the journal
         with self._lock:
             for client, data in outbox.items():
                 peer = self._peers.get(client)
                 if peer is not None and peer.session == run.index:
                     peer.send(Envelope(Kind.PROTOCOL, blob=data))
 
-    def _run_session(self, plan: SessionPlan) -> None:
+    def _run_session(self, plan: SessionPlan, resume: JournaledSession | None = None) -> None:
         started = time.perf_counter()
-        session_id = os.urandom(SESSION_ID_BYTES)
         spec = plan.spec
         if isinstance(spec, MaskingSpec) and spec.verify_keys is None and spec.config.malicious:
             spec = MaskingSpec(spec.config, self.verify_keys)
         cohort = check_cohort(range(self.num_clients) if plan.cohort is None else plan.cohort, self.num_clients,
                               spec)
-        header = {**plan.header, **spec.header(), "session_id": session_id.hex(), "cohort": list(cohort),
-                  "deadlines": dict(self.deadlines.__dict__)}
-        announcement = Envelope(Kind.SESSION, header, plan.blob)
+        if resume is None:
+            session_id = os.urandom(SESSION_ID_BYTES)
+            header = {**plan.header, **spec.header(), "session_id": session_id.hex(), "cohort": list(cohort),
+                      "deadlines": dict(self.deadlines.__dict__)}
+            announcement = Envelope(Kind.SESSION, header, plan.blob)
+            if self.journal is not None:
+                self.journal.begin(self.sessions_run, session_id, cohort, plan.header, plan.blob,
+                                   announcement.encode())
+        else:  # the very announcement the clients hold
+            session_id, announcement = resume.session_id, decode_envelope(resume.announcement)
         if isinstance(spec, PaillierSpec):  # every bank signs over the announcement as it will read it
             sent = decode_envelope(announcement.encode())
             spec = replace(spec, meaning={"announcement": announcement_digest(sent.header, sent.blob)})
@@ -686,8 +777,14 @@ class Coordinator:
         if self._current_session_id is not None:
             self._past_session_ids.add(self._current_session_id)
         self._current_session_id = session_id
-        run = _Run(self.sessions_run, plan, server, announcement, server.opening(), frozenset(cohort))
+        run = _Run(self.sessions_run, plan, server, announcement, server.opening(), frozenset(cohort),
+                   session_id=session_id)
+        run.last_delivered.update(run.opening)
         self.sessions_run += 1
+        aborted: str | None = None
+        if resume is not None:
+            aborted = self._replay(run, resume)
+            self.journal.resume()  # type: ignore[union-attr]
         # Events from the previous session's streams are stale now.
         while True:
             try:
@@ -698,21 +795,16 @@ class Coordinator:
                 with peer.lock:
                     peer.in_flight -= 1
         with self._lock:
-            self._run, self._accepting = run, True
+            self._run, self._accepting = run, server.joining and aborted is None
             for peer in self._peers.values():
-                if not peer.closed.is_set() and peer.client_id in run.cohort:
-                    peer.session = run.index
-                    run.members.add(peer.client_id)
-                    peer.send(run.session_envelope)
-                    if peer.client_id in run.opening:
-                        peer.send(Envelope(Kind.PROTOCOL, blob=run.opening[peer.client_id]))
+                if not peer.closed.is_set():
+                    self._admit(run, peer)
         log.info("session %d started (%s, %d of %d clients, %s)", run.index, spec.name, len(cohort),
                  self.num_clients, session_id.hex())
         self._checkpoint("session_started", run.index)
-        aborted: str | None = None
         deadline = time.monotonic() + self.deadlines.for_round(server.round)
         try:
-            while not server.finished and not self._stopping.is_set():
+            while aborted is None and not server.finished and not self._stopping.is_set():
                 state, joining = server.round, server.joining
                 now = time.monotonic()
                 # Later rounds close as soon as every pending client has disconnected; the first
@@ -734,6 +826,8 @@ class Coordinator:
                         with self._lock:
                             self._accepting = False
                     log.info("round %s closed by %s; missing %s", state, reason, sorted(server.pending_clients))
+                    if self.journal is not None:
+                        self.journal.closed(state)
                     outbox = server.close_round()
                     self._round_closed(run, state, outbox)
                     if not server.finished:
@@ -769,6 +863,8 @@ class Coordinator:
                         reason = (f"{str(envelope.header.get('error'))[:60]}: "
                                   f"{str(envelope.header.get('message'))[:500]}")
                         log.warning("client %d refuses session %d: %s", peer.client_id, run.index, reason)
+                        if self.journal is not None:
+                            self.journal.refused(peer.client_id, reason)
                         run.refused[peer.client_id] = reason
                         run.declined.add(peer.client_id)
                         with self._lock:
@@ -776,7 +872,7 @@ class Coordinator:
                         with self._lock:
                             peer.session = None
                         continue
-                    if envelope.kind is Kind.DECLINE and joining:
+                    if envelope.kind is Kind.DECLINE:  # at the start, or back without its state
                         log.info("client %d sits session %d out: %s", peer.client_id, run.index,
                                  str(envelope.header.get("reason"))[:200])
                         run.declined.add(peer.client_id)
@@ -793,10 +889,17 @@ class Coordinator:
                         # session: late, not a replay; it is not blamed and the message goes nowhere
                         log.info("client %d sent a message for an earlier session: dropped", peer.client_id)
                         continue
+                    digest = hashlib.sha256(peer.client_id.to_bytes(4, "little") + envelope.blob).digest()
+                    if digest in run.digests:
+                        # a client taking the session up again resends its last message
+                        log.debug("client %d resent a message the session has: dropped", peer.client_id)
+                        continue
                     outbox = server.receive(peer.client_id, envelope.blob)
-                    if joining:
-                        with self._lock:
-                            run.advertised.add(peer.client_id)
+                    if self.journal is not None:  # before anything it produced is delivered
+                        self.journal.received(peer.client_id, envelope.blob)
+                    run.digests.add(digest)
+                    with self._lock:
+                        run.heard.add(peer.client_id)
                 except ProtocolViolation as exc:  # MalformedMessage included: the session is unchanged
                     self._expel(run, peer, exc)
                     continue
@@ -838,6 +941,8 @@ class Coordinator:
                                                       "aborted": outcome.aborted, "final": final}))
                 if final:
                     peer.close()
+        if self.journal is not None:
+            self.journal.ended()
         self._checkpoint("session_recorded", run.index)
 
 
@@ -917,6 +1022,7 @@ class NetworkClient:
         self.paillier = paillier
         self._last_contact = 0.0
         self._seen_sessions: set[bytes] = set()  # a session id is never taken twice (replays)
+        self._inflight: _InFlight | None = None  # the session in progress: kept across broken streams
         if identity is not None and not policy.require_malicious:
             self.policy = replace(policy, require_malicious=True)
 
@@ -951,14 +1057,18 @@ class NetworkClient:
                     if code.name not in _TRANSIENT:
                         raise NetworkError(f"coordinator refused client {self.client_id}: {code.name}: "
                                            f"{exc.details()}") from None
-                    handshake_failures = handshake_failures + 1 if "handshake failed" in \
-                        str(exc.details()).lower() else 0
+                    details = str(exc.details()).lower()
+                    # a handshake this side failed, or (TLS 1.3) the coordinator hanging up right after
+                    # it, before a single message on a fresh stream: it refused this client's certificate
+                    refused_early = "socket closed" in details and self._last_contact < stream_started
+                    handshake_failures = handshake_failures + 1 if "handshake failed" in details or refused_early \
+                        else 0
                     if handshake_failures >= 3:  # a wrong CA or server name is not an outage: say so now
                         raise NetworkError(
                             f"client {self.client_id}: TLS handshake with the coordinator at {self.target} failed "
                             f"{handshake_failures} times in a row: its certificate is not signed by this client's "
                             f"CA (--ca), or its name does not match (--server-name), or it refused this client's "
-                            f"certificate ({exc.details()})") from None
+                            f"certificate (signed by another CA, or expired) ({exc.details()})") from None
                     waited = time.monotonic() - last_progress
                     if waited > self.retry.give_up_after:
                         raise NetworkError(f"client {self.client_id}: coordinator at {self.target} unreachable for "
@@ -980,6 +1090,17 @@ class NetworkClient:
                 time.sleep(delay * secrets.SystemRandom().uniform(0.5, 1.0))
                 delay = min(delay * self.retry.multiplier, self.retry.maximum)
 
+    def _take_up(self, inflight: _InFlight, send, requests: queue.Queue) -> None:
+        """The coordinator asks this client to take its session up again (a broken stream, or the
+        coordinator restarted and resumed it): resend the last message, which the coordinator may
+        never have received; it drops a copy it already has. A session it sat out, it sits out."""
+        if inflight.session is None:
+            requests.put(Envelope(Kind.DECLINE, {"reason": _ALREADY_IN_A_SUM}).encode())
+            return
+        log.info("client %d takes session %s up again", self.client_id, inflight.session_id.hex()[:16])
+        if inflight.last_sent is not None:
+            send(inflight.last_sent, inflight)
+
     def _one_stream(self, call) -> str:
         """One stream: HELLO, then sessions until the job is finished ("finished") or the
         coordinator expels this client ("next": reconnect)."""
@@ -994,10 +1115,12 @@ class NetworkClient:
                 yield item
 
         responses = call(outgoing())  # no deadline: the stream lives across sessions; heartbeats
-        session = None
-        announced: dict = {}
-        contributed = False
         pulse = _ClientPulse(self, requests, responses)
+
+        def send(data: bytes, inflight: _InFlight) -> None:
+            inflight.last_sent = data
+            requests.put(Envelope(Kind.PROTOCOL, blob=data).encode())
+
         try:
             for raw in responses:
                 self._last_contact = time.monotonic()
@@ -1008,49 +1131,65 @@ class NetworkClient:
                 if envelope.kind is Kind.HEARTBEAT:
                     pulse.adopt(envelope.header)
                     continue
+                inflight = self._inflight
                 if envelope.kind is Kind.SESSION:
+                    session_id = _session_id(field_of(envelope.header, "session_id", str))
+                    if inflight is not None and inflight.session_id == session_id and \
+                            inflight.header == envelope.header and inflight.blob == envelope.blob:
+                        self._take_up(inflight, send, requests)  # announced again, word for word
+                        continue
                     cohort, place = session_cohort(envelope.header, self.client_id, self.policy.num_clients)
                     spec = client_spec(envelope.header, verify_keys=self.verify_keys, paillier=self.paillier,
                                        blob=envelope.blob, cohort=cohort)
                     self.policy.check_cohort(cohort)
                     if isinstance(spec, MaskingSpec):
                         self.policy.check(spec.config)
-                    session_id = _session_id(field_of(envelope.header, "session_id", str))
                     if session_id in self._seen_sessions:
                         raise ProtocolViolation(f"coordinator reused session id {session_id.hex()}: this client "
                                                 "takes part in a session once", party="server")
                     self._seen_sessions.add(session_id)
-                    announced, contributed = envelope.header, False
+                    self._inflight = None
                     prepared = self.task.prepare(spec, envelope.header, envelope.blob)
                     if prepared is None:
-                        session = None
-                        requests.put(Envelope(Kind.DECLINE, {"reason": "this client's input is already in an "
-                                                             "earlier sum"}).encode())
+                        self._inflight = _InFlight(session_id, envelope.header, envelope.blob, None)
+                        requests.put(Envelope(Kind.DECLINE, {"reason": _ALREADY_IN_A_SUM}).encode())
                         continue
                     session = client_run(spec, place if isinstance(spec, MaskingSpec) else self.client_id,
                                          session_id, prepared, identity=self.identity, paillier=self.paillier,
                                          min_sum=int(getattr(self.task, "min_sum", 1)))
+                    self._inflight = inflight = _InFlight(session_id, envelope.header, envelope.blob, session)
                     first = session.start()
                     if first is not None:
-                        requests.put(Envelope(Kind.PROTOCOL, blob=first).encode())
+                        send(first, inflight)
+                elif envelope.kind is Kind.RESUME:
+                    session_id = _session_id(field_of(envelope.header, "session_id", str))
+                    if inflight is not None and inflight.session_id == session_id:
+                        self._take_up(inflight, send, requests)
+                    else:  # e.g. this process restarted: its secrets of that session are gone
+                        requests.put(Envelope(Kind.DECLINE, {"reason": "this client holds no state of session "
+                                                             f"{session_id.hex()[:16]} (it restarted)"}).encode())
                 elif envelope.kind is Kind.PROTOCOL:
-                    if session is None:
+                    if inflight is None or inflight.session is None:
                         raise ProtocolViolation("protocol message before the session", party="server")
+                    if envelope.blob == inflight.last_request and inflight.last_reply is not None:
+                        send(inflight.last_reply, inflight)  # asked again after a break: the same answer
+                        continue
                     try:
-                        reply = session.handle(envelope.blob)
+                        reply = inflight.session.handle(envelope.blob)
                     except AbortError as exc:
                         log.info("client %d: %s", self.client_id, exc)
                         continue
+                    inflight.last_request, inflight.last_reply = envelope.blob, reply
                     if reply is not None:
-                        requests.put(Envelope(Kind.PROTOCOL, blob=reply).encode())
-                    if not contributed and session.contributed:
-                        contributed = True  # the input is out: never again for the same input
-                        self.task.contributed(announced)
+                        send(reply, inflight)
+                    if not inflight.contributed and inflight.session.contributed:
+                        inflight.contributed = True  # the input is out: never again for the same input
+                        self.task.contributed(inflight.header)
                 elif envelope.kind is Kind.SESSION_END:
                     self.sessions["completed" if not envelope.header.get("aborted") else "aborted"] += 1
                     self.sessions["included"] += bool(envelope.header.get("included"))
                     self.task.session_ended(envelope.header)
-                    session = None
+                    self._inflight = None
                     if envelope.header.get("final"):
                         return "finished"
                 elif envelope.kind is Kind.FINISHED:
@@ -1086,6 +1225,23 @@ class NetworkClient:
             pulse.stop()
             requests.put(None)
             responses.cancel()
+
+
+_ALREADY_IN_A_SUM = "this client's input is already in an earlier sum"
+
+
+@dataclass
+class _InFlight:
+    """A client's session in progress, kept across broken streams so that it can be taken up again."""
+
+    session_id: bytes
+    header: dict
+    blob: bytes
+    session: object | None  # a client run of secagg.transport.sessions (None: this client sits it out)
+    last_sent: bytes | None = None  # its last protocol message (resent when the session is taken up)
+    last_request: bytes | None = None  # the coordinator's last message and this client's reply to it
+    last_reply: bytes | None = None
+    contributed: bool = False
 
 
 class _ClientPulse:

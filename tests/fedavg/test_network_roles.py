@@ -169,3 +169,80 @@ def test_a_participant_refuses_a_smaller_cohort_than_its_job_samples(banks):
     with pytest.raises(ProtocolViolation, match="per_round"):
         client.prepare(plan.spec, {**plan.header, "cohort": list(plan.cohort)}, plan.blob)
     assert client.policy(5).min_cohort == 4
+
+
+def test_client_level_dp_over_the_network_reports_the_in_process_epsilon():
+    # issue 17's bar: the same DP configuration, in-process and over the network, reports the same
+    # epsilon after every round (the cohorts differ: they are drawn from a CSPRNG on purpose)
+    pytest.importorskip("dp_accounting")
+    from secagg.dp import DPConfig
+
+    banks = make_bank_transactions(6, 300, seed=5)
+    data = [(b.X_train, b.y_train) for b in banks]
+    dp = DPConfig(epsilon=8.0, delta=1e-5, clip=0.5, dropout_tolerance=0.25)
+    make = lambda: configuration(rounds=2, clients_per_round=4, dp=dp)  # noqa: E731
+    in_process = make().fit(data)
+    run = NetworkRun(make, 6)
+    for i in range(6):
+        run.participant(i, data[i], make)
+    network = run.join()
+    assert [float(e) for e in network.epsilon] == [float(e) for e in in_process.epsilon]
+    assert network.epsilon[-1] <= 8.0 and network.epsilon[-1].accountant == in_process.epsilon[-1].accountant
+    assert all(r.applied and len(r.participants) == 4 and r.total_weight == 4.0 for r in network)
+    assert run.participants[0].task.min_sum == run.fedavg.dp_mechanism.min_shares == 3
+
+
+def test_record_level_dp_over_the_network_needs_and_uses_public_record_counts():
+    pytest.importorskip("dp_accounting")
+    from secagg.dp import DPConfig
+    from secagg.fedavg.network import FedAvgClient
+
+    banks = make_bank_transactions(4, 400, seed=6)
+    data = [(b.X_train, b.y_train) for b in banks]
+    counts = [X.shape[0] + 10 for X, _ in data]  # public upper bounds
+    dp = DPConfig(epsilon=4.0, delta=1e-5, clip=1.0, level="record", record_sampling_rate=0.1,
+                  dropout_tolerance=0.25)
+    with pytest.raises(ParameterError, match="record_counts"):
+        configuration(rounds=2, learning_rate=1.0, dp=dp).coordinator(4, tls=INSECURE)
+    make = lambda: configuration(rounds=2, learning_rate=1.0, dp=dp, record_counts=counts)  # noqa: E731
+    in_process = make().fit(data)
+    run = NetworkRun(make, 4)
+    for i in range(4):
+        run.participant(i, data[i], make)
+    network = run.join()
+    assert [float(e) for e in network.epsilon] == [float(e) for e in in_process.epsilon]
+    assert all(r.applied and r.included == (0, 1, 2, 3) for r in network)
+    bigger = np.vstack([data[0][0], data[0][0][:20]])
+    with pytest.raises(ParameterError, match="more than the job's public record count"):
+        FedAvgClient(make(), 0, bigger, np.concatenate([data[0][1], data[0][1][:20]]), num_clients=4)
+
+
+def test_a_participant_refuses_a_coordinator_announcing_less_dp_noise(banks):
+    # the coordinator is the adversary DP protects against too: a calibration with half the noise
+    # (or any other number than the participant computes from the shared configuration) is refused
+    # before any training
+    pytest.importorskip("dp_accounting")
+    from secagg.dp import DPConfig
+    from secagg.fedavg.network import FedAvgClient, FedAvgTask
+
+    dp = DPConfig(epsilon=8.0, delta=1e-5, clip=0.5, dropout_tolerance=0.25)
+    task = FedAvgTask(configuration(clients_per_round=4, dp=dp), 4)
+    client = FedAvgClient(configuration(clients_per_round=4, dp=dp), 0, banks[0].X_train, banks[0].y_train,
+                          num_clients=4)
+    plan = task.next_session()
+    header = {**plan.header, "cohort": list(plan.cohort)}
+    calibration = dict(header["dp_calibration"])
+    for name in ("total_variance", "share_variance"):
+        weaker = {**header, "dp_calibration": {**calibration, name: calibration[name] / 2}}
+        with pytest.raises(ProtocolViolation, match="another DP calibration"):
+            client.prepare(plan.spec, weaker, plan.blob)
+    with pytest.raises(ProtocolViolation, match="another DP calibration"):
+        client.prepare(plan.spec, {k: v for k, v in header.items() if k != "dp_calibration"}, plan.blob)
+    assert client.rounds_trained == 0
+    assert client.prepare(plan.spec, header, plan.blob) is not None  # the honest announcement is taken
+    # and its sessions never help unmask a sum of fewer inputs than the noise was calibrated for
+    from secagg.transport.sessions import client_run
+
+    run = client_run(plan.spec, 0, bytes(16), np.zeros(plan.spec.config.vector_length, dtype=np.uint64),
+                     min_sum=client.min_sum)
+    assert run.session.min_survivors == 3

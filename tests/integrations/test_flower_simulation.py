@@ -74,3 +74,19 @@ def test_the_run_simulation_example_trains_the_bank_model(capsys, monkeypatch):
     assert out.count("SecAggMaskingWorkflow") >= 3
     last = [line for line in out.splitlines() if line.startswith("round 3:")][0]
     assert float(last.split("ROC-AUC ")[1].split(",")[0]) > 0.75
+
+
+@pytest.mark.slow
+def test_the_fedavg_example_matches_in_process_on_flower(capsys, monkeypatch):
+    import runpy
+    import sys
+
+    script = ROOT / "examples" / "flower" / "run_fedavg.py"
+    for extra in ([], ["--dp", "8"]):
+        monkeypatch.setattr(sys, "argv", [str(script), "--banks", "5", "--per-round", "4", "--rounds", "2",
+                                          "--samples", "800", *extra])
+        runpy.run_path(str(script), run_name="__main__")
+        out = capsys.readouterr().out
+        assert "same epsilon every round: True" in out
+        if not extra:
+            assert "same cohorts every round: True; weights bit for bit the same: True" in out

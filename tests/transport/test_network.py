@@ -163,7 +163,8 @@ def test_client_without_certificate_cannot_connect_under_mutual_tls(pki):
     job.client(0, SumClient(np.zeros(10, dtype=np.uint32)), tls=TLSConfig(ca=str(pki / "ca.pem")),
                retry=RetryPolicy(initial=0.05, maximum=0.1, give_up_after=0.5))
     job.join(stop=True)
-    assert isinstance(job.outcomes[0], NetworkError) and "giving up" in str(job.outcomes[0])
+    outcome = job.outcomes[0]  # named for what it is (the coordinator wants a certificate), not an outage
+    assert isinstance(outcome, NetworkError) and "refused this client's certificate" in str(outcome)
     assert task.aborted  # nobody joined: fewer than t clients
 
 
@@ -714,3 +715,126 @@ def test_a_client_refuses_an_absurd_heartbeat_interval(interval):
             client.run()
     finally:
         server.stop(0)
+
+
+def test_a_client_asked_to_take_up_a_session_it_holds_no_state_of_declines_instead_of_refusing():
+    # a client process restarted mid-session reconnects; the coordinator asks it to take the
+    # session up again: it sits the session out (DECLINE), it does not refuse the coordinator
+    replies = [Envelope(Kind.RESUME, {"session_id": "22" * 16}).encode()]
+    sent = []
+
+    def session(request_iterator, context):
+        if sent:  # the client came back after the stream ended: tell it to go away
+            context.abort(grpc.StatusCode.UNAVAILABLE, "gone for good")
+        sent.append(decode_envelope(next(request_iterator)).kind)  # the hello
+        yield from replies
+        sent.append(decode_envelope(next(request_iterator)).kind)  # what the client answers
+
+    from concurrent import futures
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[
+        grpc.method_handlers_generic_handler("secagg.v1.Coordinator",
+                                             {"Session": grpc.stream_stream_rpc_method_handler(session)})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        client = NetworkClient(f"127.0.0.1:{port}", 0, SumClient(np.zeros(4, dtype=np.uint32)), tls=INSECURE,
+                               retry=RetryPolicy(initial=0.05, maximum=0.1, give_up_after=1.0))
+        with pytest.raises(NetworkError, match="unreachable"):  # not a ProtocolViolation
+            client.run()
+        assert sent[:2] == [Kind.HELLO, Kind.DECLINE]
+    finally:
+        server.stop(0)
+
+
+def test_taking_a_session_up_again_never_answers_a_different_request():
+    # A coordinator could fake a restart to ask a client twice: the same request gets the same
+    # answer (nothing new leaks), a different one for a round already answered is refused.
+    from secagg.protocol import ClientSession, ServerSession
+    from secagg.transport.network import _InFlight
+    from secagg.transport.sessions import MaskingSpec, client_run
+
+    config = SecAggConfig(num_clients=3, threshold=2, vector_length=4)
+    session_id = bytes(range(16))
+    server = ServerSession(config, session_id)
+    clients = [client_run(MaskingSpec(config), i, session_id, np.zeros(4, dtype=np.uint32), identity=None)
+               for i in range(3)]
+    outbox = {}
+    for i, client in enumerate(clients):
+        outbox = server.receive(i, client.start()) or outbox
+    last = {}
+    while server.state.value != "completed":
+        replies = {i: clients[i].handle(message) for i, message in outbox.items()}
+        last = {i: (outbox[i], reply) for i, reply in replies.items()}
+        outbox = {}
+        for i, reply in replies.items():
+            outbox = server.receive(i, reply) or outbox
+    request, reply = last[0]  # client 0's unmask request and its answer
+    from secagg.protocol.messages import UnmaskRequest, decode_message
+
+    assert isinstance(decode_message(request), UnmaskRequest)
+    other = UnmaskRequest(session_id, 0, np.array([0, 2])).encode()  # another survivor list, same round
+    announce = Envelope(Kind.SESSION, {"session_id": session_id.hex()}).encode()
+    exchange = [Envelope(Kind.RESUME, {"session_id": session_id.hex()}).encode(),
+                Envelope(Kind.PROTOCOL, blob=request).encode(), Envelope(Kind.PROTOCOL, blob=bytes(other)).encode()]
+    heard = []
+
+    def session(request_iterator, context):
+        next(request_iterator)  # hello
+        for message in exchange:
+            yield message
+            heard.append(decode_envelope(next(request_iterator)))
+
+    from concurrent import futures
+
+    fake = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[
+        grpc.method_handlers_generic_handler("secagg.v1.Coordinator",
+                                             {"Session": grpc.stream_stream_rpc_method_handler(session)})])
+    port = fake.add_insecure_port("127.0.0.1:0")
+    fake.start()
+    try:
+        client = NetworkClient(f"127.0.0.1:{port}", 0, SumClient(np.zeros(4, dtype=np.uint32)), tls=INSECURE,
+                               retry=QUICK_RETRY)
+        client._inflight = _InFlight(session_id, decode_envelope(announce).header, b"", clients[0],
+                                     last_sent=reply, last_request=request, last_reply=reply)
+        with pytest.raises(ProtocolViolation, match="unexpected UnmaskRequest"):
+            client.run()
+    finally:
+        fake.stop(0)
+    assert [h.kind for h in heard] == [Kind.PROTOCOL, Kind.PROTOCOL, Kind.REFUSE]
+    assert heard[0].blob == reply and heard[1].blob == reply  # the same answer, twice, nothing else
+
+
+def test_a_client_certificate_from_another_ca_is_named_on_both_sides(pki, tmp_path):
+    # issue 13: failed TLS handshakes left no secagg log line on the coordinator, and a client
+    # whose certificate the coordinator refused saw "Socket closed" and reported an outage
+    from secagg.transport.grpc_log import watch_grpc_log
+
+    other = make_dev_pki(tmp_path / "other", 4)
+    task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
+    server_tls = TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / "coordinator.pem"), key=str(pki / "coordinator.key"))
+    foreign = TLSConfig(ca=str(pki / "ca.pem"), cert=str(other / "client-0.pem"), key=str(other / "client-0.key"))
+    with watch_grpc_log(lambda line: job.coordinator.grpc_log_line(line)):
+        job = Job(task, 3, tls=server_tls).start()
+        job.client(0, SumClient(np.zeros(10, dtype=np.uint32)), tls=foreign,
+                   retry=RetryPolicy(initial=0.05, maximum=0.2, give_up_after=60.0))
+        job.join(stop=True)
+    outcome = job.outcomes[0]
+    assert isinstance(outcome, NetworkError) and "refused this client's certificate" in str(outcome)
+    assert "unreachable" not in str(outcome)
+    assert job.coordinator.security_events.get("tls_handshake", 0) >= 1  # counted and logged
+
+
+def test_grpc_log_lines_pass_through_and_handshake_failures_are_recognised(capfd):
+    import os
+
+    from secagg.transport.grpc_log import handshake_failure, watch_grpc_log
+
+    seen = []
+    with watch_grpc_log(seen.append):
+        os.write(2, b"I1206 ssl_transport_security.cc:2563] Handshake failed with error SSL_ERROR_SSL: expired\n")
+        os.write(2, b"an ordinary line\n")
+    assert seen == ["I1206 ssl_transport_security.cc:2563] Handshake failed with error SSL_ERROR_SSL: expired",
+                    "an ordinary line"]
+    assert "an ordinary line" in capfd.readouterr().err  # standard error still gets everything
+    assert handshake_failure(seen[0]) == "SSL_ERROR_SSL: expired" and handshake_failure(seen[1]) is None

@@ -93,12 +93,12 @@ def test_killed_garbage_and_absent_clients_leave_an_exact_sum(tmp_path, logs):
 RESTART_POINTS = {
     # between rounds: rounds 0 and 1 are saved, the new coordinator runs rounds 2 and 3
     "session_recorded": (2, [True, True, True, True]),
-    # round 1 in progress, no masked input out yet: the rerun of round 1 is a fresh session
+    # round 1 in progress, no masked input out yet: the new coordinator resumes the session from
+    # its journal and the clients take it up again
     "share_keys_closed": (1, [True, True, True, True]),
-    # round 1's masked inputs are out: every client sits out the rerun of round 1 and every later
-    # round, which ask for the same model (a second sum over other clients would expose the
-    # difference); they are recorded as not applied
-    "masked_input_closed": (1, [True, False, False, False]),
+    # round 1's masked inputs are out (the case that used to lose the round: every client rightly
+    # declines to contribute its update to a second sum): resumed, the round ends in its sum
+    "masked_input_closed": (1, [True, True, True, True]),
 }
 
 
@@ -127,7 +127,7 @@ def test_coordinator_killed_at_a_named_point_and_restarted_resumes_from_disk(tmp
     assert [r["round"] for r in history] == list(range(rounds))
     assert [r["applied"] for r in history] == applied
     assert all(r["aborted"] is None for r in history if r["applied"])
-    assert sorted(os.listdir(state)) == ["fedavg_state.json", "lock", f"model-{rounds:05d}.npy"]
+    assert sorted(os.listdir(state)) == ["fedavg_state.json", "lock", f"model-{rounds:05d}.npy", "session.journal"]
     second_log.flush()
     report = (tmp_path / "coordinator-2.log").read_text()
     count = sum(applied)

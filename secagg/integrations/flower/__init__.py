@@ -15,6 +15,11 @@ The Paillier path runs the same way for a bank consortium: ``SecAggPaillierWorkf
 the public key) and ``make_secagg_paillier_mod(share=..., identity=..., verify_keys=...)`` on each
 bank's node.
 
+A :class:`~secagg.fedavg.FedAvg` configuration runs on Flower as it runs in process:
+``server_app, client_app = flower_apps(fedavg, num_clients, client_data=..., eval_data=...)``
+(cohorts, local training, DP and the record of every round are ``fedavg``'s own; see
+:mod:`secagg.integrations.flower.fedavg`).
+
 Needs Flower: ``pip install 'secagg[flower]'``.
 """
 
@@ -33,8 +38,10 @@ from secagg.integrations.flower.paillier import (  # noqa: I001 - after the work
     SecAggPaillierWorkflow,
     make_secagg_paillier_mod,
 )
+from secagg.integrations.flower.fedavg import FedAvgWorkflow, fedavg_client_app, flower_apps
 
 __all__ = [
+    "FedAvgWorkflow",
     "PAILLIER_RECORD_KEY",
     "RECORD_KEY",
     "SecAggMaskingWorkflow",
@@ -42,6 +49,8 @@ __all__ = [
     "SecureFitWorkflow",
     "SecureRoundReport",
     "SessionSetup",
+    "fedavg_client_app",
+    "flower_apps",
     "make_secagg_masking_mod",
     "make_secagg_paillier_mod",
     "secagg_masking_mod",

@@ -125,7 +125,7 @@ class _Mod:
         node_id = int(msg.metadata.dst_node_id)
         metrics = None
         if round_name == Round.ADVERTISE_KEYS.value:
-            reply, state = self._advertise(record, node_id)
+            reply, state = self._advertise(msg, ctxt, record, node_id)
         elif round_name == Round.MASKED_INPUT.value:
             reply, state, metrics = self._masked_input(msg, ctxt, call_next, record, node_id)
         else:
@@ -141,21 +141,50 @@ class _Mod:
 
     # ------------------------------------------------------------------ rounds
 
-    def _advertise(self, record, node_id: int) -> tuple[bytes, dict]:
+    def _advertise(self, msg, ctxt, record, node_id: int) -> tuple[bytes, dict]:
         setup, client_id = SessionSetup.from_record(record, node_id)
+        kept = self._accept(msg, ctxt, setup, client_id)
         secret = os.urandom(SECRET_BYTES)
-        session = self._session(setup, client_id, secret, None)
+        session = self._session(setup, client_id, secret, None, ctxt, kept)
         reply = session.start()
         state = {key: value for key, value in record.items() if key != "round"}
+        state.update(kept)
         state.update({"secret": secret, "handled": 0, "next_round": Round.SHARE_KEYS.value})
         return reply, state
 
     def _masked_input(self, msg, ctxt, call_next, record, node_id: int):
+        state, setup, client_id = self._load(ctxt, Round.MASKED_INPUT.value, node_id)
+        data = message_bytes(record, Round.MASKED_INPUT.value, "server")
+        encoded, metrics = self._input(msg, ctxt, call_next, setup, state)
+        session = self._replay(state, setup, client_id, encoded, ctxt)
+        reply = session.handle(data)
+        self._sent(ctxt, state)
+        handled = int(state["handled"]) + 1
+        state.update({f"message.{handled - 1}": data, "handled": handled,
+                      "next_round": (Round.CONSISTENCY_CHECK if setup.config.malicious else Round.UNMASKING).value})
+        _LIVE.put((setup.session_id, node_id), handled, session)
+        return reply, state, metrics
+
+    # ------------------------------------------------------------------ what a subclass may change
+
+    def _accept(self, msg, ctxt, setup: SessionSetup, client_id: int) -> dict:
+        """Checks of the setup beyond its own consistency, before any key is drawn (raise to refuse
+        the session); returns extra entries to keep in the session's state (ConfigRecord values)."""
+        return {}
+
+    def _min_survivors(self, ctxt, setup: SessionSetup) -> int:
+        """The fewest inputs of a sum this node helps unmask (its session refuses a shorter survivor list)."""
+        return 1
+
+    def _sent(self, ctxt, state: dict) -> None:
+        """This node's masked input is about to leave (it must never enter another sum)."""
+
+    def _input(self, msg, ctxt, call_next, setup: SessionSetup, state: dict):
+        """This node's encoded input and the fit metrics to send along: the rest of the ClientApp
+        trains, and the update ``params - global``, weighted by the capped sample count, is encoded."""
         import flwr.compat.common.recorddict_compat as compat
         from flwr.common import parameters_to_ndarrays
 
-        state, setup, client_id = self._load(ctxt, Round.MASKED_INPUT.value, node_id)
-        data = message_bytes(record, Round.MASKED_INPUT.value, "server")
         sent = compat.recorddict_to_fitins(msg.content, keep_input=True)
         global_arrays = parameters_to_ndarrays(sent.parameters)
         out = call_next(msg, ctxt)
@@ -174,14 +203,7 @@ class _Mod:
         weight = float(min(int(fitres.num_examples), int(setup.encoder.max_weight)))
         if weight < fitres.num_examples:
             logger.warning("num_examples %s capped at the session's max_weight %s", fitres.num_examples, weight)
-        encoded = setup.encoder.encode(weight * update, weight, np.random.default_rng())
-        session = self._replay(state, setup, client_id, encoded)
-        reply = session.handle(data)
-        handled = int(state["handled"]) + 1
-        state.update({f"message.{handled - 1}": data, "handled": handled,
-                      "next_round": (Round.CONSISTENCY_CHECK if setup.config.malicious else Round.UNMASKING).value})
-        _LIVE.put((setup.session_id, node_id), handled, session)
-        return reply, state, fitres.metrics
+        return setup.encoder.encode(weight * update, weight, np.random.default_rng()), fitres.metrics
 
     def _continue(self, ctxt, record, round_name: str, node_id: int) -> tuple[bytes, dict | None]:
         state, setup, client_id = self._load(ctxt, round_name, node_id)
@@ -189,7 +211,7 @@ class _Mod:
         handled = int(state["handled"])
         session = _LIVE.get((setup.session_id, node_id), handled) if handled >= 2 else None
         if session is None:
-            session = self._replay(state, setup, client_id, None)
+            session = self._replay(state, setup, client_id, None, ctxt)
         reply = session.handle(data)
         if session.state is ClientState.DONE:
             return reply, None  # the session is over: forget its secret
@@ -211,7 +233,8 @@ class _Mod:
         setup, client_id = SessionSetup.from_record(state, node_id)
         return state, setup, client_id
 
-    def _session(self, setup: SessionSetup, client_id: int, secret: bytes, input_vector) -> ClientSession:
+    def _session(self, setup: SessionSetup, client_id: int, secret: bytes, input_vector, ctxt,
+                 state: dict) -> ClientSession:
         """The session, with this node's input; without one, a stand-in session of vector length 1.
 
         Only the masked input depends on the vector length: keys, shares, the neighbour graph and
@@ -223,21 +246,24 @@ class _Mod:
         if input_vector is None:
             config = dataclasses.replace(config, vector_length=1)
             input_vector = config.ring.zeros(1)
-        verify_keys = None
-        if setup.config.malicious:
-            if self._directory is None:
-                raise ParameterError("the server asks for malicious-server mode, but this node's mod has no identity "
-                                     "key: build it with make_secagg_masking_mod(identity=..., verify_keys=...)")
-            missing = [nid for nid in setup.node_ids if nid not in self._directory]
-            if missing:
-                raise _server_violation(f"setup names nodes {missing[:5]} absent from this node's verify-key directory")
-            verify_keys = {i: self._directory[nid] for i, nid in enumerate(setup.node_ids)}
+        identity, verify_keys = self._identity_and_keys(ctxt, setup, state) if setup.config.malicious else (None, None)
         return ClientSession(config, client_id, setup.session_id, input_vector, rng=_SessionStream(secret),
-                             identity=self._identity, verify_keys=verify_keys)
+                             identity=identity, verify_keys=verify_keys, min_survivors=self._min_survivors(ctxt, setup))
 
-    def _replay(self, state: dict, setup: SessionSetup, client_id: int, input_vector) -> ClientSession:
+    def _identity_and_keys(self, ctxt, setup: SessionSetup, state: dict) -> tuple[IdentityKey, dict[int, bytes]]:
+        """Malicious-server mode: this node's identity and every session place's verify key, from
+        this node's own directory (Flower node id -> key), never from the server."""
+        if self._identity is None or self._directory is None:
+            raise ParameterError("the server asks for malicious-server mode, but this node's mod has no identity "
+                                 "key: build it with make_secagg_masking_mod(identity=..., verify_keys=...)")
+        missing = [nid for nid in setup.node_ids if nid not in self._directory]
+        if missing:
+            raise _server_violation(f"setup names nodes {missing[:5]} absent from this node's verify-key directory")
+        return self._identity, {i: self._directory[nid] for i, nid in enumerate(setup.node_ids)}
+
+    def _replay(self, state: dict, setup: SessionSetup, client_id: int, input_vector, ctxt) -> ClientSession:
         """Rebuild the session from its secret and the server messages it has handled."""
-        session = self._session(setup, client_id, state["secret"], input_vector)
+        session = self._session(setup, client_id, state["secret"], input_vector, ctxt, state)
         session.start()
         for i in range(int(state["handled"])):
             try:

@@ -38,11 +38,12 @@ from secagg.aggregation.codec import UpdateCodec
 from secagg.encoding import FixedPointEncoder
 from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, SessionStateError
 from secagg.integrations.flower.records import check_finite_positive, flatten, message_bytes, unflatten
-from secagg.integrations.flower.workflow import SecureFitWorkflow, SecureRoundReport
+from secagg.integrations.flower.workflow import SecureFitWorkflow, SecureRoundReport, readable_reply
 from secagg.transport.envelope import field_of
 from secagg.transport.sessions import PaillierSpec, paillier_spec_from_header
 
-__all__ = ["PAILLIER_RECORD_KEY", "PAILLIER_STATE_KEY", "SecAggPaillierWorkflow", "make_secagg_paillier_mod"]
+__all__ = ["PAILLIER_RECORD_KEY", "PAILLIER_STATE_KEY", "SecAggPaillierWorkflow", "make_secagg_paillier_mod",
+           "run_paillier_session"]
 
 logger = logging.getLogger("secagg.flower")
 
@@ -109,9 +110,10 @@ class SecAggPaillierWorkflow(SecureFitWorkflow):
 
     def aggregate(self, grid, server_round: int, fit_ins: dict) -> tuple[SecureRoundReport, list | None, dict]:
         """One Paillier round among the nodes of ``fit_ins``; as :meth:`SecAggMaskingWorkflow.aggregate`."""
+        import flwr.compat.common.recorddict_compat as compat
         from flwr.common import parameters_to_ndarrays
 
-        from secagg.paillier.roles import PaillierCoordinator, PaillierRoundState
+        from secagg.paillier.roles import PaillierCoordinator
 
         node_ids = sorted(int(n) for n in fit_ins)
         report = SecureRoundReport(server_round, node_ids)
@@ -140,50 +142,17 @@ class SecAggPaillierWorkflow(SecureFitWorkflow):
                                           banks=sorted(node_of), corrupt_banks=self.corrupt_banks)
         announced = {**spec.header()["paillier"], "clip": self.clip, "max_weight": self.max_weight,
                      "fractional_bits": self.fractional_bits, "session_id": self.session_id.hex()}
-        outbox = coordinator.start()
-        metrics: dict[int, dict] = {}
-        try:
-            for round_name in _ROUNDS:
-                start = time.perf_counter()
-                messages = [self._message(node_of[bank], round_name, data, server_round,
-                                          fit_ins[node_of[bank]] if round_name == "contribution" else None, announced)
-                            for bank, data in sorted(outbox.items())]
-                replies = list(grid.send_and_receive(messages, timeout=self.timeout))
-                waited = time.perf_counter()
-                outbox = {}
-                for reply in replies:
-                    node = int(reply.metadata.src_node_id)
-                    bank = self.banks.get(node)
-                    if bank is None or node not in node_ids:
-                        report.failures.append(f"{round_name}: unexpected reply from node {node}")
-                        continue
-                    if reply.has_error():
-                        report.failures.append(f"{round_name}: node {node} failed: {reply.error.reason}")
-                        continue
-                    try:
-                        data = message_bytes(reply.content.config_records.get(PAILLIER_RECORD_KEY), round_name, node)
-                        outbox = coordinator.receive(bank, data) or outbox
-                    except ProtocolViolation as exc:
-                        logger.warning("round %s: refused the reply of node %s: %s", round_name, node, exc)
-                        report.failures.append(f"{round_name}: node {node}: {exc}")
-                        continue
-                    if round_name == "contribution" and PAILLIER_METRICS_KEY in reply.content.config_records:
-                        metrics[bank] = dict(reply.content.config_records[PAILLIER_METRICS_KEY])
-                if coordinator.state.value == round_name:
-                    outbox = coordinator.close_round()  # the deadline: whoever has not answered dropped out
-                done = time.perf_counter()
-                report.seconds[round_name] = done - start
-                report.server_seconds[round_name] = done - waited
-        except AbortError as exc:
-            report.aborted = str(exc)
-        report.misbehaving = {node_of[b]: why for b, why in coordinator.misbehaving.items()}
-        report.dropped = {name: [node_of[b] for b in ids] for name, ids in coordinator.dropped.items()}
-        if report.aborted is not None:
+        by_bank: dict[int, dict] = {}
+
+        def fit_instructions(node: int, round_name: str):
+            return compat.fitins_to_recorddict(fit_ins[node], True) if round_name == "contribution" else None
+
+        result = run_paillier_session(grid, coordinator, {n: self.banks[n] for n in node_ids}, report,
+                                      group_id=str(server_round), timeout=self.timeout,
+                                      setup=json.dumps(announced, sort_keys=True), content=fit_instructions,
+                                      metrics=by_bank)
+        if result is None:
             return report, None, {}
-        result = coordinator.result
-        if coordinator.state is not PaillierRoundState.COMPLETED or result is None:  # pragma: no cover
-            raise SessionStateError(f"round ended in state {coordinator.state.value}")
-        report.survivors = sorted(node_of[b] for b in result.contributors)
         try:
             weighted_sum, total_weight = codec.decode(result.plaintexts, len(result.contributors))
         except AbortError as exc:  # a contributor packed values outside their slots: this round is lost
@@ -195,21 +164,78 @@ class SecAggPaillierWorkflow(SecureFitWorkflow):
             return report, None, {}
         report.error_bound = codec.error_bound(len(result.contributors)) / total_weight
         average = unflatten(global_vector + weighted_sum / total_weight, global_arrays)
-        return report, average, {node_of[b]: m for b, m in metrics.items() if node_of[b] in report.survivors}
+        return report, average, {node_of[b]: m for b, m in by_bank.items() if node_of[b] in report.survivors}
 
-    @staticmethod
-    def _message(node_id: int, round_name: str, payload: bytes, server_round: int, fit_ins, announced: dict):
-        import flwr.compat.common.recorddict_compat as compat
-        from flwr.app import ConfigRecord, Message, RecordDict
-        from flwr.app.message_type import MessageType
 
-        record = {"round": round_name, "message": payload}
-        if round_name == "contribution":
-            record["setup"] = json.dumps(announced, sort_keys=True)
-        content = compat.fitins_to_recorddict(fit_ins, True) if fit_ins is not None else RecordDict()
-        content.config_records[PAILLIER_RECORD_KEY] = ConfigRecord(record)
-        return Message(content=content, dst_node_id=node_id, message_type=MessageType.TRAIN,
-                       group_id=str(server_round))
+def run_paillier_session(grid, coordinator, banks: Mapping[int, int], report: SecureRoundReport, *, group_id: str,
+                         timeout: float | None, setup: str, content: Callable | None = None,
+                         metrics: dict[int, dict] | None = None):
+    """One Paillier round of ``coordinator`` (a new :class:`~secagg.paillier.roles.PaillierCoordinator`)
+    among the nodes of ``banks`` (Flower node id -> bank id) over ``grid``: its result, or None when
+    the round aborted (``report.aborted`` says why).
+
+    ``setup`` (JSON) rides along with each bank's round request, for the bank to check what it
+    contributes to; ``content(node, round)`` gives the rest of a message's content (a ``RecordDict``
+    or None); ``metrics`` collects the banks' fit metrics by bank id. ``report`` receives the
+    contributors (node ids), dropouts, refused banks (``misbehaving``), error replies (``errors``) and
+    timings.
+    """
+    from secagg.paillier.roles import PaillierRoundState
+
+    node_of = {bank: node for node, bank in banks.items()}
+    outbox = coordinator.start()
+    try:
+        for round_name in _ROUNDS:
+            start = time.perf_counter()
+            messages = [_message(node_of[bank], round_name, data, group_id,
+                                 content(node_of[bank], round_name) if content is not None else None, setup)
+                        for bank, data in sorted(outbox.items())]
+            replies = list(grid.send_and_receive(messages, timeout=timeout))
+            waited = time.perf_counter()
+            outbox = {}
+            for reply in replies:
+                node = int(reply.metadata.src_node_id)
+                if not readable_reply(reply, node in banks, round_name, report):
+                    continue
+                bank = banks[node]
+                try:
+                    data = message_bytes(reply.content.config_records.get(PAILLIER_RECORD_KEY), round_name, node)
+                    outbox = coordinator.receive(bank, data) or outbox
+                except ProtocolViolation as exc:
+                    logger.warning("round %s: refused the reply of node %s: %s", round_name, node, exc)
+                    report.failures.append(f"{round_name}: node {node}: {exc}")
+                    continue
+                if round_name == "contribution" and metrics is not None and \
+                        PAILLIER_METRICS_KEY in reply.content.config_records:
+                    metrics[bank] = dict(reply.content.config_records[PAILLIER_METRICS_KEY])
+            if coordinator.state.value == round_name:
+                outbox = coordinator.close_round()  # the deadline: whoever has not answered dropped out
+            done = time.perf_counter()
+            report.seconds[round_name] = done - start
+            report.server_seconds[round_name] = done - waited
+    except AbortError as exc:
+        report.aborted = str(exc)
+    report.misbehaving.update({node_of[b]: why for b, why in coordinator.misbehaving.items()})
+    report.dropped = {name: [node_of[b] for b in ids] for name, ids in coordinator.dropped.items()}
+    if report.aborted is not None:
+        return None
+    result = coordinator.result
+    if coordinator.state is not PaillierRoundState.COMPLETED or result is None:  # pragma: no cover
+        raise SessionStateError(f"round ended in state {coordinator.state.value}")
+    report.survivors = sorted(node_of[b] for b in result.contributors)
+    return result
+
+
+def _message(node_id: int, round_name: str, payload: bytes, group_id: str, content, setup: str):
+    from flwr.app import ConfigRecord, Message, RecordDict
+    from flwr.app.message_type import MessageType
+
+    record = {"round": round_name, "message": payload}
+    if round_name == "contribution":
+        record["setup"] = setup
+    content = content if content is not None else RecordDict()
+    content.config_records[PAILLIER_RECORD_KEY] = ConfigRecord(record)
+    return Message(content=content, dst_node_id=node_id, message_type=MessageType.TRAIN, group_id=group_id)
 
 
 class _BankMod:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
 
 from secagg.aggregation.masking import MaskingAggregator
 from secagg.encoding import FixedPointEncoder
@@ -37,7 +37,7 @@ from secagg.protocol.derivation import Round
 from secagg.protocol.messages import SESSION_ID_BYTES
 from secagg.protocol.server import ServerSession
 
-__all__ = ["SecAggMaskingWorkflow", "SecureFitWorkflow", "SecureRoundReport"]
+__all__ = ["SecAggMaskingWorkflow", "SecureFitWorkflow", "SecureRoundReport", "run_masking_session"]
 
 logger = logging.getLogger("secagg.flower")
 
@@ -58,6 +58,7 @@ class SecureRoundReport:
     seconds: dict[str, float] = field(default_factory=dict)  # per protocol round, wall time
     server_seconds: dict[str, float] = field(default_factory=dict)  # per protocol round, session work
     misbehaving: dict[int, str] = field(default_factory=dict)  # node id -> why its message was refused
+    errors: dict[int, str] = field(default_factory=dict)  # node id -> its first error reply's reason
 
     @property
     def ok(self) -> bool:
@@ -160,6 +161,7 @@ class SecAggMaskingWorkflow(SecureFitWorkflow):
         Returns the report, the new parameters (the global parameters plus the weighted average of
         the survivors' updates; None when the round aborted) and the survivors' fit metrics.
         """
+        import flwr.compat.common.recorddict_compat as compat
         from flwr.common import parameters_to_ndarrays
 
         node_ids = sorted(int(n) for n in fit_ins)
@@ -174,38 +176,21 @@ class SecAggMaskingWorkflow(SecureFitWorkflow):
         global_arrays = parameters_to_ndarrays(first)
         global_vector = flatten(global_arrays)
         setup = self._setup(node_ids, global_vector.size)
-        report.config = setup.config
         verify_keys = None
         if setup.config.malicious:
             missing = [n for n in node_ids if n not in self.verify_keys]  # type: ignore[operator]
             if missing:
                 raise ParameterError(f"no verify key for nodes {missing[:5]}")
             verify_keys = {i: self.verify_keys[n] for i, n in enumerate(node_ids)}  # type: ignore[index]
-        server = ServerSession(setup.config, setup.session_id, verify_keys=verify_keys)
-        rounds = [r for r in Round if setup.config.malicious or r is not Round.CONSISTENCY_CHECK]
-        outbox: dict[int, object] = {i: setup.to_record(i) for i in range(len(node_ids))}
         metrics: dict[int, dict] = {}
-        try:
-            for round_name in rounds:
-                start = time.perf_counter()
-                messages = [self._message(node_ids[i], round_name, payload, server_round,
-                                          fit_ins[node_ids[i]] if round_name is Round.MASKED_INPUT else None)
-                            for i, payload in sorted(outbox.items())]
-                replies = list(grid.send_and_receive(messages, timeout=self.timeout))
-                waited = time.perf_counter()
-                outbox = self._collect(server, setup, round_name, replies, set(outbox), report, metrics)
-                done = time.perf_counter()
-                report.seconds[round_name.value] = done - start
-                report.server_seconds[round_name.value] = done - waited
-        except AbortError as exc:
-            report.aborted = str(exc)
-            report.dropped = {name: [node_ids[i] for i in ids] for name, ids in server.dropped.items()}
+
+        def fit_instructions(node: int, round_name: Round):
+            return compat.fitins_to_recorddict(fit_ins[node], True) if round_name is Round.MASKED_INPUT else None
+
+        result = run_masking_session(grid, setup, report, group_id=str(server_round), timeout=self.timeout,
+                                     verify_keys=verify_keys, content=fit_instructions, metrics=metrics)
+        if result is None:
             return report, None, {}
-        result = server.result
-        if result is None:  # unreachable: the last round either completes or raises AbortError
-            raise SessionStateError(f"session ended in state {server.state.value}")
-        report.dropped = {name: [node_ids[i] for i in ids] for name, ids in result.dropped.items()}
-        report.survivors = [node_ids[i] for i in result.survivors]
         weighted_sum, total_weight = setup.encoder.decode_sum(result.aggregate)
         report.total_weight = float(total_weight)
         if total_weight <= 0:
@@ -213,7 +198,7 @@ class SecAggMaskingWorkflow(SecureFitWorkflow):
             return report, None, {}
         report.error_bound = setup.encoder.error_bound(len(report.survivors), total_weight)
         average = unflatten(global_vector + weighted_sum / total_weight, global_arrays)
-        return report, average, {node_ids[i]: m for i, m in metrics.items() if node_ids[i] in report.survivors}
+        return report, average, {node: m for node, m in metrics.items() if node in report.survivors}
 
     def _setup(self, node_ids: list[int], dimension: int) -> SessionSetup:
         n = len(node_ids)
@@ -222,47 +207,103 @@ class SecAggMaskingWorkflow(SecureFitWorkflow):
         config = self._graph.config_for(n, encoder.vector_length(dimension), encoder.modulus_bits)
         return SessionSetup(os.urandom(SESSION_ID_BYTES), tuple(node_ids), config, encoder)
 
-    @staticmethod
-    def _message(node_id: int, round_name: Round, payload, server_round: int, fit_ins):
-        import flwr.compat.common.recorddict_compat as compat
-        from flwr.app import ConfigRecord, Message, RecordDict
-        from flwr.app.message_type import MessageType
 
-        if round_name is Round.ADVERTISE_KEYS:
-            record = ConfigRecord(payload)
-        else:
-            record = ConfigRecord({"round": round_name.value, "message": payload})
-        content = compat.fitins_to_recorddict(fit_ins, True) if fit_ins is not None else RecordDict()
-        content.config_records[RECORD_KEY] = record
-        return Message(content=content, dst_node_id=node_id, message_type=MessageType.TRAIN,
-                       group_id=str(server_round))
+def run_masking_session(grid, setup: SessionSetup, report: SecureRoundReport, *, group_id: str,
+                        timeout: float | None, verify_keys: dict[int, bytes] | None = None,
+                        content: Callable[[int, Round], object] | None = None,
+                        metrics: dict[int, dict] | None = None):
+    """One masking session among ``setup.node_ids`` over Flower's ``grid``: the server session's
+    result, or None when the session aborted (``report.aborted`` says why).
 
-    @staticmethod
-    def _collect(server: ServerSession, setup: SessionSetup, round_name: Round, replies: list, asked: set[int],
-                 report: SecureRoundReport, metrics: dict[int, dict]) -> dict[int, bytes]:
-        """Feed the round's replies to the session and close the round; returns the next outbox."""
-        outbox: dict[int, bytes] | None = None
-        index = {node: i for i, node in enumerate(setup.node_ids)}
-        for reply in replies:
-            node = int(reply.metadata.src_node_id)
-            client = index.get(node)
-            if client is None or client not in asked:
-                report.failures.append(f"{round_name.value}: unexpected reply from node {node}")
-                continue
-            if reply.has_error():
-                report.failures.append(f"{round_name.value}: node {node} failed: {reply.error.reason}")
-                continue
-            try:
-                data = message_bytes(reply.content.config_records.get(RECORD_KEY), round_name.value, client)
-                closed = server.receive(client, data)
-            except ProtocolViolation as exc:
-                logger.warning("round %s: refused the reply of node %s: %s", round_name.value, node, exc)
-                report.failures.append(f"{round_name.value}: node {node}: {exc}")
-                continue
-            if round_name is Round.MASKED_INPUT and METRICS_KEY in reply.content.config_records:
-                metrics[client] = dict(reply.content.config_records[METRICS_KEY])
-            if server.state.value != round_name.value:
-                outbox = closed
-        if server.state.value == round_name.value:
-            outbox = server.close_round()  # the deadline: whoever has not answered dropped out
-        return outbox or {}
+    Each protocol round is one ``grid.send_and_receive(..., timeout=timeout)``; a reply that failed,
+    broke the protocol or did not arrive is a dropout of that round. ``content(node, round)`` gives
+    the rest of a message's content (a ``RecordDict``, or None), e.g. the strategy's fit
+    instructions in ``masked_input``; ``metrics`` collects the clients' fit metrics by node id.
+    ``report`` receives the configuration, survivors, dropouts, timings, refused replies
+    (``misbehaving``) and error replies (``errors``).
+    """
+    node_ids = list(setup.node_ids)
+    report.config = setup.config
+    server = ServerSession(setup.config, setup.session_id, verify_keys=verify_keys)
+    rounds = [r for r in Round if setup.config.malicious or r is not Round.CONSISTENCY_CHECK]
+    outbox: dict[int, object] = {i: setup.to_record(i) for i in range(len(node_ids))}
+    by_place: dict[int, dict] = {}
+    try:
+        for round_name in rounds:
+            start = time.perf_counter()
+            messages = [_message(node_ids[i], round_name, payload, group_id,
+                                 content(node_ids[i], round_name) if content is not None else None)
+                        for i, payload in sorted(outbox.items())]
+            replies = list(grid.send_and_receive(messages, timeout=timeout))
+            waited = time.perf_counter()
+            outbox = _collect(server, setup, round_name, replies, set(outbox), report, by_place)
+            done = time.perf_counter()
+            report.seconds[round_name.value] = done - start
+            report.server_seconds[round_name.value] = done - waited
+    except AbortError as exc:
+        report.aborted = str(exc)
+        report.dropped = {name: [node_ids[i] for i in ids] for name, ids in server.dropped.items()}
+        return None
+    result = server.result
+    if result is None:  # unreachable: the last round either completes or raises AbortError
+        raise SessionStateError(f"session ended in state {server.state.value}")
+    report.dropped = {name: [node_ids[i] for i in ids] for name, ids in result.dropped.items()}
+    report.survivors = [node_ids[i] for i in result.survivors]
+    report.misbehaving.update({node_ids[i]: why for i, why in result.misbehaving.items()})
+    if metrics is not None:
+        metrics.update({node_ids[i]: m for i, m in by_place.items()})
+    return result
+
+
+def _message(node_id: int, round_name: Round, payload, group_id: str, content):
+    from flwr.app import ConfigRecord, Message, RecordDict
+    from flwr.app.message_type import MessageType
+
+    if round_name is Round.ADVERTISE_KEYS:
+        record = ConfigRecord(payload)
+    else:
+        record = ConfigRecord({"round": round_name.value, "message": payload})
+    content = content if content is not None else RecordDict()
+    content.config_records[RECORD_KEY] = record
+    return Message(content=content, dst_node_id=node_id, message_type=MessageType.TRAIN, group_id=group_id)
+
+
+def _collect(server: ServerSession, setup: SessionSetup, round_name: Round, replies: list, asked: set[int],
+             report: SecureRoundReport, metrics: dict[int, dict]) -> dict[int, bytes]:
+    """Feed the round's replies to the session and close the round; returns the next outbox."""
+    outbox: dict[int, bytes] | None = None
+    index = {node: i for i, node in enumerate(setup.node_ids)}
+    for reply in replies:
+        node = int(reply.metadata.src_node_id)
+        client = index.get(node)
+        if not readable_reply(reply, client is not None and client in asked, round_name.value, report):
+            continue
+        try:
+            data = message_bytes(reply.content.config_records.get(RECORD_KEY), round_name.value, client)
+            closed = server.receive(client, data)
+        except ProtocolViolation as exc:
+            logger.warning("round %s: refused the reply of node %s: %s", round_name.value, node, exc)
+            report.failures.append(f"{round_name.value}: node {node}: {exc}")
+            report.misbehaving.setdefault(node, f"{round_name.value}: {exc}")
+            continue
+        if round_name is Round.MASKED_INPUT and METRICS_KEY in reply.content.config_records:
+            metrics[client] = dict(reply.content.config_records[METRICS_KEY])
+        if server.state.value != round_name.value:
+            outbox = closed
+    if server.state.value == round_name.value:
+        outbox = server.close_round()  # the deadline: whoever has not answered dropped out
+    return outbox or {}
+
+
+def readable_reply(reply, expected: bool, round_name: str, report: SecureRoundReport) -> bool:
+    """Whether a reply is one to read: from a node asked in this round (``expected``) and not a
+    Flower error; otherwise noted in ``report`` (an error reply's reason under ``errors``)."""
+    node = int(reply.metadata.src_node_id)
+    if not expected:
+        report.failures.append(f"{round_name}: unexpected reply from node {node}")
+        return False
+    if reply.has_error():
+        report.failures.append(f"{round_name}: node {node} failed: {reply.error.reason}")
+        report.errors.setdefault(node, str(reply.error.reason))
+        return False
+    return True
