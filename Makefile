@@ -17,7 +17,7 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# everything `make test` needs: every extra but torch (see the `test` extra in pyproject.toml)
+# everything `make test` needs: every extra, torch as its CPU build (see the `test` extra in pyproject.toml)
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)

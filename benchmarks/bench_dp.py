@@ -33,7 +33,7 @@ from secagg.dp import (  # noqa: E402
     sample_discrete_gaussian,
     sample_skellam,
 )
-from secagg.fedavg import FedAvg, LogisticRegression  # noqa: E402
+from secagg.fedavg import FedAvg, NumpyLogisticRegression  # noqa: E402
 
 
 class _Counting:
@@ -273,15 +273,15 @@ def antifraud_curve(lines, epsilons, seeds):
     points = []
     baseline = []
     for seed in seeds:
-        fl = FedAvg(LogisticRegression(13), aggregator="plain", rounds=20, local_epochs=1, batch_size=64,
-                    learning_rate=0.1, dropout=0.125, seed=seed)
+        fl = FedAvg(NumpyLogisticRegression(13), aggregator="plain", rounds=20, local_epochs=1, batch_size=64,
+                    learning_rate=0.1, simulated_dropout=0.125, seed=seed)
         baseline.append(fl.fit(clients, eval_data=test).metric("roc_auc")[-1])
     clipped = []
     for seed in seeds:  # the same DP-SGD schedule and clipping, without noise: what noise costs on its own
         config = DPConfig(noise_multiplier=1e-6, clip=1.0, level="record", record_sampling_rate=0.02,
                           dropout_tolerance=0.125)
-        fl = FedAvg(LogisticRegression(13), aggregator="plain", rounds=100, learning_rate=1.0, dropout=0.125,
-                    seed=seed, dp=config)
+        fl = FedAvg(NumpyLogisticRegression(13), aggregator="plain", rounds=100, learning_rate=1.0,
+                    simulated_dropout=0.125, seed=seed, dp=config)
         clipped.append(fl.fit(clients, eval_data=test).metric("roc_auc")[-1])
     lines.append(f"  anti-fraud  same DP-SGD schedule without noise (clipping only): ROC-AUC {np.mean(clipped):.3f}")
     for epsilon in epsilons:
@@ -289,8 +289,8 @@ def antifraud_curve(lines, epsilons, seeds):
         for seed in seeds:
             config = DPConfig(epsilon=epsilon, delta=1e-5, clip=1.0, level="record", record_sampling_rate=0.02,
                               dropout_tolerance=0.125)
-            fl = FedAvg(LogisticRegression(13), aggregator="plain", rounds=100, learning_rate=1.0, dropout=0.125,
-                        seed=seed, dp=config)
+            fl = FedAvg(NumpyLogisticRegression(13), aggregator="plain", rounds=100, learning_rate=1.0,
+                        simulated_dropout=0.125, seed=seed, dp=config)
             history = fl.fit(clients, eval_data=test)
             aucs.append(history.metric("roc_auc")[-1])
             spent.append(history.epsilon[-1])
@@ -317,10 +317,10 @@ def digits_curve(lines, epsilons, seeds, clients=1000, per_round=100, rounds=60)
     shards, test = _digits(clients)
     # client level: a fixed cohort of per_round clients, replace-one accounting (docs/dp.md)
     common = dict(aggregator="plain", rounds=rounds, clients_per_round=per_round, local_epochs=5, batch_size=8,
-                  learning_rate=0.5, dropout=0.05)
-    baseline = [FedAvg(LogisticRegression(64, 10), seed=s, **common).fit(shards, eval_data=test).metric("accuracy")[-1]
-                for s in seeds]
-    clipped = [FedAvg(LogisticRegression(64, 10), seed=s, **common,
+                  learning_rate=0.5, simulated_dropout=0.05)
+    baseline = [FedAvg(NumpyLogisticRegression(64, 10), seed=s, **common).fit(shards, eval_data=test)
+                .metric("accuracy")[-1] for s in seeds]
+    clipped = [FedAvg(NumpyLogisticRegression(64, 10), seed=s, **common,
                       dp=DPConfig(noise_multiplier=1e-6, clip=1.0, dropout_tolerance=0.05)
                       ).fit(shards, eval_data=test).metric("accuracy")[-1] for s in seeds]
     lines.append(f"  digits      same schedule, L2 clip 1.0 and unit weights, without noise: accuracy "
@@ -330,7 +330,7 @@ def digits_curve(lines, epsilons, seeds, clients=1000, per_round=100, rounds=60)
         accuracy, spent = [], []
         for seed in seeds:
             config = DPConfig(epsilon=epsilon, delta=1e-5, clip=1.0, dropout_tolerance=0.05)
-            fl = FedAvg(LogisticRegression(64, 10), seed=seed, dp=config, **common)
+            fl = FedAvg(NumpyLogisticRegression(64, 10), seed=seed, dp=config, **common)
             history = fl.fit(shards, eval_data=test)
             accuracy.append(history.metric("accuracy")[-1])
             spent.append(history.epsilon[-1])

@@ -14,7 +14,7 @@ import argparse
 
 import numpy as np
 
-from secagg.fedavg import FedAvg, LogisticRegression
+from secagg.fedavg import FedAvg, NumpyLogisticRegression
 from secagg.fedavg.data import make_bank_transactions
 
 
@@ -30,9 +30,9 @@ def main(argv=None):
     X_test = np.vstack([b.X_test for b in banks])
     y_test = np.concatenate([b.y_test for b in banks])
 
-    model = LogisticRegression(n_features=X_test.shape[1])
+    model = NumpyLogisticRegression(n_features=X_test.shape[1])
     fl = FedAvg(model, aggregator="masking", rounds=args.rounds, local_epochs=1, batch_size=64,
-                learning_rate=0.1, dropout=1 / args.banks, seed=0,
+                learning_rate=0.1, simulated_dropout=1 / args.banks, seed=0,
                 aggregator_options={"threshold": 2 / 3, "malicious": True, "dropout_fraction": 1 / args.banks,
                                     "corrupt_fraction": 1 / args.banks})
     history = fl.fit(clients, eval_data=(X_test, y_test))

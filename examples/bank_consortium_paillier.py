@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from secagg.aggregation import make_aggregator
-from secagg.fedavg import FedAvg, LogisticRegression
+from secagg.fedavg import FedAvg, NumpyLogisticRegression
 from secagg.fedavg.data import make_bank_transactions
 
 
@@ -36,8 +36,8 @@ def main(argv=None):
     print(f"{key.key_bits}-bit key, decryption needs {key.threshold} of {key.parties} banks "
           f"(set up in {paillier.setup_seconds:.1f} s)")
 
-    fl = FedAvg(LogisticRegression(X_test.shape[1]), aggregator=paillier, rounds=args.rounds, local_epochs=2,
-                batch_size=64, learning_rate=0.1, dropout=1 / args.banks, seed=0)
+    fl = FedAvg(NumpyLogisticRegression(X_test.shape[1]), aggregator=paillier, rounds=args.rounds, local_epochs=2,
+                batch_size=64, learning_rate=0.1, simulated_dropout=1 / args.banks, seed=0)
     for record in fl.fit([(b.X_train, b.y_train) for b in banks], eval_data=(X_test, y_test)):
         print(f"round {record.round + 1:>2}: AUC {record.metrics['roc_auc']:.3f}, banks in the sum "
               f"{list(record.included)}, {record.bytes_per_client / 1024:.1f} KiB per bank, "

@@ -12,7 +12,7 @@ import argparse
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from secagg.fedavg import MLP, FedAvg
+from secagg.fedavg import FedAvg, NumpyMLP
 from secagg.fedavg.data import partition_dirichlet
 
 
@@ -28,9 +28,9 @@ def main(argv=None):
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
     clients = partition_dirichlet(X_train, y_train, args.clients, alpha=0.3, seed=0, min_samples=4)
 
-    model = MLP(n_features=64, hidden=(32,), n_classes=10, seed=0)
+    model = NumpyMLP(n_features=64, hidden=(32,), n_classes=10, seed=0)
     fl = FedAvg(model, aggregator="masking", rounds=args.rounds, clients_per_round=args.per_round,
-                local_epochs=2, batch_size=8, learning_rate=0.1, dropout=0.1, seed=0,
+                local_epochs=2, batch_size=8, learning_rate=0.1, simulated_dropout=0.1, seed=0,
                 aggregator_options={"neighbors": "auto", "dropout_fraction": 0.1, "corrupt_fraction": 0.05})
     history = fl.fit(clients, eval_data=(X_test, y_test))
     for record in list(history)[::5]:

@@ -15,7 +15,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from secagg.dp import DPConfig
-from secagg.fedavg import FedAvg, LogisticRegression
+from secagg.fedavg import FedAvg, NumpyLogisticRegression
 from secagg.fedavg.data import partition_iid
 
 
@@ -33,9 +33,9 @@ def main(argv=None):
     clients = partition_iid(X_train, y_train, args.clients, seed=0)
 
     dp = DPConfig(epsilon=args.epsilon, delta=1e-5, clip=1.0, dropout_tolerance=0.05)
-    fl = FedAvg(LogisticRegression(64, 10), aggregator="masking", rounds=args.rounds,
+    fl = FedAvg(NumpyLogisticRegression(64, 10), aggregator="masking", rounds=args.rounds,
                 clients_per_round=args.per_round, local_epochs=5, batch_size=8, learning_rate=0.5,
-                dropout=0.05, seed=0, dp=dp,
+                simulated_dropout=0.05, seed=0, dp=dp,
                 aggregator_options={"neighbors": "auto", "dropout_fraction": 0.05, "corrupt_fraction": 0.05})
     history = fl.fit(clients, eval_data=(X_test, y_test))
     mechanism = fl.dp_mechanism

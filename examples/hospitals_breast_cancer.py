@@ -2,8 +2,10 @@
 
 Patients are split across hospitals with label skew (Dirichlet, alpha = 0.5). The hospitals first
 compute the feature means and variances of all their patients together *through secure
-aggregation* (each hands in its sums of x and x^2 and its patient count), so every hospital
-standardises with the same statistics without revealing its own; then they train with FedAvg.
+aggregation* (``secagg.fedavg.preprocessing.federated_standard_scaler``: each hands in, masked,
+the sums of its values and of their squares, centred on the measurements' public ranges, and its
+patient count), so every hospital standardises with the same statistics without revealing its
+own; then they train with FedAvg.
 
     .venv/bin/python examples/hospitals_breast_cancer.py
 """
@@ -14,27 +16,17 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
-from secagg.aggregation import make_aggregator
-from secagg.fedavg import FedAvg, LogisticRegression
+from secagg.fedavg import FedAvg, NumpyLogisticRegression
 from secagg.fedavg.data import partition_dirichlet
+from secagg.fedavg.preprocessing import federated_standard_scaler
 
-
-def secure_feature_statistics(hospitals, aggregator):
-    """Global mean and standard deviation of every feature from securely summed moments."""
-    d = hospitals[0][0].shape[1]
-    scale = max(float(np.abs(X).max()) for X, _ in hospitals)  # public bound on |x| (here: known ranges)
-    round_ = aggregator.open_round(list(range(len(hospitals))), 2 * d,
-                                   max_weight=max(len(y) for _, y in hospitals), clip=1.0,
-                                   rng=np.random.default_rng(0))
-    for i, (X, _) in enumerate(hospitals):
-        n = len(X)
-        # per-patient averages of x/scale and (x/scale)^2 lie in [-1, 1]; weighted by n they are sums
-        moments = np.concatenate([(X / scale).mean(axis=0), ((X / scale) ** 2).mean(axis=0)])
-        round_.submit(i, n * moments, n)
-    result = round_.finish()
-    mean_scaled, square_scaled = np.split(result.average(), 2)
-    variance = np.maximum(square_scaled - mean_scaled**2, 1e-12)
-    return mean_scaled * scale, np.sqrt(variance) * scale
+# The public range of each measurement (the data dictionary's, in the data set's units): the same
+# upper bounds for the mean and the worst value of a nucleus, smaller ones for the standard errors;
+# every measurement is >= 0. The scaler clips to these ranges (and counts what it clipped).
+MEASUREMENT_UPPER = [50, 100, 300, 3000, 1, 1, 1, 1, 1, 1]  # radius, texture, perimeter, area, smoothness, ...
+ERROR_UPPER = [5, 10, 50, 1000, 1, 1, 1, 1, 1, 1]
+WORST_UPPER = [50, 100, 300, 5000, 1, 2, 2, 1, 1, 1]
+VALUE_RANGE = (0.0, np.array(MEASUREMENT_UPPER + ERROR_UPPER + WORST_UPPER, dtype=float))
 
 
 def main(argv=None):
@@ -47,23 +39,23 @@ def main(argv=None):
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
     hospitals = partition_dirichlet(X_train, y_train, args.hospitals, alpha=0.5, seed=1, min_samples=10)
 
-    aggregator = make_aggregator("masking", fractional_bits=24)
-    mean, std = secure_feature_statistics(hospitals, aggregator)
+    scaler = federated_standard_scaler(hospitals, value_range=VALUE_RANGE, aggregator="masking", seed=0)
     print("feature means from secure aggregation match the pooled means:",
-          bool(np.allclose(mean, X_train.mean(axis=0), rtol=1e-4, atol=1e-4)))
-    standardise = lambda A: (A - mean) / std  # noqa: E731
+          bool(np.all(np.abs(scaler.mean_ - X_train.mean(axis=0)) <= scaler.mean_error_bound_ + 1e-12)),
+          f"(largest error bound {scaler.mean_error_bound_.max():.1e}; {scaler.n_clipped_.sum()} values clipped)")
+    standardise = scaler.transform
     clients = [(standardise(Xh), yh) for Xh, yh in hospitals]
     for i, (_, yh) in enumerate(clients):
         print(f"  hospital {i}: {len(yh):>3} patients, {yh.mean():.0%} benign")
 
-    fl = FedAvg(LogisticRegression(X.shape[1], l2=1e-3), aggregator=aggregator, rounds=args.rounds,
+    fl = FedAvg(NumpyLogisticRegression(X.shape[1], l2=1e-3), aggregator="masking", rounds=args.rounds,
                 local_epochs=2, batch_size=16, learning_rate=0.05, seed=0)
     history = fl.fit(clients, eval_data=(standardise(X_test), y_test))
     federated = history[-1].metrics
 
     alone = []
     for Xh, yh in clients:
-        model = LogisticRegression(X.shape[1], l2=1e-3)
+        model = NumpyLogisticRegression(X.shape[1], l2=1e-3)
         model.train(Xh, yh, epochs=2 * args.rounds, batch_size=16, learning_rate=0.05, proximal_mu=0.0,
                     rng=np.random.default_rng(0))
         alone.append(model.evaluate(standardise(X_test), y_test))

@@ -33,7 +33,7 @@ def main(argv=None) -> dict:
     from flwr.simulation import run_simulation
 
     from secagg.dp import DPConfig
-    from secagg.fedavg import FedAvg, LogisticRegression
+    from secagg.fedavg import FedAvg, NumpyLogisticRegression
     from secagg.fedavg.data import make_bank_transactions
     from secagg.integrations.flower import flower_apps
 
@@ -50,7 +50,7 @@ def main(argv=None) -> dict:
                                    record_sampling_rate=0.05, dropout_tolerance=0.25))
 
     def configuration() -> FedAvg:  # what the coordinator, each bank and the in-process run all build
-        return FedAvg(LogisticRegression(data[0][0].shape[1]), **options)
+        return FedAvg(NumpyLogisticRegression(data[0][0].shape[1]), **options)
 
     in_process = configuration()
     in_process.fit(data, eval_data=holdout)

@@ -7,7 +7,7 @@ copy differs refuses the rounds and says which setting differs.
 
 from __future__ import annotations
 
-from secagg.fedavg import FedAvg, LogisticRegression
+from secagg.fedavg import FedAvg, NumpyLogisticRegression
 from secagg.fedavg.data import make_bank_transactions
 
 BANKS, SAMPLES, SEED = 4, 1500, 3
@@ -15,7 +15,7 @@ BANKS, SAMPLES, SEED = 4, 1500, 3
 
 def configuration() -> FedAvg:
     """The run: logistic regression on 13 features, 6 rounds, 3 of the 4 banks sampled per round."""
-    return FedAvg(LogisticRegression(13), rounds=6, clients_per_round=3, local_epochs=1, batch_size=64,
+    return FedAvg(NumpyLogisticRegression(13), rounds=6, clients_per_round=3, local_epochs=1, batch_size=64,
                   learning_rate=0.1, max_weight=float(SAMPLES), seed=SEED)
 
 

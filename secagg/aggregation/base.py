@@ -131,6 +131,11 @@ class Aggregator(ABC):
         """Once per training run, before the first round: e.g. key generation for clients
         ``0..num_clients-1``. Nothing to do for most aggregators."""
 
+    def setup_step(self, num_clients: int) -> str | None:
+        """What :meth:`setup` would do now for ``num_clients`` clients if it takes long enough to
+        announce (a sentence for a progress line), else None."""
+        return None
+
     @abstractmethod
     def open_round(self, participants: Sequence[int], dimension: int, *, max_weight: float, clip: float,
                    rng: np.random.Generator, min_contributions: int = 1) -> AggregationRound:

@@ -235,6 +235,13 @@ class PaillierAggregator(Aggregator):
         return PaillierSpec(self.public_key, self.verify_keys, **UpdateCodec.spec_values(encoder, dimension),
                             min_contributors=floor)
 
+    def setup_step(self, num_clients: int) -> str | None:
+        """Dealing the key is the long step (safe primes: seconds to a minute); the rest is quick."""
+        if self.public_key is not None:
+            return None
+        return (f"dealing a {self.key_bits}-bit threshold Paillier key to {num_clients} banks "
+                "(safe primes: seconds to a minute)")
+
     def setup(self, num_clients: int) -> None:
         """The dealer's key generation for banks ``0..num_clients-1`` (once), then one bank session
         (key share, Ed25519 identity) per bank, and a fresh session id."""

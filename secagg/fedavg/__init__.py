@@ -1,7 +1,7 @@
 """Federated averaging on secure aggregation.
 
-    from secagg.fedavg import FedAvg, LogisticRegression
-    fl = FedAvg(LogisticRegression(n_features=d), aggregator="masking", rounds=20, learning_rate=0.1, seed=0)
+    from secagg.fedavg import FedAvg, NumpyLogisticRegression
+    fl = FedAvg(NumpyLogisticRegression(n_features=d), aggregator="masking", rounds=20, learning_rate=0.1, seed=0)
     history = fl.fit(clients=[(X1, y1), (X2, y2)], eval_data=(X_test, y_test))
     fl.weights
 
@@ -19,8 +19,15 @@ in each participant's.
 from secagg.dp.config import DPConfig
 from secagg.fedavg.adapters import SklearnLinearAdapter, TorchModuleAdapter
 from secagg.fedavg.job import FedAvgJob, load_job
-from secagg.fedavg.models import MLP, LogisticRegression, ModelAdapter
+from secagg.fedavg.models import _RENAMED, ModelAdapter, NumpyLogisticRegression, NumpyMLP, _deprecated_name
 from secagg.fedavg.trainer import FedAvg, FedAvgServer, History, RoundRecord
 
-__all__ = ["DPConfig", "FedAvg", "FedAvgJob", "FedAvgServer", "History", "LogisticRegression", "MLP", "ModelAdapter",
-           "RoundRecord", "SklearnLinearAdapter", "TorchModuleAdapter", "load_job"]
+__all__ = ["DPConfig", "FedAvg", "FedAvgJob", "FedAvgServer", "History", "ModelAdapter", "NumpyLogisticRegression",
+           "NumpyMLP", "RoundRecord", "SklearnLinearAdapter", "TorchModuleAdapter", "load_job"]
+
+
+def __getattr__(name: str) -> type:
+    """``LogisticRegression`` and ``MLP``: the former names of the NumPy models, deprecated."""
+    if name in _RENAMED:
+        return _deprecated_name(__name__, name, _RENAMED)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

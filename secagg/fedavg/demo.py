@@ -31,7 +31,7 @@ from secagg.display import Column, RoundProgress, print_table, status
 from secagg.dp.accounting import require_dp_accounting
 from secagg.dp.config import DPConfig
 from secagg.fedavg.data import make_bank_transactions
-from secagg.fedavg.models import LogisticRegression
+from secagg.fedavg.models import NumpyLogisticRegression
 from secagg.fedavg.trainer import FedAvg, History, RoundRecord
 
 if TYPE_CHECKING:
@@ -57,8 +57,9 @@ class DemoResult:
         return {k: float(np.mean([m[k] for m in self.alone])) for k in ("roc_auc", "average_precision")}
 
 
-def _train_alone(X: np.ndarray, y: np.ndarray, epochs: int, args: argparse.Namespace, seed: int) -> LogisticRegression:
-    model = LogisticRegression(X.shape[1])
+def _train_alone(X: np.ndarray, y: np.ndarray, epochs: int, args: argparse.Namespace,
+                 seed: int) -> NumpyLogisticRegression:
+    model = NumpyLogisticRegression(X.shape[1])
     model.train(X, y, epochs=epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                 proximal_mu=0.0, rng=np.random.default_rng(seed))
     return model
@@ -85,8 +86,7 @@ def _paillier_aggregator(args: argparse.Namespace, banks: int, out: IO[str] | No
     from secagg.aggregation.paillier import PaillierAggregator
 
     aggregator = PaillierAggregator(key_bits=getattr(args, "key_bits", 2048))  # names the extra if it is missing
-    with status(f"dealing a {aggregator.key_bits}-bit threshold Paillier key to {banks} banks (safe primes: "
-                "seconds to a minute)", out, enabled=not args.quiet):
+    with status(aggregator.setup_step(banks) or "setting up the Paillier aggregator", out, enabled=not args.quiet):
         aggregator.setup(banks)
     return aggregator
 
@@ -106,9 +106,9 @@ def run_demo(args: argparse.Namespace) -> DemoResult:
     aggregator: str | PaillierAggregator = args.aggregator
     if args.aggregator == "paillier":
         aggregator = _paillier_aggregator(args, len(clients))
-    fl = FedAvg(LogisticRegression(banks[0].X_train.shape[1]), aggregator=aggregator, rounds=args.rounds,
+    fl = FedAvg(NumpyLogisticRegression(banks[0].X_train.shape[1]), aggregator=aggregator, rounds=args.rounds,
                 local_epochs=args.local_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                dropout=dropout, clip=1.0, seed=args.seed)
+                simulated_dropout=dropout, clip=1.0, seed=args.seed)
     history = _fit_with_progress(fl, clients, (X_test, y_test), names, args)
     federated = fl.model.evaluate(X_test, y_test)
     alone = [_train_alone(X, y, epochs, args, args.seed + i).evaluate(X_test, y_test) for i, (X, y) in enumerate(clients)]
@@ -144,8 +144,9 @@ def _private_run(args: argparse.Namespace, n_features: int, banks: int, dropout:
         # the protocol itself refuses to unmask a sum carrying fewer noise shares than calibrated: every
         # survivor needs t other survivors, so a sum has at least t + 1 inputs
         options = {"threshold": max(1, config.min_shares(banks) - 1)}
-    fl = FedAvg(LogisticRegression(n_features), aggregator=aggregator, rounds=getattr(args, "dp_rounds", 100),
-                learning_rate=getattr(args, "dp_learning_rate", 1.0), dropout=dropout, seed=args.seed,
+    fl = FedAvg(NumpyLogisticRegression(n_features), aggregator=aggregator,
+                rounds=getattr(args, "dp_rounds", 100),
+                learning_rate=getattr(args, "dp_learning_rate", 1.0), simulated_dropout=dropout, seed=args.seed,
                 aggregator_options=options, dp=config)
     return config, fl
 

@@ -15,7 +15,7 @@ import numpy as np
 from secagg.errors import ParameterError
 from secagg.fedavg.data import make_bank_transactions
 from secagg.fedavg.job import FedAvgJob
-from secagg.fedavg.models import LogisticRegression
+from secagg.fedavg.models import NumpyLogisticRegression
 from secagg.fedavg.trainer import FedAvg
 
 __all__ = ["demo_job", "job"]
@@ -35,7 +35,7 @@ def demo_job(*, banks: int = 8, samples: int = 6000, seed: int = 0, rounds: int 
     n_features = _banks(banks, samples, seed)[0].X_train.shape[1]
 
     def fedavg() -> FedAvg:
-        return FedAvg(LogisticRegression(n_features), aggregator=aggregator, aggregator_options=aggregator_options,
+        return FedAvg(NumpyLogisticRegression(n_features), aggregator=aggregator, aggregator_options=aggregator_options,
                       rounds=rounds, clients_per_round=clients_per_round, local_epochs=local_epochs,
                       batch_size=batch_size, learning_rate=learning_rate, max_weight=float(samples), dp=dp)
 

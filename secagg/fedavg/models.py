@@ -1,13 +1,17 @@
 """The model adapter protocol FedAvg trains through, and two NumPy models that implement it.
 
 Any model works with :class:`secagg.fedavg.FedAvg` if it offers the five methods of
-:class:`ModelAdapter`. Ready adapters: :class:`LogisticRegression` and :class:`MLP` here (pure
-NumPy), scikit-learn linear models and PyTorch modules in :mod:`secagg.fedavg.adapters`.
+:class:`ModelAdapter`. Ready adapters: :class:`NumpyLogisticRegression` and :class:`NumpyMLP` here
+(pure NumPy), scikit-learn linear models and PyTorch modules in :mod:`secagg.fedavg.adapters`.
+
+``LogisticRegression`` and ``MLP``, the former names of the NumPy models (the first clashed with
+scikit-learn's), still work for one release with a DeprecationWarning.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -16,7 +20,7 @@ import numpy as np
 from secagg.errors import ParameterError
 from secagg.fedavg.metrics import accuracy, binary_metrics, log_loss
 
-__all__ = ["ModelAdapter", "LogisticRegression", "MLP", "check_dataset", "check_weights"]
+__all__ = ["ModelAdapter", "NumpyLogisticRegression", "NumpyMLP", "check_dataset", "check_weights"]
 
 
 @runtime_checkable
@@ -31,6 +35,12 @@ class ModelAdapter(Protocol):
     * ``evaluate(X, y)``: a dict of metrics (``loss`` and ``accuracy`` at least; binary models
       also ``roc_auc`` and ``average_precision``).
     * ``copy()``: an independent model with the same architecture and weights.
+
+    Optional methods add features: ``predict_proba(X)`` and ``predict(X)``
+    (:meth:`FedAvg.predict_proba <secagg.fedavg.FedAvg.predict_proba>`), ``per_example_gradients(X, y)``
+    (record-level DP), ``weight_names()`` and ``describe()`` (what a saved model records,
+    :mod:`secagg.fedavg.checkpoint`), ``client_data(obj)`` (a client's data in the model's own form,
+    e.g. a torch ``DataLoader``, as ``(features, labels)``; ``features.shape[0]`` is its record count).
     """
 
     def get_weights(self) -> list[np.ndarray]: ...
@@ -130,6 +140,22 @@ class _NumpyModel:
         X, _ = check_dataset(X, np.zeros(len(X), dtype=np.int64), self.n_features, name="X")
         return self._probabilities(X)
 
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The predicted class of every row (P(y=1) >= 0.5 for binary models)."""
+        p = self.predict_proba(X)
+        return (p >= 0.5).astype(np.int64) if p.ndim == 1 else p.argmax(axis=1).astype(np.int64)
+
+    def weight_names(self) -> list[str]:
+        """A name per weight array: ``W``/``b`` for one layer, ``W1``, ``b1``, ``W2``, ... for more."""
+        layers = len(self._weights) // 2
+        if layers == 1:
+            return ["W", "b"]
+        return [f"{kind}{i + 1}" for i in range(layers) for kind in ("W", "b")]
+
+    def describe(self) -> dict:
+        """What the weights mean beyond their names and shapes: features and classes."""
+        return {"n_features": self.n_features, "n_classes": self.n_classes}
+
     def evaluate(self, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
         X, y = check_dataset(X, y, self.n_features, self.n_classes, name="evaluation data")
         p = self._probabilities(X)
@@ -200,7 +226,7 @@ def _check_shape_args(n_features: int, n_classes: int) -> None:
         raise ParameterError(f"n_classes must be an integer >= 2, got {n_classes!r}")
 
 
-class LogisticRegression(_NumpyModel):
+class NumpyLogisticRegression(_NumpyModel):
     """Logistic regression (sigmoid for 2 classes, softmax above) trained by mini-batch SGD.
 
     Weights: ``[W (n_features x outputs), b (outputs,)]`` with outputs = 1 for binary models.
@@ -226,7 +252,7 @@ class LogisticRegression(_NumpyModel):
         return [X[:, :, None] * error[:, None, :], error]
 
 
-class MLP(_NumpyModel):
+class NumpyMLP(_NumpyModel):
     """A small multilayer perceptron: ReLU hidden layers, sigmoid/softmax output, mini-batch SGD.
 
     Weights: ``[W1, b1, W2, b2, ...]``; He-initialised from ``seed`` (so every client that builds
@@ -282,3 +308,20 @@ class MLP(_NumpyModel):
                 delta = (delta @ self._weights[2 * i].T) * (activations[i] > 0)
         return grads
 
+
+
+_RENAMED = {"LogisticRegression": NumpyLogisticRegression, "MLP": NumpyMLP}
+
+
+def _deprecated_name(module: str, name: str, renamed: dict[str, type]) -> type:
+    """The class now called ``renamed[name].__name__``, with a DeprecationWarning naming it."""
+    cls = renamed[name]
+    warnings.warn(f"{module}.{name} is now {cls.__name__} (the old name clashed with scikit-learn's); "
+                  "the old name goes in the next release", DeprecationWarning, stacklevel=3)
+    return cls
+
+
+def __getattr__(name: str) -> type:
+    if name in _RENAMED:
+        return _deprecated_name(__name__, name, _RENAMED)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

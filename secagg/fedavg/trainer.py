@@ -16,10 +16,15 @@ The DP sampling (the client cohort, the records of DP-SGD) is drawn from a CSPRN
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +32,7 @@ from secagg.aggregation import AggregateResult, Aggregator, make_aggregator
 from secagg.crypto.randomness import RandomSource
 from secagg.dp.config import DPConfig, tolerated_dropouts
 from secagg.dp.sampling import AesCtrRandomness, poisson_subsample, sample_cohort
-from secagg.errors import ParameterError
+from secagg.errors import AbortError, ParameterError
 from secagg.fedavg.models import ModelAdapter, check_dataset
 
 __all__ = ["FedAvg", "FedAvgServer", "History", "RoundRecord", "flatten", "unflatten"]
@@ -35,6 +40,11 @@ __all__ = ["FedAvg", "FedAvgServer", "History", "RoundRecord", "flatten", "unfla
 # Protocol rounds a dropped client may vanish before (the consistency check exists only in
 # malicious mode; the aggregators treat it like unmasking otherwise).
 DROP_ROUNDS = ("advertise_keys", "share_keys", "masked_input", "unmasking")
+ON_ABORT = ("skip", "warn", "raise")
+# A metric repeated exactly over this many rounds that moved the model is worth a warning.
+CONSTANT_METRIC_ROUNDS = 3
+
+log = logging.getLogger("secagg.fedavg")
 
 
 def flatten(weights: Sequence[np.ndarray]) -> np.ndarray:
@@ -185,7 +195,8 @@ class FedAvg:
     * ``clients_per_round``: None (all), an int, or a fraction of the clients, sampled uniformly.
     * ``local_epochs``, ``batch_size``, ``learning_rate``: local mini-batch SGD; ``proximal_mu``: FedProx.
     * ``server_learning_rate``: global step on the averaged update (1.0 is plain FedAvg).
-    * ``dropout``: fraction of each round's participants that vanish, each before a random protocol
+    * ``simulated_dropout``: fraction of each round's participants that vanish (clients going
+      offline, not neural-network dropout), each before a random protocol
       round; they are simply not in that round's sum.
     * ``clip``: every coordinate of a client's update is clipped to ``[-clip, clip]`` before it is
       weighted (the fixed-point range of the masking path is sized from it).
@@ -199,11 +210,18 @@ class FedAvg:
       weight 1, and the server divides the noisy sum by the cohort size (public, fixed). At record
       level (cross-silo DP-SGD) every institution takes part in every round, which is one noisy
       gradient step of size ``learning_rate`` on its Poisson-sampled records (``local_epochs``,
-      ``batch_size`` and ``proximal_mu`` do not apply). ``dropout`` must not exceed
+      ``batch_size`` and ``proximal_mu`` do not apply). ``simulated_dropout`` must not exceed
       ``dp.dropout_tolerance``; with DP both are turned into a number of parties the same way
       (:func:`~secagg.dp.config.tolerated_dropouts`). A second :meth:`fit` continues the same private
       run (epsilon keeps composing) and is refused unless it has the same clients, cohort and model
       size. See docs/dp.md.
+    * ``on_abort``: what a round that cannot finish (too few clients left, a refused sum) does.
+      Such a round leaves the global model unchanged. ``"skip"`` (default): logged at INFO on the
+      ``secagg.fedavg`` logger, and one WARNING after :meth:`fit` says how many rounds were lost;
+      ``"warn"``: a WARNING for every aborted round, when it happens; ``"raise"``: :meth:`fit`
+      stops with :class:`~secagg.errors.AbortError` at the first (its record is in :attr:`history`).
+    * ``progress``: say on standard error when a long set-up step starts and how long it took
+      (dealing a Paillier key: seconds to a minute), with a spinner on a terminal with ``rich``.
     * ``record_counts``: record-level DP outside the in-process fit (network, Flower): each client's
       record count, public or a public upper bound (a client holding more refuses to take part);
       the mechanism's grid and the expected batch are sized from them. In-process they replace the
@@ -217,17 +235,27 @@ class FedAvg:
     def __init__(self, model: ModelAdapter, *, aggregator: str | Aggregator = "masking", rounds: int = 20,
                  clients_per_round: int | float | None = None, local_epochs: int = 1, batch_size: int = 32,
                  learning_rate: float = 0.1, proximal_mu: float = 0.0, server_learning_rate: float = 1.0,
-                 dropout: float = 0.0, clip: float = 1.0, max_weight: float | None = None,
+                 simulated_dropout: float = 0.0, clip: float = 1.0, max_weight: float | None = None,
                  seed: int | None = None, aggregator_options: dict | None = None,
                  dp: DPConfig | None = None, dp_sampling_source: RandomSource | None = None,
+                 on_abort: str = "skip", progress: bool = True, dropout: float | None = None,
                  record_counts: Sequence[int] | None = None) -> None:
         if not isinstance(model, ModelAdapter):
             raise ParameterError("model must implement the ModelAdapter protocol "
                                  "(get_weights, set_weights, train, evaluate, copy)")
+        if on_abort not in ON_ABORT:
+            raise ParameterError(f"on_abort must be one of {', '.join(map(repr, ON_ABORT))}, got {on_abort!r}")
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ParameterError(f"rounds must be a positive int, got {rounds!r}")
+        if dropout is not None:
+            warnings.warn("FedAvg(dropout=...) is now simulated_dropout= (it reads as neural-network dropout); "
+                          "the old name goes in the next release", DeprecationWarning, stacklevel=2)
+            if simulated_dropout:
+                raise ParameterError("give simulated_dropout only (dropout is its deprecated name)")
+            simulated_dropout = dropout
+        dropout = simulated_dropout
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ParameterError(f"dropout must be a fraction in [0, 1), got {dropout!r}")
+            raise ParameterError(f"simulated_dropout must be a fraction in [0, 1), got {dropout!r}")
         if not (isinstance(clip, (int, float)) and math.isfinite(clip) and clip > 0):
             raise ParameterError(f"clip must be a positive number, got {clip!r}")
         if max_weight is not None and not (math.isfinite(max_weight) and max_weight >= 1):
@@ -243,8 +271,8 @@ class FedAvg:
             if not isinstance(dp, DPConfig):
                 raise ParameterError(f"dp must be a secagg.dp.DPConfig, got {type(dp).__name__}")
             if dropout > dp.dropout_tolerance:
-                raise ParameterError(f"dropout {dropout} exceeds dp.dropout_tolerance {dp.dropout_tolerance}: the "
-                                     "noise would not cover the rounds' sums")
+                raise ParameterError(f"simulated_dropout {dropout} exceeds dp.dropout_tolerance "
+                                     f"{dp.dropout_tolerance}: the noise would not cover the rounds' sums")
             if dp.mechanism == "skellam" and dp.level == "record" and dp.record_sampling_rate < 1:
                 raise ParameterError("Skellam noise is accounted only without sampling: record-level Skellam needs "
                                      "record_sampling_rate=1; use mechanism='dgauss' with sampling")
@@ -254,7 +282,10 @@ class FedAvg:
                                          "clients_per_round None (records are sampled instead)")
                 if not callable(getattr(model, "per_example_gradients", None)):
                     raise ParameterError("record-level DP needs a model with per_example_gradients(X, y) "
-                                         "(LogisticRegression, MLP)")
+                                         "(NumpyLogisticRegression, NumpyMLP, TorchModuleAdapter)")
+            from secagg.dp.accounting import require_dp_accounting
+
+            require_dp_accounting()  # the missing `dp` extra is named now, before anything trains
         if record_counts is not None:
             if isinstance(record_counts, (str, bytes)) or not hasattr(record_counts, "__len__") or \
                     not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 1
@@ -271,10 +302,11 @@ class FedAvg:
         self.local_epochs, self.batch_size = local_epochs, batch_size
         self.learning_rate, self.proximal_mu = float(learning_rate), float(proximal_mu)
         self.server_learning_rate = float(server_learning_rate)
-        self.dropout, self.clip, self.max_weight = float(dropout), float(clip), max_weight
+        self.simulated_dropout, self.clip, self.max_weight = float(dropout), float(clip), max_weight
         self.seed = seed
         self.dp = dp
         self.dp_sampling_source = dp_sampling_source
+        self.on_abort, self.progress = on_abort, bool(progress)
         self.record_counts = record_counts
         self.dp_mechanism = None  # the calibrated secagg.dp.DistributedMechanism, set by the first fit
         self._dp_schedule: tuple | None = None  # what the mechanism was calibrated for
@@ -286,6 +318,12 @@ class FedAvg:
         """The global model's weights."""
         return self.server.weights
 
+    @property
+    def dropout(self) -> float:
+        """Deprecated name of :attr:`simulated_dropout`."""
+        warnings.warn("FedAvg.dropout is now simulated_dropout", DeprecationWarning, stacklevel=2)
+        return self.simulated_dropout
+
     def _rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng(None if self.seed is None else [self.seed, *key])
 
@@ -293,12 +331,22 @@ class FedAvg:
         if isinstance(clients, (str, bytes)) or not hasattr(clients, "__len__") or len(clients) == 0:
             raise ParameterError("clients must be a non-empty sequence of (X, y) pairs")
         n_features = getattr(self.model, "n_features", None)
+        prepare = getattr(self.model, "client_data", None)
         checked = []
         for i, pair in enumerate(clients):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise ParameterError(f"clients[{i}] must be an (X, y) pair")
-            X, y = check_dataset(pair[0], pair[1], n_features, getattr(self.model, "n_classes", None),
-                                 name=f"clients[{i}]")
+            if not isinstance(pair, (tuple, list)) and callable(prepare):
+                try:  # the model's own data form, e.g. a torch DataLoader
+                    X, y = prepare(pair)
+                except ParameterError as exc:
+                    raise ParameterError(f"clients[{i}]: {exc}") from None
+                if n_features is not None and X.shape[1] != n_features:
+                    raise ParameterError(f"clients[{i}]: {X.shape[1]} features, the others have {n_features}")
+            elif not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ParameterError(f"clients[{i}] must be an (X, y) pair" +
+                                     (" or a data loader the model reads" if callable(prepare) else ""))
+            else:
+                X, y = check_dataset(pair[0], pair[1], n_features, getattr(self.model, "n_classes", None),
+                                     name=f"clients[{i}]")
             if n_features is None:
                 n_features = X.shape[1]
             checked.append((X, y))
@@ -316,7 +364,7 @@ class FedAvg:
             eval_data = check_dataset(eval_data[0], eval_data[1], data[0][0].shape[1],
                                       getattr(self.model, "n_classes", None), name="eval_data")
         plan = self._plan(len(data), np.array([X.shape[0] for X, _ in data]))
-        self.aggregator.setup(len(data))
+        self._setup_aggregator(len(data))
         local_models = [self.model.copy() for _ in data]
         template = self.server.weights
         first_round = len(self.history)
@@ -339,8 +387,104 @@ class FedAvg:
             self.history.rounds.append(record)
             if callback is not None:
                 callback(record)
+            self._review_round(record)
         self.model.set_weights(self.server.weights)
+        self._review_run(self.history.rounds[first_round:])
         return self.history
+
+    # ------------------------------------------------------------------ what a user is told
+    def _setup_aggregator(self, num_clients: int) -> None:
+        """The aggregator's once-per-run set-up, announced when it is a long step (``progress``)."""
+        step = self.aggregator.setup_step(num_clients)
+        if step is None:
+            self.aggregator.setup(num_clients)
+            return
+        log.info("%s", step)
+        from secagg.display import status
+
+        with status(step, sys.stderr, enabled=self.progress):
+            self.aggregator.setup(num_clients)
+
+    def _review_round(self, record: RoundRecord) -> None:
+        """After each round (in-process and over the network): an aborted round is logged, warned
+        about or raised as :class:`~secagg.errors.AbortError`, as ``on_abort`` says."""
+        if record.aborted is None:
+            return
+        if self.on_abort == "raise":
+            self.model.set_weights(self.server.weights)
+            raise AbortError(f"FedAvg round {record.round} aborted: {record.aborted} (on_abort='raise')")
+        log.log(logging.WARNING if self.on_abort == "warn" else logging.INFO,
+                "FedAvg round %d aborted, the global model is unchanged: %s", record.round, record.aborted)
+
+    def _review_run(self, records: Sequence[RoundRecord]) -> None:
+        """After a run's rounds (in-process and over the network): WARNINGs for what should not
+        pass without a word: rounds lost to aborts (``on_abort="skip"``), and metrics repeated
+        exactly while the model moved (a ROC-AUC of 0.5 every round: all scores equal)."""
+        aborted = [r for r in records if r.aborted is not None]
+        if aborted and self.on_abort == "skip":
+            log.warning("%d of %d FedAvg rounds aborted and were skipped (the model did not move in them)%s; "
+                        "first reason: %s", len(aborted), len(records),
+                        ": no round updated the model" if len(aborted) == len(records) else "", aborted[0].aborted)
+        moved = [r for r in records if r.applied and r.metrics]
+        if len(moved) < CONSTANT_METRIC_ROUNDS:
+            return
+        perfect = {"accuracy": 1.0, "roc_auc": 1.0, "average_precision": 1.0, "loss": 0.0}
+        constant = {}
+        for name, first in moved[0].metrics.items():
+            if name != "accuracy" and all(r.metrics.get(name) == first for r in moved) and math.isfinite(first) \
+                    and perfect.get(name) != first:
+                constant[name] = first
+        if not constant:
+            return
+        hint = " (a ROC-AUC of exactly 0.5: every example gets the same score, e.g. a sigmoid saturated by " \
+               "unscaled features: standardise them, secagg.fedavg.preprocessing.federated_standard_scaler)" \
+            if constant.get("roc_auc") == 0.5 else " (a learning rate too small, or updates clipped away?)"
+        log.warning("%s stayed exactly the same in all %d rounds that updated the model: the model is probably not "
+                    "learning%s", ", ".join(f"{k} {v:.6g}" for k, v in constant.items()), len(moved), hint)
+
+    # ------------------------------------------------------------------ the global model
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """The global model's class probabilities, ``(n, n_classes)`` like scikit-learn's
+        (column 1 is P(y=1) for a binary model). ParameterError for a model without probabilities."""
+        self.model.set_weights(self.server.weights)
+        probabilities = getattr(self.model, "predict_proba", None)
+        if not callable(probabilities):
+            raise ParameterError(f"{type(self.model).__name__} has no predict_proba")
+        p = np.asarray(probabilities(X), dtype=np.float64)
+        return np.column_stack([1.0 - p, p]) if p.ndim == 1 else p
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The global model's predicted class of every row (the model's ``predict`` where it has
+        one, e.g. a hinge-loss ``SGDClassifier``; else the most probable class)."""
+        self.model.set_weights(self.server.weights)
+        predict = getattr(self.model, "predict", None)
+        if callable(predict):
+            return np.asarray(predict(X))
+        return self.predict_proba(X).argmax(axis=1)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the global model to ``path`` (``.npz``: the weights and a schema naming the model,
+        every weight's name, shape and dtype, and the secagg version; no pickle). The metadata
+        records the rounds trained, the aggregator and, with DP, the epsilon spent. Read it back
+        with :meth:`load_weights` (or :func:`secagg.fedavg.checkpoint.load_weights` into a bare model)."""
+        from secagg.fedavg.checkpoint import save_weights
+
+        last = self.history.rounds[-1] if self.history.rounds else None
+        metadata = {"rounds": len(self.history), "aggregator": self.aggregator.name,
+                    "epsilon": None if last is None or last.epsilon is None else float(last.epsilon),
+                    "delta": None if self.dp is None else self.dp.delta}
+        return save_weights(self.model, path, weights=self.server.weights, metadata=metadata)
+
+    def load_weights(self, path: str | os.PathLike) -> dict:
+        """Make the model saved at ``path`` (by :meth:`save`) this FedAvg's global model, e.g. to
+        predict with it or to train on from it; returns the file's schema. ParameterError, nothing
+        changed, if the file holds another model (class, description, weight names, shapes)."""
+        from secagg.fedavg.checkpoint import read_weights
+
+        weights, schema = read_weights(self.model, path)
+        self.model.set_weights(weights)
+        self.server = FedAvgServer(weights, self.server_learning_rate)
+        return schema
 
     # ------------------------------------------------------------------ the network roles
     def coordinator(self, num_clients: int, *, tls, address: str = "127.0.0.1:0",
@@ -424,8 +568,8 @@ class FedAvg:
 
     def _simulated_drops(self, plan: _RunPlan, index: int, participants: list[int]) -> dict[str, list[int]]:
         """In-process only: which participants vanish, each before a random protocol round."""
-        count = tolerated_dropouts(self.dropout, len(participants)) if plan.dp is not None else \
-            round(self.dropout * len(participants))
+        count = tolerated_dropouts(self.simulated_dropout, len(participants)) if plan.dp is not None else \
+            round(self.simulated_dropout * len(participants))
         drop_rng = self._rng(2, index)
         vanishing = drop_rng.choice(participants, size=count, replace=False).tolist() if count else []
         drop: dict[str, list[int]] = {name: [] for name in DROP_ROUNDS}

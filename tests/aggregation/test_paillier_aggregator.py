@@ -7,7 +7,7 @@ pytest.importorskip("gmpy2")
 from secagg.aggregation import make_aggregator  # noqa: E402
 from secagg.aggregation.paillier import EncryptedUpdate  # noqa: E402
 from secagg.errors import ParameterError, ProtocolViolation  # noqa: E402
-from secagg.fedavg import FedAvg, LogisticRegression  # noqa: E402
+from secagg.fedavg import FedAvg, NumpyLogisticRegression  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=["dealer", "ceremony"])
@@ -112,7 +112,8 @@ def test_fedavg_with_paillier_matches_plain_within_the_bound():
         clients.append((X, (X @ w > 0).astype(int)))
     runs = {}
     for name, options in [("plain", None), ("paillier", {"key_bits": 512})]:
-        fl = FedAvg(LogisticRegression(5), aggregator=name, rounds=3, learning_rate=0.05, dropout=0.25, seed=3,
+        fl = FedAvg(NumpyLogisticRegression(5), aggregator=name, rounds=3, learning_rate=0.05, simulated_dropout=0.25,
+                    seed=3,
                     aggregator_options=options)
         runs[name] = (fl.fit(clients), fl.weights)
     bound = sum(r.error_bound for r in runs["paillier"][0])

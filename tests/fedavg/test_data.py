@@ -9,7 +9,7 @@ from secagg.fedavg.data import (
     partition_iid,
     partition_quantity,
 )
-from secagg.fedavg.models import LogisticRegression
+from secagg.fedavg.models import NumpyLogisticRegression
 
 
 def test_banks_have_realistic_imbalance_and_shapes():
@@ -51,7 +51,7 @@ def test_pooled_training_beats_banks_alone_on_everyones_fraud(seed):
     y_test = np.concatenate([b.y_test for b in banks])
 
     def fit(X, y):
-        model = LogisticRegression(X.shape[1])
+        model = NumpyLogisticRegression(X.shape[1])
         model.train(X, y, epochs=10, batch_size=64, learning_rate=0.1, proximal_mu=0.0, rng=np.random.default_rng(0))
         return model
 

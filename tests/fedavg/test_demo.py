@@ -67,18 +67,18 @@ def test_private_run_samples_records_from_a_csprng_not_the_demo_seed(monkeypatch
     pytest.importorskip("dp_accounting")
     from secagg.fedavg.data import make_bank_transactions
     from secagg.fedavg.demo import _private_run
-    from secagg.fedavg.models import LogisticRegression
+    from secagg.fedavg.models import NumpyLogisticRegression
 
     banks = make_bank_transactions(3, 800, seed=3)
     clients = [(b.X_train, b.y_train) for b in banks]
     seen = []
-    original = LogisticRegression.per_example_gradients
+    original = NumpyLogisticRegression.per_example_gradients
 
     def recording(self, X, y):
         seen.append(float(np.sum(X)))
         return original(self, X, y)
 
-    monkeypatch.setattr(LogisticRegression, "per_example_gradients", recording)
+    monkeypatch.setattr(NumpyLogisticRegression, "per_example_gradients", recording)
     samples = []
     for _ in range(2):
         seen.clear()

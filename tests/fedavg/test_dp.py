@@ -5,7 +5,7 @@ import pytest
 
 from secagg.dp import DPConfig
 from secagg.errors import ParameterError
-from secagg.fedavg import MLP, FedAvg, LogisticRegression
+from secagg.fedavg import FedAvg, NumpyLogisticRegression, NumpyMLP
 from tests.fedavg.test_trainer import blobs
 
 dp_accounting = pytest.importorskip("dp_accounting")
@@ -24,7 +24,7 @@ def approximation_epsilon(event, relation):
 
 def test_client_level_history_reports_the_proven_epsilon_per_round():
     clients, test = blobs(21, clients=40)
-    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=6, clients_per_round=20, learning_rate=0.1,
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=6, clients_per_round=20, learning_rate=0.1,
                 seed=3, dp=DPConfig(epsilon=4.0, delta=1e-5, clip=1.0))
     history = fl.fit(clients, eval_data=test)
     mech = fl.dp_mechanism
@@ -46,7 +46,7 @@ def test_client_level_history_reports_the_proven_epsilon_per_round():
 
 def test_the_gaussian_approximation_is_an_explicit_choice_and_says_so():
     clients, _ = blobs(21, clients=40)
-    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=6, clients_per_round=20, learning_rate=0.1,
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=6, clients_per_round=20, learning_rate=0.1,
                 seed=3, dp=DPConfig(epsilon=4.0, delta=1e-5, clip=1.0, accountant="gaussian_approximation"))
     history = fl.fit(clients)
     mech = fl.dp_mechanism
@@ -58,7 +58,7 @@ def test_the_gaussian_approximation_is_an_explicit_choice_and_says_so():
     expected = [dp_accounting.rdp.compute_epsilon(list(RDP_ORDERS), t * one_round.rdp, 1e-5)[0] for t in range(1, 7)]
     assert history.epsilon == pytest.approx(expected, rel=1e-9)
     # less noise than the proven default for the same target: what the approximation buys
-    proven = FedAvg(LogisticRegression(8), aggregator="plain", rounds=6, clients_per_round=20,
+    proven = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=6, clients_per_round=20,
                     dp=DPConfig(epsilon=4.0, delta=1e-5, clip=1.0))
     proven.fit(clients)
     assert proven.dp_mechanism.noise_multiplier > mech.noise_multiplier
@@ -66,8 +66,8 @@ def test_the_gaussian_approximation_is_an_explicit_choice_and_says_so():
 
 def test_client_level_divides_by_the_fixed_cohort_not_by_who_arrived():
     clients, test = blobs(31, clients=20)
-    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=4, clients_per_round=10, learning_rate=0.1,
-                seed=2, dropout=0.2, dp=DPConfig(noise_multiplier=1.0, clip=1.0, dropout_tolerance=0.2))
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=4, clients_per_round=10, learning_rate=0.1,
+                seed=2, simulated_dropout=0.2, dp=DPConfig(noise_multiplier=1.0, clip=1.0, dropout_tolerance=0.2))
     history = fl.fit(clients, eval_data=test)
     assert any(len(r.included) < 10 for r in history)  # two of each cohort vanish, mostly before their input
     # the denominator is public: the realised number of updates is never released through the model
@@ -77,7 +77,8 @@ def test_client_level_divides_by_the_fixed_cohort_not_by_who_arrived():
 @pytest.mark.parametrize("aggregator", ["plain", "masking"])
 def test_client_level_dp_learns_with_little_noise(aggregator):
     clients, test = blobs(22, clients=20)
-    fl = FedAvg(LogisticRegression(8), aggregator=aggregator, rounds=8, learning_rate=0.2, seed=4, dropout=0.1,
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator=aggregator, rounds=8, learning_rate=0.2, seed=4,
+                simulated_dropout=0.1,
                 dp=DPConfig(noise_multiplier=0.3, clip=2.0), aggregator_options={"threshold": 0.5} if
                 aggregator == "masking" else None)
     history = fl.fit(clients, eval_data=test)
@@ -91,7 +92,7 @@ def test_noise_is_really_added():
     clients, test = blobs(23, clients=10)
     runs = []
     for _ in range(2):
-        fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=2, seed=5,
+        fl = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=2, seed=5,
                     dp=DPConfig(noise_multiplier=5.0, clip=1.0))
         fl.fit(clients)
         runs.append(fl.server.vector)
@@ -103,7 +104,8 @@ def test_noise_is_really_added():
 
 def test_record_level_dp_sgd_across_institutions():
     clients, test = blobs(24, clients=4, n=(800, 1200))
-    fl = FedAvg(LogisticRegression(8), aggregator="masking", rounds=25, learning_rate=0.5, seed=6, dropout=0.25,
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator="masking", rounds=25, learning_rate=0.5, seed=6,
+                simulated_dropout=0.25,
                 dp=DPConfig(epsilon=3.0, delta=1e-5, clip=1.0, level="record", record_sampling_rate=0.05,
                             dropout_tolerance=0.25), aggregator_options={"threshold": 2})
     history = fl.fit(clients, eval_data=test)
@@ -129,7 +131,7 @@ def test_rounding_and_noise_come_from_a_csprng_whatever_the_seed(monkeypatch):
         return original(self, contributions, signs, source)
 
     monkeypatch.setattr(DistributedMechanism, "encode", recording)
-    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=1, seed=12,
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=1, seed=12,
                 dp=DPConfig(noise_multiplier=1.0, level="record", record_sampling_rate=0.1))
     fl.fit(clients)
     # the trainer passes no randomness: each party's rounding keys and noise come from a fresh CSPRNG
@@ -139,7 +141,7 @@ def test_rounding_and_noise_come_from_a_csprng_whatever_the_seed(monkeypatch):
 def test_record_level_dp_on_paillier():
     pytest.importorskip("phe")
     clients, test = blobs(25, clients=3, n=(300, 400))
-    fl = FedAvg(MLP(8, hidden=(4,), seed=0), aggregator="paillier", rounds=2, learning_rate=0.5, seed=7,
+    fl = FedAvg(NumpyMLP(8, hidden=(4,), seed=0), aggregator="paillier", rounds=2, learning_rate=0.5, seed=7,
                 aggregator_options={"key_bits": 512},
                 dp=DPConfig(noise_multiplier=1.0, clip=1.0, level="record", record_sampling_rate=0.1))
     history = fl.fit(clients, eval_data=test)
@@ -148,7 +150,7 @@ def test_record_level_dp_on_paillier():
 
 def test_a_round_short_of_noise_shares_is_discarded():
     clients, _ = blobs(26, clients=6)
-    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=4, seed=8, dropout=0.5,
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=4, seed=8, simulated_dropout=0.5,
                 dp=DPConfig(noise_multiplier=1.0, dropout_tolerance=0.5))
     before = fl.server.vector
     # pretend the tolerance was smaller than what happens: the guard must refuse the short sums
@@ -170,7 +172,7 @@ def test_a_round_short_of_noise_shares_is_discarded():
 def test_per_example_gradients_average_to_the_batch_gradient():
     rng = np.random.default_rng(9)
     X, y = rng.normal(size=(7, 5)), rng.integers(0, 3, size=7)
-    for model in (LogisticRegression(5, 3, l2=0.1), MLP(5, hidden=(4,), n_classes=3, seed=1)):
+    for model in (NumpyLogisticRegression(5, 3, l2=0.1), NumpyMLP(5, hidden=(4,), n_classes=3, seed=1)):
         model.set_weights([w + rng.normal(size=w.shape) * 0.1 for w in model.get_weights()])
         rows = model.per_example_gradients(X, y)
         batch = model._gradients(X, y)
@@ -182,17 +184,17 @@ def test_per_example_gradients_average_to_the_batch_gradient():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"dp": {"epsilon": 1.0}}, "DPConfig"),
-    ({"dp": DPConfig(epsilon=1.0, dropout_tolerance=0.1), "dropout": 0.2}, "dropout_tolerance"),
+    ({"dp": DPConfig(epsilon=1.0, dropout_tolerance=0.1), "simulated_dropout": 0.2}, "dropout_tolerance"),
     ({"dp": DPConfig(epsilon=1.0, level="record"), "clients_per_round": 2}, "clients_per_round"),
     ({"dp": DPConfig(epsilon=1.0, level="record", mechanism="skellam")}, "Skellam"),
 ])
 def test_bad_dp_options(kwargs, match):
     with pytest.raises(ParameterError, match=match):
-        FedAvg(LogisticRegression(8), aggregator="plain", rounds=1, **kwargs)
+        FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=1, **kwargs)
 
 
 def test_record_level_needs_per_example_gradients():
-    class Opaque(LogisticRegression):
+    class Opaque(NumpyLogisticRegression):
         per_example_gradients = None
 
     with pytest.raises(ParameterError, match="per_example_gradients"):
@@ -201,7 +203,7 @@ def test_record_level_needs_per_example_gradients():
 
 def test_client_level_skellam_with_full_participation():
     clients, test = blobs(27, clients=8)
-    fl = FedAvg(LogisticRegression(8), aggregator="masking", rounds=3, learning_rate=0.2, seed=10,
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator="masking", rounds=3, learning_rate=0.2, seed=10,
                 dp=DPConfig(epsilon=8.0, clip=2.0, mechanism="skellam"))
     history = fl.fit(clients, eval_data=test)
     mech = fl.dp_mechanism
@@ -212,14 +214,15 @@ def test_client_level_skellam_with_full_participation():
     assert history.epsilon[-1] == pytest.approx(expected, rel=1e-9)
     assert history.epsilon[-1] <= 8.0 and all(r.aborted is None for r in history)
     with pytest.raises(ParameterError, match="Skellam"):
-        FedAvg(LogisticRegression(8), aggregator="plain", rounds=2, clients_per_round=4,
+        FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=2, clients_per_round=4,
                dp=DPConfig(epsilon=8.0, mechanism="skellam")).fit(clients)
 
 
 def test_dropout_equal_to_the_tolerance_never_loses_a_round():
     # 20% of 8 parties: the trainer used to drop round(1.6) = 2 while the noise covered floor(1.6) = 1
     clients, _ = blobs(22, clients=8)
-    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=10, learning_rate=0.2, seed=4, dropout=0.2,
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=10, learning_rate=0.2, seed=4,
+                simulated_dropout=0.2,
                 dp=DPConfig(noise_multiplier=1.0, clip=1.0, dropout_tolerance=0.2, level="record",
                             record_sampling_rate=0.5))
     history = fl.fit(clients)
@@ -230,7 +233,7 @@ def test_dropout_equal_to_the_tolerance_never_loses_a_round():
 
 def test_a_refit_must_match_the_calibrated_schedule():
     big, _ = blobs(21, clients=40)
-    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=3, clients_per_round=4, learning_rate=0.1,
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=3, clients_per_round=4, learning_rate=0.1,
                 seed=3, dp=DPConfig(noise_multiplier=1.0, clip=1.0))
     fl.fit(big)
     before, mechanism = list(fl.history.epsilon), fl.dp_mechanism
@@ -256,7 +259,7 @@ def test_dp_sampling_comes_from_a_csprng_whatever_the_seed():
     clients, _ = blobs(28, clients=30)
 
     def cohorts(**kwargs):
-        fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=3, clients_per_round=5, seed=11,
+        fl = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=3, clients_per_round=5, seed=11,
                     dp=DPConfig(noise_multiplier=1.0, clip=1.0), **kwargs)
         return [r.participants for r in fl.fit(clients)]
 
@@ -266,23 +269,23 @@ def test_dp_sampling_comes_from_a_csprng_whatever_the_seed():
     assert cohorts(dp_sampling_source=TestOnlySeededRandomness(1)) == cohorts(
         dp_sampling_source=TestOnlySeededRandomness(1))
     with pytest.raises(ParameterError, match="random_bytes"):
-        FedAvg(LogisticRegression(8), aggregator="plain", dp=DPConfig(noise_multiplier=1.0), dp_sampling_source=3)
+        FedAvg(NumpyLogisticRegression(8), aggregator="plain", dp=DPConfig(noise_multiplier=1.0), dp_sampling_source=3)
 
 
 def test_record_sampling_comes_from_a_csprng_whatever_the_seed(monkeypatch):
     clients, _ = blobs(29, clients=3, n=(300, 400))
     seen = []
-    original = LogisticRegression.per_example_gradients
+    original = NumpyLogisticRegression.per_example_gradients
 
     def recording(self, X, y):
         seen.append(X.sum())
         return original(self, X, y)
 
-    monkeypatch.setattr(LogisticRegression, "per_example_gradients", recording)
+    monkeypatch.setattr(NumpyLogisticRegression, "per_example_gradients", recording)
     batches = []
     for _ in range(2):
         seen.clear()
-        FedAvg(LogisticRegression(8), aggregator="plain", rounds=2, seed=12,
+        FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=2, seed=12,
                dp=DPConfig(noise_multiplier=1.0, level="record", record_sampling_rate=0.1)).fit(clients)
         batches.append(list(seen))
     assert len(batches[0]) == 6 and batches[0] != batches[1]
@@ -291,10 +294,10 @@ def test_record_sampling_comes_from_a_csprng_whatever_the_seed(monkeypatch):
 def test_dp_needs_two_parties_per_round():
     clients, _ = blobs(30, clients=4)
     with pytest.raises(ParameterError, match="at least 2 parties"):
-        FedAvg(LogisticRegression(8), aggregator="plain", rounds=1, clients_per_round=1,
+        FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=1, clients_per_round=1,
                dp=DPConfig(noise_multiplier=1.0)).fit(clients)
     with pytest.raises(ParameterError, match="at least 2 parties"):
-        FedAvg(LogisticRegression(8), aggregator="plain", rounds=1,
+        FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=1,
                dp=DPConfig(noise_multiplier=1.0, level="record")).fit(clients[:1])
 
 
@@ -306,7 +309,7 @@ def test_a_deployment_building_the_parameters_like_the_trainer_reports_the_same_
     clients, _ = blobs(32, clients=10, n=(200, 300))
     config = DPConfig(epsilon=2.0, delta=1e-5, clip=1.0, level=level, record_sampling_rate=0.05,
                       dropout_tolerance=0.2)
-    fl = FedAvg(LogisticRegression(8), aggregator="plain", rounds=4, learning_rate=0.5, seed=1, dp=config,
+    fl = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=4, learning_rate=0.5, seed=1, dp=config,
                 clients_per_round=6 if level == "client" else None)
     history = fl.fit(clients)
     records = [len(y) for _, y in clients]

@@ -59,10 +59,10 @@ def test_the_fallback_gives_sklearns_numbers(labels, data):
 
 def test_the_demo_scores_are_the_same_with_and_without_scikit_learn(monkeypatch):
     from secagg.fedavg.data import make_bank_transactions
-    from secagg.fedavg.models import LogisticRegression
+    from secagg.fedavg.models import NumpyLogisticRegression
 
     bank = make_bank_transactions(1, 3000, seed=1)[0]
-    model = LogisticRegression(bank.X_train.shape[1])
+    model = NumpyLogisticRegression(bank.X_train.shape[1])
     model.train(bank.X_train, bank.y_train, epochs=2, batch_size=64, learning_rate=0.1, proximal_mu=0.0,
                 rng=np.random.default_rng(0))
     metrics._sklearn_metrics.cache_clear()

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from secagg.errors import ParameterError
-from secagg.fedavg import MLP, LogisticRegression, ModelAdapter
+from secagg.fedavg import ModelAdapter, NumpyLogisticRegression, NumpyMLP
 from secagg.fedavg.metrics import average_precision, roc_auc
 
 
@@ -22,8 +22,9 @@ def numeric_gradient(model, X, y, eps=1e-6):
     return grads
 
 
-@pytest.mark.parametrize("model", [LogisticRegression(4), LogisticRegression(4, n_classes=3),
-                                   MLP(4, hidden=(5,), seed=1), MLP(4, hidden=(3, 4), n_classes=3, seed=2)])
+@pytest.mark.parametrize("model", [NumpyLogisticRegression(4), NumpyLogisticRegression(4, n_classes=3),
+                                   NumpyMLP(4, hidden=(5,), seed=1),
+                                   NumpyMLP(4, hidden=(3, 4), n_classes=3, seed=2)])
 def test_gradients_match_finite_differences(model):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(20, 4))
@@ -38,7 +39,7 @@ def test_models_implement_the_adapter_protocol_and_learn():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(600, 5))
     y = (X[:, 0] - X[:, 1] > 0).astype(int)
-    for model in (LogisticRegression(5), MLP(5, hidden=(8,))):
+    for model in (NumpyLogisticRegression(5), NumpyMLP(5, hidden=(8,))):
         assert isinstance(model, ModelAdapter)
         before = model.evaluate(X, y)["loss"]
         model.train(X, y, epochs=5, batch_size=32, learning_rate=0.1, proximal_mu=0.0, rng=rng)
@@ -52,14 +53,14 @@ def test_fedprox_keeps_weights_near_the_start():
     y = (X[:, 0] > 0).astype(int)
     distances = []
     for mu in (0.0, 10.0):
-        model = LogisticRegression(3)
+        model = NumpyLogisticRegression(3)
         model.train(X, y, epochs=5, batch_size=16, learning_rate=0.05, proximal_mu=mu, rng=np.random.default_rng(0))
         distances.append(np.linalg.norm(np.concatenate([w.ravel() for w in model.get_weights()])))
     assert distances[1] < 0.5 * distances[0]
 
 
 def test_copy_is_independent():
-    model = MLP(3, hidden=(4,))
+    model = NumpyMLP(3, hidden=(4,))
     twin = model.copy()
     twin.set_weights([w + 1 for w in twin.get_weights()])
     assert not np.allclose(model.get_weights()[0], twin.get_weights()[0])
@@ -80,7 +81,7 @@ def test_copy_is_independent():
 ])
 def test_bad_inputs_name_the_problem(call, match):
     with pytest.raises(ParameterError, match=match):
-        call(LogisticRegression(3))
+        call(NumpyLogisticRegression(3))
 
 
 def test_metrics_against_hand_computed_values():
@@ -98,3 +99,18 @@ def test_metrics_match_scikit_learn():
     s = np.round(rng.random(500) + 0.3 * y, 2)  # with ties
     assert roc_auc(y, s) == pytest.approx(metrics.roc_auc_score(y, s))
     assert average_precision(y, s) == pytest.approx(metrics.average_precision_score(y, s))
+
+
+def test_the_former_names_still_work_and_warn():
+    import secagg.fedavg
+    import secagg.fedavg.models
+
+    for module in (secagg.fedavg, secagg.fedavg.models):
+        with pytest.warns(DeprecationWarning, match="LogisticRegression is now NumpyLogisticRegression"):
+            assert module.LogisticRegression is NumpyLogisticRegression
+        with pytest.warns(DeprecationWarning, match="MLP is now NumpyMLP"):
+            assert module.MLP is NumpyMLP
+    with pytest.warns(DeprecationWarning):
+        from secagg.fedavg import LogisticRegression  # noqa: F401  (the import form users wrote)
+    with pytest.raises(AttributeError):
+        secagg.fedavg.NoSuchModel  # noqa: B018

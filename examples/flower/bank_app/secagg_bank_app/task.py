@@ -7,7 +7,7 @@ from functools import lru_cache
 import numpy as np
 
 from secagg.fedavg.data import make_bank_transactions
-from secagg.fedavg.models import MLP, LogisticRegression
+from secagg.fedavg.models import NumpyLogisticRegression, NumpyMLP
 
 
 DEFAULTS = {
@@ -28,8 +28,8 @@ def build_model(config):
 
     if config.get("model", "logreg") == "mlp":
         hidden = tuple(int(h) for h in str(config.get("hidden", "256,374")).split(","))
-        return MLP(len(FEATURE_NAMES), hidden=hidden, seed=0)
-    return LogisticRegression(len(FEATURE_NAMES))
+        return NumpyMLP(len(FEATURE_NAMES), hidden=hidden, seed=0)
+    return NumpyLogisticRegression(len(FEATURE_NAMES))
 
 
 @lru_cache(maxsize=4)
