@@ -17,9 +17,16 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# everything `make test` needs: every extra, torch as its CPU build (see the `test` extra in pyproject.toml)
+# everything `make test` needs: every extra (the `test` extra in pyproject.toml), then torch's CPU build,
+# best effort: pinned by its local version so pip never picks a CUDA build of several GB, found in a local
+# wheelhouse or on PyTorch's CPU index; where neither is reachable the torch tests skip and say so.
+TORCH := torch==2.13.0+cpu
+TORCH_INDEX := https://download.pytorch.org/whl/cpu
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet '$(TORCH)' --extra-index-url $(TORCH_INDEX) 2>/dev/null \
+		|| $(PY) -m pip install --quiet torch --index-url $(TORCH_INDEX) 2>/dev/null \
+		|| echo "torch's CPU build is not installable here: the torch adapter tests will skip"
 	touch $(STAMP)
 
 # the demo needs the core and rich (the `demo` extra), nothing else

@@ -18,6 +18,7 @@ A comment on the line before a block changes that:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -109,6 +110,9 @@ def _parameters():
         markers = {block.marker for block in group}
         marks = [pytest.mark.slow] if "slow" in markers else []
         marks += [pytest.mark.skip(reason=m) for m in markers if m and m.startswith("skip")]
+        if any(re.search(r"^\s*(import|from) torch\b", b.code, re.M) for b in group) and \
+                importlib.util.find_spec("torch") is None:  # make test installs its CPU build where reachable
+            marks.append(pytest.mark.skip(reason="torch is not installed"))
         yield pytest.param(group, id=group[0].name, marks=marks)
 
 
