@@ -1,0 +1,199 @@
+"""Review 13, attack family 2: fewer DP noise shares in a released sum than the calibration counts on.
+
+Claim 16 (docs/security.md): "With DP, no participant helps release a sum of fewer noise shares
+than the calibration counts on (min_shares): the threshold is raised to min_shares - 1 where the
+graph allows it, and every participant's own session refuses a shorter survivor list".
+
+Where the graph does not allow it (SecAgg+ with fewer neighbours than min_shares - 1) the only
+guard is the survivor list's *length*. A participant can check only the survivors that are its
+own partners (holders and owners in its key directory); every other id on the list is taken on
+trust. A malicious coordinator that excludes clients at round 0 (it may exclude anyone) can name
+them on the survivor list anyway: they are nobody's partner, so nobody checks them, and the list
+reaches min_shares while the sum it unmasks holds far fewer inputs (and noise shares).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from secagg.crypto.prg import apply_masks
+from secagg.crypto.randomness import TestOnlySeededRandomness
+from secagg.crypto.shamir import FIELD_PRIME, limbs_to_secrets
+from secagg.crypto.signatures import IdentityKey
+from secagg.errors import SecAggError
+from secagg.protocol import derivation as d
+from secagg.protocol.messages import (
+    ConsistencyRequest,
+    KeyDirectory,
+    ShareBundles,
+    UnmaskRequest,
+    decode_message,
+)
+from secagg.transport.sessions import MaskingSpec, client_run
+
+pytest.importorskip("dp_accounting")
+
+from secagg.aggregation.masking import MaskingAggregator  # noqa: E402
+from secagg.dp import DPConfig  # noqa: E402
+from secagg.fedavg import FedAvg, NumpyLogisticRegression  # noqa: E402
+from secagg.fedavg.network import FedAvgClient  # noqa: E402
+
+SID = bytes(range(16))
+N = 100  # a cohort of 100 (every client, every round), as in docs/security.md's SecAgg+ example
+
+
+def dp_job():
+    """Client-level DP with a cohort of 100 over the library's own SecAgg+ choice in malicious
+    mode: neighbours 60, threshold 33 (choose_graph_parameters), min_shares 90 (10% tolerance)."""
+    return FedAvg(NumpyLogisticRegression(13), rounds=2, clients_per_round=N, max_weight=300.0, seed=0,
+                  aggregator=MaskingAggregator(neighbors="auto", malicious=True),
+                  dp=DPConfig(epsilon=8.0, delta=1e-5, clip=0.5, dropout_tolerance=0.1))
+
+
+def smallest_closed_set(draws: dict[int, np.ndarray], t: int) -> list[int]:
+    """The coordinator's choice after seeing every AdvertiseKeys: a set in which every member keeps
+    at least t of the holders it drew (so each one passes its own directory and survivor checks),
+    as small as greedy peeling finds (drop the member fewest others drew, prune, repeat)."""
+    n = len(draws)
+    drew = np.zeros((n, n), dtype=bool)  # drew[u, v]: u drew v as a holder
+    for u, holders in draws.items():
+        drew[u, holders] = True
+    members = np.ones(n, dtype=bool)
+    best = np.flatnonzero(members)
+    while members.any():
+        while True:
+            short = members & ((drew & members[None, :]).sum(axis=1) < t)
+            if not short.any():
+                break
+            members &= ~short
+        if not members.any():
+            break
+        if members.sum() < best.size:
+            best = np.flatnonzero(members)
+        drawn_by = np.where(members, (drew & members[:, None]).sum(axis=0), n + 1)
+        members[int(np.argmin(drawn_by))] = False
+    return best.tolist()
+
+
+def lagrange_at_zero(xs: list[int], shares: np.ndarray) -> np.ndarray:
+    """The secret's limbs from t shares (x = holder + 1), in Python integers: the coordinator's
+    reconstruction, without galois' start-up cost."""
+    p = FIELD_PRIME
+    out = np.zeros(shares.shape[1], dtype=np.uint32)
+    total = [0] * shares.shape[1]
+    for i, xi in enumerate(xs):
+        num = den = 1
+        for j, xj in enumerate(xs):
+            if j != i:
+                num, den = num * xj % p, den * (xj - xi) % p
+        weight = num * pow(den, p - 2, p) % p
+        total = [(acc + weight * int(s)) % p for acc, s in zip(total, shares[i])]
+    out[:] = total
+    return out
+
+
+@pytest.fixture(scope="module")
+def participant():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 13))
+    return FedAvgClient(dp_job(), 0, X, (X[:, 0] > 0).astype(np.int64), num_clients=N)
+
+
+def test_the_participants_own_session_cannot_raise_its_threshold_to_min_shares(participant):
+    # the setting of the attack below, as the participant itself computes it
+    config = participant.expected_session().config
+    assert config.is_sparse and config.malicious
+    assert (config.neighbors, config.threshold, participant.min_sum) == (60, 33, 90)
+    participant.policy(N).check(config)  # the attack below runs the participant's own session
+
+
+def pad_the_survivor_list(participant, *, pad: bool = True):
+    """The attack: run every participant's own session (its config, its min_sum); keep a closed
+    set R, exclude everybody else at round 0, name everybody on the survivor list (``pad``; else
+    R only, the honest list). Returns
+    (R, the sum the coordinator unmasked or None, the inputs, the refusals)."""
+    config = participant.expected_session().config
+    t, ring = config.threshold, config.ring
+    root = TestOnlySeededRandomness(13)
+    identities = [IdentityKey.generate(root.child(b"id%d" % u)) for u in range(N)]
+    spec = MaskingSpec(config, {u: k.public_bytes for u, k in enumerate(identities)})
+    inputs = [np.random.default_rng(u).integers(0, ring.modulus, config.vector_length, dtype=np.uint64)
+              for u in range(N)]
+    runs = {u: client_run(spec, u, SID, inputs[u], identity=identities[u], min_sum=participant.min_sum)
+            for u in range(N)}
+    assert all(run.session.min_survivors == participant.min_sum for run in runs.values())
+    adverts = {u: run.start() for u, run in runs.items()}
+    draws = {u: runs[u].session.drawn_holders for u in range(N)}
+    kept = smallest_closed_set(draws, t)
+    tree = d.TranscriptTree([d.transcript_leaf(adverts[u]) for u in kept])
+    entries = {u: decode_message(adverts[u]).entry for u in kept}
+    refused: dict[int, str] = {}
+
+    def send(u, message):
+        try:
+            reply = runs[u].handle(message.encode())
+        except SecAggError as exc:
+            refused.setdefault(u, f"{type(exc).__name__}: {exc}")  # the first refusal says why
+            return None
+        return decode_message(reply) if reply is not None else None
+
+    listed, share_keys = {}, {}
+    for i, u in enumerate(kept):
+        partners = {int(h) for h in draws[u] if int(h) in entries} | \
+                   {o for o in kept if o != u and u in draws[o].tolist()}
+        listed[u] = partners | {u}
+        share_keys[u] = send(u, KeyDirectory(SID, u, tuple(entries[w] for w in sorted(listed[u])),
+                                             tree.transcript(i)))
+    if refused:
+        return kept, None, inputs, refused
+    masked = {}
+    for r in kept:
+        senders = [o for o in kept if np.any(share_keys[o].peers == r) and o in listed[r]]
+        table = np.stack([share_keys[o].ciphertexts[list(share_keys[o].peers).index(r)] for o in senders])
+        masked[r] = send(r, ShareBundles(SID, r, senders, table, share_keys[r].peers.tolist()))
+    # the survivor list: R, plus every excluded client (none of them is anyone's partner)
+    survivors = list(range(N)) if pad else list(kept)
+    signed = {u: send(u, ConsistencyRequest(SID, u, survivors)) for u in kept}
+    signatures = tuple(sorted((u, m.signature) for u, m in signed.items() if m is not None))
+    revealed = {u: send(u, UnmaskRequest(SID, u, survivors, signatures)) for u in kept}
+    rows: dict[int, list[tuple[int, np.ndarray]]] = {u: [] for u in kept}
+    for holder, message in revealed.items():
+        if message is None:
+            continue
+        for owner, limbs in zip(message.self_mask_owners.tolist(), message.self_mask_shares):
+            rows[owner].append((holder, limbs))
+    if any(len(rows[u]) < t for u in kept):
+        return kept, None, inputs, refused
+    seeds = []  # every self mask of R (no mask key is needed: R's pairwise masks cancel)
+    for u in kept:
+        limbs = lagrange_at_zero([h + 1 for h, _ in rows[u][:t]], np.stack([s for _, s in rows[u][:t]]))
+        seed = limbs_to_secrets(limbs[None, :])[0]
+        assert d.self_mask_commitment(SID, u, seed) == share_keys[u].self_mask_commitment
+        seeds.append(seed)
+    aggregate = ring.sum([masked[u].values for u in kept])
+    apply_masks(aggregate, [], seeds, ring)
+    return kept, aggregate, inputs, refused
+
+
+def test_without_padding_the_same_closed_set_is_refused_by_min_sum(participant):
+    # the control: the honest survivor list of the same closed set is refused (the guard works;
+    # the padding below is what defeats it)
+    kept, released, _, refused = pad_the_survivor_list(participant, pad=False)
+    assert len(kept) < participant.min_sum and released is None
+    assert set(refused) == set(kept)
+    assert all(f"fewer than {participant.min_sum} inputs" in why for why in refused.values())
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="review 13: a survivor list padded with clients excluded at round 0 (nobody's partner, so "
+                          "nobody checks them) passes min_sum: the sum unmasked holds about 60 noise shares where "
+                          "the calibration counts on 90")
+def test_a_survivor_list_padded_with_excluded_clients_releases_no_sum_of_fewer_noise_shares(participant):
+    kept, released, inputs, refused = pad_the_survivor_list(participant)
+    ring = participant.expected_session().config.ring
+    assert len(kept) < participant.min_sum  # about 60: the coordinator's closed set
+    exact = released is not None and np.array_equal(released, ring.sum([inputs[u] for u in kept]))
+    assert not exact, (f"released the exact sum of {len(kept)} inputs (each carrying one noise share) under a "
+                       f"survivor list of {N} that every participant checked against its min_sum of "
+                       f"{participant.min_sum}; refusals: {refused}")
