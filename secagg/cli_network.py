@@ -307,7 +307,7 @@ def _cmd_join(args: argparse.Namespace) -> int:
                   "them (measurements on synthetic data only)", file=sys.stderr)
         client = NetworkClient(args.coordinator, args.id, SumClient(vector, repeat=args.repeat), tls=_tls(args),
                                policy=ClientPolicy(num_clients=args.clients, min_threshold=args.min_threshold,
-                                                   min_neighbors=args.min_neighbors),
+                                                   min_neighbors=args.min_neighbors, min_corrupt=args.min_corrupt),
                                retry=retry, identity=identity, verify_keys=verify_keys, paillier=paillier)
     else:
         n = args.clients if args.clients is not None else (args.banks if args.task == "demo" else None)
@@ -430,6 +430,9 @@ def add_network_commands(sub) -> None:
                       help="lowest threshold accepted (default: a majority of the share holders)")
     join.add_argument("--min-neighbors", type=int, default=None,
                       help="accept SecAgg+ graphs with at least this many neighbours (default: complete graph only)")
+    join.add_argument("--min-corrupt", type=int, default=0,
+                      help="corrupt clients (colluding with the coordinator) the session must keep this client's "
+                      "input private against, by the bounds of docs/security.md, whatever the coordinator declares")
     join.add_argument("--identity", help="this client's Ed25519 identity key (PEM): requires the malicious-server "
                       "mode, refusing sessions without it")
     join.add_argument("--verify-keys", help="JSON {client id: Ed25519 public key, hex}, obtained out of band")

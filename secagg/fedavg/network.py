@@ -367,18 +367,24 @@ class FedAvgClient:
     def policy(self, num_clients: int, *, min_threshold: int | None = None, min_neighbors: int | None = None,
                require_malicious: bool = False) -> ClientPolicy:
         """What this client accepts of a masking session: at least as strong as the one its own
-        aggregator would run for the configured cohort (threshold, neighbours, malicious mode),
-        unless lower floors are given explicitly."""
+        aggregator would run for the configured cohort (threshold, neighbours, malicious mode, and
+        private against as many corrupt clients), unless lower floors are given explicitly."""
         expected = self.expected_session()
         neighbors = threshold = None
         malicious = require_malicious
+        corrupt, security_bits = 0, 40.0
         if isinstance(expected, MaskingSpec):
             config = expected.config
             threshold = config.threshold if min_threshold is None else min_threshold
             neighbors = config.neighbors if min_neighbors is None else min_neighbors
             malicious = malicious or config.malicious
+            # the corrupt clients its own session tolerates, checked with the announced graph: the floors
+            # alone let a complete graph at an accepted threshold tolerate fewer (2t > h + c)
+            if config.threat_model is not None:
+                corrupt, security_bits = config.threat_model.corrupt_clients, config.security_bits
         return ClientPolicy(num_clients=num_clients, min_threshold=threshold, min_neighbors=neighbors,
-                            require_malicious=malicious, min_cohort=self.plan.per_round)
+                            require_malicious=malicious, min_cohort=self.plan.per_round, min_corrupt=corrupt,
+                            security_bits=security_bits)
 
     def expected_session(self):
         """The session this client's own aggregator would announce for a round (None when it

@@ -40,7 +40,7 @@ import numpy as np
 
 from secagg.errors import ParameterError
 
-__all__ = ["ThreatModel", "evaluate", "log2_hypergeometric_tail", "log2_binomial_below", "log2_disconnection"]
+__all__ = ["ThreatModel", "evaluate", "privacy_failure", "log2_hypergeometric_tail", "log2_binomial_below", "log2_disconnection"]
 
 _LN2 = math.log(2.0)
 
@@ -210,6 +210,26 @@ def _evaluate_at(n: int, t: int, k: int | None, malicious: bool, c: int, dropout
         privacy, liveness, bound = _complete(n, t, malicious, c, dropout)
         return privacy, liveness, bound, -math.inf, -math.inf
     return _sparse(n, k, t, malicious, c, dropout, security_bits, correctness_bits)
+
+
+def privacy_failure(num_clients: int, threshold: int, neighbors: int | None, malicious: bool, corrupt_clients: int,
+                    *, security_bits: float = 40.0) -> str | None:
+    """Why (n, t, K, mode) does not keep inputs private against the coordinator with
+    ``corrupt_clients`` corrupt clients, or None when it does: the privacy bound alone, whatever
+    the dropouts (liveness is the coordinator's problem, privacy the client's).
+
+    This is what a client checks of a session it is asked to join, with the number of corrupt
+    clients *its own* configuration tolerates, not the one the coordinator declares: in malicious
+    mode strength is not monotone in the neighbours (2t > h + c), so a larger graph at an accepted
+    threshold can tolerate fewer corrupt clients.
+    """
+    n, t, k, c = num_clients, threshold, neighbors, corrupt_clients
+    if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+        raise ParameterError(f"corrupt_clients must be a non-negative int, got {c!r}")
+    if c >= n:
+        return f"{c} corrupt clients of {n}: no honest input is left to protect"
+    privacy, *_ = _evaluate_at(n, t, k, malicious, c, 0.0, security_bits, 20.0)
+    return privacy
 
 
 def evaluate(num_clients: int, threshold: int, neighbors: int | None, malicious: bool, *,

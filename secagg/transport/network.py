@@ -39,6 +39,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, SecAggError
+from secagg.protocol.bounds import privacy_failure
 from secagg.protocol.config import SecAggConfig
 from secagg.protocol.messages import SESSION_ID_BYTES
 from secagg.transport.certs import client_common_name
@@ -955,7 +956,12 @@ class ClientPolicy:
     ``min_threshold`` None means a majority of the share holders: a coordinator cannot lower t so
     that a minority of holders (plus itself) could unmask an input. ``min_neighbors`` None means
     the complete graph only; an int k allows SecAgg+ graphs of at least k neighbours (otherwise a
-    coordinator could shrink the holders, and so the threshold, to one or two).
+    coordinator could shrink the holders, and so the threshold, to one or two). ``min_corrupt``:
+    the number of corrupt clients (colluding with the coordinator) the session must keep this
+    client's input private against, by the paper's bound for the announced graph and mode, whatever
+    number the coordinator declares; a FedAvg participant sets it to what its own session tolerates
+    (the three floors alone are not enough: in malicious mode a larger graph at the same threshold
+    tolerates fewer corrupt clients).
     """
 
     num_clients: int | None = None
@@ -964,6 +970,12 @@ class ClientPolicy:
     require_malicious: bool = False  # refuse sessions without signatures and the consistency check
     # the smallest session this client takes part in; None: every one of num_clients (no sampling)
     min_cohort: int | None = None
+    min_corrupt: int = 0
+    security_bits: float = 40.0  # SecAgg+ graphs: the privacy bound's failure probability, 2^-security_bits
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_corrupt, bool) or not isinstance(self.min_corrupt, int) or self.min_corrupt < 0:
+            raise ParameterError(f"min_corrupt must be a non-negative int, got {self.min_corrupt!r}")
 
     def check_cohort(self, cohort: tuple[int, ...]) -> None:
         """A sampled session is no smaller than this client agreed to (a sum over few clients
@@ -986,6 +998,12 @@ class ClientPolicy:
                 f"coordinator asks for a SecAgg+ graph of {config.neighbors} neighbours; this client accepts "
                 + ("the complete graph only" if self.min_neighbors is None else f"at least {self.min_neighbors}"),
                 party="server")
+        # the announced corrupt_clients is the coordinator's word: check the bound with this client's
+        weak = privacy_failure(config.num_clients, config.threshold, config.neighbors if config.is_sparse else None,
+                               config.malicious, self.min_corrupt, security_bits=self.security_bits)
+        if weak is not None:
+            raise ProtocolViolation(f"coordinator asks for a session that does not keep this client's input private "
+                                    f"against {self.min_corrupt} corrupt clients: {weak}", party="server")
 
 
 class NetworkClient:

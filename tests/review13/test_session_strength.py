@@ -80,10 +80,6 @@ def test_a_lower_threshold_fewer_neighbours_or_the_honest_mode_are_refused():
 
 # ----------------------------------------------------------------------------- what is not
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="review 13: the policy compares t, K and the mode one by one and rebuilds the config under "
-                          "the coordinator's declared threat model: the complete graph at t = 50 with corrupt_clients=0 "
-                          "passes, tolerating 0 corrupt clients where the participant's own session tolerates 5")
 def test_an_announced_session_tolerates_the_corrupt_clients_the_participants_own_session_tolerates():
     n = 100
     make = lambda: job("auto")  # noqa: E731
@@ -100,10 +96,6 @@ def test_an_announced_session_tolerates_the_corrupt_clients_the_participants_own
         f"its own tolerates {own.threat_model.corrupt_clients}")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="review 13: a complete graph at t = 15 over 30 (accepted for a participant whose own SecAgg+ "
-                          "session K = 25, t = 14 tolerates 2 corrupt clients) lets the coordinator and those 2 "
-                          "clients split the survivor list and expose an honest input")
 def test_the_session_a_participant_accepts_resists_the_split_with_its_own_number_of_corrupt_clients():
     n = 30
     make = lambda: job(25, 14, dropout_fraction=0.0, corrupt_fraction=0.05)  # noqa: E731
