@@ -24,8 +24,8 @@ TORCH := torch==2.13.0+cpu
 TORCH_INDEX := https://download.pytorch.org/whl/cpu
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e '.[test]'
-	$(PY) -m pip install --quiet '$(TORCH)' --extra-index-url $(TORCH_INDEX) 2>/dev/null \
-		|| $(PY) -m pip install --quiet torch --index-url $(TORCH_INDEX) 2>/dev/null \
+	$(PY) -m pip install --quiet '$(TORCH)' 2>/dev/null \
+		|| $(PY) -m pip install --quiet --retries 1 --timeout 30 '$(TORCH)' --index-url $(TORCH_INDEX) 2>/dev/null \
 		|| echo "torch's CPU build is not installable here: the torch adapter tests will skip"
 	touch $(STAMP)
 
