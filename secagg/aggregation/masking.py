@@ -16,6 +16,7 @@ import numpy as np
 from secagg.aggregation.base import AggregateResult, AggregationRound, Aggregator
 from secagg.encoding import FixedPointEncoder
 from secagg.errors import AbortError, ParameterError
+from secagg.protocol.bounds import log2_smaller_sum
 from secagg.protocol.config import SecAggConfig
 from secagg.protocol.graph import choose_graph_parameters
 from secagg.transport.simulator import simulate
@@ -112,6 +113,23 @@ class MaskingAggregator(Aggregator):
         holders = n - 1 if neighbors is None else neighbors
         if threshold < min_contributions - 1 <= holders:
             threshold = min_contributions - 1
+        if self.malicious and threshold < min_contributions - 1:
+            # the clients count signatures on the survivor list; the coalition could still sum one of two
+            # mask-disjoint groups of signers. "auto" widens the graph until that is below 2^-40.
+            corrupt = min(n - 1, math.ceil(self.corrupt_fraction * n - 1e-9))
+            while log2_smaller_sum(n, neighbors, threshold, min_contributions, corrupt) > -40:
+                if self.neighbors != "auto" or neighbors is None:
+                    raise ParameterError(
+                        f"a sum of fewer than {min_contributions} inputs is not unlikely enough with n={n}, K={holders}, "
+                        f"t={threshold} and {corrupt} corrupt clients (two mask-disjoint groups of signers): raise "
+                        f"neighbors or the threshold, or use neighbors='auto'")
+                neighbors = neighbors + max(1, (n - 1 - neighbors) // 4)
+                if neighbors >= n - 1:
+                    neighbors = None
+                holders = n - 1 if neighbors is None else neighbors
+                threshold = min(max(threshold, math.ceil(2 / 3 * holders - 1e-9)), holders)
+                if threshold < min_contributions - 1 <= holders:
+                    threshold = min_contributions - 1
         return neighbors, threshold
 
     def _graph(self, n: int) -> tuple[int | None, int]:

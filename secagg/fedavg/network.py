@@ -384,7 +384,7 @@ class FedAvgClient:
                 corrupt, security_bits = config.threat_model.corrupt_clients, config.security_bits
         return ClientPolicy(num_clients=num_clients, min_threshold=threshold, min_neighbors=neighbors,
                             require_malicious=malicious, min_cohort=self.plan.per_round, min_corrupt=corrupt,
-                            security_bits=security_bits)
+                            min_sum=self.min_sum, security_bits=security_bits)
 
     def expected_session(self):
         """The session this client's own aggregator would announce for a round (None when it

@@ -40,7 +40,7 @@ import numpy as np
 
 from secagg.errors import ParameterError
 
-__all__ = ["ThreatModel", "evaluate", "privacy_failure", "log2_hypergeometric_tail", "log2_binomial_below", "log2_disconnection"]
+__all__ = ["ThreatModel", "evaluate", "privacy_failure", "log2_smaller_sum", "log2_hypergeometric_tail", "log2_binomial_below", "log2_disconnection"]
 
 _LN2 = math.log(2.0)
 
@@ -210,6 +210,41 @@ def _evaluate_at(n: int, t: int, k: int | None, malicious: bool, c: int, dropout
         privacy, liveness, bound = _complete(n, t, malicious, c, dropout)
         return privacy, liveness, bound, -math.inf, -math.inf
     return _sparse(n, k, t, malicious, c, dropout, security_bits, correctness_bits)
+
+
+def log2_smaller_sum(num_clients: int, neighbors: int | None, threshold: int, min_sum: int,
+                     corrupt_clients: int = 0) -> float:
+    """log2 of a union bound on P[a malicious coordinator unmasks a sum of fewer than ``min_sum``
+    inputs] in a session whose clients each require ``min_sum`` signatures on the survivor list.
+
+    Every signer sent its masked input, and a signer's input can be left out of the sum only if none
+    of its pairwise masks touches the sum (its masks with an included client would not cancel). So
+    the coordinator needs two disjoint groups of honest clients, A (summed, a + c < min_sum) and B
+    (signing, a + b + c >= min_sum), each member of which keeps at least t of its drawn holders in
+    its own group plus the c corrupt clients (who can cancel their own masks with either group):
+    the coordinator hides the other edges by leaving them out of the directories. A member of a
+    group of x honest clients does so with probability P[Hypergeometric(n - 1, x - 1 + c, K) >= t],
+    independently; the bound sums C(h, a) C(h - a, b) P_a^a P_b^b over all sizes (h = n - c).
+    For the complete graph (K = n - 1) the probabilities are 0 or 1 and the bound is exact.
+    """
+    n, c = num_clients, corrupt_clients
+    k = n - 1 if neighbors is None else neighbors
+    h = n - c
+    if min_sum - c <= 1 or h < 2:
+        return -math.inf if min_sum - c <= 1 else 0.0
+    closed = np.full(h + 1, -np.inf)
+    for x in range(1, h + 1):
+        closed[x] = log2_hypergeometric_tail(n - 1, x - 1 + c, k, threshold)
+    with np.errstate(invalid="ignore"):
+        group = np.where(np.isfinite(closed), np.arange(h + 1) * closed, -np.inf)  # P_x^x
+    totals = []
+    for a in range(1, min(min_sum - c, h)):
+        if not np.isfinite(closed[a]):
+            continue
+        b = np.arange(max(1, min_sum - a - c), h - a + 1)
+        if b.size:
+            totals.append(_log2_sum(float(_log2_comb(h, a)) + group[a] + _log2_comb(h - a, b) + group[b]))
+    return min(0.0, _log2_sum(np.array(totals))) if totals else -math.inf
 
 
 def privacy_failure(num_clients: int, threshold: int, neighbors: int | None, malicious: bool, corrupt_clients: int,

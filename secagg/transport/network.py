@@ -39,7 +39,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, SecAggError
-from secagg.protocol.bounds import privacy_failure
+from secagg.protocol.bounds import log2_smaller_sum, privacy_failure
 from secagg.protocol.config import SecAggConfig
 from secagg.protocol.messages import SESSION_ID_BYTES
 from secagg.transport.certs import client_common_name
@@ -971,6 +971,9 @@ class ClientPolicy:
     # the smallest session this client takes part in; None: every one of num_clients (no sampling)
     min_cohort: int | None = None
     min_corrupt: int = 0
+    # malicious mode: the fewest inputs of a sum this client helps unmask (DP's min_shares); the session
+    # must make a sum of fewer unlikely even with the coalition splitting the signers (bounds.log2_smaller_sum)
+    min_sum: int = 1
     security_bits: float = 40.0  # SecAgg+ graphs: the privacy bound's failure probability, 2^-security_bits
 
     def __post_init__(self) -> None:
@@ -1004,6 +1007,15 @@ class ClientPolicy:
         if weak is not None:
             raise ProtocolViolation(f"coordinator asks for a session that does not keep this client's input private "
                                     f"against {self.min_corrupt} corrupt clients: {weak}", party="server")
+        if config.malicious and self.min_sum > 1:
+            declared = config.threat_model.corrupt_clients if config.threat_model is not None else 0
+            corrupt = max(self.min_corrupt, declared)
+            failure = log2_smaller_sum(config.num_clients, config.neighbors if config.is_sparse else None,
+                                       config.threshold, self.min_sum, corrupt)
+            if failure > -self.security_bits:
+                raise ProtocolViolation(f"coordinator asks for a session in which {corrupt} corrupt clients could sum "
+                                        f"fewer than this client's {self.min_sum} inputs (two mask-disjoint groups "
+                                        f"of signers: 2^{failure:.1f})", party="server")
 
 
 class NetworkClient:

@@ -154,10 +154,16 @@ class _MaskingClientRun:
         if min_survivors > config.num_clients:
             raise ProtocolViolation(f"coordinator announced a session of {config.num_clients} clients; this client "
                                     f"contributes to no sum of fewer than {min_survivors}", party="server")
-        self.session = ClientSession(config, client_id, session_id, vector,
-                                     identity=identity if config.malicious else None,
-                                     verify_keys=spec.verify_keys if config.malicious else None,
-                                     min_survivors=min_survivors)
+        try:
+            self.session = ClientSession(config, client_id, session_id, vector,
+                                         identity=identity if config.malicious else None,
+                                         verify_keys=spec.verify_keys if config.malicious else None,
+                                         min_survivors=min_survivors)
+        except ParameterError as exc:
+            if "min_survivors" not in str(exc):
+                raise
+            raise ProtocolViolation(f"coordinator announced a session that cannot keep this client's minimum sum: "
+                                    f"{exc}", party="server") from None
 
     def start(self) -> bytes | None:
         return self.session.start()

@@ -14,6 +14,8 @@ reaches min_shares while the sum it unmasks holds far fewer inputs (and noise sh
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -21,7 +23,7 @@ from secagg.crypto.prg import apply_masks
 from secagg.crypto.randomness import TestOnlySeededRandomness
 from secagg.crypto.shamir import FIELD_PRIME, limbs_to_secrets
 from secagg.crypto.signatures import IdentityKey
-from secagg.errors import SecAggError
+from secagg.errors import ParameterError, ProtocolViolation, SecAggError
 from secagg.protocol import derivation as d
 from secagg.protocol.messages import (
     ConsistencyRequest,
@@ -185,10 +187,6 @@ def test_without_padding_the_same_closed_set_is_refused_by_min_sum(participant):
     assert all(f"fewer than {participant.min_sum} inputs" in why for why in refused.values())
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="review 13: a survivor list padded with clients excluded at round 0 (nobody's partner, so "
-                          "nobody checks them) passes min_sum: the sum unmasked holds about 60 noise shares where "
-                          "the calibration counts on 90")
 def test_a_survivor_list_padded_with_excluded_clients_releases_no_sum_of_fewer_noise_shares(participant):
     kept, released, inputs, refused = pad_the_survivor_list(participant)
     ring = participant.expected_session().config.ring
@@ -197,3 +195,45 @@ def test_a_survivor_list_padded_with_excluded_clients_releases_no_sum_of_fewer_n
     assert not exact, (f"released the exact sum of {len(kept)} inputs (each carrying one noise share) under a "
                        f"survivor list of {N} that every participant checked against its min_sum of "
                        f"{participant.min_sum}; refusals: {refused}")
+    # refused at the unmasking: each survivor's own signature says it sent its input, the list's length does not
+    assert released is None and set(refused) == set(kept)
+    assert all(f"survivors signed the survivor list; this client helps unmask no sum of fewer than "
+               f"{participant.min_sum}" in why for why in refused.values())
+
+
+# ----------------------------------------------------------------------------- what is left to the coalition
+
+def test_the_bound_on_summing_one_of_two_mask_disjoint_groups_of_signers():
+    from secagg.protocol.bounds import log2_smaller_sum
+
+    # the complete graph: exact. Each group needs t + 1 - c members; two fit in 10 clients only if t is small
+    assert log2_smaller_sum(10, None, 6, 9, 0) == -math.inf
+    assert log2_smaller_sum(10, None, 3, 9, 0) == 0.0
+    # this module's setting (n = 100, K = 60, t = 33, c = 5, min_sum 90): negligible
+    assert log2_smaller_sum(N, 60, 33, 90, 5) < -70
+    # a small SecAgg+ cohort is not: 2^-27
+    assert -30 < log2_smaller_sum(30, 25, 14, 28, 2) < -20
+
+
+def test_a_session_under_which_the_split_is_likely_is_refused_by_every_layer():
+    from secagg.protocol.bounds import log2_smaller_sum
+    from secagg.protocol.client import ClientSession
+    from secagg.protocol.config import SecAggConfig
+    from secagg.transport.network import ClientPolicy
+
+    config = SecAggConfig(num_clients=30, threshold=14, vector_length=4, neighbors=25, malicious=True,
+                          corrupt_clients=2, dropout_fraction=0.0)
+    identity = IdentityKey.generate(TestOnlySeededRandomness(1))
+    keys = {u: identity.public_bytes for u in range(30)}
+    with pytest.raises(ParameterError, match="min_survivors 28 cannot be guaranteed"):
+        ClientSession(config, 0, SID, np.zeros(4, dtype=np.uint64), identity=identity, verify_keys=keys,
+                      min_survivors=28)
+    ClientSession(config, 0, SID, np.zeros(4, dtype=np.uint64), identity=identity, verify_keys=keys, min_survivors=15)
+    with pytest.raises(ProtocolViolation, match="could sum fewer than this client's 28 inputs"):
+        ClientPolicy(num_clients=30, min_threshold=14, min_neighbors=25, min_sum=28).check(config)
+    # the aggregator widens an "auto" graph until the split is negligible, and refuses a fixed one
+    neighbors, threshold = MaskingAggregator(neighbors="auto", malicious=True, dropout_fraction=0.0).graph_for(30, 28)
+    holders = 29 if neighbors is None else neighbors
+    assert log2_smaller_sum(30, neighbors, threshold, 28, 2) <= -40 and threshold <= holders
+    with pytest.raises(ParameterError, match="mask-disjoint groups"):
+        MaskingAggregator(neighbors=25, threshold=14, malicious=True, dropout_fraction=0.0).graph_for(30, 28)
