@@ -101,7 +101,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     print(f"inputs in the aggregate: {len(result.survivors)} of {n} clients")
     print(f"aggregate equals the plaintext sum of the survivors' inputs: {'yes' if matches else 'NO'}")
     print(f"wall time of the simulation: {elapsed:.2f} s (every party in turn; plus {setup:.2f} s one-time "
-          "galois JIT set-up)")
+          "set-up)")
     return 0 if matches else 1
 
 

@@ -1,10 +1,12 @@
-"""Shamir t-of-n secret sharing over GF(p), p = 2^31 - 1, on top of galois.
+"""Shamir t-of-n secret sharing over GF(p), p = 2^31 - 1.
 
 A 32-byte secret is split into nine 30-bit limbs (little-endian base 2^30 digits of the secret
 read as a little-endian integer); each limb is shared with its own random polynomial of degree
 t - 1, so any t shares reveal the secret and any t - 1 reveal nothing. The prime is the largest
-one for which galois computes natively in 64-bit integers (products stay below 2^63), which keeps
-sharing and reconstruction vectorised.
+whose products fit 64-bit integers (below 2^62), which keeps sharing and reconstruction vectorised.
+
+Sharing and reconstruction are NumPy integer arithmetic (no JIT, so no process pays a start-up
+compilation); galois serves the rare decoding of shares with errors and the tests' known answers.
 
 Share holders are identified by nonzero x-coordinates. Reconstruction is batched: Lagrange
 coefficients are computed once per distinct set of responding holders and applied to every
@@ -174,12 +176,28 @@ def mod_matmul(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return ((hi + mid) * 65536 + lo) % FIELD_PRIME
 
 
+def _mod_inverse(a: np.ndarray) -> np.ndarray:
+    """a^(p-2) mod p elementwise (Fermat), for nonzero field elements in int64: every product of two
+    elements is below 2^62."""
+    result = np.ones_like(a)
+    base = a % FIELD_PRIME
+    exponent = FIELD_PRIME - 2
+    while exponent:
+        if exponent & 1:
+            result = result * base % FIELD_PRIME
+        base = base * base % FIELD_PRIME
+        exponent >>= 1
+    return result
+
+
 def lagrange_at_zero(x_sets: np.ndarray) -> np.ndarray:
     """Lagrange coefficients for interpolation at 0, one row per set of x-coordinates.
 
     ``x_sets`` has shape ``(sets, t)``; returns an int64 array of the same shape with values in GF(p).
+    Plain int64 arithmetic (products of two elements stay below 2^62), no JIT: a process that
+    reconstructs pays no compilation (galois' kernels took 2.5-3 s on the first call); checked
+    against galois' field arithmetic in tests/crypto/test_shamir.py.
     """
-    GF = field()
     x = _check_x(x_sets, "share")
     if x.ndim != 2:
         raise ParameterError("x_sets must have shape (sets, t)")
@@ -188,13 +206,17 @@ def lagrange_at_zero(x_sets: np.ndarray) -> np.ndarray:
         ordered = np.sort(x, axis=1)
         if np.any(ordered[:, 1:] == ordered[:, :-1]):
             raise ParameterError("share x-coordinates within a set must be distinct")
-    X = GF(x)
-    numerators = np.multiply.reduce(X, axis=1)[:, None] / X
-    differences = X[:, None, :] - X[:, :, None]  # [s, i, j] = x_j - x_i
-    idx = np.arange(t)
-    differences[:, idx, idx] = 1
-    denominators = np.multiply.reduce(differences, axis=2)
-    coefficients: np.ndarray = (numerators / denominators).view(np.ndarray).astype(np.int64)
+    x = x.astype(np.int64) % FIELD_PRIME
+    # coefficient i = prod_{j != i} x_j / (x_j - x_i)
+    numerators = np.ones((sets, t), dtype=np.int64)
+    denominators = np.ones((sets, t), dtype=np.int64)
+    for j in range(t):
+        xj = x[:, j:j + 1]
+        factor = np.where(np.arange(t) == j, 1, xj)
+        numerators = numerators * factor % FIELD_PRIME
+        difference = np.where(np.arange(t) == j, 1, (xj - x) % FIELD_PRIME)
+        denominators = denominators * difference % FIELD_PRIME
+    coefficients: np.ndarray = numerators * _mod_inverse(denominators) % FIELD_PRIME
     return coefficients
 
 
@@ -205,7 +227,6 @@ def reconstruct(x_sets: np.ndarray, shares: np.ndarray) -> np.ndarray:
     ``shares`` is ``(owners, t, limbs)``. Lagrange coefficients are computed once per distinct
     holder set. Returns ``(owners, limbs)`` uint32.
     """
-    GF = field()
     x = np.asarray(x_sets, dtype=np.int64)
     values = np.asarray(shares)
     if x.ndim != 2 or values.ndim != 3 or values.shape[:2] != x.shape:
@@ -221,8 +242,9 @@ def reconstruct(x_sets: np.ndarray, shares: np.ndarray) -> np.ndarray:
     block = max(1, _BLOCK_ELEMENTS // max(1, t * limbs))
     for start in range(0, owners, block):
         stop = min(owners, start + block)
-        weighted = GF(coefficients[start:stop])[:, :, None] * GF(values[start:stop].astype(np.int64))
-        out[start:stop] = np.add.reduce(weighted, axis=1).view(np.ndarray)
+        # each product below 2^62, reduced before the sum of t terms (below t * 2^31)
+        weighted = coefficients[start:stop, :, None] * values[start:stop].astype(np.int64) % FIELD_PRIME
+        out[start:stop] = weighted.sum(axis=1) % FIELD_PRIME
     return out
 
 

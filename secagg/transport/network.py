@@ -579,7 +579,7 @@ class Coordinator:
         """Run every session of the task, then tell connected clients the job is finished."""
         import asyncio
 
-        warm_up()  # galois' JIT before the first deadline starts, not inside a round
+        warm_up()  # first-call costs before the first deadline starts, not inside a round
         self._call(self._server.start())
         pulse = asyncio.run_coroutine_threadsafe(self._heartbeats(), self._loop)
         log.info("coordinator listening on port %d (%s)", self.port,
@@ -1069,7 +1069,7 @@ class NetworkClient:
     def run(self) -> dict:
         """Serve sessions until the job is finished; returns counts of sessions by outcome."""
         grpc = _grpc()
-        # no warm_up(): a client only shares (NumPy); galois and its JIT are the coordinator's
+        # no warm_up(): a client only shares (NumPy), and galois is imported only to decode shares with errors
         # (reconstruction), so a participant starts in well under a second and ~60 MB
         delay = self.retry.initial
         last_progress = time.monotonic()

@@ -90,9 +90,10 @@ def _schedule(config: SecAggConfig, drop: Mapping[str, Iterable[int]] | None) ->
 
 
 def warm_up() -> None:
-    """Build GF(p) and JIT-compile galois' kernels (once per process, about 1-2 s).
+    """Share and reconstruct once, so that first-call costs (imports, allocations) are billed to
+    no party: milliseconds since reconstruction left galois' JIT-compiled kernels (1.6-3 s).
 
-    ``simulate`` calls it before timing anything, so no party is billed for it.
+    ``simulate`` calls it before timing anything.
     """
     rng = TestOnlySeededRandomness(0)
     shares = shamir.share(np.arange(3), 2, [1, 2, 3], rng)
