@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_lockout.py                       # this version
     PYTHONPATH=/path/to/old/checkout python benchmarks/bench_lockout.py  # the same run on another version
+    .venv/bin/python benchmarks/bench_lockout.py --tls                 # mutual TLS, attacker with a valid certificate
 
-A coordinator (``SumTask``, n = 10, m = 10,000, plaintext transport on 127.0.0.1) runs 60 sessions (after one warm-up job)
+A coordinator (``SumTask``, n = 10, m = 10,000, plaintext or mutual TLS on 127.0.0.1) runs 60 sessions (after one warm-up job)
 with n honest clients in threads, first alone and then beside an attacker that keeps ``k`` streams
 open that never send a hello, re-opening each one as soon as the coordinator cuts it off (from
 its own process). For
@@ -33,13 +34,20 @@ INSECURE = TLSConfig(insecure=True)
 _ATTACKER = r"""
 import sys, threading, grpc
 target, count, method = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+pki = sys.argv[4] if len(sys.argv) > 4 else None  # mutual TLS: a CA-signed certificate outside the job
 opened = [0]
 def silent(stop):
     stop.wait(600)
     return
     yield
+def channel_of():
+    if pki is None:
+        return grpc.insecure_channel(target)
+    read = lambda name: open(f"{pki}/{name}", "rb").read()
+    credentials = grpc.ssl_channel_credentials(read("ca.pem"), read("stranger.key"), read("stranger.pem"))
+    return grpc.secure_channel(target, credentials, options=[("grpc.ssl_target_name_override", "localhost")])
 def hold():
-    channel = grpc.insecure_channel(target)
+    channel = channel_of()
     stop = threading.Event()
     while True:
         opened[0] += 1
@@ -60,12 +68,13 @@ class Attacker:
     ends (its own process, so it costs the coordinator what a remote attacker would: streams, not
     this process's interpreter)."""
 
-    def __init__(self, target: str, count: int) -> None:
+    def __init__(self, target: str, count: int, pki: str | None = None) -> None:
         self.count = count
         self.opened = 0
         self.process = None
         if count:
-            self.process = subprocess.Popen([sys.executable, "-c", _ATTACKER, target, str(count), SERVICE_METHOD],
+            self.process = subprocess.Popen([sys.executable, "-c", _ATTACKER, target, str(count), SERVICE_METHOD,
+                                             *([pki] if pki else [])],
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def stop(self) -> None:
@@ -74,16 +83,24 @@ class Attacker:
             self.opened = int(out.strip() or 0)
 
 
-def one_session(n: int, m: int, silent: int, sessions: int) -> dict:
+def _tls(pki: str | None, who: str) -> TLSConfig:
+    if pki is None:
+        return INSECURE
+    if who == "coordinator":
+        return TLSConfig(ca=f"{pki}/ca.pem", cert=f"{pki}/coordinator.pem", key=f"{pki}/coordinator.key")
+    return TLSConfig(ca=f"{pki}/ca.pem", cert=f"{pki}/{who}.pem", key=f"{pki}/{who}.key", server_name="localhost")
+
+
+def one_session(n: int, m: int, silent: int, sessions: int, pki: str | None = None) -> dict:
     config = SecAggConfig(num_clients=n, threshold=(2 * n + 2) // 3, vector_length=m)
     task = SumTask(config, sessions=sessions)
-    coordinator = Coordinator(task, n, address="127.0.0.1:0", tls=INSECURE, linger=0.2)
+    coordinator = Coordinator(task, n, address="127.0.0.1:0", tls=_tls(pki, "coordinator"), linger=0.2)
     listening = threading.Event()
     server = threading.Thread(target=coordinator.serve, args=(lambda port: listening.set(),), daemon=True)
     server.start()
     listening.wait(30)
     target = f"127.0.0.1:{coordinator.port}"
-    attacker = Attacker(target, silent)
+    attacker = Attacker(target, silent, pki)
     time.sleep(1.0)  # the attacker's streams are in before any honest client
     started = time.perf_counter()
     rng = np.random.default_rng(5)
@@ -91,7 +108,7 @@ def one_session(n: int, m: int, silent: int, sessions: int) -> dict:
     outcomes: dict = {}
 
     def run(i: int) -> None:
-        client = NetworkClient(target, i, SumClient(inputs[i], repeat=True), tls=INSECURE,
+        client = NetworkClient(target, i, SumClient(inputs[i], repeat=True), tls=_tls(pki, f"client-{i}"),
                                retry=RetryPolicy(initial=0.05, maximum=0.5, give_up_after=120))
         try:
             outcomes[i] = client.run()
@@ -124,7 +141,20 @@ def main() -> int:
                         "longer than the hello deadline, so silent streams are cut off and re-opened)")
     parser.add_argument("--silent", type=int, nargs="+", default=[8, 16, 64])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tls", action="store_true", help="mutual TLS; the attacker holds one valid certificate "
+                        "(signed by the job's CA, for an identity outside the job)")
     args = parser.parse_args()
+    pki = None
+    if args.tls:
+        import shutil
+        import tempfile
+
+        from secagg.transport.certs import make_dev_pki
+
+        pki = tempfile.mkdtemp(prefix="lockout-pki-")
+        make_dev_pki(pki, args.n + 1)
+        for suffix in ("pem", "key"):  # client n: CA-signed, in no roster
+            shutil.move(f"{pki}/client-{args.n}.{suffix}", f"{pki}/stranger.{suffix}")
     import os
     import platform
     from datetime import datetime, timezone
@@ -136,13 +166,14 @@ def main() -> int:
     # not benchmarks/common.py: this script also runs against older checkouts
     print(f"# lock-out benchmark {datetime.now(timezone.utc).isoformat(timespec='seconds')}: {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}; secagg from "
-          f"{Path(secagg.__file__).resolve().parent.parent}; n = {args.n}, m = {args.m:,}, {args.sessions} sessions")
-    one_session(args.n, args.m, 0, 1)  # warm-up: imports, first connections
+          f"{Path(secagg.__file__).resolve().parent.parent}; n = {args.n}, m = {args.m:,}, {args.sessions} sessions; "
+          + ("mutual TLS, the attacker holding a valid certificate outside the job" if pki else "plaintext"))
+    one_session(args.n, args.m, 0, 1, pki)  # warm-up: imports, first connections
     # interleaved and repeated (this machine's load varies): each repeat runs every configuration once
     runs: dict[int, list[dict]] = {k: [] for k in [0, *args.silent]}
     for _ in range(args.repeats):
         for k in runs:
-            runs[k].append(one_session(args.n, args.m, k, args.sessions))
+            runs[k].append(one_session(args.n, args.m, k, args.sessions, pki))
     base = float(np.median([r["seconds"] for r in runs[0]]))
     print(f"  no attacker        | job {base:6.2f} s (median of {args.repeats}) | every session complete and exact "
           f"{all(r['exact'] for r in runs[0])} | honest refusals {sum(r['refused'] for r in runs[0])}", flush=True)

@@ -360,6 +360,7 @@ class Coordinator:
         self._past_session_ids: set[bytes] = set()  # sessions that have ended (their late messages are dropped)
         self._current_session_id: bytes | None = None
         self.hello_timeout = 5.0  # seconds a new stream may take to send its hello
+        self._tarpitted = 0  # refused certificates being answered slowly (at most max_pending_streams)
         self.join_grace = float(join_grace)
         if join_quorum is not None and (isinstance(join_quorum, bool) or not isinstance(join_quorum, int)
                                         or not 1 <= join_quorum <= num_clients):
@@ -485,6 +486,14 @@ class Coordinator:
             if certified is None:
                 self._security_event("unknown_certificate", "refused a certificate outside the roster: %r",
                                      common_name)
+                if self._tarpitted < self.max_pending_streams:
+                    # no client of this job holds such a certificate: answer it slowly, so that a peer
+                    # re-opening at once costs a TLS handshake per hello timeout, not hundreds a second
+                    self._tarpitted += 1
+                    try:
+                        await asyncio.sleep(self.hello_timeout)
+                    finally:
+                        self._tarpitted -= 1
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"certificate {common_name!r} is not in the "
                                     "roster")
             current = self._peers.get(certified)

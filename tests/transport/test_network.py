@@ -239,6 +239,37 @@ def test_one_valid_certificate_holds_one_slot_its_own(pki):
     assert job.coordinator.security_events["duplicate_stream"] == 15
 
 
+def test_a_certificate_outside_the_roster_is_refused_slowly_and_holds_no_slot(pki):
+    # a CA-signed certificate of no client of this 3-client job (client-3's): each stream is refused
+    # after the hello timeout, so re-opening at once cannot turn into a flood of TLS handshakes
+    config = SecAggConfig(num_clients=3, threshold=2, vector_length=40)
+    task = SumTask(config)
+    server_tls = TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / "coordinator.pem"), key=str(pki / "coordinator.key"))
+    job = Job(task, 3, tls=server_tls)
+    job.coordinator.hello_timeout = 1.0
+    job.start()
+    stranger = TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / "client-3.pem"), key=str(pki / "client-3.key"))
+    channels, calls, release = _silent_streams(f"127.0.0.1:{job.coordinator.port}", 8, stranger, "localhost")
+    time.sleep(0.5)
+    assert not any(call.done() for call in calls)  # not answered at once
+    inputs = vectors(3, 40, seed=11)
+    for i in range(3):
+        job.client(i, SumClient(inputs[i]), tls=TLSConfig(ca=str(pki / "ca.pem"), cert=str(pki / f"client-{i}.pem"),
+                                                           key=str(pki / f"client-{i}.key")))
+    job.join()
+    deadline = time.monotonic() + 20
+    while not all(call.done() for call in calls) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    release.set()
+    for channel in channels:
+        channel.close()
+    assert all(call.code() is grpc.StatusCode.PERMISSION_DENIED for call in calls)
+    assert job.coordinator.security_events["unknown_certificate"] == 8
+    assert task.aborted is None and task.survivors == [0, 1, 2]
+    assert np.array_equal(task.aggregate, config.ring.sum([config.ring.element(v) for v in inputs]))
+    assert all(job.outcomes[i]["refused"] == 0 for i in range(3))
+
+
 def test_unknown_client_id_is_refused_at_once():
     task = SumTask(SecAggConfig(num_clients=3, threshold=2, vector_length=10))
     job = Job(task, 3).start()
