@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from secagg.errors import ParameterError, ProtocolViolation
-from secagg.fedavg import FedAvg, LogisticRegression
+from secagg.fedavg import FedAvg, NumpyLogisticRegression
 from secagg.fedavg.data import make_bank_transactions
 from secagg.fedavg.network import FedAvgClient, FedAvgTask
 from secagg.transport.envelope import Envelope, Kind
@@ -16,7 +16,7 @@ from secagg.transport.envelope import Envelope, Kind
 
 def make_fedavg(**options):
     settings = {"rounds": 2, "max_weight": 300.0, "seed": 0, **options}
-    return FedAvg(LogisticRegression(13), **settings)
+    return FedAvg(NumpyLogisticRegression(13), **settings)
 
 
 @pytest.fixture()
@@ -94,14 +94,14 @@ def test_the_guard_survives_a_participant_restart_with_a_state_dir(tmp_path):
 
 def test_the_network_roles_need_a_weight_cap():
     with pytest.raises(ParameterError, match="max_weight is needed"):
-        FedAvgTask(FedAvg(LogisticRegression(13), rounds=2), 3)
+        FedAvgTask(FedAvg(NumpyLogisticRegression(13), rounds=2), 3)
 
 
 def test_a_job_reference_that_does_not_name_a_job_is_a_typed_error(tmp_path):
     from secagg.fedavg.job import FedAvgJob, load_job
 
-    (tmp_path / "jobs.py").write_text("from secagg.fedavg import FedAvg, FedAvgJob, LogisticRegression\n"
-                                      "good = FedAvgJob(fedavg=lambda: FedAvg(LogisticRegression(3)))\n"
+    (tmp_path / "jobs.py").write_text("from secagg.fedavg import FedAvg, FedAvgJob, NumpyLogisticRegression\n"
+                                      "good = FedAvgJob(fedavg=lambda: FedAvg(NumpyLogisticRegression(3)))\n"
                                       "def factory():\n    return good\n"
                                       "not_a_job = 42\n"
                                       "def broken():\n    raise RuntimeError('no database')\n"
@@ -136,7 +136,7 @@ def test_an_out_of_slot_paillier_sum_aborts_the_round_not_the_network_coordinato
         q = safe_prime(256)
     public, _ = generate_threshold_keypair(4, 3, primes=(p, q))
     verify = {i: IdentityKey.generate(TestOnlySeededRandomness(i, b"slots")).public_bytes for i in range(4)}
-    fedavg = FedAvg(LogisticRegression(3), rounds=2, max_weight=100.0,
+    fedavg = FedAvg(NumpyLogisticRegression(3), rounds=2, max_weight=100.0,
                     aggregator=PaillierAggregator(keys=(public, None), verify_keys=verify))
     task = FedAvgTask(fedavg, 4)
     plan = task.next_session()

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("grpc")
 
 from secagg.errors import ParameterError, ProtocolViolation  # noqa: E402
-from secagg.fedavg import FedAvg, LogisticRegression  # noqa: E402
+from secagg.fedavg import FedAvg, NumpyLogisticRegression  # noqa: E402
 from secagg.fedavg.data import make_bank_transactions  # noqa: E402
 from secagg.transport.network import Deadlines, RetryPolicy, TLSConfig  # noqa: E402
 
@@ -28,7 +28,7 @@ def banks():
 
 def configuration(**options):
     settings = {"rounds": 3, "max_weight": 400.0, "learning_rate": 0.2, "seed": 11, **options}
-    return FedAvg(LogisticRegression(13), **settings)
+    return FedAvg(NumpyLogisticRegression(13), **settings)
 
 
 class NetworkRun:
@@ -122,7 +122,7 @@ def test_a_participant_with_another_model_refuses_and_says_why(banks):
         run.participant(i, (banks[i].X_train, banks[i].y_train), make)
     wide = np.hstack([banks[3].X_train, banks[3].X_train[:, :6]])
     run.participant(3, (wide, banks[3].y_train),
-                    lambda: FedAvg(LogisticRegression(19), rounds=1, max_weight=400.0, learning_rate=0.2, seed=11))
+                    lambda: FedAvg(NumpyLogisticRegression(19), rounds=1, max_weight=400.0, learning_rate=0.2, seed=11))
     [record] = run.join()
     assert "model has 14 weights, this client's model 20" in record.refused[3] and record.included == (0, 1, 2)
 

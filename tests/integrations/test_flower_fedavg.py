@@ -24,7 +24,7 @@ pytest.importorskip("flwr")
 from flwr.app import Context, RecordDict  # noqa: E402
 
 from secagg.errors import AbortError, ParameterError  # noqa: E402
-from secagg.fedavg import FedAvg, LogisticRegression  # noqa: E402
+from secagg.fedavg import FedAvg, NumpyLogisticRegression  # noqa: E402
 from secagg.fedavg.data import make_bank_transactions  # noqa: E402
 from secagg.integrations.flower import FedAvgWorkflow, fedavg_client_app, flower_apps  # noqa: E402
 from secagg.integrations.flower import fedavg as fedavg_module  # noqa: E402
@@ -40,7 +40,7 @@ def banks():
 
 def configuration(**options):
     settings = {"rounds": 3, "max_weight": 400.0, "learning_rate": 0.2, "seed": 11, **options}
-    return FedAvg(LogisticRegression(13), **settings)
+    return FedAvg(NumpyLogisticRegression(13), **settings)
 
 
 def flower_run(make, data, *, eval_data=None, app=None, client_apps=None, workflow=None, fault=None, **options):
