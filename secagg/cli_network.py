@@ -12,10 +12,15 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from secagg.errors import ParameterError, ProtocolViolation
+from secagg.errors import ParameterError, ProtocolViolation, SessionStateError
+
+if TYPE_CHECKING:
+    from secagg.aggregation.paillier import PaillierAggregator
+    from secagg.paillier.threshold import ThresholdPublicKey
 
 __all__ = ["add_network_commands"]
 
@@ -101,7 +106,7 @@ def _job(args: argparse.Namespace):
     return load_job(args.job)
 
 
-def _paillier_public(args: argparse.Namespace):
+def _paillier_public(args: argparse.Namespace) -> tuple[ThresholdPublicKey, dict[int, bytes]]:
     from secagg.paillier import _gmpy2
     from secagg.paillier.threshold import load_public_key
 
@@ -162,9 +167,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     round_deadline = args.deadline
     deadlines = Deadlines(advertise_keys=args.join_deadline, share_keys=round_deadline,
                           masked_input=round_deadline, consistency_check=round_deadline, unmasking=round_deadline)
-    paillier = args.aggregator == "paillier"
-    public = verify_keys = aggregator = None
-    if paillier:
+    verify_keys: dict[int, bytes] | None = None
+    aggregator: PaillierAggregator | None = None  # the Paillier path's (the masking path's is in its job or task)
+    if args.aggregator == "paillier":
         from secagg.aggregation.paillier import PaillierAggregator
 
         public, verify_keys = _paillier_public(args)
@@ -176,54 +181,56 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ParameterError("--threshold, --neighbors and --malicious set the session of --task sum and demo; a job "
                              "sets them in its own FedAvg (aggregator_options), which every participant checks")
     if args.task == "sum":
-        if paillier:
+        if aggregator is not None:
             from secagg.transport.sessions import PaillierSpec
 
             floor = aggregator.min_contributors_for(n)
-            spec = PaillierSpec(public, verify_keys, values=args.length, value_bound=args.value_bound, max_summands=n,
-                                min_contributors=floor)
+            spec = PaillierSpec(aggregator.key(), aggregator.verify_keys, values=args.length,
+                                value_bound=args.value_bound, max_summands=n, min_contributors=floor)
             spec.scheme  # noqa: B018 - refuse an impossible packing now
             task = SumTask(spec, output=args.output, sessions=args.sessions)
+            max_message = spec.scheme.plaintexts_for(spec.values) * (aggregator.key().key_bits // 4 + 8) + 2**20
         else:
             from secagg.aggregation.masking import MaskingAggregator
 
-            aggregator = MaskingAggregator(**_masking_options(args))
+            masking = MaskingAggregator(**_masking_options(args))
             if args.malicious:
                 verify_keys = _verify_keys(args)
-            task = SumTask(aggregator.config_for(n, args.length, args.bits), output=args.output,
-                           sessions=args.sessions)
+            config = masking.config_for(n, args.length, args.bits)
+            task = SumTask(config, output=args.output, sessions=args.sessions)
+            max_message = config.vector_length * config.ring.dtype.itemsize + n * 256 + 2**20
         if args.max_message_mb:
             max_message = int(args.max_message_mb * 2**20)
-        elif paillier:
-            max_message = spec.scheme.plaintexts_for(spec.values) * (public.key_bits // 4 + 8) + 2**20
-        else:
-            max_message = task.config.vector_length * task.config.ring.dtype.itemsize + n * 256 + 2**20
         roster = _load_roster(args.roster) if getattr(args, "roster", None) else None
         coordinator = Coordinator(task, n, address=args.address, tls=_tls(args), deadlines=deadlines,
                                   max_message_bytes=max_message, roster=roster, linger=args.linger,
                                   verify_keys=verify_keys, join_grace=args.join_grace, join_quorum=args.join_quorum)
     else:
         job, fedavg = _fedavg_job(args, n)
-        if paillier:
+        if aggregator is not None:
             aggregator.fractional_bits = getattr(fedavg.aggregator, "fractional_bits", aggregator.fractional_bits)
             fedavg.aggregator = aggregator
         elif getattr(fedavg.aggregator, "malicious", False):
             verify_keys = _verify_keys(args)
-        options = {"max_message_bytes": int(args.max_message_mb * 2**20)} if args.max_message_mb else {}
+        options: dict[str, object] = {}
+        if args.max_message_mb:
+            options["max_message_bytes"] = int(args.max_message_mb * 2**20)
         if getattr(args, "roster", None):
             options["roster"] = _load_roster(args.roster)
-        coordinator = fedavg.coordinator(n, tls=_tls(args), address=args.address, eval_data=job.holdout(),
-                                         state_dir=args.state_dir, deadlines=deadlines, verify_keys=verify_keys,
-                                         linger=args.linger, join_grace=args.join_grace,
-                                         join_quorum=args.join_quorum, **options)
-        task = coordinator.task
+        fedavg_coordinator = fedavg.coordinator(n, tls=_tls(args), address=args.address, eval_data=job.holdout(),
+                                                state_dir=args.state_dir, deadlines=deadlines,
+                                                verify_keys=verify_keys, linger=args.linger,
+                                                join_grace=args.join_grace, join_quorum=args.join_quorum, **options)
+        coordinator, task = fedavg_coordinator, fedavg_coordinator.task
 
     def started(port: int) -> None:
-        if paillier:
-            what = (f"Paillier, decryption by {public.threshold} of {n} banks, at least "
+        if aggregator is not None:
+            what = (f"Paillier, decryption by {aggregator.key().threshold} of {n} banks, at least "
                     f"{task.spec.min_contributors} contributions")
-        else:
+        elif task.config is not None:
             what = f"threshold {task.config.threshold}"
+        else:  # a masking task always has its configuration: typed anyway
+            raise SessionStateError("the masking task has no session configuration")
         print(f"secagg serve: task {args.task!r}, {n} clients, {what}, listening on port {port}", flush=True)
         if args.port_file:
             tmp = Path(args.port_file + ".tmp")
@@ -250,7 +257,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if task.refused:
             print(f"clients that refused the session: {task.refused}")
         return 0
-    print(coordinator.report())
+    print(fedavg_coordinator.report())  # the sum task returned above: this is the FedAvg job's coordinator
     return 0
 
 

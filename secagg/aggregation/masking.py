@@ -35,14 +35,15 @@ class _MaskingRound(AggregationRound):
         self.encoder = FixedPointEncoder(num_clients=n, max_weight=max_weight, clip=clip,
                                          fractional_bits=aggregator.fractional_bits,
                                          modulus_bits=aggregator.modulus_bits)
-        self.config = aggregator.config_for(n, dimension + 1, self.encoder.modulus_bits, min_contributions)
+        self.config = aggregator.config_for(n, dimension + 1, self.encoder.ring.bits, min_contributions)
         self._index = {client: i for i, client in enumerate(self.participants)}
         self._inputs: list[np.ndarray | None] = [None] * n
 
-    def _accept(self, client_id, weighted_update, weight, rng):
+    def _accept(self, client_id: int, weighted_update: np.ndarray, weight: float,
+                rng: np.random.Generator) -> None:
         self._inputs[self._index[client_id]] = self.encoder.encode(weighted_update, weight, rng)
 
-    def _finish(self, drop):
+    def _finish(self, drop: dict[str, set[int]]) -> AggregateResult:
         start = time.perf_counter()
         ring = self.config.ring
         inputs = [v if v is not None else ring.zeros(self.config.vector_length) for v in self._inputs]
@@ -134,7 +135,7 @@ class MaskingAggregator(Aggregator):
 
     def _graph(self, n: int) -> tuple[int | None, int]:
         neighbors = self.neighbors
-        if neighbors == "auto":
+        if isinstance(neighbors, str):  # "auto", the only string the constructor takes
             params = choose_graph_parameters(n, self.dropout_fraction, self.corrupt_fraction,
                                              malicious=self.malicious)
             if self.threshold is None:

@@ -22,12 +22,17 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from secagg.aggregation.base import DROP_BEFORE_INPUT, AggregateResult, AggregationRound, Aggregator
 from secagg.encoding import FixedPointEncoder
 from secagg.errors import AbortError, ParameterError, ProtocolViolation
+
+if TYPE_CHECKING:
+    from secagg.paillier.roles import BankSession
+    from secagg.paillier.threshold import KeyShare, ThresholdPublicKey
 
 __all__ = ["PaillierAggregator", "EncryptedUpdate"]
 
@@ -49,7 +54,7 @@ class _PaillierRound(AggregationRound):
         from secagg.transport.sessions import PaillierSpec
 
         self.aggregator = aggregator
-        self.key = aggregator.public_key
+        self.key = aggregator.key()
         unknown = [p for p in self.participants if not 0 <= p < self.key.parties]
         if unknown:
             raise ParameterError(f"clients {unknown} hold no key share (the key was set up for {self.key.parties})")
@@ -88,7 +93,8 @@ class _PaillierRound(AggregationRound):
         values = self.codec.encode(weighted_update, weight, rng)
         return EncryptedUpdate(client_id, bank.contribute(request, self.scheme.pack(values), encoding=self.encoding))
 
-    def _accept(self, client_id, weighted_update, weight, rng):
+    def _accept(self, client_id: int, weighted_update: np.ndarray, weight: float,
+                rng: np.random.Generator) -> None:
         start = time.perf_counter()
         update = self.encrypt(client_id, weighted_update, weight, rng)
         self.client_seconds[client_id] = time.perf_counter() - start
@@ -101,7 +107,7 @@ class _PaillierRound(AggregationRound):
             raise ProtocolViolation(f"client {client_id} sent {type(update).__name__}", party=client_id)
         self.coordinator.receive(client_id, update.message)
 
-    def _finish(self, drop):
+    def _finish(self, drop: dict[str, set[int]]) -> AggregateResult:
         from secagg.paillier.roles import PaillierRoundState
 
         start = time.perf_counter()
@@ -112,7 +118,7 @@ class _PaillierRound(AggregationRound):
         sent: dict[int, int] = {}
         failures: list[str] = []
 
-        def aborted(reason):
+        def aborted(reason: str) -> AggregateResult:
             return AggregateResult(None, 0.0, (), self.participants, time.perf_counter() - start, sent, aborted=reason)
 
         try:
@@ -144,6 +150,8 @@ class _PaillierRound(AggregationRound):
         except AbortError as exc:
             return aborted(str(exc))
         result = coordinator.result
+        if result is None:  # the coordinator raises AbortError rather than stop short: typed anyway
+            return aborted(f"the round stopped {coordinator.state.value} without a result")
         included = result.contributors
         try:
             weighted_sum, total_weight = self.codec.decode(result.plaintexts, len(included))
@@ -188,13 +196,13 @@ class PaillierAggregator(Aggregator):
         self.fractional_bits = fractional_bits
         self.corrupt_banks = corrupt_banks
         self.min_contributors = min_contributors
-        self.public_key = None
-        self.banks: dict[int, object] = {}  # bank id -> BankSession (each would be its own process)
+        self.public_key: ThresholdPublicKey | None = None
+        self.banks: dict[int, BankSession] = {}  # bank id -> its session (each would be its own process)
         self.verify_keys: dict[int, bytes] = {}
         self.session_id = b""
         self.round_number = 0
         self.setup_seconds = 0.0
-        self._shares = None
+        self._shares: list[KeyShare] | None = None
         if keys is not None:
             public, shares = keys
             if not public.verifiable:
@@ -213,13 +221,19 @@ class PaillierAggregator(Aggregator):
             paillier_threat_model(key.parties, key.threshold, self.min_contributors_for(key.parties),
                                   self.corrupt_banks)  # ParameterError naming the bound, now
 
+    def key(self) -> ThresholdPublicKey:
+        """The public key (ParameterError before :meth:`setup` has dealt one)."""
+        if self.public_key is None:
+            raise ParameterError("the aggregator has no key yet: setup() deals one, or pass keys=")
+        return self.public_key
+
     def min_contributors_for(self, round_size: int) -> int:
         """The banks' floor: ``min_contributors``, or ``c + 2`` for the corrupt banks tolerated."""
-        key = self.public_key
         if self.min_contributors is not None:
             return self.min_contributors
         from secagg.paillier.roles import default_min_contributors
 
+        key = self.key()
         return default_min_contributors(key.parties, key.threshold, self.corrupt_banks)
 
     def session_spec(self, num_clients, encoder, dimension, *, min_contributions=1):
@@ -250,9 +264,6 @@ class PaillierAggregator(Aggregator):
         from secagg.paillier import generate_threshold_keypair
         from secagg.paillier.roles import BankSession
 
-        if self.public_key is not None and self._shares is None and not self.banks:
-            raise ParameterError("this aggregator holds no key shares (the network coordinator's form): "
-                                 "the banks run their own processes")
         if self.public_key is not None and self.banks:
             if num_clients > self.public_key.parties:
                 raise ParameterError(f"the key was set up for {self.public_key.parties} banks, not {num_clients}")
@@ -266,7 +277,10 @@ class PaillierAggregator(Aggregator):
             start = time.perf_counter()
             self.public_key, self._shares = generate_threshold_keypair(num_clients, t, self.key_bits)
             self.setup_seconds = time.perf_counter() - start
-        key = self.public_key
+        elif self._shares is None:
+            raise ParameterError("this aggregator holds no key shares (the network coordinator's form): "
+                                 "the banks run their own processes")
+        key, shares = self.public_key, self._shares
         if num_clients > key.parties:
             raise ParameterError(f"the key was set up for {key.parties} banks, not {num_clients}")
         identities = {i: IdentityKey.generate(system_randomness()) for i in range(key.parties)}
@@ -276,7 +290,7 @@ class PaillierAggregator(Aggregator):
         self.banks = {share.index - 1: BankSession(share, self.session_id, identities[share.index - 1],
                                                    self.verify_keys, min_contributors=floor,
                                                    corrupt_banks=self.corrupt_banks)
-                      for share in self._shares}
+                      for share in shares}
         self._shares = None  # the coordinator side keeps no share; only the bank sessions do
 
     def open_round(self, participants, dimension, *, max_weight, clip=1.0, rng, min_contributions=1):

@@ -17,10 +17,11 @@ class _PlainRound(AggregationRound):
         super().__init__(participants, dimension, max_weight)
         self._updates: dict[int, tuple[np.ndarray, float]] = {}
 
-    def _accept(self, client_id, weighted_update, weight, rng):
+    def _accept(self, client_id: int, weighted_update: np.ndarray, weight: float,
+                rng: np.random.Generator) -> None:
         self._updates[client_id] = (weighted_update.copy(), weight)
 
-    def _finish(self, drop):
+    def _finish(self, drop: dict[str, set[int]]) -> AggregateResult:
         start = time.perf_counter()
         gone = set().union(*(drop[name] for name in DROP_BEFORE_INPUT))
         included = tuple(sorted(set(self._updates) - gone))

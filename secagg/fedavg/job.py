@@ -104,6 +104,8 @@ def load_job(reference: str) -> FedAvgJob:
             if not path.is_file():
                 raise ParameterError(f"job file {where} does not exist")
             spec = importlib.util.spec_from_file_location(f"secagg_job_{path.stem}", path)
+            if spec is None or spec.loader is None:
+                raise ParameterError(f"job file {where} cannot be imported as a Python module")
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module  # so that pickling and dataclasses inside it work
             spec.loader.exec_module(module)

@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from secagg.dp.config import DPConfig, tolerated_dropouts
 from secagg.dp.sampling import AesCtrRandomness, poisson_subsample, sample_cohort
 from secagg.errors import AbortError, ParameterError
 from secagg.fedavg.models import ModelAdapter, check_dataset
+
+if TYPE_CHECKING:
+    from secagg.dp.mechanism import DistributedMechanism
 
 __all__ = ["FedAvg", "FedAvgServer", "History", "RoundRecord", "flatten", "unflatten"]
 
@@ -45,6 +49,13 @@ ON_ABORT = ("skip", "warn", "raise")
 CONSTANT_METRIC_ROUNDS = 3
 
 log = logging.getLogger("secagg.fedavg")
+
+
+@runtime_checkable
+class _PerExampleGradients(Protocol):
+    """The optional method of a model that record-level DP needs (see :class:`ModelAdapter`)."""
+
+    def per_example_gradients(self, X: np.ndarray, y: np.ndarray) -> np.ndarray: ...
 
 
 def flatten(weights: Sequence[np.ndarray]) -> np.ndarray:
@@ -308,7 +319,7 @@ class FedAvg:
         self.dp_sampling_source = dp_sampling_source
         self.on_abort, self.progress = on_abort, bool(progress)
         self.record_counts = record_counts
-        self.dp_mechanism = None  # the calibrated secagg.dp.DistributedMechanism, set by the first fit
+        self.dp_mechanism: DistributedMechanism | None = None  # the calibrated mechanism, set by the first fit
         self._dp_schedule: tuple | None = None  # what the mechanism was calibrated for
         self.server = FedAvgServer(model.get_weights(), server_learning_rate)
         self.history = History()
@@ -530,7 +541,11 @@ class FedAvg:
         ``sizes`` (each client's sample count) is known in-process only; elsewhere the weight cap
         must be given (``max_weight``), and record-level DP needs the public ``record_counts``
         (in-process too, when given: then every runtime calibrates the same mechanism)."""
-        if sizes is None and self.max_weight is None:
+        if self.max_weight is not None:
+            cap = float(self.max_weight)
+        elif sizes is not None:
+            cap = float(sizes.max())
+        else:
             raise ParameterError("max_weight is needed outside the in-process fit (the coordinator cannot see the "
                                  "clients' sample counts to take the largest): set FedAvg(max_weight=...)")
         if self.record_counts is not None:
@@ -541,7 +556,6 @@ class FedAvg:
                 over = int(np.flatnonzero(np.asarray(sizes) > np.asarray(self.record_counts))[0])
                 raise ParameterError(f"client {over} holds {int(sizes[over])} records, more than its record_counts "
                                      f"entry {self.record_counts[over]} (a public upper bound)")
-        cap = float(self.max_weight if self.max_weight is not None else sizes.max())
         per_round = _fraction_or_count("clients_per_round", self.clients_per_round, num_clients)
         dp = None
         if self.dp is not None:
@@ -552,7 +566,7 @@ class FedAvg:
                     raise ParameterError("record-level DP outside the in-process fit needs each institution's record "
                                          "count, public or a public upper bound: FedAvg(record_counts=[...])")
                 sizes = np.ones(num_clients, dtype=np.int64)  # client level: one contribution per client
-            dp = self._dp_setup(sizes, per_round)
+            dp = self._dp_setup(self.dp, sizes, per_round)
         if isinstance(per_round, int) and per_round < 2 and self.aggregator.name != "plain":
             raise ParameterError(f"{per_round} client per round: a secure sum of one update is that update")
         return _RunPlan(num_clients, per_round, cap, dp)
@@ -579,7 +593,7 @@ class FedAvg:
 
     def _signs(self, plan: _RunPlan, index: int) -> np.ndarray | None:
         """The DP rotation's public random signs of round ``index`` (None without DP or rotation)."""
-        if plan.dp is None or not self.dp.rotation:
+        if plan.dp is None or not plan.dp.config.rotation:
             return None
         return plan.dp.mechanism.signs(self._signs_seed(index))
 
@@ -635,7 +649,7 @@ class FedAvg:
                            epsilon, applied=applied, refused=dict(refused or {}), misbehaving=dict(misbehaving or {}))
 
     # ------------------------------------------------------------------ differential privacy
-    def _dp_setup(self, sizes: np.ndarray, per_round: int) -> _DPRun:
+    def _dp_setup(self, config: DPConfig, sizes: np.ndarray, per_round: int) -> _DPRun:
         """Calibrate the mechanism once (first fit) and fix this run's sampling and bounds.
 
         Client level: a fixed cohort of ``per_round`` clients each round, sampled without replacement
@@ -645,13 +659,14 @@ class FedAvg:
         """
         from secagg.dp.mechanism import MechanismParameters
 
-        config = self.dp
         clients = len(sizes)
         dimension = self.server.vector.size
         client_level = config.level == "client"
         parameters = MechanismParameters.for_training(config, rounds=self.rounds, dimension=dimension, parties=clients,
                                                       cohort=per_round if client_level else None, records=sizes)
         cohort = parameters.cohort if client_level else clients
+        if cohort is None:  # client level samples a fixed cohort of a known population: typed anyway
+            raise ParameterError("the DP mechanism's parameters name no cohort size")
         expected, max_contributions = parameters.expected_contributions, 1 if client_level else int(sizes.max())
         schedule = (config, clients, cohort, parameters.min_shares, dimension)
         if self.dp_mechanism is None:
@@ -659,6 +674,9 @@ class FedAvg:
         else:
             mechanism = self.dp_mechanism
             if schedule != self._dp_schedule:
+                if self._dp_schedule is None:  # dp_mechanism set from outside a fit
+                    raise ParameterError("this FedAvg's DP mechanism has no record of what it was calibrated for: "
+                                         "start a new FedAvg")
                 _, old_clients, old_cohort, _, old_dimension = self._dp_schedule
                 raise ParameterError(
                     f"this FedAvg's DP mechanism was calibrated for {old_clients} clients, {old_cohort} per round "
@@ -673,7 +691,7 @@ class FedAvg:
         self.dp_mechanism, self._dp_schedule = mechanism, schedule
         denominator = float(cohort) if config.level == "client" else expected
         source = self.dp_sampling_source if self.dp_sampling_source is not None else AesCtrRandomness()
-        return _DPRun(mechanism, cohort, value_bound, denominator, source)
+        return _DPRun(mechanism, cohort, value_bound, denominator, source, config)
 
     def _dp_contribution(self, dp: _DPRun, signs: np.ndarray | None, model: ModelAdapter,
                          template: list[np.ndarray], global_vector: np.ndarray,
@@ -683,13 +701,15 @@ class FedAvg:
         The rounding and the noise come from a fresh CSPRNG per client and round (the mechanism's
         default), never from ``seed``: a replayable rounding would break the sensitivity bound.
         """
-        if self.dp.level == "client":
+        if dp.config.level == "client":
             rng = self._rng(1, index, client)  # local training only (public randomness is fine there)
             contributions = self._local_update(model, template, global_vector, dataset, rng, client, clip=False)
         else:
             X, y = dataset
-            chosen = np.flatnonzero(poisson_subsample(X.shape[0], self.dp.record_sampling_rate, dp.source))
+            chosen = np.flatnonzero(poisson_subsample(X.shape[0], dp.config.record_sampling_rate, dp.source))
             model.set_weights(unflatten(global_vector, template))
+            if not isinstance(model, _PerExampleGradients):  # the constructor checked the model: typed anyway
+                raise ParameterError("record-level DP needs a model with per_example_gradients(X, y)")
             if chosen.size:
                 contributions = -model.per_example_gradients(X[chosen], y[chosen])
             else:
@@ -705,7 +725,7 @@ class FedAvg:
         record level; McMahan et al. 2018): dividing by the number of updates that arrived would
         release that number without noise.
         """
-        if not result.ok:
+        if not result.ok or result.weighted_sum is None:
             return result
         shares = len(result.included)
         if shares < dp.mechanism.min_shares:
@@ -714,7 +734,7 @@ class FedAvg:
                                    aborted=f"only {shares} noise shares in the sum, the DP guarantee needs "
                                            f"{dp.mechanism.min_shares}: result discarded")
         noisy_sum = dp.mechanism.decode(result.weighted_sum, signs)
-        if self.dp.level == "client":
+        if dp.config.level == "client":
             weighted_sum, total = noisy_sum, dp.denominator
         else:  # one gradient step on the consortium's expected batch
             weighted_sum, total = self.learning_rate * noisy_sum, dp.denominator
@@ -751,10 +771,11 @@ class _RunPlan:
 @dataclass(frozen=True)
 class _DPRun:
     """What the rounds of one DP fit share: the mechanism, cohort size, per-party bound, the server's
-    fixed denominator and the CSPRNG (or test-only source) of the DP sampling."""
+    fixed denominator, the CSPRNG (or test-only source) of the DP sampling, and the DP configuration."""
 
-    mechanism: object  # secagg.dp.DistributedMechanism
+    mechanism: DistributedMechanism
     cohort: int
     value_bound: int
     denominator: float
     source: RandomSource
+    config: DPConfig  # what the mechanism was calibrated for (the FedAvg's dp)

@@ -29,6 +29,7 @@ longer tell two banks different packings and read one bank's slots out of the su
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar
@@ -66,25 +67,27 @@ def _check(condition: bool, text: str) -> None:
 
 
 def _u32(name: str, value: object) -> int:
-    _check(not isinstance(value, bool) and isinstance(value, int) and 0 <= value < 1 << 32,
-           f"{name} must be a u32, got {value!r}")
-    return int(value)  # type: ignore[arg-type]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 32:
+        raise ParameterError(f"{name} must be a u32, got {value!r}")
+    return int(value)
 
 
 def _bytes(name: str, value: object, length: int) -> bytes:
-    _check(isinstance(value, (bytes, bytearray)) and len(value) == length, f"{name} must be {length} bytes")
-    return bytes(value)  # type: ignore[arg-type]
+    if not isinstance(value, (bytes, bytearray)) or len(value) != length:
+        raise ParameterError(f"{name} must be {length} bytes")
+    return bytes(value)
 
 
-def _integers(name: str, values: object, width: int) -> tuple[int, ...]:
+def _integers(name: str, values: Iterable[object], width: int) -> tuple[int, ...]:
     _check(not isinstance(width, bool) and isinstance(width, int) and 1 <= width < 1 << 16,
            "element width must be in 1..65535 bytes")
-    out = tuple(values)  # type: ignore[arg-type]
     bound = 1 << (8 * width)
-    for v in out:
-        _check(not isinstance(v, bool) and isinstance(v, int) and 0 <= v < bound,
-               f"{name} must be integers below 2^(8 * {width})")
-    return out
+    out: list[int] = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < bound:
+            raise ParameterError(f"{name} must be integers below 2^(8 * {width})")
+        out.append(v)
+    return tuple(out)
 
 
 def _pack_integers(values: tuple[int, ...], width: int) -> bytes:
@@ -92,9 +95,10 @@ def _pack_integers(values: tuple[int, ...], width: int) -> bytes:
 
 
 def _varint_ok(name: str, value: object) -> int:
-    _check(not isinstance(value, bool) and isinstance(value, int) and value >= 0
-           and (value.bit_length() + 7) // 8 < 1 << 16, f"{name} must be a non-negative integer of < 65536 bytes")
-    return int(value)  # type: ignore[arg-type]
+    if (isinstance(value, bool) or not isinstance(value, int) or value < 0
+            or (value.bit_length() + 7) // 8 >= 1 << 16):
+        raise ParameterError(f"{name} must be a non-negative integer of < 65536 bytes")
+    return int(value)
 
 
 def _pack_varint(value: int) -> bytes:

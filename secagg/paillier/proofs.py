@@ -182,7 +182,7 @@ def prove_partial_decryptions(share: KeyShare, ciphertexts: Sequence[int], parti
     seeded source replays it (protocols/dkg-v1.md, rule G4)."""
     gmpy2 = _gmpy2()
     key = share.public_key
-    if not key.verifiable:
+    if key.verification_base is None:
         raise ParameterError("this key has no verification keys: partial decryptions cannot be proven")
     if len(ciphertexts) != len(partials) or not ciphertexts:
         raise ParameterError("one partial decryption per ciphertext, at least one")

@@ -257,7 +257,7 @@ class BankSession:
         except MalformedMessage as exc:
             exc.party = _SERVER
             raise
-        if message.FROM_BANK:
+        if not isinstance(message, (RoundRequest, DecryptionRequest, PaillierAbort)):
             raise self._violation(f"{type(message).__name__} is a bank-to-coordinator message")
         if message.session_id != self.session_id:
             raise self._violation("message belongs to another session (replayed or misrouted)")
@@ -462,7 +462,8 @@ class PaillierCoordinator:
         except MalformedMessage as exc:
             exc.party = bank
             raise
-        if not message.FROM_BANK or message.party != bank or message.session_id != self.session_id:
+        if not isinstance(message, (Contribution, PartialDecryptions)) or message.party != bank or \
+                message.session_id != self.session_id:
             raise ProtocolViolation(f"bank {bank}: not its message for this session", party=bank)
         if bank not in self.banks or bank in self.misbehaving:
             raise ProtocolViolation(f"bank {bank} is not part of this round", party=bank)

@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,7 +210,7 @@ class KeyShare:
             raise ParameterError(f"share index {self.index} outside 1..{key.parties}")
         if not 0 < self.share < key.n * key.n * key.n:
             raise ParameterError("share out of range")
-        if key.verifiable and pow(key.verification_base, key.delta * self.share, key.nsquare) != \
+        if key.verification_base is not None and pow(key.verification_base, key.delta * self.share, key.nsquare) != \
                 key.verification_keys[self.index - 1]:
             raise ParameterError(f"key share {self.index} does not match its verification key")
 
@@ -360,7 +360,7 @@ def combine_partial_decryptions(key: ThresholdPublicKey, partials: Sequence[Sequ
     return result
 
 
-def _combine(key: ThresholdPublicKey, by_party: dict[int, Sequence[PartialDecryption]], count: int) -> list[int]:
+def _combine(key: ThresholdPublicKey, by_party: Mapping[int, Sequence[PartialDecryption]], count: int) -> list[int]:
     gmpy2 = _gmpy2()
     chosen = sorted(by_party)
     lambdas = _lagrange_times_delta(chosen, key.delta)

@@ -36,11 +36,14 @@ _TABLES: dict[tuple[int, int], list[list]] = {}  # (N, base) -> fixed-base table
 def _fixed_base_table(key: ThresholdPublicKey) -> list[list]:
     """``table[j][d] = base^(d * 2^(8j)) mod N^2`` for the windows of a ceil(k/2)-bit exponent."""
     gmpy2 = _gmpy2()
-    cache_key = (key.n, key.obfuscation_base)
+    base = key.obfuscation_base
+    if base is None:
+        raise ParameterError("a textbook key has no short-exponent base (its obfuscators are r^N)")
+    cache_key = (key.n, base)
     table = _TABLES.get(cache_key)
     if table is None:
         nsquare = gmpy2.mpz(key.nsquare)
-        power = gmpy2.mpz(key.obfuscation_base)
+        power = gmpy2.mpz(base)
         table = []
         for _ in range(-(-short_exponent_bits(key) // _WINDOW)):
             row = [gmpy2.mpz(1), power]
@@ -80,7 +83,7 @@ def precompute_obfuscators(key: ThresholdPublicKey, count: int) -> list[int]:
     if key.obfuscation_base is not None:
         bits = short_exponent_bits(key)
         return [fixed_base_power(key, secrets.randbits(bits)) for _ in range(count)]
-    out = []
+    out: list[int] = []
     while len(out) < count:
         r = gmpy2.mpz(secrets.randbelow(key.n - 1) + 1)
         if gmpy2.gcd(r, n) == 1:

@@ -251,6 +251,13 @@ def test_a_refit_must_match_the_calibrated_schedule():
     fl.fit(big)
     assert fl.history.epsilon == pytest.approx(
         [independent_epsilon(mechanism.accountant.rho, 0.1, t, "cohort") for t in range(1, 7)], rel=1e-9)
+    # a mechanism handed to a fresh FedAvg carries no schedule: refused by name (was a TypeError
+    # unpacking the missing schedule)
+    other = FedAvg(NumpyLogisticRegression(8), aggregator="plain", rounds=3, clients_per_round=8, learning_rate=0.1,
+                   seed=3, dp=mechanism.config)
+    other.dp_mechanism = mechanism
+    with pytest.raises(ParameterError, match="no record of what it was calibrated for"):
+        other.fit(big)
 
 
 def test_dp_sampling_comes_from_a_csprng_whatever_the_seed():

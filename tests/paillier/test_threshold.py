@@ -174,3 +174,7 @@ def test_textbook_obfuscators_remain_available():
     assert public.obfuscation_base is None
     c = encrypt_packed(public, [11, 12])
     assert combine_partial_decryptions(public, [partial_decrypt(s, c) for s in shares[1:]]) == [11, 12]
+    # a textbook key has no fixed base: the table refuses it by name (it was a TypeError from gmpy2)
+    from secagg.paillier.vector import fixed_base_power
+    with pytest.raises(ParameterError, match="textbook key"):
+        fixed_base_power(public, 1)

@@ -43,6 +43,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -54,6 +55,9 @@ from secagg.integrations.flower.records import SessionSetup, check_finite_positi
 from secagg.integrations.flower.workflow import SecureRoundReport, run_masking_session
 from secagg.protocol.derivation import Round
 from secagg.protocol.messages import SESSION_ID_BYTES
+
+if TYPE_CHECKING:
+    from flwr.app.typing import ConfigRecordValues
 
 __all__ = ["FEDAVG_RECORD_KEY", "FedAvgWorkflow", "fedavg_client_app", "flower_apps"]
 
@@ -540,7 +544,7 @@ def fedavg_client_app(fedavg, num_clients: int, *, client_data: Callable[[int], 
     the Paillier path it is bank ``i``, with the mod ``paillier(i)`` returns; in the masking
     malicious-server mode it signs with ``identity(i)`` and checks every signature against
     ``verify_keys`` (client id -> key)."""
-    from flwr.app import ConfigRecord, Message, RecordDict
+    from flwr.app import ConfigRecord, Context, Message, RecordDict
     from flwr.client import ClientApp
 
     _check_fedavg(fedavg)
@@ -564,7 +568,7 @@ def fedavg_client_app(fedavg, num_clients: int, *, client_data: Callable[[int], 
         return mod(msg, ctxt, _refuse_plain_training)
 
     @app.query()
-    def enrol(msg, ctxt):
+    def enrol(msg: Message, ctxt: Context) -> Message:
         """Answer the server's enrolment: this node's client id, and why it will refuse the run's
         rounds if the announced settings are not its own."""
         try:
@@ -572,7 +576,7 @@ def fedavg_client_app(fedavg, num_clients: int, *, client_data: Callable[[int], 
         except ValueError as exc:
             raise _server_violation(f"the FedAvg announcement is not JSON: {exc}") from None
         task = tasks.task(ctxt)
-        answer: dict = {"client_id": task.client_id}
+        answer: dict[str, ConfigRecordValues] = {"client_id": task.client_id}
         try:
             task.check_announcement({"round": 0, "fedavg": announced})
         except ProtocolViolation as exc:  # said now, and again (as an error) in every round it is sampled for

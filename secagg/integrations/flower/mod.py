@@ -213,6 +213,8 @@ class _Mod:
         if session is None:
             session = self._replay(state, setup, client_id, None, ctxt)
         reply = session.handle(data)
+        if reply is None:  # every server message the session accepts has an answer today; typed anyway
+            raise SessionStateError(f"the client session has no answer to the {round_name} message")
         if session.state is ClientState.DONE:
             return reply, None  # the session is over: forget its secret
         state.update({f"message.{handled}": data, "handled": handled + 1,

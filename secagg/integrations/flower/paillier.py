@@ -31,6 +31,7 @@ import time
 from dataclasses import replace
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,6 +42,9 @@ from secagg.integrations.flower.records import check_finite_positive, flatten, m
 from secagg.integrations.flower.workflow import SecureFitWorkflow, SecureRoundReport, readable_reply
 from secagg.transport.envelope import field_of
 from secagg.transport.sessions import PaillierSpec, paillier_spec_from_header
+
+if TYPE_CHECKING:
+    from flwr.app.typing import ConfigRecordValues
 
 __all__ = ["PAILLIER_RECORD_KEY", "PAILLIER_STATE_KEY", "SecAggPaillierWorkflow", "make_secagg_paillier_mod",
            "run_paillier_session"]
@@ -230,7 +234,7 @@ def _message(node_id: int, round_name: str, payload: bytes, group_id: str, conte
     from flwr.app import ConfigRecord, Message, RecordDict
     from flwr.app.message_type import MessageType
 
-    record = {"round": round_name, "message": payload}
+    record: dict[str, ConfigRecordValues] = {"round": round_name, "message": payload}
     if round_name == "contribution":
         record["setup"] = setup
     content = content if content is not None else RecordDict()

@@ -159,7 +159,7 @@ def message_bytes(record: Mapping[str, object] | None, expected_round: str, send
     data = record.get("message")
     if type(data) is not bytes:
         raise refuse("record carries no protocol message bytes")
-    return data  # type: ignore[return-value]
+    return data
 
 
 def flatten(arrays: Sequence[np.ndarray]) -> np.ndarray:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from secagg.aggregation.masking import MaskingAggregator
 from secagg.encoding import FixedPointEncoder
@@ -36,6 +37,10 @@ from secagg.protocol.config import SecAggConfig
 from secagg.protocol.derivation import Round
 from secagg.protocol.messages import SESSION_ID_BYTES
 from secagg.protocol.server import ServerSession
+
+if TYPE_CHECKING:
+    from flwr.common import FitRes
+    from flwr.server.client_proxy import ClientProxy
 
 __all__ = ["SecAggMaskingWorkflow", "SecureFitWorkflow", "SecureRoundReport", "run_masking_session"]
 
@@ -84,7 +89,10 @@ class SecureFitWorkflow:
 
         if not isinstance(context, LegacyContext):
             raise ParameterError(f"{type(self).__name__} needs a LegacyContext, got {type(context).__name__}")
-        server_round = int(context.state.config_records[MAIN_CONFIGS_RECORD][WorkflowKey.CURRENT_ROUND])
+        current_round = context.state.config_records[MAIN_CONFIGS_RECORD][WorkflowKey.CURRENT_ROUND]
+        if isinstance(current_round, list):
+            raise ParameterError(f"the workflow's current round is a list: {current_round!r}")
+        server_round = int(current_round)
         parameters = compat.arrayrecord_to_parameters(context.state.array_records[MAIN_PARAMS_RECORD],
                                                       keep_input=True)
         selected = context.strategy.configure_fit(server_round, parameters, context.client_manager)
@@ -99,7 +107,7 @@ class SecureFitWorkflow:
             logger.error("secure aggregation of round %s failed: %s", server_round, report.aborted)
             return
         results = self._legacy_results(proxies, report, average, metrics)
-        failures = [Exception(text) for text in report.failures]
+        failures: list[tuple[ClientProxy, FitRes] | BaseException] = [Exception(text) for text in report.failures]
         aggregated, fit_metrics = context.strategy.aggregate_fit(server_round, results, failures)
         if aggregated is not None:
             context.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(aggregated, True)
@@ -204,7 +212,7 @@ class SecAggMaskingWorkflow(SecureFitWorkflow):
         n = len(node_ids)
         encoder = FixedPointEncoder(num_clients=n, max_weight=self.max_weight, clip=self.clip,
                                     fractional_bits=self.fractional_bits, modulus_bits=self.modulus_bits)
-        config = self._graph.config_for(n, encoder.vector_length(dimension), encoder.modulus_bits)
+        config = self._graph.config_for(n, encoder.vector_length(dimension), encoder.ring.bits)
         return SessionSetup(os.urandom(SESSION_ID_BYTES), tuple(node_ids), config, encoder)
 
 
@@ -226,7 +234,7 @@ def run_masking_session(grid, setup: SessionSetup, report: SecureRoundReport, *,
     report.config = setup.config
     server = ServerSession(setup.config, setup.session_id, verify_keys=verify_keys)
     rounds = [r for r in Round if setup.config.malicious or r is not Round.CONSISTENCY_CHECK]
-    outbox: dict[int, object] = {i: setup.to_record(i) for i in range(len(node_ids))}
+    outbox: Mapping[int, object] = {i: setup.to_record(i) for i in range(len(node_ids))}
     by_place: dict[int, dict] = {}
     try:
         for round_name in rounds:
@@ -276,7 +284,8 @@ def _collect(server: ServerSession, setup: SessionSetup, round_name: Round, repl
     for reply in replies:
         node = int(reply.metadata.src_node_id)
         client = index.get(node)
-        if not readable_reply(reply, client is not None and client in asked, round_name.value, report):
+        if not readable_reply(reply, client is not None and client in asked, round_name.value, report) \
+                or client is None:
             continue
         try:
             data = message_bytes(reply.content.config_records.get(RECORD_KEY), round_name.value, client)

@@ -43,6 +43,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -61,6 +62,9 @@ from secagg.paillier.dkg.arithmetic import big_from_stream, big_value_bytes, dea
 from secagg.paillier.dkg.config import STATISTICAL_BITS, DkgConfig
 from secagg.paillier.dkg.messages import CEREMONY_ID_BYTES, Bundle, DkgAbort, Hello, Keys, Letter, RoundKind, \
     RoundMessage, decode_dkg_message
+
+if TYPE_CHECKING:
+    from secagg.paillier.threshold import KeyShare, ThresholdPublicKey
 
 __all__ = ["DkgBank", "BankState", "CeremonyStats", "hello_statement", "letter_statement", "key_statement",
            "initial_transcript", "test_ciphertext", "new_ceremony_id", "verification_keys_consistent"]
@@ -232,8 +236,8 @@ class DkgBank:
         self._cache: dict = {}
         self._batch: _Batch | None = None
         self._candidate: dict = {}
-        self.key_share = None
-        self.public_key = None
+        self.key_share: KeyShare | None = None
+        self.public_key: ThresholdPublicKey | None = None
         self.abort_reason: str | None = None
         self._sent_public = b""
 
@@ -273,11 +277,11 @@ class DkgBank:
         else:
             if not isinstance(message, Bundle):
                 raise ProtocolViolation("expected a bundle", party="server")
-            reply = self._after_bundle(message)
+            reply = self._after_bundle(message, self.expected)
         self.stats.bytes_received += len(data)
         return reply
 
-    def _after_bundle(self, message: Bundle) -> bytes | None:
+    def _after_bundle(self, message: Bundle, expected: RoundKind) -> bytes | None:
         config, round_ = self.config, self.round
         if message.round != round_:
             raise ProtocolViolation(f"a bundle of round {message.round}, this bank is in round {round_}",
@@ -296,9 +300,9 @@ class DkgBank:
                                         "altered or forged it", party="server") from None
             digests[e.sender] = digest
         for e in entries:
-            if e.kind is not self.expected:
+            if e.kind is not expected:
                 raise ProtocolViolation(f"bank {e.sender} sent a {e.kind.name} round, the ceremony is at "
-                                        f"{self.expected.name}", party=e.sender)
+                                        f"{expected.name}", party=e.sender)
         for e in entries:
             if e.transcript != self.transcript:
                 raise AbortError(f"bank {e.sender} signed another transcript than this bank's: the banks saw "
@@ -319,11 +323,11 @@ class DkgBank:
             private[e.sender] = plaintext
         publics = {e.sender: e.public for e in entries}
         publics[self.party] = self._sent_public
-        handler = getattr(self, f"_after_{self.expected.name.lower()}")
+        handler = getattr(self, f"_after_{expected.name.lower()}")
         reply = handler(publics, private)  # raises before any state below changes
         transcript = hashlib.sha256(self.transcript + _U32.pack(round_))
         for i in range(config.banks):
-            transcript.update(_U32.pack(i) + bytes([int(self.expected)]) + digests[i])
+            transcript.update(_U32.pack(i) + bytes([int(expected)]) + digests[i])
         self.transcript = transcript.digest()
         return self._emit(reply)
 
@@ -348,6 +352,9 @@ class DkgBank:
         return keystream(seed, nbytes)
 
     def _after_keys(self, message: Keys) -> bytes | None:
+        agreement = self._agreement
+        if agreement is None:
+            raise SessionStateError("the other banks' keys before start()")
         if [sender for sender, _, _ in message.entries] != self._others():
             raise ProtocolViolation("the keys message must carry every other bank's hello", party="server")
         pair_keys = {}
@@ -359,13 +366,13 @@ class DkgBank:
                 raise ProtocolViolation(f"bank {sender}'s hello is not signed by bank {sender}: the coordinator "
                                         "altered or forged it", party="server") from None
             try:
-                secret = self._agreement.exchange(key)
+                secret = agreement.exchange(key)
             except CryptoError as exc:
                 raise ProtocolViolation(f"bank {sender} signed an unusable channel key: {exc}", party=sender) from None
             low, high = min(self.party, sender), max(self.party, sender)
             pair_keys[sender] = hkdf(secret, b"paillier-dkg-pair", self.ceremony_id + _U32.pack(low) + _U32.pack(high))
         hellos = {sender: key + signature for sender, key, signature in message.entries}
-        hellos[self.party] = self._agreement.public_bytes + self._hello_signature
+        hellos[self.party] = agreement.public_bytes + self._hello_signature
         self._pair_keys = pair_keys  # every check passed; the first batch cannot run out of batches
         digest = hashlib.sha256(self.transcript)
         for i in range(self.config.banks):
@@ -392,6 +399,12 @@ class DkgBank:
             letters.append(Letter(j, sealed, signature))
         return self._count(RoundMessage(self.ceremony_id, self.party, self.round, kind, self.transcript, public,
                                         tuple(letters)).encode())
+
+    def _in_flight(self) -> _Batch:
+        """The candidate batch the ceremony is sieving and testing now."""
+        if self._batch is None:
+            raise SessionStateError("no candidate batch in flight")
+        return self._batch
 
     def _others(self) -> list[int]:
         return [j for j in range(self.config.banks) if j != self.party]
@@ -424,7 +437,7 @@ class DkgBank:
                          high_values: int) -> tuple[bytes, bytes]:
         """``receiver``'s stream for ``dealer``'s sharings of a round, split into the part for the
         degree-c sharings (``low_values`` units, only if it derives them) and for the degree-2c ones."""
-        c, n = self.config.corrupt, self.config.banks
+        c, n = self.config.corrupt_banks, self.config.banks
         low = low_values if receiver in derived_set(dealer, c, n) else 0
         high = high_values if receiver in derived_set(dealer, 2 * c, n) else 0
         if not low + high:
@@ -457,9 +470,9 @@ class DkgBank:
         config = self.config
         index = self.stats.batches
         if index >= config.max_batches:
-            raise AbortError(f"no biprime after {index} batches of {config.batch} candidates", round="dkg")
-        size, moduli = config.batch, config.column_primes
-        n, c, round_ = config.banks, config.corrupt, self.round + 1
+            raise AbortError(f"no biprime after {index} batches of {config.batch_size} candidates", round="dkg")
+        size, moduli = config.batch_size, config.column_primes
+        n, c, round_ = config.banks, config.corrupt_banks, self.round + 1
         own_p = draw_residues(self._rng, moduli, size)
         own_q = draw_residues(self._rng, moduli, size)
         unit = 8 * size * moduli.size
@@ -499,8 +512,8 @@ class DkgBank:
         """Every dealer's shares for this bank of the round's small-field sharings (count_low of
         degree c, count_high of degree 2c): parsed from the sealed parts (refusing any malformed
         one) or derived from the pair's stream."""
-        config, batch = self.config, self._batch
-        moduli, size, n, c = config.column_primes, batch.size, config.banks, config.corrupt
+        config, batch = self.config, self._in_flight()
+        moduli, size, n, c = config.column_primes, batch.size, config.banks, config.corrupt_banks
         packed = (size * int(sum(int(p - 1).bit_length() for p in moduli)) + 7) // 8
         explicit = {}
         for d in self._others():
@@ -523,7 +536,7 @@ class DkgBank:
         return out
 
     def _after_sieve(self, publics, private):
-        config, batch = self.config, self._batch
+        config, batch = self.config, self._in_flight()
         moduli = config.column_primes
         self._no_public(publics, "sieve shares")
         received = self._received_small(private, 2, 1, "sieve shares")
@@ -539,12 +552,12 @@ class DkgBank:
     # ------------------------------------------------------------------ 3-4: the modulus
 
     def _after_sieve_reveal(self, publics, private):
-        config, batch = self.config, self._batch
+        config, batch = self.config, self._in_flight()
         moduli = config.column_primes
         self._no_private(private, self._others(), "the sieve's reveal")
         shares = np.stack([unpack_residues(publics[j], batch.size, moduli, "sieve products", j)
                            for j in range(config.banks)])
-        revealed = reconstruct_small(shares, 2 * config.corrupt, moduli, cache=self._cache, what="sieve products")
+        revealed = reconstruct_small(shares, 2 * config.corrupt_banks, moduli, cache=self._cache, what="sieve products")
         good = revealed != 0
         index = config.column_prime_index
         chosen = np.full((batch.size, len(config.sieve_primes)), -1, dtype=np.int64)
@@ -570,7 +583,7 @@ class DkgBank:
             q_shares.append(gmpy2.mpz(share_q))
         batch.kept, batch.p_shares, batch.q_shares = kept, p_shares, q_shares
         batch.own_p = batch.own_q = None
-        n, c, prime, round_ = config.banks, config.corrupt, config.modulus_field, self.round + 1
+        n, c, prime, round_ = config.banks, config.corrupt_banks, config.modulus_field, self.round + 1
         count, unit = len(kept), big_value_bytes(prime)
         derived_p, derived_q, derived_z = {}, {}, {}
         for j in derived_set(self.party, 2 * c, n):
@@ -596,7 +609,7 @@ class DkgBank:
         """As :meth:`_received_small`, over F_prime: every dealer's ``count_low + count_high`` lists of
         ``count`` shares for this bank."""
         config = self.config
-        n, c, width, unit = config.banks, config.corrupt, _field_width(prime), big_value_bytes(prime)
+        n, c, width, unit = config.banks, config.corrupt_banks, _field_width(prime), big_value_bytes(prime)
         explicit = {}
         for d in self._others():
             low = 0 if self.party in derived_set(d, c, n) else count_low
@@ -618,7 +631,7 @@ class DkgBank:
         return out
 
     def _after_modulus(self, publics, private):
-        config, batch = self.config, self._batch
+        config, batch = self.config, self._in_flight()
         prime = config.modulus_field
         width, count = _field_width(prime), len(batch.kept)
         self._no_public(publics, "modulus shares")
@@ -636,7 +649,7 @@ class DkgBank:
     # ------------------------------------------------------------------ 5-6: biprimality
 
     def _exponent(self, position: int, modulus: int) -> int:
-        batch = self._batch
+        batch = self._in_flight()
         total = batch.p_shares[position] + batch.q_shares[position]
         if self.party == 0:
             return (modulus + 1 - total) // 4
@@ -658,7 +671,7 @@ class DkgBank:
         return int(gmpy2.invert(value, modulus)) if exponent < 0 else int(value)
 
     def _after_modulus_reveal(self, publics, private):
-        config, batch = self.config, self._batch
+        config, batch = self.config, self._in_flight()
         gmpy2 = _gmpy2()
         prime = config.modulus_field
         width = _field_width(prime)
@@ -667,7 +680,7 @@ class DkgBank:
         per_bank = [_ints_from(publics[j], width, count, prime, "modulus product", j) for j in range(config.banks)]
         moduli = []
         for k in range(count):
-            modulus = reconstruct_big([per_bank[j][k] for j in range(config.banks)], 2 * config.corrupt, prime,
+            modulus = reconstruct_big([per_bank[j][k] for j in range(config.banks)], 2 * config.corrupt_banks, prime,
                                       what="modulus product")
             if modulus.bit_length() != config.key_bits or modulus % 4 != 1:
                 raise AbortError("a reconstructed modulus has the wrong size or form (a bank deviated)", round="dkg")
@@ -685,7 +698,7 @@ class DkgBank:
         return RoundKind.BIPRIME, public, {}
 
     def _after_biprime(self, publics, private):
-        config, batch = self.config, self._batch
+        config, batch = self.config, self._in_flight()
         width_n = config.key_bits // 8
         count = len(batch.survivors)
         self._no_private(private, self._others(), "the biprimality test")
@@ -713,7 +726,7 @@ class DkgBank:
     # ------------------------------------------------------------------ 7-9: the decryption exponent
 
     def _after_confirm(self, publics, private):
-        config, batch = self.config, self._batch
+        config, batch = self.config, self._in_flight()
         width_n = config.key_bits // 8
         k = batch.survivors[0]
         modulus = batch.moduli[k]
@@ -729,7 +742,7 @@ class DkgBank:
         gmpy2 = _gmpy2()
         phi_share = (modulus + 1 - batch.p_shares[k] - batch.q_shares[k]) if self.party == 0 else \
             -(batch.p_shares[k] + batch.q_shares[k])
-        n, c, prime, round_ = config.banks, config.corrupt, config.key_field, self.round + 1
+        n, c, prime, round_ = config.banks, config.corrupt_banks, config.key_field, self.round + 1
         mask_bits = config.key_bits + math.ceil(math.log2(n + 1)) + STATISTICAL_BITS
         r_share = draw_below(self._rng, modulus)
         s_share = draw_bits(self._rng, mask_bits)
@@ -805,7 +818,7 @@ class DkgBank:
             tops.append(_U32.unpack(data[width:])[0])
             if tops[-1] >> config.wrap_bits or (tops[-1] and j not in self._summing()):
                 raise ProtocolViolation(f"bank {j} published top bits out of range", party=j)
-        revealed = reconstruct_big(masked, 2 * config.corrupt, prime, what="masked exponent")
+        revealed = reconstruct_big(masked, 2 * config.corrupt_banks, prime, what="masked exponent")
         gamma = revealed % modulus
         if gmpy2.gcd(gamma, modulus) != 1:
             # gcd(phi, N) = gcd(p + q - 1, N) != 1: not a usable biprime (Boneh-Franklin's second test)
@@ -820,7 +833,7 @@ class DkgBank:
         if self.party == self._summing()[0]:
             additive -= prime // 2 + wraps * prime
         bound = (config.product_points + 1) * prime  # |additive| < bound
-        low = (bound * config.delta) << (STATISTICAL_BITS + config.corrupt + 1)
+        low = (bound * config.delta) << (STATISTICAL_BITS + config.corrupt_banks + 1)
         shares = integer_shares(config.delta * additive, config.threshold - 1, config.banks, low, self._rng)
         del candidate["additive"]
         candidate.update(gamma=int(gamma), wraps=wraps, own_share=shares[self.party])

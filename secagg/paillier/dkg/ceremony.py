@@ -65,7 +65,7 @@ def run_ceremony(config: DkgConfig, identities: Mapping[int, IdentityKey], *, at
                             rng=randomness(attempt, i) if randomness is not None else None)
                  for i in range(config.banks)}
         clock = {i: 0.0 for i in banks}
-        pending = {}
+        pending: dict[int, bytes | None] = {}
         for i, bank in banks.items():
             tick = time.perf_counter()
             pending[i] = bank.start()
@@ -73,11 +73,12 @@ def run_ceremony(config: DkgConfig, identities: Mapping[int, IdentityKey], *, at
             if observer:
                 observer(f"bank {i}", bank)
         while coordinator.state is CoordinatorState.COLLECTING:
-            outbox = {}
+            outbox: dict[int, bytes] = {}
             for i in sorted(pending):
-                if pending[i] is None or (silent and silent(attempt, coordinator.round, i)):
+                message = pending[i]
+                if message is None or (silent and silent(attempt, coordinator.round, i)):
                     continue
-                outbox = coordinator.receive(i, pending[i]) or outbox
+                outbox = coordinator.receive(i, message) or outbox
             if observer:
                 observer("coordinator", coordinator)
             if not outbox:
@@ -100,7 +101,10 @@ def run_ceremony(config: DkgConfig, identities: Mapping[int, IdentityKey], *, at
             report.bank_stats = {i: b.stats for i, b in banks.items()}
             report.rounds = coordinator.stats.rounds
             report.bytes_relayed = coordinator.stats.bytes_in + coordinator.stats.bytes_out
-            return coordinator.public_key, {i: b.key_share for i, b in banks.items()}, report
+            shares = {i: b.key_share for i, b in banks.items() if b.key_share is not None}
+            if coordinator.public_key is None or len(shares) != len(banks):
+                raise AbortError("the ceremony completed without a key for every bank", round="dkg")
+            return coordinator.public_key, shares, report
         report.aborted.append(coordinator.abort_reason or "aborted")
     raise AbortError(f"the key ceremony aborted {attempts} times; last: {report.aborted[-1]}", round="dkg")
 

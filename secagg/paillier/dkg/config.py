@@ -13,6 +13,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import cast
 
 import numpy as np
 
@@ -98,9 +99,19 @@ class DkgConfig:
     # ------------------------------------------------------------------ who does what
 
     @property
+    def corrupt_banks(self) -> int:
+        """``c`` as the constructor resolved it (``corrupt`` is None only as an argument)."""
+        return cast(int, self.corrupt)
+
+    @property
+    def batch_size(self) -> int:
+        """Candidate pairs per batch as the constructor resolved it (``batch`` is None only as an argument)."""
+        return cast(int, self.batch)
+
+    @property
     def product_points(self) -> int:
         """Shares that determine a product of two degree-c sharings (degree 2c)."""
-        return 2 * self.corrupt + 1
+        return 2 * self.corrupt_banks + 1
 
     @property
     def delta(self) -> int:

@@ -22,6 +22,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from secagg.crypto.signatures import verify_signature
 from secagg.errors import AbortError, CryptoError, MalformedMessage, ParameterError, ProtocolViolation
@@ -29,6 +30,9 @@ from secagg.paillier.dkg.bank import hello_statement, key_statement, letter_stat
 from secagg.paillier.dkg.config import DkgConfig
 from secagg.paillier.dkg.messages import CEREMONY_ID_BYTES, Bundle, BundleEntry, DkgAbort, Hello, Keys, RoundKind, \
     RoundMessage, decode_dkg_message
+
+if TYPE_CHECKING:
+    from secagg.paillier.threshold import ThresholdPublicKey
 
 __all__ = ["DkgCoordinator", "CoordinatorState", "RelayStats"]
 
@@ -62,7 +66,7 @@ class DkgCoordinator:
         self.round = 0
         self._inbox: dict[int, Hello | RoundMessage] = {}
         self.stats = RelayStats()
-        self.public_key = None
+        self.public_key: ThresholdPublicKey | None = None
         self.signatures: dict[int, bytes] = {}
         self.abort_reason: str | None = None
         self.missing: set[int] = set()  # banks that did not answer when the ceremony aborted
@@ -127,30 +131,33 @@ class DkgCoordinator:
 
     def _relay(self) -> dict[int, bytes]:
         inbox, self._inbox = self._inbox, {}
+        # receive() took only hellos in round 0 and only this round's messages after it
+        hellos = {b: m for b, m in inbox.items() if isinstance(m, Hello)}
+        messages = {b: m for b, m in inbox.items() if isinstance(m, RoundMessage)}
         if self.round > 0:
-            kinds = {m.kind for m in inbox.values()}
+            kinds = {m.kind for m in messages.values()}
             if len(kinds) != 1:
-                counts = {k: sum(m.kind is k for m in inbox.values()) for k in kinds}
-                majority = max(counts, key=counts.get)
-                odd = sorted(b for b, m in inbox.items() if m.kind is not majority)
+                counts = {k: sum(m.kind is k for m in messages.values()) for k in kinds}
+                majority = max(counts, key=counts.__getitem__)
+                odd = sorted(b for b, m in messages.items() if m.kind is not majority)
                 self.misbehaving.update({b: "left the ceremony's round sequence" for b in odd})
                 return self.abort(f"banks {odd} left the ceremony's round sequence")
             kind = kinds.pop()
             self.stats.kinds[kind.name] = self.stats.kinds.get(kind.name, 0) + 1
             if kind is RoundKind.FINISH:
-                outcome = self._finish(inbox)
+                outcome = self._finish(messages)
                 if self.state is CoordinatorState.ABORTED:
                     return outcome
-        outbox = {}
+        outbox: dict[int, bytes] = {}
         for recipient in range(self.config.banks):
             senders = [s for s in range(self.config.banks) if s != recipient]
             if self.round == 0:
                 data = Keys(self.ceremony_id, recipient, tuple(
-                    (s, inbox[s].agreement_key, inbox[s].signature) for s in senders)).encode()
+                    (s, hellos[s].agreement_key, hellos[s].signature) for s in senders)).encode()
             else:
                 entries = []
                 for sender in senders:
-                    message = inbox[sender]
+                    message = messages[sender]
                     letter = next(x for x in message.letters if x.recipient == recipient)
                     entries.append(BundleEntry(sender, message.kind, message.transcript, message.public,
                                                letter.sealed, letter.signature))
@@ -161,7 +168,7 @@ class DkgCoordinator:
         self.stats.rounds += 1
         return outbox
 
-    def _finish(self, inbox) -> dict[int, bytes]:
+    def _finish(self, inbox: dict[int, RoundMessage]) -> dict[int, bytes]:
         from secagg.paillier.threshold import ThresholdPublicKey
 
         documents = {b: m.public[96:] for b, m in inbox.items()}

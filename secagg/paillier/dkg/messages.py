@@ -265,13 +265,13 @@ def decode_dkg_message(data: bytes) -> Hello | Keys | RoundMessage | Bundle | Dk
         reader.end()
         return Hello(ceremony_id, party, key, signature)
     if kind == DkgMessageType.KEYS:
-        count, previous, entries = reader.count("entry"), -1, []
+        count, previous, hellos = reader.count("entry"), -1, []
         for _ in range(count):
             previous = reader.ascending_ids(previous, "sender")
-            entries.append((previous, reader.take(AGREEMENT_KEY_BYTES, "agreement key"),
+            hellos.append((previous, reader.take(AGREEMENT_KEY_BYTES, "agreement key"),
                             reader.take(SIGNATURE_BYTES, "signature")))
         reader.end()
-        return Keys(ceremony_id, party, tuple(entries))
+        return Keys(ceremony_id, party, tuple(hellos))
     if kind == DkgMessageType.ROUND:
         round_ = reader.u32("round")
         round_kind = reader.kind()
