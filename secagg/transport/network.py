@@ -39,7 +39,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, SecAggError
-from secagg.protocol.config import SecAggConfig
+from secagg.protocol.config import MAX_CLIENTS, SecAggConfig
 from secagg.protocol.messages import SESSION_ID_BYTES
 from secagg.transport.certs import client_common_name
 from secagg.transport.envelope import Envelope, Kind, decode_envelope, field_of
@@ -342,8 +342,8 @@ class Coordinator:
                  join_quorum: int | None = None, mapper: Callable | None = None,
                  heartbeat: float = DEFAULT_HEARTBEAT, journal: str | os.PathLike | None = None) -> None:
         grpc = _grpc()
-        if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 2:
-            raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
+        if isinstance(num_clients, bool) or not isinstance(num_clients, int) or not 2 <= num_clients <= MAX_CLIENTS:
+            raise ParameterError(f"num_clients must be an int in 2..{MAX_CLIENTS}, got {num_clients!r}")
         if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or not 0.5 <= heartbeat <= 600:
             raise ParameterError(f"heartbeat must be in [0.5, 600] seconds, got {heartbeat!r}")
         # Both sides send a HEARTBEAT every `heartbeat` seconds; a peer silent for HEARTBEATS_MISSED
@@ -1004,8 +1004,9 @@ class NetworkClient:
                  policy: ClientPolicy = ClientPolicy(), retry: RetryPolicy = RetryPolicy(),
                  max_message_bytes: int = 256 * 2**20, identity=None, verify_keys: Mapping[int, bytes] | None = None,
                  paillier: tuple | None = None) -> None:
-        if isinstance(client_id, bool) or not isinstance(client_id, int) or client_id < 0:
-            raise ParameterError(f"client_id must be a non-negative int, got {client_id!r}")
+        known = policy.num_clients if policy.num_clients is not None else MAX_CLIENTS
+        if isinstance(client_id, bool) or not isinstance(client_id, int) or not 0 <= client_id < known:
+            raise ParameterError(f"client_id must be an int in 0..{known - 1}, got {client_id!r}")
         self.target, self.client_id, self.task, self.tls = target, client_id, task, tls
         self.policy, self.retry = policy, retry
         self.max_message_bytes = int(max_message_bytes)

@@ -21,7 +21,7 @@ import numpy as np
 
 from secagg.errors import MalformedMessage, ParameterError, ProtocolViolation
 from secagg.protocol.client import ClientSession, ClientState
-from secagg.protocol.config import SecAggConfig
+from secagg.protocol.config import MAX_CLIENTS, SecAggConfig
 from secagg.protocol.server import ServerSession, ServerState
 from secagg.transport.envelope import field_of
 
@@ -369,7 +369,12 @@ def check_cohort(cohort, num_clients: int, spec=None) -> tuple[int, ...]:
 def session_cohort(header: Mapping, client_id: int, num_clients: int | None = None) -> tuple[tuple[int, ...], int]:
     """The cohort a SESSION announces and this client's place in it (its id inside a masking
     session); :class:`ProtocolViolation` (party "server") if the cohort is invalid or leaves this
-    client out (a coordinator announces a session only to its cohort)."""
+    client out (a coordinator announces a session only to its cohort).
+
+    Every id must be one the coordinator can admit: below ``num_clients`` when this client knows
+    the job's size, else below :data:`~secagg.protocol.config.MAX_CLIENTS` (no coordinator admits
+    more). An id no client can hold (10**30, or the job's size) would otherwise pass as a cohort
+    member that never comes, and every later check would work on a cohort the coordinator made up."""
     try:
         raw = field_of(dict(header), "cohort", list)
     except MalformedMessage as exc:
@@ -377,7 +382,7 @@ def session_cohort(header: Mapping, client_id: int, num_clients: int | None = No
     if not all(isinstance(c, int) and not isinstance(c, bool) for c in raw):
         raise ProtocolViolation("coordinator announced a cohort of non-integer ids", party="server")
     try:
-        cohort = check_cohort(raw, num_clients if num_clients is not None else max(raw, default=0) + 1)
+        cohort = check_cohort(raw, num_clients if num_clients is not None else MAX_CLIENTS)
     except ParameterError as exc:
         raise ProtocolViolation(f"coordinator announced an invalid cohort: {exc}", party="server") from None
     if list(cohort) != raw:
