@@ -13,6 +13,7 @@ of a FedAvg round). Nothing is ever unpickled; :func:`decode_envelope` raises
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -118,3 +119,21 @@ def field_of(header: dict, name: str, kind: type | tuple[type, ...], *, optional
         raise MalformedMessage(f"envelope field {name!r} must be {'/'.join(k.__name__ for k in kinds)}, "
                                f"got {type(value).__name__}")
     return value
+
+
+def number_of(header: dict, name: str, *, optional: bool = False) -> float | None:
+    """``header[name]``, a JSON number, as a finite float; MalformedMessage otherwise.
+
+    JSON numbers have no range: ``1e400`` reads as infinity and a 401-digit integer is a Python
+    int that ``float()`` cannot convert (OverflowError, an untyped crash). Both are refused here,
+    so a number a peer sent is always one a float can hold."""
+    value = field_of(header, name, (int, float), optional=optional)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise MalformedMessage(f"envelope field {name!r} must be a finite number, got {str(value)[:40]}")
+    return number

@@ -23,7 +23,7 @@ from secagg.errors import MalformedMessage, ParameterError, ProtocolViolation
 from secagg.protocol.client import ClientSession, ClientState
 from secagg.protocol.config import MAX_CLIENTS, SecAggConfig
 from secagg.protocol.server import ServerSession, ServerState
-from secagg.transport.envelope import field_of
+from secagg.transport.envelope import field_of, number_of
 
 __all__ = ["SessionOutcome", "MaskingSpec", "PaillierSpec", "server_run", "client_spec", "client_run",
            "config_to_header", "config_from_header", "DEADLINE_OF_ROUND", "check_cohort", "session_cohort",
@@ -69,7 +69,7 @@ def config_from_header(header: dict) -> SecAggConfig:
         values["neighbors"] = field_of(raw, "neighbors", int, optional=True)
         values["malicious"] = field_of(raw, "malicious", bool)
         values["corrupt_clients"] = field_of(raw, "corrupt_clients", int, optional=True)
-        values["dropout_fraction"] = float(field_of(raw, "dropout_fraction", (int, float), optional=True) or 0.0)
+        values["dropout_fraction"] = number_of(raw, "dropout_fraction", optional=True) or 0.0
         return SecAggConfig(**values)
     except (ParameterError, MalformedMessage) as exc:
         raise ProtocolViolation(f"coordinator sent an invalid configuration: {exc}", party="server") from None

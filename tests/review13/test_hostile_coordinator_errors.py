@@ -95,13 +95,14 @@ def test_a_resume_for_a_session_this_client_never_held_is_declined_and_the_strea
 
 # ----------------------------------------------------------------------------- crashes
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="review 13 (low): config_from_header converts dropout_fraction with float() outside its "
-                          "try: a 401-digit JSON integer raises OverflowError, which escapes NetworkClient.run() "
-                          "with no REFUSE (every client kind, SumClient included)")
-def test_a_huge_integer_in_the_masking_config_is_refused_and_the_refusal_travels():
-    error, sent = drive(sum_client(), [announce(config={**CONFIG, "dropout_fraction": HUGE})])
+@pytest.mark.parametrize("name", ["dropout_fraction", "corrupt_clients", "num_clients", "neighbors",
+                                  "vector_length", "modulus_bits"])
+def test_a_huge_integer_in_the_masking_config_is_refused_and_the_refusal_travels(name):
+    # review 13 (low): config_from_header converted dropout_fraction with float() outside its try:
+    # a 401-digit JSON integer raised OverflowError, which escaped NetworkClient.run() with no REFUSE
+    error, sent = drive(sum_client(), [announce(config={**CONFIG, name: HUGE})])
     assert refused_with_a_typed_error(error, sent), f"{type(error).__name__}: {error}; sent {[e.kind.name for e in sent]}"
+    assert error.party == "server" and "invalid configuration" in str(error)
 
 
 def fedavg():
