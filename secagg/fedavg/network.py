@@ -84,11 +84,14 @@ def announcement(fedavg: FedAvg, plan: _RunPlan) -> dict:
 
 
 def _same_json(announced: object, own: object) -> bool:
-    """Equal values of the same JSON kind (1 and 1.0 are one number; True is not 1)."""
+    """Equal values of the same JSON kind (1 and 1.0 are one number; True is not 1).
+
+    Numbers compare exactly, as Python compares an int with a float: ``float()`` of a JSON integer
+    of 400 digits raises OverflowError (an untyped crash), and would make 2**53 + 1 equal 2**53."""
     if isinstance(own, bool) or isinstance(announced, bool):
         return type(own) is type(announced) and own == announced
     if isinstance(own, (int, float)) and isinstance(announced, (int, float)):
-        return float(own) == float(announced)
+        return own == announced
     if isinstance(own, dict) and isinstance(announced, dict):
         return own.keys() == announced.keys() and all(_same_json(announced[k], own[k]) for k in own)
     if isinstance(own, (list, tuple)) and isinstance(announced, (list, tuple)):

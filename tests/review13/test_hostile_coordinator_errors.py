@@ -122,17 +122,24 @@ def fedavg_session(make=fedavg, n=3, header=None, blob=None):
                     plan.blob if blob is None else blob)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="review 13 (low): FedAvgClient._same_json compares numbers with float(): a 401-digit JSON "
-                          "integer for any numeric setting raises OverflowError, which escapes with no REFUSE")
-def test_a_huge_integer_for_a_training_setting_is_refused_and_the_refusal_travels():
+@pytest.mark.parametrize("name", ["max_weight", "learning_rate", "rounds", "clients"])
+def test_a_huge_integer_for_a_training_setting_is_refused_and_the_refusal_travels(name):
+    # review 13 (low): FedAvgClient._same_json compared numbers with float(): a 401-digit JSON
+    # integer for any numeric setting raised OverflowError, which escaped with no REFUSE
     task, client = fedavg_participant()
     base = fedavg_session()
-    hostile = Envelope(Kind.SESSION, {**base.header, "fedavg": {**base.header["fedavg"], "max_weight": HUGE}},
-                       base.blob)
+    hostile = Envelope(Kind.SESSION, {**base.header, "fedavg": {**base.header["fedavg"], name: HUGE}}, base.blob)
     error, sent = drive(client, [hostile])
     assert refused_with_a_typed_error(error, sent), f"{type(error).__name__}: {error}; sent {[e.kind.name for e in sent]}"
+    assert error.party == "server" and f"announces {name}" in str(error)
     assert task.rounds_trained == 0
+
+
+def test_settings_compare_as_exact_numbers_an_integer_and_its_float_alike():
+    from secagg.fedavg.network import _same_json
+
+    assert _same_json(1, 1.0) and _same_json({"a": [2, 0.5]}, {"a": [2.0, 0.5]})
+    assert not _same_json(True, 1) and not _same_json(HUGE, 1.0) and not _same_json(2**53 + 1, 2**53)
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
