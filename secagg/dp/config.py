@@ -164,12 +164,24 @@ class DPConfig:
                 ok = isinstance(value, str)
             if not ok:
                 raise ParameterError(f"DPConfig field {name!r} has the wrong type: {value!r}")
-        return cls(**{name: float(data[name]) if name in _REAL_FIELDS and data[name] is not None else data[name]
-                      for name in names})
+        return cls(**{name: _finite_float(name, data[name]) if name in _REAL_FIELDS and data[name] is not None
+                      else data[name] for name in names})
 
     def min_shares(self, parties: int) -> int:
         """Fewest of ``parties`` whose noise is in the sum when ``dropout_tolerance`` of them vanish."""
         return max(1, int(parties) - tolerated_dropouts(self.dropout_tolerance, parties))
+
+
+def _finite_float(name: str, value: int | float) -> float:
+    """A JSON number as a finite float; ParameterError for infinity and for an integer beyond a
+    float's range (``float()`` of a 400-digit JSON integer raises OverflowError, an untyped crash)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ParameterError(f"{name} must be a finite number, got {str(value)[:40]}")
+    return number
 
 
 _REAL_FIELDS = frozenset({"epsilon", "delta", "noise_multiplier", "clip", "dropout_tolerance", "record_sampling_rate",

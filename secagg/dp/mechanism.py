@@ -99,7 +99,7 @@ from secagg.dp.accounting import (
     skellam_zcdp,
     zcdp_epsilon,
 )
-from secagg.dp.config import DPConfig
+from secagg.dp.config import DPConfig, _finite_float
 from secagg.dp.rotation import padded_dimension, random_signs, rotate, unrotate
 from secagg.dp.sampling import SKELLAM_MAX_VARIANCE, AesCtrRandomness, sample_discrete_gaussian, sample_skellam
 from secagg.errors import ParameterError
@@ -144,6 +144,8 @@ def _secret_source(source: object) -> RandomSource:
     return source
 
 
+_MAX_COUNT = 1 << 53  # the largest count a float64 holds exactly (with all below it)
+
 @dataclass(frozen=True)
 class MechanismParameters:
     """Everything a :class:`DistributedMechanism` is calibrated from, all of it public.
@@ -174,6 +176,12 @@ class MechanismParameters:
     def __post_init__(self) -> None:
         if not isinstance(self.config, DPConfig):
             raise ParameterError("config must be a DPConfig")
+        # counts a float holds exactly: the calibration computes with them in float64 (a larger
+        # int, e.g. 400 digits of JSON, raised OverflowError deep inside it, an untyped crash)
+        for name in ("dimension", "rounds", "min_shares", "population"):
+            value = getattr(self, name)
+            if _is_int(value) and not value <= _MAX_COUNT:
+                raise ParameterError(f"{name} must be at most 2**53, got {str(value)[:40]}")
         if not _is_int(self.dimension) or self.dimension < 1:
             raise ParameterError(f"dimension must be a positive int, got {self.dimension!r}")
         if not _is_int(self.rounds) or self.rounds < 1:
@@ -264,8 +272,9 @@ class MechanismParameters:
                                                or not isinstance(data["population"], int)):
             raise ParameterError(f"population must be an int or null, got {data['population']!r}")
         return cls(DPConfig.from_dict(data["config"]), dimension=data["dimension"], rounds=data["rounds"],
-                   sampling_rate=float(data["sampling_rate"]),
-                   expected_contributions=float(data["expected_contributions"]), min_shares=data["min_shares"],
+                   sampling_rate=_finite_float("sampling_rate", data["sampling_rate"]),
+                   expected_contributions=_finite_float("expected_contributions", data["expected_contributions"]),
+                   min_shares=data["min_shares"],
                    population=data["population"])
 
     def build(self) -> DistributedMechanism:
@@ -503,8 +512,9 @@ class DistributedMechanism:
                                  f"{mine['padded']}")
         for name in sorted(set(mine) - {"padded"}):
             value = announced[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ParameterError(f"announced {name} must be a finite number, got {value!r}")
+            value = _finite_float(f"announced {name}", value)
             if abs(value - mine[name]) > rtol * abs(mine[name]):
                 raise ParameterError(f"announced {name} {value!r} differs from this party's calibration "
                                      f"{mine[name]!r} (same parameters, another library version?)")

@@ -142,10 +142,10 @@ def test_settings_compare_as_exact_numbers_an_integer_and_its_float_alike():
     assert not _same_json(True, 1) and not _same_json(HUGE, 1.0) and not _same_json(2**53 + 1, 2**53)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="review 13 (low): DistributedMechanism.check_calibration subtracts the announced value from "
-                          "its own float: a 401-digit JSON integer raises OverflowError, which escapes with no REFUSE")
-def test_a_huge_integer_in_the_dp_calibration_is_refused_and_the_refusal_travels():
+@pytest.mark.parametrize("name", ["total_variance", "granularity", "epsilon", "padded"])
+def test_a_huge_integer_in_the_dp_calibration_is_refused_and_the_refusal_travels(name):
+    # review 13 (low): DistributedMechanism.check_calibration subtracted the announced value from
+    # its own float: a 401-digit JSON integer raised OverflowError, which escaped with no REFUSE
     pytest.importorskip("dp_accounting")
     from secagg.dp import DPConfig
 
@@ -155,9 +155,10 @@ def test_a_huge_integer_in_the_dp_calibration_is_refused_and_the_refusal_travels
 
     task, client = fedavg_participant(make)
     base = fedavg_session(make)
-    calibration = {**base.header["dp_calibration"], "total_variance": HUGE}
+    calibration = {**base.header["dp_calibration"], name: HUGE}
     error, sent = drive(client, [Envelope(Kind.SESSION, {**base.header, "dp_calibration": calibration}, base.blob)])
     assert refused_with_a_typed_error(error, sent), f"{type(error).__name__}: {error}; sent {[e.kind.name for e in sent]}"
+    assert error.party == "server" and "DP calibration" in str(error)
     assert task.rounds_trained == 0
 
 
