@@ -38,7 +38,7 @@ import numpy as np
 from secagg.aggregation import AggregateResult
 from secagg.aggregation.codec import UpdateCodec
 from secagg.encoding import FixedPointEncoder
-from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation
+from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, TrainingDiverged
 from secagg.fedavg.models import check_dataset
 from secagg.fedavg.trainer import FedAvg, History, RoundRecord, _RunPlan, unflatten
 from secagg.transport.envelope import Envelope, Kind, field_of, vector_blob
@@ -462,9 +462,18 @@ class FedAvgClient:
             if len(seed) != 32:
                 raise ProtocolViolation("coordinator sent a rotation seed that is not 32 bytes", party="server")
             signs = self.plan.dp.mechanism.signs(seed)
+        try:
+            vector, weight = self.fedavg._contribution(self.plan, index, self.client_id, self.model, self.template,
+                                                       global_vector, (self.X, self.y), signs)
+        except TrainingDiverged:
+            # The starting weights are the coordinator's and the settings are the job's, checked
+            # equal above: a finite model that does not train (weights near 1e308) is the
+            # coordinator's to answer for, not a learning rate this participant could lower.
+            raise ProtocolViolation(
+                f"the coordinator's global model (largest |weight| {float(np.max(np.abs(global_vector))):.3g}) does "
+                "not train: local training from it under the job's agreed settings gives NaN or infinite weights",
+                party="server") from None
         self._pending = digest
-        vector, weight = self.fedavg._contribution(self.plan, index, self.client_id, self.model, self.template,
-                                                   global_vector, (self.X, self.y), signs)
         self.rounds_trained += 1
         return codec.encode(vector, weight, self.fedavg._rounding_rng(index, self.client_id))
 

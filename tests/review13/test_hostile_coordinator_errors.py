@@ -162,12 +162,13 @@ def test_a_huge_integer_in_the_dp_calibration_is_refused_and_the_refusal_travels
     assert task.rounds_trained == 0
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="review 13 (low): a finite global model the participant cannot train (weights 1e308) "
-                          "raises ParameterError 'training diverged ... lower learning_rate' from prepare: it blames "
-                          "the participant's own settings and escapes with no REFUSE")
 def test_a_model_the_participant_cannot_train_is_refused_naming_the_coordinator():
+    # review 13 (low): a finite global model the participant cannot train (weights 1e308) raised
+    # ParameterError "training diverged ... lower learning_rate" from prepare: it blamed the
+    # participant's own settings and escaped with no REFUSE
     task, client = fedavg_participant()
     error, sent = drive(client, [fedavg_session(blob=vector_blob(np.full(14, 1e308)))])
     assert refused_with_a_typed_error(error, sent), f"{type(error).__name__}: {error}; sent {[e.kind.name for e in sent]}"
-    assert error.party == "server"
+    assert error.party == "server" and "global model" in str(error) and "learning_rate" not in str(error)
+    assert [e.kind for e in sent] == [Kind.REFUSE]  # nothing of the session went out before the refusal
+    assert task.rounds_trained == 0 and not task.contributed_requests
