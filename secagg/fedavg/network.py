@@ -324,8 +324,9 @@ class FedAvgClient:
     Every announcement is checked against this client's own configuration first (see the module
     docstring); a round it agreed to is trained exactly as :meth:`FedAvg.fit` trains it, and the
     contribution encoded for the announced session (a masking session, or a Paillier round when
-    the client runs as a bank). ``state_dir`` keeps the digests of the requests it contributed to,
-    so that the one-sum rule survives a restart of this process.
+    the client runs as a bank). ``state_dir`` keeps the digests of the requests it contributed to
+    and the session ids it took, so that the one-sum rule and the one-session-per-id rule survive
+    a restart of this process.
     """
 
     name = "fedavg"
@@ -353,6 +354,7 @@ class FedAvgClient:
         self.min_sum = _min_contributions(self.plan)
         self.rounds_trained = 0
         self.contributed_requests: set[str] = set()  # digests of requests whose masked update went out
+        self.sessions: dict[str, str] = {}  # session ids taken (hex) -> digest of the announcement taken
         self._pending: str | None = None
         self.state_file = None
         self._lock = None
@@ -363,8 +365,13 @@ class FedAvgClient:
             self.state_file = directory / f"participant-{client_id}.json"
             if self.state_file.exists():
                 try:
-                    self.contributed_requests = set(json.loads(self.state_file.read_text())["contributed"])
-                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    state = json.loads(self.state_file.read_text())
+                    contributed, sessions = state["contributed"], state.get("sessions", {})  # older files: none
+                    if not (isinstance(contributed, list) and isinstance(sessions, dict)
+                            and all(isinstance(v, str) for v in [*contributed, *sessions.values()])):
+                        raise TypeError("expected a list of digests and a mapping of session ids to digests")
+                    self.contributed_requests, self.sessions = set(contributed), dict(sessions)
+                except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                     raise ParameterError(f"{self.state_file} is not a participant state: {exc}") from None
 
     def policy(self, num_clients: int, *, min_threshold: int | None = None, min_neighbors: int | None = None,
@@ -480,8 +487,22 @@ class FedAvgClient:
     def contributed(self, header):
         if self._pending is not None:
             self.contributed_requests.add(self._pending)
-            if self.state_file is not None:
-                atomic_json(self.state_file, {"contributed": sorted(self.contributed_requests)})
+            self._save_state()
+
+    def taken_sessions(self) -> dict[str, str]:
+        """The session ids this participant took (hex), each with the digest of its announcement."""
+        return dict(self.sessions)
+
+    def session_taken(self, session_id: str, digest: str) -> None:
+        """Record (with a ``state_dir``: persist, atomically) a session id before it is answered:
+        a restarted participant must never take it again under another announcement, where the
+        one-update digest guard has nothing to say (another model is another request)."""
+        self.sessions[session_id] = digest
+        self._save_state()
+
+    def _save_state(self) -> None:
+        if self.state_file is not None:
+            atomic_json(self.state_file, {"contributed": sorted(self.contributed_requests), "sessions": self.sessions})
 
     def session_ended(self, header):
         pass

@@ -239,6 +239,13 @@ class ClientTask(Protocol):
     # Optional: ``min_sum``, the fewest inputs of a sum this client's input may go into (e.g.
     # DP's min_shares); enforced by the client's protocol session, whatever the coordinator says.
 
+    # Optional, for a client whose state outlives its process: ``taken_sessions()``, a mapping of
+    # the session ids (hex) this client took before to the digest of the announcement it took
+    # (read once, when the NetworkClient is built), and ``session_taken(session_id, digest)``,
+    # called before the client answers a new session: it must persist the pair (atomically)
+    # before returning. A restarted client then refuses a session id it took before under another
+    # announcement, and declines the same announcement (it holds none of that session's state).
+
     def session_ended(self, header: dict) -> None:
         """The coordinator closed the session (header: included, aborted, final)."""
 
@@ -1023,6 +1030,9 @@ class NetworkClient:
         self.paillier = paillier
         self._last_contact = 0.0
         self._seen_sessions: set[bytes] = set()  # a session id is never taken twice (replays)
+        # the ids this client took before this process started (the task's persisted state), with
+        # the digest of the announcement it took under each
+        self._taken_before = _taken_sessions(task)
         self._inflight: _InFlight | None = None  # the session in progress: kept across broken streams
         if identity is not None and not policy.require_malicious:
             self.policy = replace(policy, require_malicious=True)
@@ -1145,10 +1155,22 @@ class NetworkClient:
                     self.policy.check_cohort(cohort)
                     if isinstance(spec, MaskingSpec):
                         self.policy.check(spec.config)
-                    if session_id in self._seen_sessions:
+                    digest = announcement_digest(envelope.header, envelope.blob)
+                    before = self._taken_before.get(session_id)
+                    if session_id in self._seen_sessions or before not in (None, digest):
                         raise ProtocolViolation(f"coordinator reused session id {session_id.hex()}: this client "
                                                 "takes part in a session once", party="server")
                     self._seen_sessions.add(session_id)
+                    if before is not None:
+                        # the same announcement, taken before this process restarted: its secrets are gone
+                        self._inflight = _InFlight(session_id, envelope.header, envelope.blob, None)
+                        requests.put(Envelope(Kind.DECLINE, {"reason": "this client took session "
+                                                             f"{session_id.hex()[:16]} before it restarted and holds "
+                                                             "none of its state"}).encode())
+                        continue
+                    remember = getattr(self.task, "session_taken", None)
+                    if remember is not None:
+                        remember(session_id.hex(), digest)  # persisted before anything of the session goes out
                     self._inflight = None
                     prepared = self.task.prepare(spec, envelope.header, envelope.blob)
                     if prepared is None:
@@ -1315,6 +1337,24 @@ def _start_event_loop():
     thread.start()
     ready.wait(10)
     return loop, thread
+
+
+def _taken_sessions(task) -> dict[bytes, str]:
+    """The session ids ``task`` says this client took before (its optional ``taken_sessions()``),
+    each with the digest of the announcement taken; ParameterError if the task's record is not that."""
+    taken = getattr(task, "taken_sessions", None)
+    if taken is None:
+        return {}
+    record = {}
+    for session_id, digest in dict(taken()).items():
+        try:
+            raw = bytes.fromhex(session_id)
+        except (TypeError, ValueError):
+            raw = b""
+        if len(raw) != SESSION_ID_BYTES or not isinstance(digest, str):
+            raise ParameterError(f"the task's taken sessions hold an invalid entry {session_id!r}: {digest!r}")
+        record[raw] = digest
+    return record
 
 
 def _session_id(text: str) -> bytes:

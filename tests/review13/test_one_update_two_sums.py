@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("grpc")
 
-from secagg.errors import ProtocolViolation  # noqa: E402
+from secagg.errors import ParameterError, ProtocolViolation  # noqa: E402
 from secagg.fedavg import FedAvg, NumpyLogisticRegression  # noqa: E402
 from secagg.fedavg.network import FedAvgClient, FedAvgTask  # noqa: E402
 from secagg.protocol.messages import AdvertiseKeys, decode_message  # noqa: E402
@@ -137,10 +137,9 @@ def test_a_session_announced_again_in_other_json_types_is_taken_up_never_retrain
     assert type(error).__name__ == "_Ended"  # then the stream ended: no refusal, nothing else sent
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="review 13 (low): the session ids a participant has taken live in memory only; with a "
-                          "state_dir the one-update digests survive a restart but the seen session ids do not")
 def test_a_restarted_participant_with_a_state_dir_never_takes_a_session_id_it_took_before(tmp_path):
+    # review 13 (low): the session ids a participant had taken lived in memory only; with a
+    # state_dir the one-update digests survived a restart but the seen session ids did not
     fedavg_task = FedAvgTask(plain_job(), 4)
     plan, first = session(fedavg_task)
     task, client = network_participant(tmp_path)
@@ -154,3 +153,30 @@ def test_a_restarted_participant_with_a_state_dir_never_takes_a_session_id_it_to
     error, sent = drive(client, [replay])
     task.close()
     assert [e.kind for e in sent] == [Kind.REFUSE], f"took session {first.header['session_id'][:8]} again: {[e.kind.name for e in sent]}"
+    assert isinstance(error, ProtocolViolation) and "reused session id" in str(error) and task.rounds_trained == 0
+
+
+def test_a_restarted_participant_declines_the_very_announcement_it_took_before(tmp_path):
+    # an honest coordinator still in its join window announces the session again to a participant
+    # that restarted before its keys arrived: nothing of that session is left, so it sits it out
+    # (never takes the id again, never leaves the job over it)
+    fedavg_task = FedAvgTask(plain_job(), 4)
+    plan, first = session(fedavg_task)
+    task, client = network_participant(tmp_path)
+    drive(client, [first])
+    task.close()
+    task, client = network_participant(tmp_path)
+    error, sent = drive(client, [first, first])
+    task.close()
+    assert [e.kind for e in sent] == [Kind.DECLINE, Kind.DECLINE] and task.rounds_trained == 0
+    assert type(error).__name__ == "_Ended"  # no refusal: the stream simply ended
+
+
+def test_a_participant_state_written_before_session_ids_were_kept_still_loads(tmp_path):
+    (tmp_path / "participant-0.json").write_text('{"contributed": ["ab"]}')
+    task, _ = network_participant(tmp_path)
+    task.close()
+    assert task.contributed_requests == {"ab"} and task.taken_sessions() == {}
+    (tmp_path / "participant-0.json").write_text('{"contributed": ["ab"], "sessions": ["5a"]}')
+    with pytest.raises(ParameterError, match="not a participant state"):
+        network_participant(tmp_path)
