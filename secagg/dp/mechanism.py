@@ -92,6 +92,8 @@ from secagg.crypto.randomness import RandomSource
 from secagg.dp.accounting import (
     MIN_SHARE_VARIANCE,
     MechanismAccountant,
+    _is_int,
+    _is_real,
     cohort_size,
     distributed_gaussian_rho,
     monotone_boundary,
@@ -99,9 +101,10 @@ from secagg.dp.accounting import (
     skellam_zcdp,
     zcdp_epsilon,
 )
-from secagg.dp.config import DPConfig, _finite_float
+from secagg.dp.config import DPConfig
 from secagg.dp.rotation import padded_dimension, random_signs, rotate, unrotate
 from secagg.dp.sampling import SKELLAM_MAX_VARIANCE, AesCtrRandomness, sample_discrete_gaussian, sample_skellam
+from secagg.encoding import finite_float
 from secagg.errors import ParameterError
 
 __all__ = ["DistributedMechanism", "MechanismParameters", "ROUNDING_KEY_BYTES"]
@@ -121,15 +124,6 @@ ROUNDING_KEY_BYTES = 32
 # Version of MechanismParameters.to_dict.
 _PARAMETERS_FORMAT = 1
 _BITS_RANGE = range(8, 49)
-
-
-def _is_int(value: object) -> bool:
-    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer))
-
-
-def _is_real(value: object) -> bool:
-    return (not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
-            and math.isfinite(value))
 
 
 def _secret_source(source: object) -> RandomSource:
@@ -272,8 +266,8 @@ class MechanismParameters:
                                                or not isinstance(data["population"], int)):
             raise ParameterError(f"population must be an int or null, got {data['population']!r}")
         return cls(DPConfig.from_dict(data["config"]), dimension=data["dimension"], rounds=data["rounds"],
-                   sampling_rate=_finite_float("sampling_rate", data["sampling_rate"]),
-                   expected_contributions=_finite_float("expected_contributions", data["expected_contributions"]),
+                   sampling_rate=finite_float("sampling_rate", data["sampling_rate"]),
+                   expected_contributions=finite_float("expected_contributions", data["expected_contributions"]),
                    min_shares=data["min_shares"],
                    population=data["population"])
 
@@ -514,7 +508,7 @@ class DistributedMechanism:
             value = announced[name]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ParameterError(f"announced {name} must be a finite number, got {value!r}")
-            value = _finite_float(f"announced {name}", value)
+            value = finite_float(f"announced {name}", value)
             if abs(value - mine[name]) > rtol * abs(mine[name]):
                 raise ParameterError(f"announced {name} {value!r} differs from this party's calibration "
                                      f"{mine[name]!r} (same parameters, another library version?)")

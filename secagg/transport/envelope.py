@@ -13,14 +13,14 @@ of a FedAvg round). Nothing is ever unpickled; :func:`decode_envelope` raises
 from __future__ import annotations
 
 import json
-import math
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
 
-from secagg.errors import MalformedMessage
+from secagg.encoding import finite_float
+from secagg.errors import MalformedMessage, ParameterError
 
 __all__ = ["Kind", "Envelope", "decode_envelope", "MAGIC", "VERSION", "MAX_HEADER_BYTES"]
 
@@ -131,9 +131,6 @@ def number_of(header: dict, name: str, *, optional: bool = False) -> float | Non
     if value is None:
         return None
     try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise MalformedMessage(f"envelope field {name!r} must be a finite number, got {str(value)[:40]}")
-    return number
+        return finite_float(f"envelope field {name!r}", value)
+    except ParameterError as exc:
+        raise MalformedMessage(str(exc)) from None

@@ -461,3 +461,6 @@ def test_announced_parameters_beyond_a_floats_range_are_refused_with_a_typed_err
     for name in ("epsilon", "delta", "clip", "dropout_tolerance", "bits", "range_stddevs"):
         with pytest.raises(ParameterError):
             MechanismParameters.from_dict(data | {"config": data["config"] | {name: huge}}).build()
+    for name in ("epsilon", "delta", "clip", "dropout_tolerance"):
+        with pytest.raises(ParameterError, match=name):
+            DPConfig(**{"epsilon": 2.0, "delta": 1e-6, "clip": 0.5, name: huge})
