@@ -25,7 +25,20 @@ import numpy as np
 from secagg.errors import ParameterError
 from secagg.ring import MAX_BITS, Ring
 
-__all__ = ["FixedPointEncoder"]
+__all__ = ["FixedPointEncoder", "finite_float"]
+
+
+def finite_float(name: str, value: int | float) -> float:
+    """A number another party sent (a JSON int or float) as a finite float; ParameterError for
+    infinity and for an integer beyond a float's range (``float()`` of a 400-digit JSON integer
+    raises OverflowError, an untyped crash)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ParameterError(f"{name} must be a finite number, got {str(value)[:40]}")
+    return number
 
 _FLOAT_EXACT = 2.0**52  # scaled magnitudes beyond this lose integer precision in float64
 

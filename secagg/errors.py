@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = [
     "SecAggError",
     "ParameterError",
+    "TrainingDiverged",
     "SessionStateError",
     "CryptoError",
     "ProtocolViolation",
@@ -29,6 +30,12 @@ class SecAggError(Exception):
 
 class ParameterError(SecAggError, ValueError):
     """A configuration value, input vector or argument passed by the caller is invalid."""
+
+
+class TrainingDiverged(ParameterError):
+    """Local training produced NaN or infinite weights: the settings (learning rate), the data, or
+    the starting weights do not train. Over the network the starting weights and the settings are
+    the coordinator's, so a participant refuses them (:class:`ProtocolViolation`) instead."""
 
 
 class SessionStateError(SecAggError, RuntimeError):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from secagg.encoding import finite_float
 from secagg.errors import ParameterError
 
 __all__ = ["ACCOUNTANTS", "DPConfig", "LEVELS", "MECHANISMS", "tolerated_dropouts"]
@@ -22,7 +23,12 @@ CONFIG_FORMAT = 1
 
 
 def _number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond a float's range
+        return False
 
 
 def _count(value: object) -> bool:
@@ -164,8 +170,8 @@ class DPConfig:
                 ok = isinstance(value, str)
             if not ok:
                 raise ParameterError(f"DPConfig field {name!r} has the wrong type: {value!r}")
-        return cls(**{name: float(data[name]) if name in _REAL_FIELDS and data[name] is not None else data[name]
-                      for name in names})
+        return cls(**{name: finite_float(name, data[name]) if name in _REAL_FIELDS and data[name] is not None
+                      else data[name] for name in names})
 
     def min_shares(self, parties: int) -> int:
         """Fewest of ``parties`` whose noise is in the sum when ``dropout_tolerance`` of them vanish."""

@@ -92,6 +92,8 @@ from secagg.crypto.randomness import RandomSource
 from secagg.dp.accounting import (
     MIN_SHARE_VARIANCE,
     MechanismAccountant,
+    _is_int,
+    _is_real,
     cohort_size,
     distributed_gaussian_rho,
     monotone_boundary,
@@ -102,6 +104,7 @@ from secagg.dp.accounting import (
 from secagg.dp.config import DPConfig
 from secagg.dp.rotation import padded_dimension, random_signs, rotate, unrotate
 from secagg.dp.sampling import SKELLAM_MAX_VARIANCE, AesCtrRandomness, sample_discrete_gaussian, sample_skellam
+from secagg.encoding import finite_float
 from secagg.errors import ParameterError
 
 __all__ = ["DistributedMechanism", "MechanismParameters", "ROUNDING_KEY_BYTES"]
@@ -123,15 +126,6 @@ _PARAMETERS_FORMAT = 1
 _BITS_RANGE = range(8, 49)
 
 
-def _is_int(value: object) -> bool:
-    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer))
-
-
-def _is_real(value: object) -> bool:
-    return (not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
-            and math.isfinite(value))
-
-
 def _secret_source(source: object) -> RandomSource:
     """The party's secret randomness: a fresh AES-CTR CSPRNG unless one is given."""
     if source is None:
@@ -143,6 +137,8 @@ def _secret_source(source: object) -> RandomSource:
         raise ParameterError(f"source must provide random_bytes(n), got {type(source).__name__}")
     return source
 
+
+_MAX_COUNT = 1 << 53  # the largest count a float64 holds exactly (with all below it)
 
 @dataclass(frozen=True)
 class MechanismParameters:
@@ -174,6 +170,12 @@ class MechanismParameters:
     def __post_init__(self) -> None:
         if not isinstance(self.config, DPConfig):
             raise ParameterError("config must be a DPConfig")
+        # counts a float holds exactly: the calibration computes with them in float64 (a larger
+        # int, e.g. 400 digits of JSON, raised OverflowError deep inside it, an untyped crash)
+        for name in ("dimension", "rounds", "min_shares", "population"):
+            value = getattr(self, name)
+            if _is_int(value) and not value <= _MAX_COUNT:
+                raise ParameterError(f"{name} must be at most 2**53, got {str(value)[:40]}")
         if not _is_int(self.dimension) or self.dimension < 1:
             raise ParameterError(f"dimension must be a positive int, got {self.dimension!r}")
         if not _is_int(self.rounds) or self.rounds < 1:
@@ -264,8 +266,9 @@ class MechanismParameters:
                                                or not isinstance(data["population"], int)):
             raise ParameterError(f"population must be an int or null, got {data['population']!r}")
         return cls(DPConfig.from_dict(data["config"]), dimension=data["dimension"], rounds=data["rounds"],
-                   sampling_rate=float(data["sampling_rate"]),
-                   expected_contributions=float(data["expected_contributions"]), min_shares=data["min_shares"],
+                   sampling_rate=finite_float("sampling_rate", data["sampling_rate"]),
+                   expected_contributions=finite_float("expected_contributions", data["expected_contributions"]),
+                   min_shares=data["min_shares"],
                    population=data["population"])
 
     def build(self) -> DistributedMechanism:
@@ -503,8 +506,9 @@ class DistributedMechanism:
                                  f"{mine['padded']}")
         for name in sorted(set(mine) - {"padded"}):
             value = announced[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ParameterError(f"announced {name} must be a finite number, got {value!r}")
+            value = finite_float(f"announced {name}", value)
             if abs(value - mine[name]) > rtol * abs(mine[name]):
                 raise ParameterError(f"announced {name} {value!r} differs from this party's calibration "
                                      f"{mine[name]!r} (same parameters, another library version?)")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from secagg.errors import ParameterError
+from secagg.errors import ParameterError, TrainingDiverged
 from secagg.fedavg.metrics import accuracy, average_precision, binary_metrics, log_loss, roc_auc
 from secagg.fedavg.models import check_dataset, check_weights
 
@@ -290,7 +290,7 @@ class SklearnLinearAdapter:
         if coef.shape != self._weights[0].shape:  # e.g. a multiclass set whose local data lacks classes
             raise ParameterError(f"estimator produced coef_ of shape {coef.shape}, expected {self._weights[0].shape}")
         if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(intercept))):
-            raise ParameterError("training diverged (NaN or infinite weights): lower learning_rate")
+            raise TrainingDiverged("training diverged (NaN or infinite weights): lower learning_rate")
         self._weights = [coef.copy(), intercept.reshape(-1).copy()]
         self._sync_estimator()
 
@@ -628,7 +628,7 @@ class TorchModuleAdapter:
                     loss.backward()
                     optimizer.step()
         if not all(np.all(np.isfinite(w)) for w in self.get_weights()):
-            raise ParameterError("training diverged (NaN or infinite weights): lower learning_rate")
+            raise TrainingDiverged("training diverged (NaN or infinite weights): lower learning_rate")
 
     def per_example_gradients(self, X, y) -> np.ndarray:
         """The loss gradient of every record at the current weights, one flattened row each

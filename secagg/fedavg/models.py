@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from secagg.errors import ParameterError
+from secagg.errors import ParameterError, TrainingDiverged
 from secagg.fedavg.metrics import accuracy, binary_metrics, log_loss
 
 __all__ = ["ModelAdapter", "NumpyLogisticRegression", "NumpyMLP", "check_dataset", "check_weights"]
@@ -172,7 +172,7 @@ class _NumpyModel:
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected and reported below
             self._sgd(X, y, epochs, batch_size, learning_rate, proximal_mu, anchor, rng)
         if not all(np.all(np.isfinite(w)) for w in self._weights):
-            raise ParameterError("training diverged (NaN or infinite weights): lower learning_rate")
+            raise TrainingDiverged("training diverged (NaN or infinite weights): lower learning_rate")
 
     def _sgd(self, X, y, epochs, batch_size, learning_rate, proximal_mu, anchor, rng) -> None:
         for _ in range(epochs):

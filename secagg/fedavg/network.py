@@ -38,7 +38,7 @@ import numpy as np
 from secagg.aggregation import AggregateResult
 from secagg.aggregation.codec import UpdateCodec
 from secagg.encoding import FixedPointEncoder
-from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation
+from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, TrainingDiverged
 from secagg.fedavg.models import check_dataset
 from secagg.fedavg.trainer import FedAvg, History, RoundRecord, _RunPlan, unflatten
 from secagg.transport.envelope import Envelope, Kind, field_of, vector_blob
@@ -84,11 +84,14 @@ def announcement(fedavg: FedAvg, plan: _RunPlan) -> dict:
 
 
 def _same_json(announced: object, own: object) -> bool:
-    """Equal values of the same JSON kind (1 and 1.0 are one number; True is not 1)."""
+    """Equal values of the same JSON kind (1 and 1.0 are one number; True is not 1).
+
+    Numbers compare exactly, as Python compares an int with a float: ``float()`` of a JSON integer
+    of 400 digits raises OverflowError (an untyped crash), and would make 2**53 + 1 equal 2**53."""
     if isinstance(own, bool) or isinstance(announced, bool):
         return type(own) is type(announced) and own == announced
     if isinstance(own, (int, float)) and isinstance(announced, (int, float)):
-        return float(own) == float(announced)
+        return own == announced
     if isinstance(own, dict) and isinstance(announced, dict):
         return own.keys() == announced.keys() and all(_same_json(announced[k], own[k]) for k in own)
     if isinstance(own, (list, tuple)) and isinstance(announced, (list, tuple)):
@@ -321,8 +324,9 @@ class FedAvgClient:
     Every announcement is checked against this client's own configuration first (see the module
     docstring); a round it agreed to is trained exactly as :meth:`FedAvg.fit` trains it, and the
     contribution encoded for the announced session (a masking session, or a Paillier round when
-    the client runs as a bank). ``state_dir`` keeps the digests of the requests it contributed to,
-    so that the one-sum rule survives a restart of this process.
+    the client runs as a bank). ``state_dir`` keeps the digests of the requests it contributed to
+    and the session ids it took, so that the one-sum rule and the one-session-per-id rule survive
+    a restart of this process.
     """
 
     name = "fedavg"
@@ -350,6 +354,7 @@ class FedAvgClient:
         self.min_sum = _min_contributions(self.plan)
         self.rounds_trained = 0
         self.contributed_requests: set[str] = set()  # digests of requests whose masked update went out
+        self.sessions: dict[str, str] = {}  # session ids taken (hex) -> digest of the announcement taken
         self._pending: str | None = None
         self.state_file = None
         self._lock = None
@@ -360,8 +365,13 @@ class FedAvgClient:
             self.state_file = directory / f"participant-{client_id}.json"
             if self.state_file.exists():
                 try:
-                    self.contributed_requests = set(json.loads(self.state_file.read_text())["contributed"])
-                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    state = json.loads(self.state_file.read_text())
+                    contributed, sessions = state["contributed"], state.get("sessions", {})  # older files: none
+                    if not (isinstance(contributed, list) and isinstance(sessions, dict)
+                            and all(isinstance(v, str) for v in [*contributed, *sessions.values()])):
+                        raise TypeError("expected a list of digests and a mapping of session ids to digests")
+                    self.contributed_requests, self.sessions = set(contributed), dict(sessions)
+                except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                     raise ParameterError(f"{self.state_file} is not a participant state: {exc}") from None
 
     def policy(self, num_clients: int, *, min_threshold: int | None = None, min_neighbors: int | None = None,
@@ -465,17 +475,40 @@ class FedAvgClient:
             if len(seed) != 32:
                 raise ProtocolViolation("coordinator sent a rotation seed that is not 32 bytes", party="server")
             signs = self.plan.dp.mechanism.signs(seed)
+        try:
+            vector, weight = self.fedavg._contribution(self.plan, index, self.client_id, self.model, self.template,
+                                                       global_vector, (self.X, self.y), signs)
+        except TrainingDiverged:
+            # The starting weights are the coordinator's and the settings are the job's, checked
+            # equal above: a finite model that does not train (weights near 1e308) is the
+            # coordinator's to answer for, not a learning rate this participant could lower.
+            raise ProtocolViolation(
+                f"the coordinator's global model (largest |weight| {float(np.max(np.abs(global_vector))):.3g}) does "
+                "not train: local training from it under the job's agreed settings gives NaN or infinite weights",
+                party="server") from None
         self._pending = digest
-        vector, weight = self.fedavg._contribution(self.plan, index, self.client_id, self.model, self.template,
-                                                   global_vector, (self.X, self.y), signs)
         self.rounds_trained += 1
         return codec.encode(vector, weight, self.fedavg._rounding_rng(index, self.client_id))
 
     def contributed(self, header):
         if self._pending is not None:
             self.contributed_requests.add(self._pending)
-            if self.state_file is not None:
-                atomic_json(self.state_file, {"contributed": sorted(self.contributed_requests)})
+            self._save_state()
+
+    def taken_sessions(self) -> dict[str, str]:
+        """The session ids this participant took (hex), each with the digest of its announcement."""
+        return dict(self.sessions)
+
+    def session_taken(self, session_id: str, digest: str) -> None:
+        """Record (with a ``state_dir``: persist, atomically) a session id before it is answered:
+        a restarted participant must never take it again under another announcement, where the
+        one-update digest guard has nothing to say (another model is another request)."""
+        self.sessions[session_id] = digest
+        self._save_state()
+
+    def _save_state(self) -> None:
+        if self.state_file is not None:
+            atomic_json(self.state_file, {"contributed": sorted(self.contributed_requests), "sessions": self.sessions})
 
     def session_ended(self, header):
         pass

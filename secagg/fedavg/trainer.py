@@ -33,7 +33,7 @@ from secagg.aggregation import AggregateResult, Aggregator, make_aggregator
 from secagg.crypto.randomness import RandomSource
 from secagg.dp.config import DPConfig, tolerated_dropouts
 from secagg.dp.sampling import AesCtrRandomness, poisson_subsample, sample_cohort
-from secagg.errors import AbortError, ParameterError
+from secagg.errors import AbortError, ParameterError, TrainingDiverged
 from secagg.fedavg.models import ModelAdapter, check_dataset
 
 if TYPE_CHECKING:
@@ -715,7 +715,7 @@ class FedAvg:
             else:
                 contributions = np.zeros((0, global_vector.size))
             if not np.all(np.isfinite(contributions)):
-                raise ParameterError(f"client {client}'s gradients contain NaN or infinity")
+                raise TrainingDiverged(f"client {client}'s gradients contain NaN or infinity")
         return dp.mechanism.encode(contributions, signs)
 
     def _dp_decode(self, dp: _DPRun, result: AggregateResult, signs: np.ndarray | None) -> AggregateResult:
@@ -752,7 +752,7 @@ class FedAvg:
         if update.shape != global_vector.shape:
             raise ParameterError(f"client {client}'s model returned {update.size} weights, expected {global_vector.size}")
         if not np.all(np.isfinite(update)):
-            raise ParameterError(f"client {client}'s update contains NaN or infinity (local training diverged: "
+            raise TrainingDiverged(f"client {client}'s update contains NaN or infinity (local training diverged: "
                                  "lower learning_rate)")
         return np.clip(update, -self.clip, self.clip) if clip else update
 

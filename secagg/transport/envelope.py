@@ -19,7 +19,8 @@ from enum import IntEnum
 
 import numpy as np
 
-from secagg.errors import MalformedMessage
+from secagg.encoding import finite_float
+from secagg.errors import MalformedMessage, ParameterError
 
 __all__ = ["Kind", "Envelope", "decode_envelope", "MAGIC", "VERSION", "MAX_HEADER_BYTES"]
 
@@ -118,3 +119,18 @@ def field_of(header: dict, name: str, kind: type | tuple[type, ...], *, optional
         raise MalformedMessage(f"envelope field {name!r} must be {'/'.join(k.__name__ for k in kinds)}, "
                                f"got {type(value).__name__}")
     return value
+
+
+def number_of(header: dict, name: str, *, optional: bool = False) -> float | None:
+    """``header[name]``, a JSON number, as a finite float; MalformedMessage otherwise.
+
+    JSON numbers have no range: ``1e400`` reads as infinity and a 401-digit integer is a Python
+    int that ``float()`` cannot convert (OverflowError, an untyped crash). Both are refused here,
+    so a number a peer sent is always one a float can hold."""
+    value = field_of(header, name, (int, float), optional=optional)
+    if value is None:
+        return None
+    try:
+        return finite_float(f"envelope field {name!r}", value)
+    except ParameterError as exc:
+        raise MalformedMessage(str(exc)) from None

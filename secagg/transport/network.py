@@ -40,7 +40,7 @@ import numpy as np
 
 from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, SecAggError
 from secagg.protocol.bounds import log2_smaller_sum, privacy_failure
-from secagg.protocol.config import SecAggConfig
+from secagg.protocol.config import MAX_CLIENTS, SecAggConfig
 from secagg.protocol.messages import SESSION_ID_BYTES
 from secagg.transport.certs import client_common_name
 from secagg.transport.envelope import Envelope, Kind, decode_envelope, field_of
@@ -240,6 +240,13 @@ class ClientTask(Protocol):
     # Optional: ``min_sum``, the fewest inputs of a sum this client's input may go into (e.g.
     # DP's min_shares); enforced by the client's protocol session, whatever the coordinator says.
 
+    # Optional, for a client whose state outlives its process: ``taken_sessions()``, a mapping of
+    # the session ids (hex) this client took before to the digest of the announcement it took
+    # (read once, when the NetworkClient is built), and ``session_taken(session_id, digest)``,
+    # called before the client answers a new session: it must persist the pair (atomically)
+    # before returning. A restarted client then refuses a session id it took before under another
+    # announcement, and declines the same announcement (it holds none of that session's state).
+
     def session_ended(self, header: dict) -> None:
         """The coordinator closed the session (header: included, aborted, final)."""
 
@@ -343,8 +350,8 @@ class Coordinator:
                  join_quorum: int | None = None, mapper: Callable | None = None,
                  heartbeat: float = DEFAULT_HEARTBEAT, journal: str | os.PathLike | None = None) -> None:
         grpc = _grpc()
-        if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 2:
-            raise ParameterError(f"num_clients must be an int >= 2, got {num_clients!r}")
+        if isinstance(num_clients, bool) or not isinstance(num_clients, int) or not 2 <= num_clients <= MAX_CLIENTS:
+            raise ParameterError(f"num_clients must be an int in 2..{MAX_CLIENTS}, got {num_clients!r}")
         if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or not 0.5 <= heartbeat <= 600:
             raise ParameterError(f"heartbeat must be in [0.5, 600] seconds, got {heartbeat!r}")
         # Both sides send a HEARTBEAT every `heartbeat` seconds; a peer silent for HEARTBEATS_MISSED
@@ -1043,8 +1050,9 @@ class NetworkClient:
                  policy: ClientPolicy = ClientPolicy(), retry: RetryPolicy = RetryPolicy(),
                  max_message_bytes: int = 256 * 2**20, identity=None, verify_keys: Mapping[int, bytes] | None = None,
                  paillier: tuple | None = None) -> None:
-        if isinstance(client_id, bool) or not isinstance(client_id, int) or client_id < 0:
-            raise ParameterError(f"client_id must be a non-negative int, got {client_id!r}")
+        known = policy.num_clients if policy.num_clients is not None else MAX_CLIENTS
+        if isinstance(client_id, bool) or not isinstance(client_id, int) or not 0 <= client_id < known:
+            raise ParameterError(f"client_id must be an int in 0..{known - 1}, got {client_id!r}")
         self.target, self.client_id, self.task, self.tls = target, client_id, task, tls
         self.policy, self.retry = policy, retry
         self.max_message_bytes = int(max_message_bytes)
@@ -1061,6 +1069,9 @@ class NetworkClient:
         self.paillier = paillier
         self._last_contact = 0.0
         self._seen_sessions: set[bytes] = set()  # a session id is never taken twice (replays)
+        # the ids this client took before this process started (the task's persisted state), with
+        # the digest of the announcement it took under each
+        self._taken_before = _taken_sessions(task)
         self._inflight: _InFlight | None = None  # the session in progress: kept across broken streams
         if identity is not None and not policy.require_malicious:
             self.policy = replace(policy, require_malicious=True)
@@ -1183,10 +1194,22 @@ class NetworkClient:
                     self.policy.check_cohort(cohort)
                     if isinstance(spec, MaskingSpec):
                         self.policy.check(spec.config)
-                    if session_id in self._seen_sessions:
+                    digest = announcement_digest(envelope.header, envelope.blob)
+                    before = self._taken_before.get(session_id)
+                    if session_id in self._seen_sessions or before not in (None, digest):
                         raise ProtocolViolation(f"coordinator reused session id {session_id.hex()}: this client "
                                                 "takes part in a session once", party="server")
                     self._seen_sessions.add(session_id)
+                    if before is not None:
+                        # the same announcement, taken before this process restarted: its secrets are gone
+                        self._inflight = _InFlight(session_id, envelope.header, envelope.blob, None)
+                        requests.put(Envelope(Kind.DECLINE, {"reason": "this client took session "
+                                                             f"{session_id.hex()[:16]} before it restarted and holds "
+                                                             "none of its state"}).encode())
+                        continue
+                    remember = getattr(self.task, "session_taken", None)
+                    if remember is not None:
+                        remember(session_id.hex(), digest)  # persisted before anything of the session goes out
                     self._inflight = None
                     prepared = self.task.prepare(spec, envelope.header, envelope.blob)
                     if prepared is None:
@@ -1353,6 +1376,24 @@ def _start_event_loop():
     thread.start()
     ready.wait(10)
     return loop, thread
+
+
+def _taken_sessions(task) -> dict[bytes, str]:
+    """The session ids ``task`` says this client took before (its optional ``taken_sessions()``),
+    each with the digest of the announcement taken; ParameterError if the task's record is not that."""
+    taken = getattr(task, "taken_sessions", None)
+    if taken is None:
+        return {}
+    record = {}
+    for session_id, digest in dict(taken()).items():
+        try:
+            raw = bytes.fromhex(session_id)
+        except (TypeError, ValueError):
+            raw = b""
+        if len(raw) != SESSION_ID_BYTES or not isinstance(digest, str):
+            raise ParameterError(f"the task's taken sessions hold an invalid entry {session_id!r}: {digest!r}")
+        record[raw] = digest
+    return record
 
 
 def _session_id(text: str) -> bytes:

@@ -21,9 +21,9 @@ import numpy as np
 
 from secagg.errors import MalformedMessage, ParameterError, ProtocolViolation
 from secagg.protocol.client import ClientSession, ClientState
-from secagg.protocol.config import SecAggConfig
+from secagg.protocol.config import MAX_CLIENTS, SecAggConfig
 from secagg.protocol.server import ServerSession, ServerState
-from secagg.transport.envelope import field_of
+from secagg.transport.envelope import field_of, number_of
 
 __all__ = ["SessionOutcome", "MaskingSpec", "PaillierSpec", "server_run", "client_spec", "client_run",
            "config_to_header", "config_from_header", "DEADLINE_OF_ROUND", "check_cohort", "session_cohort",
@@ -69,7 +69,7 @@ def config_from_header(header: dict) -> SecAggConfig:
         values["neighbors"] = field_of(raw, "neighbors", int, optional=True)
         values["malicious"] = field_of(raw, "malicious", bool)
         values["corrupt_clients"] = field_of(raw, "corrupt_clients", int, optional=True)
-        values["dropout_fraction"] = float(field_of(raw, "dropout_fraction", (int, float), optional=True) or 0.0)
+        values["dropout_fraction"] = number_of(raw, "dropout_fraction", optional=True) or 0.0
         return SecAggConfig(**values)
     except (ParameterError, MalformedMessage) as exc:
         raise ProtocolViolation(f"coordinator sent an invalid configuration: {exc}", party="server") from None
@@ -375,7 +375,12 @@ def check_cohort(cohort, num_clients: int, spec=None) -> tuple[int, ...]:
 def session_cohort(header: Mapping, client_id: int, num_clients: int | None = None) -> tuple[tuple[int, ...], int]:
     """The cohort a SESSION announces and this client's place in it (its id inside a masking
     session); :class:`ProtocolViolation` (party "server") if the cohort is invalid or leaves this
-    client out (a coordinator announces a session only to its cohort)."""
+    client out (a coordinator announces a session only to its cohort).
+
+    Every id must be one the coordinator can admit: below ``num_clients`` when this client knows
+    the job's size, else below :data:`~secagg.protocol.config.MAX_CLIENTS` (no coordinator admits
+    more). An id no client can hold (10**30, or the job's size) would otherwise pass as a cohort
+    member that never comes, and every later check would work on a cohort the coordinator made up."""
     try:
         raw = field_of(dict(header), "cohort", list)
     except MalformedMessage as exc:
@@ -383,7 +388,7 @@ def session_cohort(header: Mapping, client_id: int, num_clients: int | None = No
     if not all(isinstance(c, int) and not isinstance(c, bool) for c in raw):
         raise ProtocolViolation("coordinator announced a cohort of non-integer ids", party="server")
     try:
-        cohort = check_cohort(raw, num_clients if num_clients is not None else max(raw, default=0) + 1)
+        cohort = check_cohort(raw, num_clients if num_clients is not None else MAX_CLIENTS)
     except ParameterError as exc:
         raise ProtocolViolation(f"coordinator announced an invalid cohort: {exc}", party="server") from None
     if list(cohort) != raw:

@@ -36,7 +36,10 @@ def atomic_npy(path: Path, array: np.ndarray) -> None:
 def atomic_json(path: Path, payload: dict) -> None:
     """Write ``payload`` to ``path`` so that a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    with open(tmp, "w") as f:
+        f.write(json.dumps(payload, indent=1, sort_keys=True))
+        f.flush()
+        os.fsync(f.fileno())  # a record a guard relies on (ids taken, updates sent) must survive a crash
     os.replace(tmp, path)
 
 

@@ -334,7 +334,8 @@ def test_participants_rebuild_the_coordinators_mechanism_from_the_announcement_a
         with pytest.raises(ParameterError, match=name):
             participant.check_calibration(received["calibration"] | {name: received["calibration"][name] * factor})
     participant.check_calibration(received["calibration"] | {"granularity": coordinator.granularity * (1 + 1e-13)})
-    for bad, match in (({"padded": 256}, "padded"), ({"epsilon": "2"}, "epsilon"), ({"padded": True}, "padded")):
+    for bad, match in (({"padded": 256}, "padded"), ({"epsilon": "2"}, "epsilon"), ({"padded": True}, "padded"),
+                       ({"total_variance": 10**400}, "total_variance"), ({"padded": 10**400}, "padded")):
         with pytest.raises(ParameterError, match=match):
             participant.check_calibration(received["calibration"] | bad)
     with pytest.raises(ParameterError, match="keys"):
@@ -441,3 +442,25 @@ def test_decoded_noise_variance_many_clients_masking():
     mech = mechanism(DPConfig(noise_multiplier=1.3, clip=1.0), dimension=16_000, shares=45, expected=50)
     noise = aggregate(mech, [np.zeros(16_000)] * 50, "masking", seed=7)
     assert within_sampling_error(noise.var(), mech.noise_stddev**2 * 50 / 45, noise.size, sigmas=4)
+
+
+def test_announced_parameters_beyond_a_floats_range_are_refused_with_a_typed_error():
+    # review 13 (low): float() of a 401-digit JSON integer raised OverflowError (untyped) from
+    # from_dict, check_calibration and deep inside the calibration; every field is now range-checked
+    parameters = MechanismParameters(DPConfig(epsilon=2.0, delta=1e-6, clip=0.5, dropout_tolerance=0.2),
+                                     dimension=30, rounds=4, sampling_rate=0.05, expected_contributions=10,
+                                     min_shares=8, population=200)
+    data = parameters.to_dict()
+    huge = 10**400
+    numeric = [name for name, value in data.items() if name != "format" and isinstance(value, (int, float))]
+    assert set(numeric) == {"dimension", "rounds", "sampling_rate", "expected_contributions", "min_shares",
+                            "population"}
+    for name in numeric:
+        with pytest.raises(ParameterError, match=name):
+            MechanismParameters.from_dict(data | {name: huge}).build()
+    for name in ("epsilon", "delta", "clip", "dropout_tolerance", "bits", "range_stddevs"):
+        with pytest.raises(ParameterError):
+            MechanismParameters.from_dict(data | {"config": data["config"] | {name: huge}}).build()
+    for name in ("epsilon", "delta", "clip", "dropout_tolerance"):
+        with pytest.raises(ParameterError, match=name):
+            DPConfig(**{"epsilon": 2.0, "delta": 1e-6, "clip": 0.5, name: huge})

@@ -7,7 +7,10 @@ client answers to a hostile sequence (REFUSE, DECLINE, PROTOCOL resends) in mill
 
 from __future__ import annotations
 
-from secagg.transport.envelope import Envelope, Kind, decode_envelope
+import json
+import struct
+
+from secagg.transport.envelope import MAGIC, VERSION, Envelope, Kind, decode_envelope
 
 
 class _Responses:
@@ -29,10 +32,11 @@ def drive(client, envelopes):
     after its HELLO). The stream ends after the last envelope (the client then sees a broken
     stream, a transient error, unless it refused or finished first)."""
     box = {}
+    responses = _Responses(envelopes)  # encoded before the client starts: an unencodable envelope fails here
 
     def call(requests):
         box["requests"] = requests
-        return _Responses(envelopes)
+        return responses
 
     error = None
     try:
@@ -42,6 +46,15 @@ def drive(client, envelopes):
     sent = [decode_envelope(raw) for raw in box["requests"]]
     assert sent[0].kind is Kind.HELLO
     return error, sent[1:]
+
+
+def raw_envelope(kind: Kind, header_json: str, blob: bytes = b"") -> bytes:
+    """An envelope whose header is ``header_json`` as written: JSON a Python dict cannot produce
+    through :meth:`Envelope.encode` (e.g. the number ``1e400``, which every JSON reader takes for
+    infinity, while ``json.dumps`` refuses to write an infinite float)."""
+    json.loads(header_json)  # valid JSON, whatever it means
+    header = header_json.encode()
+    return struct.pack("<4sBBI", MAGIC, VERSION, int(kind), len(header)) + header + blob
 
 
 def stream_ended(error) -> bool:
