@@ -159,7 +159,7 @@ class FedAvgTask:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._lock = _lock_state_dir(self.state_dir)
             try:
-                self._load()
+                self._load(self.state_dir)
             except BaseException:
                 self.close()
                 raise
@@ -188,8 +188,8 @@ class FedAvgTask:
         return self.fedavg.weights
 
     # ---------------------------------------------------------------- state directory
-    def _load(self) -> None:
-        state_file = self.state_dir / "fedavg_state.json"  # type: ignore[operator]
+    def _load(self, state_dir: Path) -> None:
+        state_file = state_dir / "fedavg_state.json"
         if not state_file.exists():
             return
         try:
@@ -204,7 +204,7 @@ class FedAvgTask:
                 and "/" not in model_name and "\\" not in model_name):
             raise ParameterError(f"{state_file} names an unexpected model file {model_name!r}")
         try:
-            vector = np.load(self.state_dir / model_name, allow_pickle=False)  # type: ignore[operator]
+            vector = np.load(state_dir / model_name, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ParameterError(f"cannot read the saved model {model_name}: {exc}") from None
         if vector.dtype != np.float64 or vector.shape != (self.dimension,) or not np.all(np.isfinite(vector)):
@@ -214,7 +214,7 @@ class FedAvgTask:
         server = self.fedavg.server
         self.fedavg.server = type(server)(unflatten(vector, server.weights), server.server_learning_rate)
         self.fedavg.history.rounds[:] = records
-        log.info("resuming FedAvg after round %d of %d from %s", len(records), self.fedavg.rounds, self.state_dir)
+        log.info("resuming FedAvg after round %d of %d from %s", len(records), self.fedavg.rounds, state_dir)
 
     def _save(self) -> None:
         if self.state_dir is None:
