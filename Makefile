@@ -11,7 +11,7 @@ SITE := build/site
 # Material for MkDocs prints a multi-line notice about MkDocs 2.0 on every build unless told not to
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: run simulate test typecheck typecheck-todo docs docs-build bench bench-update bench-micro bench-baseline clean
+.PHONY: run simulate test typecheck docs docs-build bench bench-update bench-micro bench-baseline clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,10 +53,6 @@ test: $(STAMP)
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
-
-# the default checks on every package, ignoring the list of packages not yet clean in pyproject.toml
-typecheck-todo: $(STAMP)
-	$(PY) -m mypy --config-file "" --python-version 3.10 --ignore-missing-imports --warn-unused-ignores secagg
 
 # the documentation site, strict: a broken link or anchor, or a docstring the reference cannot render, fails
 docs-build: $(DOCS_STAMP)

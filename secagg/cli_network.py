@@ -225,8 +225,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     def started(port: int) -> None:
         if aggregator is not None:
+            from secagg.transport.sessions import PaillierSpec
+
+            spec = task.spec
+            if not isinstance(spec, PaillierSpec):  # a Paillier aggregator's task runs Paillier sessions: typed anyway
+                raise SessionStateError("the Paillier task has no Paillier session")
             what = (f"Paillier, decryption by {aggregator.key().threshold} of {n} banks, at least "
-                    f"{task.spec.min_contributors} contributions")
+                    f"{spec.min_contributors} contributions")
         elif task.config is not None:
             what = f"threshold {task.config.threshold}"
         else:  # a masking task always has its configuration: typed anyway

@@ -133,6 +133,10 @@ class Epsilon(float):
     Arithmetic on it gives plain floats.
     """
 
+    accountant: str
+    delta: float
+    theorem: str
+
     def __new__(cls, value: float, accountant: str, delta: float, theorem: str = "") -> Epsilon:
         epsilon = super().__new__(cls, value)
         epsilon.accountant = accountant
@@ -642,6 +646,8 @@ class MechanismAccountant:
         if scheme == "poisson":
             gaussian = dp_accounting.PoissonSampledDpEvent(float(self.sampling_rate), gaussian)
         elif scheme == "cohort":
+            if self.population is None:  # the cohort scheme is that of a known population: typed anyway
+                raise ParameterError("sampling a cohort needs the population")
             gaussian = dp_accounting.SampledWithoutReplacementDpEvent(
                 int(self.population), _cohort(self.sampling_rate, self.population), gaussian)
         return dp_accounting.SelfComposedDpEvent(gaussian, int(rounds))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -170,8 +171,10 @@ class DPConfig:
                 ok = isinstance(value, str)
             if not ok:
                 raise ParameterError(f"DPConfig field {name!r} has the wrong type: {value!r}")
-        return cls(**{name: finite_float(name, data[name]) if name in _REAL_FIELDS and data[name] is not None
-                      else data[name] for name in names})
+        fields: dict[str, Any] = {  # each field's type is checked above
+            name: finite_float(name, data[name]) if name in _REAL_FIELDS and data[name] is not None else data[name]
+            for name in names}
+        return cls(**fields)
 
     def min_shares(self, parties: int) -> int:
         """Fewest of ``parties`` whose noise is in the sum when ``dropout_tolerance`` of them vanish."""

@@ -85,6 +85,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NoReturn
 
 import numpy as np
 
@@ -339,6 +340,8 @@ class DistributedMechanism:
 
     def _skellam_variance(self, l2: float, l1: float, gaussian_rho: float) -> float:
         """Smallest total Skellam variance whose run spends at most epsilon (Agarwal et al.'s bound)."""
+        if self.config.epsilon is None:  # called only to calibrate to an epsilon: typed anyway
+            raise ParameterError("calibrating Skellam noise needs a target epsilon")
         target = math.log(self.config.epsilon)
 
         def slack(variance: float) -> float:
@@ -362,6 +365,8 @@ class DistributedMechanism:
             variance = (float(config.noise_multiplier) * l2) ** 2
             if config.mechanism == "dgauss":
                 variance = max(variance, MIN_SHARE_VARIANCE * self.min_shares)
+        elif rho is None:  # DPConfig holds epsilon, hence a budget rho, when noise_multiplier is None: typed anyway
+            raise ParameterError("calibrating the noise needs epsilon or noise_multiplier")
         elif config.mechanism == "dgauss":
             variance = self._dgauss_variance(factor * l2, rho)
         else:
@@ -373,7 +378,7 @@ class DistributedMechanism:
         m = self.parameters.expected_contributions
         return m * m * c * c / self.padded + m / 4 + self._variance_for(c, rho)[0]
 
-    def _refuse_width(self, rho: float | None, floor: float) -> None:
+    def _refuse_width(self, rho: float | None, floor: float) -> NoReturn:
         config = self.config
         k = config.range_stddevs
         target = (f"epsilon {config.epsilon:g} (delta {config.delta:g}, {self.rounds} rounds)"
@@ -549,6 +554,8 @@ class DistributedMechanism:
             factor = np.where(norms > self.config.clip, self.config.clip / norms, 1.0)
         rows = rows * factor[:, None]
         if self.config.rotation:
+            if signs is None:  # encode's _check_signs refused it: typed anyway
+                raise ParameterError("rotation needs the round's signs")
             rows = rotate(rows, signs)
         scaled = rows / self.granularity
         floor = np.floor(scaled)
@@ -574,15 +581,19 @@ class DistributedMechanism:
         raise ParameterError("conditional rounding kept exceeding its bound (is rounding_beta tiny?)")
 
     def _noise(self, source: RandomSource) -> np.ndarray:
-        sampler = sample_discrete_gaussian if self.config.mechanism == "dgauss" else sample_skellam
-        share = self.share_variance if self.config.mechanism == "dgauss" else float(self.share_variance)
-        noise = sampler(share, self.padded, source)
+        noise = self._sample_noise(self.padded, source)
         for _ in range(_MAX_REROUNDS):
             outside = np.flatnonzero(np.abs(noise) > self._tail)
             if outside.size == 0:
                 return noise
-            noise[outside] = sampler(share, outside.size, source)
+            noise[outside] = self._sample_noise(outside.size, source)
         raise RuntimeError("noise truncation did not terminate")  # pragma: no cover
+
+    def _sample_noise(self, size: int, source: RandomSource) -> np.ndarray:
+        """``size`` samples of one party's share of the noise (the discrete Gaussian at its exact variance)."""
+        if self.config.mechanism == "dgauss":
+            return sample_discrete_gaussian(self.share_variance, size, source)
+        return sample_skellam(float(self.share_variance), size, source)
 
     # ------------------------------------------------------------------ server side
     def _check_signs(self, signs: np.ndarray | None) -> None:
@@ -607,5 +618,7 @@ class DistributedMechanism:
         wrapped = ((integers + half) & np.int64((1 << self.config.bits) - 1)) - half
         real = wrapped.astype(np.float64) * self.granularity
         if self.config.rotation:
+            if signs is None:  # _check_signs refused it: typed anyway
+                raise ParameterError("rotation needs the round's signs")
             return unrotate(real, signs, self.dimension)
         return real

@@ -38,7 +38,14 @@ import numpy as np
 from secagg.aggregation import AggregateResult
 from secagg.aggregation.codec import UpdateCodec
 from secagg.encoding import FixedPointEncoder
-from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, TrainingDiverged
+from secagg.errors import (
+    AbortError,
+    MalformedMessage,
+    ParameterError,
+    ProtocolViolation,
+    SessionStateError,
+    TrainingDiverged,
+)
 from secagg.fedavg.models import check_dataset
 from secagg.fedavg.trainer import FedAvg, History, RoundRecord, _RunPlan, unflatten
 from secagg.transport.envelope import Envelope, Kind, field_of, vector_blob
@@ -152,7 +159,7 @@ class FedAvgTask:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._lock = _lock_state_dir(self.state_dir)
             try:
-                self._load()
+                self._load(self.state_dir)
             except BaseException:
                 self.close()
                 raise
@@ -181,8 +188,8 @@ class FedAvgTask:
         return self.fedavg.weights
 
     # ---------------------------------------------------------------- state directory
-    def _load(self) -> None:
-        state_file = self.state_dir / "fedavg_state.json"  # type: ignore[operator]
+    def _load(self, state_dir: Path) -> None:
+        state_file = state_dir / "fedavg_state.json"
         if not state_file.exists():
             return
         try:
@@ -197,7 +204,7 @@ class FedAvgTask:
                 and "/" not in model_name and "\\" not in model_name):
             raise ParameterError(f"{state_file} names an unexpected model file {model_name!r}")
         try:
-            vector = np.load(self.state_dir / model_name, allow_pickle=False)  # type: ignore[operator]
+            vector = np.load(state_dir / model_name, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ParameterError(f"cannot read the saved model {model_name}: {exc}") from None
         if vector.dtype != np.float64 or vector.shape != (self.dimension,) or not np.all(np.isfinite(vector)):
@@ -207,7 +214,7 @@ class FedAvgTask:
         server = self.fedavg.server
         self.fedavg.server = type(server)(unflatten(vector, server.weights), server.server_learning_rate)
         self.fedavg.history.rounds[:] = records
-        log.info("resuming FedAvg after round %d of %d from %s", len(records), self.fedavg.rounds, self.state_dir)
+        log.info("resuming FedAvg after round %d of %d from %s", len(records), self.fedavg.rounds, state_dir)
 
     def _save(self) -> None:
         if self.state_dir is None:
@@ -237,7 +244,7 @@ class FedAvgTask:
         header = {"task": self.name, "round": index, "fedavg": self.announced}
         if self.plan.dp is not None:
             header["dp_calibration"] = self.plan.dp.mechanism.calibration()
-        if self.plan.dp is not None and self.fedavg.dp.rotation:
+        if self.plan.dp is not None and self.plan.dp.config.rotation:
             header["signs_seed"] = self.fedavg._signs_seed(index).hex()
         return SessionPlan(self.spec, header, vector_blob(self.fedavg.server.vector), cohort=tuple(cohort))
 
@@ -272,6 +279,8 @@ class FedAvgTask:
             result = AggregateResult(None, 0.0, (), cohort, seconds, aborted=aborted)
         signs = None
         if "signs_seed" in plan.header:
+            if self.plan.dp is None:  # only a DP run's plans carry a rotation seed: typed anyway
+                raise SessionStateError("a session plan with a rotation seed finished in a run without DP")
             signs = self.plan.dp.mechanism.signs(bytes.fromhex(plan.header["signs_seed"]))
         record = self.fedavg._finish_round(self.plan, index, cohort, result, signs, self.eval_data, started,
                                            refused=refused, misbehaving=misbehaving)
@@ -302,8 +311,9 @@ class FedAvgTask:
         if last is not None and "roc_auc" in last.metrics:
             lines[0] += (f", ROC-AUC {last.metrics['roc_auc']:.3f}, average precision "
                          f"{last.metrics.get('average_precision', float('nan')):.3f}")
-        if last is not None and last.epsilon is not None:
-            lines[0] += f", epsilon {last.epsilon:.3f} (delta {self.fedavg.dp.delta:g})"
+        dp = self.fedavg.dp
+        if last is not None and last.epsilon is not None and dp is not None:  # epsilon is spent with DP only
+            lines[0] += f", epsilon {last.epsilon:.3f} (delta {dp.delta:g})"
         named = {c: why for r in history for c, why in r.misbehaving.items()}
         if named:
             lines.append(f"misbehaving clients (refused, named): {named}")
@@ -467,7 +477,7 @@ class FedAvgClient:
                 self.plan.dp.mechanism.check_calibration(dict(header).get("dp_calibration"))
             except ParameterError as exc:
                 raise ProtocolViolation(f"coordinator announced another DP calibration: {exc}", party="server") from None
-        if self.plan.dp is not None and self.fedavg.dp.rotation:
+        if self.plan.dp is not None and self.plan.dp.config.rotation:
             try:
                 seed = bytes.fromhex(field_of(dict(header), "signs_seed", str))
             except (MalformedMessage, ValueError) as exc:

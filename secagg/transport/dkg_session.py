@@ -28,9 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, SecAggError
+from secagg.errors import (
+    AbortError,
+    MalformedMessage,
+    ParameterError,
+    ProtocolViolation,
+    SecAggError,
+    SessionStateError,
+)
 
 if TYPE_CHECKING:
+    from secagg.paillier.dkg import CeremonyStats
     from secagg.paillier.threshold import ThresholdPublicKey
 from secagg.transport.certs import client_common_name
 from secagg.transport.envelope import Envelope, Kind, decode_envelope, field_of
@@ -223,6 +231,8 @@ class CeremonyRelay:
                     self._deliver(outbox)
                 if coordinator.state is CoordinatorState.COMPLETED:
                     public = coordinator.public_key
+                    if public is None:  # a completed ceremony has its key: typed anyway
+                        raise SessionStateError("the key ceremony completed without a public key")
                     self.outcome.public_key, self.outcome.signatures = public, coordinator.signatures
                     self.outcome.rounds = coordinator.stats.rounds
                     self.outcome.bytes_relayed = coordinator.stats.bytes_in + coordinator.stats.bytes_out
@@ -294,7 +304,7 @@ class CeremonyBank:
         self.fault_exit_at_round = fault_exit_at_round
         self.written: list[Path] = []
         self.ceremonies = 0
-        self.stats = None
+        self.stats: CeremonyStats | None = None  # of the ceremony that wrote this bank's share
 
     def _channel(self):
         grpc = _grpc()

@@ -25,6 +25,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
+from typing import BinaryIO
 
 from secagg.errors import ParameterError
 
@@ -64,7 +65,7 @@ class SessionJournal:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self._file = None
+        self._file: BinaryIO | None = None
 
     # ---------------------------------------------------------------- reading
     def pending(self) -> JournaledSession | None:

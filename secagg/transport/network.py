@@ -34,11 +34,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from secagg.errors import AbortError, MalformedMessage, ParameterError, ProtocolViolation, SecAggError
+from secagg.errors import (
+    AbortError,
+    MalformedMessage,
+    ParameterError,
+    ProtocolViolation,
+    SecAggError,
+    SessionStateError,
+)
 from secagg.protocol.bounds import log2_smaller_sum, privacy_failure
 from secagg.protocol.config import MAX_CLIENTS, SecAggConfig
 from secagg.protocol.messages import SESSION_ID_BYTES
@@ -47,8 +54,10 @@ from secagg.transport.envelope import Envelope, Kind, decode_envelope, field_of
 from secagg.transport.journal import JournaledSession, SessionJournal
 from secagg.transport.sessions import (
     DEADLINE_OF_ROUND,
+    ClientRun,
     MaskingSpec,
     PaillierSpec,
+    ServerRun,
     SessionOutcome,
     announcement_digest,
     check_cohort,
@@ -182,7 +191,7 @@ class SessionPlan:
     masking session (with the coordinator's ``verify_keys`` in malicious mode).
     """
 
-    spec: object
+    spec: MaskingSpec | PaillierSpec  # (a SecAggConfig given here becomes its MaskingSpec)
     header: dict = field(default_factory=dict)  # task parameters sent to clients (JSON-able)
     blob: bytes = b""  # e.g. the global model (float64) of a FedAvg round
     # the clients the session is for (a FedAvg round's sample); None: every client. A masking
@@ -302,7 +311,7 @@ class _Peer:
 class _Run:
     index: int
     plan: SessionPlan
-    server: object  # a session adapter of secagg.transport.sessions
+    server: ServerRun
     session_envelope: Envelope
     opening: dict[int, bytes] = field(default_factory=dict)  # first protocol messages (Paillier requests)
     cohort: frozenset[int] = frozenset()  # the clients this session is for
@@ -725,20 +734,21 @@ class Coordinator:
         order (the session is a deterministic function of them). The abort reason if it had aborted."""
         server = run.server
         try:
-            for kind, data in resume.events:
-                if kind == "received":
-                    client, blob = data  # type: ignore[misc]
-                    run.last_delivered.update(server.receive(client, blob))
-                    run.heard.add(client)
-                    run.digests.add(hashlib.sha256(client.to_bytes(4, "little") + blob).digest())
-                elif kind == "closed":
-                    run.last_delivered.update(server.close_round())
-                elif kind == "expelled":
-                    run.expelled.add(data[0])  # type: ignore[index]
-                elif kind == "refused":
-                    client, reason = data  # type: ignore[misc]
-                    run.refused[client] = reason
-                    run.declined.add(client)
+            for event in resume.events:
+                match event:
+                    case ("received", (int() as client, bytes() as blob)):
+                        run.last_delivered.update(server.receive(client, blob))
+                        run.heard.add(client)
+                        run.digests.add(hashlib.sha256(client.to_bytes(4, "little") + blob).digest())
+                    case ("closed", str()):
+                        run.last_delivered.update(server.close_round())
+                    case ("expelled", (int() as client, str())):
+                        run.expelled.add(client)
+                    case ("refused", (int() as client, str() as reason)):
+                        run.refused[client] = reason
+                        run.declined.add(client)
+                    case _:  # SessionJournal reads only these events: typed anyway
+                        raise ParameterError(f"the session journal holds an unknown event {event[0]!r}")
         except AbortError as exc:
             return str(exc)
         except ProtocolViolation as exc:  # a journal this session refuses is not its own
@@ -801,7 +811,9 @@ class Coordinator:
         aborted: str | None = None
         if resume is not None:
             aborted = self._replay(run, resume)
-            self.journal.resume()  # type: ignore[union-attr]
+            if self.journal is None:  # a session is resumed from its journal only: typed anyway
+                raise SessionStateError("a resumed session has no journal to append to")
+            self.journal.resume()
         # Events from the previous session's streams are stale now.
         while True:
             try:
@@ -1012,7 +1024,7 @@ class ClientPolicy:
         if config.threshold < minimum:
             raise ProtocolViolation(f"coordinator asks for threshold {config.threshold}, below the agreed "
                                     f"minimum {minimum}", party="server")
-        if config.is_sparse and (self.min_neighbors is None or config.neighbors < self.min_neighbors):
+        if config.neighbors is not None and (self.min_neighbors is None or config.neighbors < self.min_neighbors):
             raise ProtocolViolation(
                 f"coordinator asks for a SecAgg+ graph of {config.neighbors} neighbours; this client accepts "
                 + ("the complete graph only" if self.min_neighbors is None else f"at least {self.min_neighbors}"),
@@ -1299,7 +1311,7 @@ class _InFlight:
     session_id: bytes
     header: dict
     blob: bytes
-    session: object | None  # a client run of secagg.transport.sessions (None: this client sits it out)
+    session: ClientRun | None  # None: this client sits the session out
     last_sent: bytes | None = None  # its last protocol message (resent when the session is taken up)
     last_request: bytes | None = None  # the coordinator's last message and this client's reply to it
     last_reply: bytes | None = None
@@ -1409,8 +1421,9 @@ def _session_id(text: str) -> bytes:
 def _stream_ended(why: str = "the coordinator closed the stream"):
     """A stream that ended without a session end: treat like an unavailable coordinator."""
     grpc = _grpc()
+    rpc_error: Any = grpc.RpcError  # a base class held in a variable (grpcio has no type information)
 
-    class _Ended(grpc.RpcError):
+    class _Ended(rpc_error):
         def code(self):
             return grpc.StatusCode.UNAVAILABLE
 

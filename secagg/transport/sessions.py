@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from secagg.protocol.client import ClientSession, ClientState
 from secagg.protocol.config import MAX_CLIENTS, SecAggConfig
 from secagg.protocol.server import ServerSession, ServerState
 from secagg.transport.envelope import field_of, number_of
+
+if TYPE_CHECKING:  # imported when used: the Paillier path loads only for a Paillier round
+    from secagg.paillier.threshold import ThresholdPublicKey
 
 __all__ = ["SessionOutcome", "MaskingSpec", "PaillierSpec", "server_run", "client_spec", "client_run",
            "config_to_header", "config_from_header", "DEADLINE_OF_ROUND", "check_cohort", "session_cohort",
@@ -45,6 +49,39 @@ class SessionOutcome:
     aborted: str | None
     misbehaving: dict[int, str] = field(default_factory=dict)  # refused messages (bad proof, signature)
     refused: dict[int, str] = field(default_factory=dict)  # clients that refused the session, and why
+
+
+class ServerRun(Protocol):
+    """The coordinator side of one session (either protocol), as :func:`server_run` gives it to the
+    driver: every client id it takes and gives is the client's own."""
+
+    @property
+    def round(self) -> str: ...
+    @property
+    def joining(self) -> bool: ...
+    @property
+    def finished(self) -> bool: ...
+    @property
+    def threshold(self) -> int: ...
+    @property
+    def expected_clients(self) -> frozenset[int]: ...
+    @property
+    def pending_clients(self) -> frozenset[int]: ...
+    def opening(self) -> dict[int, bytes]: ...
+    def receive(self, client: int, data: bytes) -> dict[int, bytes]: ...
+    def close_round(self) -> dict[int, bytes]: ...
+    def abort(self, reason: str) -> dict[int, bytes]: ...
+    def is_late(self, data: bytes) -> bool: ...
+    def outcome(self, aborted: str | None) -> SessionOutcome: ...
+
+
+class ClientRun(Protocol):
+    """A client's side of one session (either protocol), as :func:`client_run` gives it to the driver."""
+
+    def start(self) -> bytes | None: ...
+    def handle(self, data: bytes) -> bytes | None: ...
+    @property
+    def contributed(self) -> bool: ...
 
 
 # ----------------------------------------------------------------------------- masking
@@ -185,7 +222,7 @@ class PaillierSpec:
     """One Paillier round: the public parameters, the banks' identities, the packing of the
     values each bank contributes and the fewest contributions to decrypt."""
 
-    public: object  # ThresholdPublicKey
+    public: ThresholdPublicKey
     verify_keys: Mapping[int, bytes]
     values: int  # integers per contribution (packed into ciphertexts)
     value_bound: int  # |value| <= value_bound
@@ -335,13 +372,16 @@ class _PaillierClientRun:
             self.sent = True
             return reply
         if len(data) >= 6 and data[:4] == b"SAGP" and data[5] == PaillierMessageType.DECRYPTION_REQUEST:
-            from secagg.paillier.messages import decode_paillier_message
+            from secagg.paillier.messages import DecryptionRequest, decode_paillier_message
 
             try:
-                round_ = decode_paillier_message(data).round
+                decoded = decode_paillier_message(data)
             except MalformedMessage as exc:
                 exc.party = "server"
                 raise
+            if not isinstance(decoded, DecryptionRequest):  # its type byte says it is: typed anyway
+                raise MalformedMessage(f"a {type(decoded).__name__} sent as a DecryptionRequest", party="server")
+            round_ = decoded.round
             if round_ != self.spec.round:
                 raise ProtocolViolation(f"a DecryptionRequest for round {round_}: this session announced round "
                                         f"{self.spec.round} only", party="server")
@@ -453,7 +493,8 @@ class _CohortServerRun:
 
 # ----------------------------------------------------------------------------- factories
 
-def server_run(spec, session_id: bytes, cohort: tuple[int, ...], *, mapper=None):
+def server_run(spec: MaskingSpec | PaillierSpec, session_id: bytes, cohort: tuple[int, ...], *,
+               mapper=None) -> ServerRun:
     """The coordinator side of a session for ``spec`` (MaskingSpec or PaillierSpec) among
     ``cohort`` (client ids, sorted); every id it takes and gives is a client's own."""
     if isinstance(spec, MaskingSpec):
@@ -474,7 +515,7 @@ def announcement_digest(header: Mapping, blob: bytes) -> str:
 
 
 def client_spec(header: dict, *, verify_keys=None, paillier=None, blob: bytes = b"",
-                cohort: tuple[int, ...] | None = None):
+                cohort: tuple[int, ...] | None = None) -> MaskingSpec | PaillierSpec:
     """The session a SESSION header announces, as this client checks it: a MaskingSpec (its
     SecAggConfig, bounds checked, for exactly the announced ``cohort``; verify keys re-keyed by the
     session's numbering) or a PaillierSpec (checked against this bank's own key, its ``meaning``
@@ -502,8 +543,8 @@ def client_spec(header: dict, *, verify_keys=None, paillier=None, blob: bytes = 
     raise ProtocolViolation(f"coordinator runs an unknown protocol {protocol!r}", party="server")
 
 
-def client_run(spec, client_id: int, session_id: bytes, prepared, *, identity=None, paillier=None,
-               min_sum: int = 1):
+def client_run(spec: MaskingSpec | PaillierSpec, client_id: int, session_id: bytes, prepared, *, identity=None,
+               paillier=None, min_sum: int = 1) -> ClientRun:
     """The client side of ``spec``'s session for the input the task ``prepared``. ``min_sum``: the
     fewest inputs of a sum this client helps produce (a masking client reveals no shares for a
     shorter survivor list; a bank decrypts no aggregate of fewer contributions)."""

@@ -68,7 +68,7 @@ class SimulationResult:
 
 
 def _schedule(config: SecAggConfig, drop: Mapping[str, Iterable[int]] | None) -> dict[Round, set[int]]:
-    schedule = {r: set() for r in Round}
+    schedule: dict[Round, set[int]] = {r: set() for r in Round}
     if drop is None:
         return schedule
     if not isinstance(drop, Mapping):
@@ -163,10 +163,12 @@ def simulate(
             start = time.perf_counter()
             reply = clients[u].start() if round_name is Round.ADVERTISE_KEYS else clients[u].handle(inbox.pop(u))
             client_times.append(time.perf_counter() - start)
-            bytes_up += len(reply)  # type: ignore[arg-type]
-            bytes_sent[u] += len(reply)  # type: ignore[arg-type]
+            if reply is None:  # a client session answers every server message of these rounds: typed anyway
+                raise SessionStateError(f"client {u} has no reply in round {round_name.value}")
+            bytes_up += len(reply)
+            bytes_sent[u] += len(reply)
             start = time.perf_counter()
-            closed = server.receive(u, reply)  # type: ignore[arg-type]
+            closed = server.receive(u, reply)
             server_time += time.perf_counter() - start
             if closed or server.state is not ServerState(round_name.value):
                 outbox = closed

@@ -59,13 +59,12 @@ class SumTask:
 
     def __init__(self, spec: SecAggConfig | PaillierSpec, output: str | os.PathLike | None = None, *,
                  sessions: int = 1) -> None:
-        if isinstance(spec, SecAggConfig):
-            spec = MaskingSpec(spec)
-        if not isinstance(spec, (MaskingSpec, PaillierSpec)):
+        task_spec = MaskingSpec(spec) if isinstance(spec, SecAggConfig) else spec
+        if not isinstance(task_spec, (MaskingSpec, PaillierSpec)):
             raise ParameterError("spec must be a SecAggConfig or a PaillierSpec")
         if isinstance(sessions, bool) or not isinstance(sessions, int) or sessions < 1:
             raise ParameterError(f"sessions must be a positive int, got {sessions!r}")
-        self.spec, self.output, self.sessions = spec, output, sessions
+        self.spec, self.output, self.sessions = task_spec, output, sessions
         self.results: list[dict] = []
         self.aggregate: np.ndarray | None = None
         self.survivors: list[int] = []

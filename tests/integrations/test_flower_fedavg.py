@@ -447,3 +447,33 @@ def test_the_paillier_path_needs_each_banks_own_mod(banks, bank_keys):
                           client_data=lambda i: data[i])
     with pytest.raises(ParameterError, match="only it takes one"):
         fedavg_client_app(configuration(), 4, client_data=lambda i: data[i], paillier=lambda i: None)
+
+
+def test_a_bank_announced_a_masking_session_on_the_paillier_path_refuses_it(banks, bank_keys):
+    # a hostile server may announce any protocol in a bank's setup: one that is not a Paillier
+    # round is refused as the server's fault (it raised AttributeError: a MaskingSpec has no round)
+    import json
+
+    from flwr.app import ConfigRecord
+
+    from secagg.integrations.flower.paillier import PAILLIER_RECORD_KEY
+    from secagg.protocol.config import SecAggConfig
+    from secagg.transport.sessions import config_to_header
+
+    def masking_setup(message):
+        record = message.content.config_records.get(PAILLIER_RECORD_KEY)
+        if record is not None and "setup" in record:
+            header = json.loads(record["setup"])
+            header["protocol"] = "masking"
+            header["config"] = config_to_header(SecAggConfig(num_clients=len(header["cohort"]), threshold=3,
+                                                             vector_length=8))
+            message.content.config_records[PAILLIER_RECORD_KEY] = ConfigRecord(
+                {**dict(record), "setup": json.dumps(header, sort_keys=True)})
+        return message
+
+    data = [(b.X_train, b.y_train) for b in banks]
+    _, fedavg, workflow, _ = paillier_run(bank_keys, data, rounds=1, inbound=masking_setup)
+    [record] = fedavg.history
+    assert record.applied and record.included == (0, 1, 3)
+    assert list(record.refused) == [2]
+    assert record.refused[2].startswith("ProtocolViolation: the server announced a masking session on the Paillier")

@@ -869,3 +869,41 @@ def test_grpc_log_lines_pass_through_and_handshake_failures_are_recognised(capfd
                     "an ordinary line"]
     assert "an ordinary line" in capfd.readouterr().err  # standard error still gets everything
     assert handshake_failure(seen[0]) == "SSL_ERROR_SSL: expired" and handshake_failure(seen[1]) is None
+
+
+def test_a_resumed_session_replays_every_event_its_journal_holds(tmp_path):
+    # the restarted coordinator rebuilds its session from the journal: each accepted message and
+    # round close goes to the session again, in order, and the expelled and refusing clients stay so
+    from secagg.transport.journal import SessionJournal
+    from secagg.transport.network import SessionPlan, _Run
+
+    class RecordingServer:
+        round = "share_keys"
+
+        def __init__(self):
+            self.calls = []
+
+        def receive(self, client, data):
+            self.calls.append(("receive", client, data))
+            return {client: b"reply"}
+
+        def close_round(self):
+            self.calls.append(("close_round",))
+            return {}
+
+    journal = SessionJournal(tmp_path / "s.journal")
+    journal.begin(0, bytes(16), (0, 1, 2), {}, b"", b"announcement")
+    journal.received(1, b"keys")
+    journal.closed("advertise_keys")
+    journal.expelled(2, "MalformedMessage: garbage")
+    journal.refused(0, "ProtocolViolation: another model")
+    journal.close()
+    config = SecAggConfig(num_clients=3, threshold=2, vector_length=4)
+    coordinator = Coordinator(SumTask(config), 3, tls=INSECURE)
+    server = RecordingServer()
+    run = _Run(0, SessionPlan(config), server, Envelope(Kind.SESSION))
+    assert coordinator._replay(run, SessionJournal(tmp_path / "s.journal").pending()) is None
+    assert server.calls == [("receive", 1, b"keys"), ("close_round",)]
+    assert run.heard == {1} and run.last_delivered == {1: b"reply"} and len(run.digests) == 1
+    assert run.expelled == {2}
+    assert run.refused == {0: "ProtocolViolation: another model"} and run.declined == {0}

@@ -496,7 +496,7 @@ class _FedAvgBankMod(_BankMod):
 
     def _contribute(self, msg, ctxt, call_next, record, data: bytes, state: dict):
         from secagg.transport.envelope import field_of
-        from secagg.transport.sessions import client_spec, session_cohort
+        from secagg.transport.sessions import PaillierSpec, client_spec, session_cohort
 
         task = self.tasks.task(ctxt)
         try:
@@ -512,6 +512,8 @@ class _FedAvgBankMod(_BankMod):
         cohort, _ = session_cohort(header, task.client_id, task.plan.num_clients)
         spec = client_spec(header, verify_keys=self.verify_keys, paillier=(self.public, self.share, self.floor),
                            blob=blob, cohort=cohort)
+        if not isinstance(spec, PaillierSpec):  # the header names its protocol, and the server chose it
+            raise _server_violation(f"the server announced a {spec.name} session on the Paillier path")
         bank = self._bank(session, state)
         request = bank.read_request(data)  # before training: a refused request costs nothing
         if request.round != spec.round:
