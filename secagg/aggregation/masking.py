@@ -107,30 +107,30 @@ class MaskingAggregator(Aggregator):
         1`` where the graph allows it: the server can only remove the masks of a sum that has t + 1
         inputs or more (each survivor needs t surviving holders), so the protocol itself refuses
         every sum with fewer noise shares than the DP guarantee counts on, at the first round that
-        falls short. With a SecAgg+ graph of fewer neighbours the clients enforce it instead: each
-        reveals no share for a survivor list shorter than ``min_contributions`` (the network
-        participant's ``min_sum``)."""
+        falls short. With a SecAgg+ graph of fewer neighbours, in malicious mode, the coordinator
+        could unmask any set each of whose members keeps t holders inside it (it decides who masks
+        with whom); where that is not below 2^-40 (:func:`~secagg.protocol.bounds.log2_smaller_sum`)
+        ``neighbors="auto"`` moves to the complete graph at t = ``min_contributions - 1``, and a fixed
+        graph is refused. Every client also reveals no share for a survivor list shorter than
+        ``min_contributions`` (the network participant's ``min_sum``)."""
         neighbors, threshold = self._graph(n)
         holders = n - 1 if neighbors is None else neighbors
         if threshold < min_contributions - 1 <= holders:
             threshold = min_contributions - 1
         if self.malicious and threshold < min_contributions - 1:
-            # the clients count signatures on the survivor list; the coalition could still sum one of two
-            # mask-disjoint groups of signers. "auto" widens the graph until that is below 2^-40.
+            # a malicious coordinator decides who masks with whom, so it can unmask any set whose members
+            # each keep t holders inside it (review 14). "auto" widens the graph until a set smaller than
+            # min_contributions is below 2^-40 (in practice: until t can be min_contributions - 1).
             corrupt = min(n - 1, math.ceil(self.corrupt_fraction * n - 1e-9))
-            while log2_smaller_sum(n, neighbors, threshold, min_contributions, corrupt) > -40:
+            if log2_smaller_sum(n, neighbors, threshold, min_contributions, corrupt) > -40:
                 if self.neighbors != "auto" or neighbors is None:
                     raise ParameterError(
                         f"a sum of fewer than {min_contributions} inputs is not unlikely enough with n={n}, K={holders}, "
-                        f"t={threshold} and {corrupt} corrupt clients (two mask-disjoint groups of signers): raise "
-                        f"neighbors or the threshold, or use neighbors='auto'")
-                neighbors = neighbors + max(1, (n - 1 - neighbors) // 4)
-                if neighbors >= n - 1:
-                    neighbors = None
-                holders = n - 1 if neighbors is None else neighbors
-                threshold = min(max(threshold, math.ceil(2 / 3 * holders - 1e-9)), holders)
-                if threshold < min_contributions - 1 <= holders:
-                    threshold = min_contributions - 1
+                        f"t={threshold} and {corrupt} corrupt clients (a set each of whose members keeps t holders "
+                        f"inside it): raise the threshold to {min_contributions - 1}, or use neighbors='auto'")
+                # the complete graph at t = min_contributions - 1: every client keeps the dropout margin
+                # (a SecAgg+ graph with t that close to K would not survive the dropouts)
+                neighbors, threshold = None, max(threshold, min(n - 1, min_contributions - 1))
         return neighbors, threshold
 
     def _graph(self, n: int) -> tuple[int | None, int]:
@@ -157,10 +157,16 @@ class MaskingAggregator(Aggregator):
         """The checked session configuration of a round of n clients (no sum of fewer than
         ``min_contributions`` inputs: see :meth:`graph_for`)."""
         neighbors, threshold = self.graph_for(n, min_contributions)
+        corrupt = min(n - 1, math.ceil(self.corrupt_fraction * n - 1e-9))
+        dropout = self.dropout_fraction
+        if min_contributions > 1:
+            # a round left with fewer than min_contributions inputs is refused anyway (DP's min_shares), so the
+            # session need only survive the others missing: dropouts plus, in malicious mode, silent corrupt clients
+            silent = corrupt if self.malicious else 0
+            dropout = min(dropout, max(0.0, (n - min_contributions - silent + 0.5) / n))
         return SecAggConfig(num_clients=n, threshold=threshold, vector_length=vector_length,
                             modulus_bits=modulus_bits, neighbors=neighbors, malicious=self.malicious,
-                            corrupt_clients=min(n - 1, math.ceil(self.corrupt_fraction * n - 1e-9)),
-                            dropout_fraction=self.dropout_fraction)
+                            corrupt_clients=corrupt, dropout_fraction=dropout)
 
     def session_spec(self, num_clients, encoder, dimension, *, min_contributions=1):
         """Network mode: the masking session a coordinator announces for ``num_clients`` clients."""

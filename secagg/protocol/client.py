@@ -127,16 +127,16 @@ class ClientSession:
         self.min_survivors = int(min_survivors)
         model = config.threat_model
         if config.malicious and model is not None and self.min_survivors > 1:
-            # every signer of the survivor list is counted (below); the coordinator could still sum one
-            # of two mask-disjoint groups of signers: refuse parameters under which that is likely
+            # the coordinator decides who masks with whom, so it can sum any set whose members each keep
+            # t holders inside it (review 14): refuse parameters under which one smaller than this is likely
             failure = bounds.log2_smaller_sum(config.num_clients, config.neighbors if config.is_sparse else None,
                                               config.threshold, self.min_survivors, model.corrupt_clients)
             if failure > -config.security_bits:
                 raise ParameterError(
                     f"min_survivors {self.min_survivors} cannot be guaranteed with n={config.num_clients}, "
                     f"K={config.holders_per_client}, t={config.threshold}, c={model.corrupt_clients}: a coordinator "
-                    f"could sum one of two mask-disjoint groups of signers (2^{failure:.1f} > "
-                    f"2^-{config.security_bits:g}); raise the neighbours or the threshold")
+                    f"could unmask a smaller set each of whose members keeps t holders inside it (2^{failure:.1f} > "
+                    f"2^-{config.security_bits:g}); raise the threshold to {self.min_survivors - 1}")
         if isinstance(client_id, bool) or not isinstance(client_id, (int, np.integer)) \
                 or not 0 <= client_id < config.num_clients:
             raise ParameterError(f"client_id must be in 0..{config.num_clients - 1}, got {client_id!r}")
@@ -443,9 +443,7 @@ class ClientSession:
                 raise _violation("unmask request names a survivor list other than the one this client signed")
             payload = d.consistency_payload(self.session_id, self._transcript_root, survivors)  # type: ignore[arg-type]
             valid_from_holders = 0
-            signers = set()  # distinct: the codec refuses signers out of increasing order
             for signer, signature in message.signatures:
-                signers.add(signer)
                 if signer >= self.config.num_clients or not np.any(survivors == signer):
                     raise _violation(f"consistency signature from client {signer}, who is not a survivor")
                 try:
@@ -456,11 +454,6 @@ class ClientSession:
             if valid_from_holders < self.config.threshold:
                 raise _violation(f"only {valid_from_holders} of this client's holders signed the survivor list, "
                                  f"fewer than the threshold {self.config.threshold}")
-            if len(signers) < self.min_survivors:
-                # the survivor list's length is the coordinator's word (it may name clients excluded at
-                # round 0, nobody's partner): a signature is each survivor's own word that it sent its input
-                raise _violation(f"only {len(signers)} survivors signed the survivor list; this client helps unmask "
-                                 f"no sum of fewer than {self.min_survivors} inputs")
         else:
             if message.signatures:
                 raise _violation("consistency signatures in honest-but-curious mode")

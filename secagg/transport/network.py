@@ -1000,7 +1000,7 @@ class ClientPolicy:
     min_cohort: int | None = None
     min_corrupt: int = 0
     # malicious mode: the fewest inputs of a sum this client helps unmask (DP's min_shares); the session
-    # must make a sum of fewer unlikely even with the coalition splitting the signers (bounds.log2_smaller_sum)
+    # must make a sum of fewer unlikely whoever the coordinator shows whom (bounds.log2_smaller_sum)
     min_sum: int = 1
     security_bits: float = 40.0  # SecAgg+ graphs: the privacy bound's failure probability, 2^-security_bits
 
@@ -1041,9 +1041,10 @@ class ClientPolicy:
             failure = log2_smaller_sum(config.num_clients, config.neighbors if config.is_sparse else None,
                                        config.threshold, self.min_sum, corrupt)
             if failure > -self.security_bits:
-                raise ProtocolViolation(f"coordinator asks for a session in which {corrupt} corrupt clients could sum "
-                                        f"fewer than this client's {self.min_sum} inputs (two mask-disjoint groups "
-                                        f"of signers: 2^{failure:.1f})", party="server")
+                raise ProtocolViolation(f"coordinator asks for a session in which it could unmask a sum of fewer than "
+                                        f"this client's {self.min_sum} inputs with {corrupt} corrupt clients (a set "
+                                        f"each of whose members keeps t holders inside it: 2^{failure:.1f})",
+                                        party="server")
 
 
 class NetworkClient:

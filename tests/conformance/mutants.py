@@ -482,9 +482,6 @@ NOT_MUTATED: list[tuple[str, str, str, str]] = [
     ("client.py", "_on_unmask_request", "raise SessionStateError",
      "unreachable: the client is in AWAIT_UNMASK_REQUEST only after round 2 stored its held shares (a narrowing "
      "for the type checker)"),
-    ("client.py", "_on_unmask_request", "raise _violation(f\"only {len(signers)} survivors signed",
-     "a local policy (min_survivors, e.g. DP's min_shares), not a protocol rule: the vectors run without one; "
-     "tests/review13/test_dp_noise_shares.py attacks it"),
     ("server.py", "close", "raise NotImplementedError", "an abstract method"),
     ("server.py", "__init__", "raise ParameterError", _CALLER),
     ("server.py", "receive", "raise", _RERAISE),

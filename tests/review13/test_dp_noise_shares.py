@@ -10,6 +10,13 @@ own partners (holders and owners in its key directory); every other id on the li
 trust. A malicious coordinator that excludes clients at round 0 (it may exclude anyone) can name
 them on the survivor list anyway: they are nobody's partner, so nobody checks them, and the list
 reaches min_shares while the sum it unmasks holds far fewer inputs (and noise shares).
+
+Fixed in two steps. Review 13's fix counted signatures on the list; review 14 showed the
+coordinator makes every edge into the summed set one-sided, so every client signs while the sum
+holds only the closed set. Now the parameters themselves are checked: the library's own DP session
+here is the complete graph at t = min_shares - 1 (`MaskingAggregator.graph_for`), and every
+participant refuses a session under which a smaller closed set is likely (`log2_smaller_sum`),
+the former SecAgg+ choice (K = 60, t = 33) included.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from secagg.crypto.shamir import FIELD_PRIME, limbs_to_secrets
 from secagg.crypto.signatures import IdentityKey
 from secagg.errors import ParameterError, ProtocolViolation, SecAggError
 from secagg.protocol import derivation as d
+from secagg.protocol.bounds import log2_smaller_sum
+from secagg.protocol.config import SecAggConfig
 from secagg.protocol.messages import (
     ConsistencyRequest,
     KeyDirectory,
@@ -102,29 +111,47 @@ def participant():
     return FedAvgClient(dp_job(), 0, X, (X[:, 0] > 0).astype(np.int64), num_clients=N)
 
 
-def test_the_participants_own_session_cannot_raise_its_threshold_to_min_shares(participant):
-    # the setting of the attack below, as the participant itself computes it
+def former_session(participant):
+    """The session the library chose for this job before review 14: SecAgg+, K = 60, t = 33."""
+    own = participant.expected_session().config
+    return SecAggConfig(num_clients=N, threshold=33, vector_length=own.vector_length, modulus_bits=own.modulus_bits,
+                        neighbors=60, malicious=True, corrupt_clients=5, dropout_fraction=0.1)
+
+
+def test_the_participants_own_session_leaves_no_smaller_sum(participant):
     config = participant.expected_session().config
-    assert config.is_sparse and config.malicious
-    assert (config.neighbors, config.threshold, participant.min_sum) == (60, 33, 90)
-    participant.policy(N).check(config)  # the attack below runs the participant's own session
+    assert config.malicious and not config.is_sparse
+    assert (config.threshold, participant.min_sum) == (89, 90)
+    assert log2_smaller_sum(N, None, 89, 90, config.threat_model.corrupt_clients) == -math.inf
+    participant.policy(N).check(config)
 
 
-def pad_the_survivor_list(participant, *, pad: bool = True):
+def test_the_former_sparse_session_is_refused_before_round_0(participant):
+    weak = former_session(participant)
+    assert log2_smaller_sum(N, 60, 33, 90, 5) == 0.0  # a closed set of about 60 exists
+    with pytest.raises(ProtocolViolation):  # fewer neighbours than its own, and the smaller-sum bound
+        participant.policy(N).check(weak)
+    with pytest.raises(ProtocolViolation, match="cannot keep this client's minimum sum"):
+        client_run(MaskingSpec(weak, {u: IdentityKey.generate(TestOnlySeededRandomness(u)).public_bytes
+                                      for u in range(N)}),
+                   0, SID, np.zeros(weak.vector_length, np.uint64),
+                   identity=IdentityKey.generate(TestOnlySeededRandomness(0)), min_sum=participant.min_sum)
+
+
+def pad_the_survivor_list(config, min_sum, *, pad: bool = True):
     """The attack: run every participant's own session (its config, its min_sum); keep a closed
     set R, exclude everybody else at round 0, name everybody on the survivor list (``pad``; else
     R only, the honest list). Returns
     (R, the sum the coordinator unmasked or None, the inputs, the refusals)."""
-    config = participant.expected_session().config
     t, ring = config.threshold, config.ring
     root = TestOnlySeededRandomness(13)
     identities = [IdentityKey.generate(root.child(b"id%d" % u)) for u in range(N)]
     spec = MaskingSpec(config, {u: k.public_bytes for u, k in enumerate(identities)})
     inputs = [np.random.default_rng(u).integers(0, ring.modulus, config.vector_length, dtype=np.uint64)
               for u in range(N)]
-    runs = {u: client_run(spec, u, SID, inputs[u], identity=identities[u], min_sum=participant.min_sum)
+    runs = {u: client_run(spec, u, SID, inputs[u], identity=identities[u], min_sum=min_sum)
             for u in range(N)}
-    assert all(run.session.min_survivors == participant.min_sum for run in runs.values())
+    assert all(run.session.min_survivors == min_sum for run in runs.values())
     adverts = {u: run.start() for u, run in runs.items()}
     draws = {u: runs[u].session.drawn_holders for u in range(N)}
     kept = smallest_closed_set(draws, t)
@@ -178,44 +205,31 @@ def pad_the_survivor_list(participant, *, pad: bool = True):
     return kept, aggregate, inputs, refused
 
 
-def test_without_padding_the_same_closed_set_is_refused_by_min_sum(participant):
-    # the control: the honest survivor list of the same closed set is refused (the guard works;
-    # the padding below is what defeats it)
-    kept, released, _, refused = pad_the_survivor_list(participant, pad=False)
-    assert len(kept) < participant.min_sum and released is None
-    assert set(refused) == set(kept)
-    assert all(f"fewer than {participant.min_sum} inputs" in why for why in refused.values())
-
-
-def test_a_survivor_list_padded_with_excluded_clients_releases_no_sum_of_fewer_noise_shares(participant):
-    kept, released, inputs, refused = pad_the_survivor_list(participant)
-    ring = participant.expected_session().config.ring
-    assert len(kept) < participant.min_sum  # about 60: the coordinator's closed set
-    exact = released is not None and np.array_equal(released, ring.sum([inputs[u] for u in kept]))
-    assert not exact, (f"released the exact sum of {len(kept)} inputs (each carrying one noise share) under a "
-                       f"survivor list of {N} that every participant checked against its min_sum of "
-                       f"{participant.min_sum}; refusals: {refused}")
-    # refused at the unmasking: each survivor's own signature says it sent its input, the list's length does not
-    assert released is None and set(refused) == set(kept)
-    assert all(f"survivors signed the survivor list; this client helps unmask no sum of fewer than "
-               f"{participant.min_sum}" in why for why in refused.values())
+def test_without_the_bound_a_padded_list_releases_the_sum_of_the_closed_set_alone(participant):
+    # what the smaller-sum bound prevents: on the former session, with a minimum sum the bound allows
+    # (34 = t + 1), the padded list of all 100 unmasks the exact sum of the closed set (about 60)
+    weak = former_session(participant)
+    kept, released, inputs, refused = pad_the_survivor_list(weak, 34)
+    assert 34 <= len(kept) < participant.min_sum and not refused
+    assert released is not None and np.array_equal(released, weak.ring.sum([inputs[u] for u in kept]))
 
 
 # ----------------------------------------------------------------------------- what is left to the coalition
 
-def test_the_bound_on_summing_one_of_two_mask_disjoint_groups_of_signers():
+def test_the_bound_on_a_smaller_closed_set():
     from secagg.protocol.bounds import log2_smaller_sum
 
-    # the complete graph: exact. Each group needs t + 1 - c members; two fit in 10 clients only if t is small
-    assert log2_smaller_sum(10, None, 6, 9, 0) == -math.inf
-    assert log2_smaller_sum(10, None, 3, 9, 0) == 0.0
-    # this module's setting (n = 100, K = 60, t = 33, c = 5, min_sum 90): negligible
-    assert log2_smaller_sum(N, 60, 33, 90, 5) < -70
-    # a small SecAgg+ cohort is not: 2^-27
-    assert -30 < log2_smaller_sum(30, 25, 14, 28, 2) < -20
+    # the complete graph: exact. A closed set needs t + 1 - c members, so none is smaller than t + 1
+    assert log2_smaller_sum(10, None, 8, 9, 0) == -math.inf
+    assert log2_smaller_sum(10, None, 6, 9, 0) == 0.0
+    assert log2_smaller_sum(N, None, 89, 90, 5) == -math.inf
+    # this module's former SecAgg+ setting: certain
+    assert log2_smaller_sum(N, 60, 33, 90, 5) == 0.0
+    # a large cohort with a small minimum sum keeps SecAgg+
+    assert log2_smaller_sum(1000, 100, 60, 80, 0) < -1000
 
 
-def test_a_session_under_which_the_split_is_likely_is_refused_by_every_layer():
+def test_a_session_under_which_a_smaller_sum_is_likely_is_refused_by_every_layer():
     from secagg.protocol.bounds import log2_smaller_sum
     from secagg.protocol.client import ClientSession
     from secagg.protocol.config import SecAggConfig
@@ -229,11 +243,11 @@ def test_a_session_under_which_the_split_is_likely_is_refused_by_every_layer():
         ClientSession(config, 0, SID, np.zeros(4, dtype=np.uint64), identity=identity, verify_keys=keys,
                       min_survivors=28)
     ClientSession(config, 0, SID, np.zeros(4, dtype=np.uint64), identity=identity, verify_keys=keys, min_survivors=15)
-    with pytest.raises(ProtocolViolation, match="could sum fewer than this client's 28 inputs"):
+    with pytest.raises(ProtocolViolation, match="fewer than this client's 28 inputs"):
         ClientPolicy(num_clients=30, min_threshold=14, min_neighbors=25, min_sum=28).check(config)
     # the aggregator widens an "auto" graph until the split is negligible, and refuses a fixed one
     neighbors, threshold = MaskingAggregator(neighbors="auto", malicious=True, dropout_fraction=0.0).graph_for(30, 28)
     holders = 29 if neighbors is None else neighbors
     assert log2_smaller_sum(30, neighbors, threshold, 28, 2) <= -40 and threshold <= holders
-    with pytest.raises(ParameterError, match="mask-disjoint groups"):
+    with pytest.raises(ParameterError, match="raise the threshold to 27"):
         MaskingAggregator(neighbors=25, threshold=14, malicious=True, dropout_fraction=0.0).graph_for(30, 28)

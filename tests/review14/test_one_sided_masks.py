@@ -18,8 +18,11 @@ commits to every AdvertiseKeys, not to which entries each client was shown). The
 left is on A: each member keeps t of its drawn holders in A (plus corrupt clients), the closed
 set review 13 used (about 60 of 100). The second group needs nothing: any ``min_sum`` signers do.
 
-Here no client is corrupt at all (c = 0): the coordinator alone, against the participant's own
-DP session (n = 100, K = 60, t = 33, min_sum = 90; ``log2_smaller_sum`` < 2^-70 for it).
+Here no client is corrupt at all (c = 0): the coordinator alone, against what was the
+participant's own DP session (n = 100, K = 60, t = 33, min_sum = 90; review 13's bound put it
+below 2^-70). Fixed: ``log2_smaller_sum`` now bounds the closed set A alone (certain here), the
+library's own DP session is the complete graph at t = 89, and every participant refuses this one
+before round 0; the attack below still works where no minimum sum is enforced (the control).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from secagg.crypto.prg import apply_masks
 from secagg.crypto.randomness import TestOnlySeededRandomness
 from secagg.crypto.shamir import limbs_to_secrets
 from secagg.crypto.signatures import IdentityKey
-from secagg.errors import SecAggError
+from secagg.errors import ProtocolViolation, SecAggError
 from secagg.protocol import derivation as d
 from secagg.protocol.bounds import log2_smaller_sum
 from secagg.protocol.messages import (
@@ -46,7 +49,12 @@ from secagg.transport.sessions import MaskingSpec, client_run
 pytest.importorskip("dp_accounting")
 
 from secagg.fedavg.network import FedAvgClient  # noqa: E402
-from tests.review13.test_dp_noise_shares import dp_job, lagrange_at_zero, smallest_closed_set  # noqa: E402
+from tests.review13.test_dp_noise_shares import (  # noqa: E402
+    dp_job,
+    former_session,
+    lagrange_at_zero,
+    smallest_closed_set,
+)
 
 SID = bytes(range(16, 32))
 N = 100
@@ -59,7 +67,7 @@ def participant():
     return FedAvgClient(dp_job(), 0, X, (X[:, 0] > 0).astype(np.int64), num_clients=N)
 
 
-def one_sided_split(participant, *, one_sided: bool = True):
+def one_sided_split(config, min_sum, *, one_sided: bool = True):
     """Run every participant's own session (its config and min_sum) and play the coordinator.
 
     A: a closed set of the drawn holders (every member keeps t drawn holders in A). Every A member
@@ -70,14 +78,13 @@ def one_sided_split(participant, *, one_sided: bool = True):
     their edges into A are cut (so, as the bound assumes, they need t holders outside A).
 
     Returns (A, the sum unmasked or None, inputs, refusals, signers)."""
-    config = participant.expected_session().config
     t, ring = config.threshold, config.ring
     root = TestOnlySeededRandomness(14)
     identities = [IdentityKey.generate(root.child(b"id%d" % u)) for u in range(N)]
     spec = MaskingSpec(config, {u: k.public_bytes for u, k in enumerate(identities)})
     inputs = [np.random.default_rng(1000 + u).integers(0, ring.modulus, config.vector_length, dtype=np.uint64)
               for u in range(N)]
-    runs = {u: client_run(spec, u, SID, inputs[u], identity=identities[u], min_sum=participant.min_sum)
+    runs = {u: client_run(spec, u, SID, inputs[u], identity=identities[u], min_sum=min_sum)
             for u in range(N)}
     adverts = {u: run.start() for u, run in runs.items()}
     draws = {u: runs[u].session.drawn_holders for u in range(N)}
@@ -141,32 +148,26 @@ def one_sided_split(participant, *, one_sided: bool = True):
     return group, aggregate, inputs, refused, len(signatures)
 
 
-def test_the_bound_calls_this_session_safe(participant):
-    config = participant.expected_session().config
-    assert (config.neighbors, config.threshold, participant.min_sum) == (60, 33, 90)
-    # with the participant's own corrupt clients, and even with none: the coordinator alone attacks below
-    assert log2_smaller_sum(N, 60, 33, 90, config.threat_model.corrupt_clients) < -70
-    assert log2_smaller_sum(N, 60, 33, 90, 0) < -70
-    participant.policy(N).check(config)
+def test_the_bound_calls_this_session_unsafe_and_every_participant_refuses_it(participant):
+    weak = former_session(participant)
+    assert log2_smaller_sum(N, 60, 33, 90, 0) == 0.0  # the coordinator alone finds a closed set of ~57
+    with pytest.raises(ProtocolViolation):
+        participant.policy(N).check(weak)
+    with pytest.raises(ProtocolViolation, match="cannot keep this client's minimum sum"):
+        one_sided_split(weak, participant.min_sum)
 
 
-def test_control_cutting_both_sides_as_the_bound_assumes_is_refused(participant):
-    # the bound's model: the other signers' edges into A cut on both sides. They keep fewer than t
-    # holders among themselves, so they refuse, and A sees too few signatures.
-    group, released, _, refused, signers = one_sided_split(participant, one_sided=False)
-    assert len(group) < participant.min_sum
-    assert released is None
-    assert signers < participant.min_sum
+def test_one_sided_edges_release_the_closed_set_alone_where_no_minimum_sum_is_enforced(participant):
+    # the attack's mechanism, on the same session without a minimum sum: every client signs, the
+    # coordinator unmasks the closed set alone (the reason the minimum sum is a bound on parameters)
+    weak = former_session(participant)
+    group, released, inputs, refused, signers = one_sided_split(weak, 1)
+    assert len(group) < participant.min_sum and signers == N and not refused
+    assert released is not None and np.array_equal(released, weak.ring.sum([inputs[u] for u in group]))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="review 14: one-sided masks let every outsider sign while A's sum carries none of "
-                          "their masks; log2_smaller_sum's second group needs no closure at all")
-def test_one_sided_edges_release_no_sum_of_fewer_than_min_sum_inputs(participant):
-    group, released, inputs, refused, signers = one_sided_split(participant)
-    ring = participant.expected_session().config.ring
-    assert len(group) < participant.min_sum  # about 60 of 100: the closed set of review 13
-    exact = released is not None and np.array_equal(released, ring.sum([inputs[u] for u in group]))
-    assert not exact, (f"the coordinator alone (no corrupt client) unmasked the exact sum of {len(group)} inputs; "
-                       f"{signers} of {N} clients signed the survivor list, each participant requiring "
-                       f"{participant.min_sum}; refusals: {refused}")
+def test_control_cutting_both_sides_leaves_the_outsiders_too_few_holders(participant):
+    # cutting the outsiders' edges into A on both sides: they keep fewer than t holders and refuse
+    weak = former_session(participant)
+    group, released, _, refused, signers = one_sided_split(weak, 1, one_sided=False)
+    assert signers < N and refused

@@ -35,18 +35,18 @@ def keys(n: int):
 
 
 def test_a_coordinator_declaring_no_corrupt_client_does_not_pass_the_participants_smaller_sum_check():
-    # n = 30, K = 25, t = 14, min_sum = 28: 2^-96 with c = 0, 2^-27 with the participant's c = 2
-    declared = SecAggConfig(num_clients=30, threshold=14, vector_length=2, neighbors=25, malicious=True,
+    # n = 30, K = 25, t = 15, min_sum = 17: 2^-46 with c = 0, 2^-38.7 with the participant's c = 2
+    declared = SecAggConfig(num_clients=30, threshold=15, vector_length=2, neighbors=25, malicious=True,
                             corrupt_clients=0)
-    assert log2_smaller_sum(30, 25, 14, 28, 0) < -90 < -40 < log2_smaller_sum(30, 25, 14, 28, 2)
+    assert log2_smaller_sum(30, 25, 15, 17, 0) < -40 < log2_smaller_sum(30, 25, 15, 17, 2)
     identity, verify_keys = keys(30)
     # the sans-IO session takes the declared number (documented): it accepts
     ClientSession(declared, 0, SID, np.zeros(2, np.uint64), identity=identity, verify_keys=verify_keys,
-                  min_survivors=28)
+                  min_survivors=17)
     # the participant's policy takes its own
-    with pytest.raises(ProtocolViolation, match="2 corrupt clients could sum fewer than this client's 28"):
-        ClientPolicy(num_clients=30, min_threshold=14, min_neighbors=25, require_malicious=True, min_corrupt=2,
-                     min_sum=28).check(declared)
+    with pytest.raises(ProtocolViolation, match="fewer than this client's 17 inputs with 2 corrupt clients"):
+        ClientPolicy(num_clients=30, min_threshold=15, min_neighbors=25, require_malicious=True, min_corrupt=2,
+                     min_sum=17).check(declared)
 
 
 def test_a_malicious_participant_refuses_an_honest_mode_session():
