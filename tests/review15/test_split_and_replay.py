@@ -219,7 +219,7 @@ def test_second_consistency_request_is_refused_before_and_after_reveal():
 # ---------------------------------------------------------------- attack 2: dropouts after the check
 
 def test_on_the_list_but_never_signed_and_signed_then_vanished():
-    # n = 12, t = 7 (library's choice, d = 1): client 11 is on the list but never signs, client 10
+    # n = 12, t = 8 (the library's choice for c = 1, d = 1): client 11 is on the list but never signs, client 10
     # signs and then vanishes. The honest run still finishes with the sum over all 12 survivors
     # (11's input is in the sum, so its self-mask is what must be revealed), and no holder
     # reveals a mask-key share of anyone: nothing of a survivor's mask key leaves.
