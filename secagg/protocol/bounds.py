@@ -33,6 +33,7 @@ replay messages, exclude anyone at any round); corrupt clients too.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -229,15 +230,26 @@ def log2_smaller_sum(num_clients: int, neighbors: int | None, threshold: int, mi
     C(h, a) P_a^a over a (h = n - c). For the complete graph (K = n - 1) P_a is 0 or 1 and the
     bound is exact: a sum of fewer than ``min_sum`` inputs is impossible iff t >= min_sum - 1.
     """
-    n, c = num_clients, corrupt_clients
+    return _log2_smaller_sum(int(num_clients), None if neighbors is None else int(neighbors), int(threshold),
+                             int(min_sum), int(corrupt_clients))
+
+
+@functools.lru_cache(maxsize=256)
+def _log2_smaller_sum(n: int, neighbors: int | None, t: int, min_sum: int, c: int) -> float:
+    # every client of a session checks the same parameters: computed once per process
     k = n - 1 if neighbors is None else neighbors
     h = n - c
-    totals = []
-    for a in range(1, min(min_sum - c, h + 1)):
-        closed = log2_hypergeometric_tail(n - 1, a - 1 + c, k, threshold)
+    largest = min(min_sum - c - 1, h)  # the biggest set that is still too small
+    if k >= n - 1:  # every member holds for all others: a set of a is closed iff a - 1 + c >= t
+        return 0.0 if largest >= max(1, t + 1 - c) else -math.inf
+    total = -math.inf
+    for a in range(largest, max(1, t + 1 - c) - 1, -1):  # largest first (the likeliest); smaller than t + 1 - c: never
+        closed = log2_hypergeometric_tail(n - 1, a - 1 + c, k, t)
         if np.isfinite(closed):
-            totals.append(float(_log2_comb(h, a)) + a * closed)
-    return min(0.0, _log2_sum(np.array(totals))) if totals else -math.inf
+            total = float(np.logaddexp2(total, float(_log2_comb(h, a)) + a * closed))
+            if total >= 0.0:
+                break  # certain: the bound is 1 whatever the larger sets add
+    return min(0.0, total)
 
 
 def privacy_failure(num_clients: int, threshold: int, neighbors: int | None, malicious: bool, corrupt_clients: int,
